@@ -1,0 +1,5 @@
+import sys
+
+from core_model.cli import main
+
+sys.exit(main())

@@ -1,0 +1,30 @@
+"""Shared test set-up: every test gets its own user data directory; nothing touches the real one."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path_factory, monkeypatch):
+    d = tmp_path_factory.mktemp("endoreview-data")
+    monkeypatch.setenv("ENDOREVIEW_DATA_DIR", str(d))
+    monkeypatch.delenv("ENDOREVIEW_DB_URL", raising=False)
+    yield d
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing is an install error surfaced elsewhere
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
