@@ -1,0 +1,1 @@
+"""Data contracts and datasets shared by pretraining, fine-tuning and the app."""
