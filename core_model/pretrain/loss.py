@@ -1,0 +1,75 @@
+"""DINO loss over the teacher/student view pairs (reference §3.5, ``train_ssl.py`` ``DINOLoss``).
+
+Student logits are divided by ``student_temp`` (0.1) and split into V per-view blocks; teacher logits are centred,
+sharpened with the teacher temperature (0.04, optionally warmed up) and split into 2. The loss is the mean, over
+the 2·(V-1) pairs (teacher view i, student view v ≠ i), of the batch-mean cross-entropy ``-Σ_k q_ik log p_vk`` —
+18 pairs for 2 global + 8 local views. The centre (``[1, out_dim]``, starts at zero) is updated after each loss with
+momentum 0.9 from the raw teacher outputs, averaged over the global batch (all-reduced across ranks).
+
+Computed in fp32 whatever the autocast dtype of the head outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["DINOLoss", "teacher_temp_schedule"]
+
+
+def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
+    """Per-epoch teacher temperature: linear warm-up then constant (official: 0.04 throughout)."""
+    return np.concatenate(
+        (np.linspace(warmup_temp, temp, warmup_epochs), np.ones(max(epochs - warmup_epochs, 0)) * temp)
+    )
+
+
+class DINOLoss(nn.Module):
+    def __init__(
+        self,
+        out_dim: int,
+        n_views: int,
+        teacher_temps: np.ndarray,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        n_global: int = 2,
+    ) -> None:
+        super().__init__()
+        self.n_views, self.n_global = n_views, n_global
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+        self.teacher_temps = [float(t) for t in teacher_temps]
+
+    def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int) -> torch.Tensor:
+        """``student_out: [V*B, K]``, ``teacher_out: [2*B, K]`` (view-major) -> scalar loss; updates the centre."""
+        temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+        s = (student_out.float() / self.student_temp).log_softmax(dim=-1)
+        s = s.view(self.n_views, -1, s.shape[-1])  # s: [V, B, K]
+        t = F.softmax((teacher_out.float() - self.center) / temp, dim=-1).detach()
+        t = t.view(self.n_global, -1, t.shape[-1])  # t: [G, B, K]
+        batch = s.shape[1]
+        cross = (
+            -torch.einsum("gbk,vbk->gv", t, s) / batch
+        )  # cross[i, v]: batch-mean CE of teacher i vs student v
+        same = torch.zeros_like(cross, dtype=torch.bool)
+        same[torch.arange(self.n_global), torch.arange(self.n_global)] = (
+            True  # no term pairs a view with itself
+        )
+        n_terms = self.n_global * self.n_views - self.n_global
+        loss = cross.masked_fill(same, 0.0).sum() / n_terms
+        self.update_center(teacher_out)
+        return loss
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        batch_center = teacher_out.float().sum(dim=0, keepdim=True)
+        world = 1
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_center)
+            world = dist.get_world_size()
+        batch_center = batch_center / (teacher_out.shape[0] * world)
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

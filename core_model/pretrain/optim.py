@@ -1,0 +1,91 @@
+"""Optimisation pieces of the recipe (reference §3.7): parameter groups, per-iteration schedules, per-parameter
+gradient clipping, the frozen last layer and the EMA teacher — the per-tensor work done with ``torch._foreach_*``
+kernels rather than Python loops over tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = [
+    "cancel_last_layer_grads",
+    "clip_gradients_per_param",
+    "cosine_scheduler",
+    "ema_update",
+    "param_groups",
+]
+
+
+def param_groups(model: nn.Module) -> list[dict]:
+    """Official ``get_params_groups``: weights (ndim > 1, not ``.bias``) regularised — this includes pos_embed,
+    cls_token, time_embed — biases and 1-D tensors with weight decay 0. Frozen parameters are left out."""
+    regularized, not_regularized = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.endswith(".bias") or p.ndim <= 1:
+            not_regularized.append(p)
+        else:
+            regularized.append(p)
+    return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
+
+
+def cosine_scheduler(
+    base_value: float,
+    final_value: float,
+    epochs: int,
+    niter_per_ep: int,
+    warmup_epochs: int = 0,
+    start_warmup_value: float = 0.0,
+) -> np.ndarray:
+    """One value per iteration: linear warm-up (both ends included) then a half cosine to ``final_value``."""
+    warmup_iters = warmup_epochs * niter_per_ep
+    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 else np.array([])
+    iters = np.arange(epochs * niter_per_ep - warmup_iters)
+    n = max(len(iters), 1)
+    schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / n))
+    schedule = np.concatenate((warmup, schedule))
+    assert len(schedule) == epochs * niter_per_ep
+    return schedule
+
+
+@torch.no_grad()
+def clip_gradients_per_param(params: Iterable[torch.nn.Parameter], clip: float) -> torch.Tensor | None:
+    """Scale every gradient tensor by ``min(1, clip / (||g||₂ + 1e-6))`` (per tensor, not a global norm).
+
+    Returns the per-tensor norms before clipping (``[n]``) or None when no parameter has a gradient."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    norms = torch.stack(torch._foreach_norm(grads)).float()  # norms: [n]
+    factors = (clip / (norms + 1e-6)).clamp_(max=1.0)
+    by_dtype: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for g, f in zip(grads, factors.unbind()):
+        gs, fs = by_dtype.setdefault(g.dtype, ([], []))
+        gs.append(g)
+        fs.append(f.to(g.dtype))
+    for gs, fs in by_dtype.values():
+        torch._foreach_mul_(gs, fs)
+    return norms
+
+
+def cancel_last_layer_grads(model: nn.Module, epoch: int, freeze_last_layer: int) -> None:
+    """While ``epoch < freeze_last_layer`` drop the gradients of the head's last layer (official behaviour)."""
+    if epoch >= freeze_last_layer:
+        return
+    for name, p in model.named_parameters():
+        if "last_layer" in name:
+            p.grad = None
+
+
+@torch.no_grad()
+def ema_update(
+    teacher_params: list[torch.Tensor], student_params: list[torch.Tensor], momentum: float
+) -> None:
+    """θ_t ← m·θ_t + (1−m)·θ_s for every pair (two fused foreach kernels)."""
+    torch._foreach_mul_(teacher_params, momentum)
+    torch._foreach_add_(teacher_params, student_params, alpha=1.0 - momentum)
