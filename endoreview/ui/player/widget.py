@@ -1,0 +1,267 @@
+"""The player widget: header (class banner + research notice), frame view, transport and overlay controls."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from endoreview import RESEARCH_NOTICE
+from endoreview.ui.icons import icon
+from endoreview.ui.palette import colour_for, hex_colour
+from endoreview.ui.player.controller import SPEEDS, PlayerController
+from endoreview.ui.player.view import FrameView
+from endoreview.ui.tracks import PredictionTrack
+
+
+def format_time(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{int(h)}:{int(m):02d}:{s:06.3f}" if h >= 1 else f"{int(m):02d}:{s:06.3f}"
+
+
+def parse_time(text: str, fps: float) -> int | None:
+    """``"#120"`` or ``"f120"`` is a frame; ``"1:02:03.5"``, ``"2:03"`` or ``"75.2"`` a time. Returns a frame."""
+    t = text.strip().lower()
+    if not t:
+        return None
+    m = re.fullmatch(r"[#f]\s*(\d+)", t)
+    if m:
+        return int(m.group(1))
+    parts = t.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if len(values) > 3 or any(v < 0 for v in values):
+        return None
+    seconds = 0.0
+    for v in values:
+        seconds = seconds * 60 + v
+    return int(round(seconds * fps))
+
+
+class PlayerWidget(QWidget):
+    fullscreenRequested = Signal()
+
+    def __init__(self, controller: PlayerController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.track: PredictionTrack | None = None
+        self.video_label: str | None = None
+        self.show_banner = True
+        self.painted_frames: list[tuple[int, float]] = []
+
+        self.banner = QLabel("")
+        self.banner.setObjectName("classBanner")
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self.notice = QLabel(RESEARCH_NOTICE)
+        self.notice.setObjectName("researchNotice")
+        self.notice.setStyleSheet("color: #ffb74d; font-weight: 600;")
+        self.notice.setWordWrap(True)
+        self.notice.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.notice.setVisible(False)
+        header = QHBoxLayout()
+        header.setContentsMargins(6, 2, 6, 2)
+        header.addWidget(self.banner)
+        header.addWidget(self.notice, 1)
+
+        self.view = FrameView(self)
+        self.view.setMinimumSize(320, 180)
+        self.placeholder = QLabel("Open a video from the library (double-click) to start reviewing.")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: #aaa; font-size: 14pt;")
+
+        # transport
+        def button(name: str, tip: str, slot) -> QToolButton:  # noqa: ANN001
+            b = QToolButton()
+            b.setIcon(icon(name))
+            b.setToolTip(tip)
+            b.setAutoRaise(True)
+            b.clicked.connect(slot)
+            return b
+
+        c = controller
+        self.btn_start = button("skip-start", "First frame (Home)", lambda: c.seek(0))
+        self.btn_back10 = button("back10", "Back 10 frames (Shift+Left)", lambda: c.step(-10))
+        self.btn_back = button("back1", "Previous frame (Left)", lambda: c.step(-1))
+        self.btn_play = button("play", "Play / pause (Space)", c.toggle_play)
+        self.btn_fwd = button("fwd1", "Next frame (Right)", lambda: c.step(1))
+        self.btn_fwd10 = button("fwd10", "Forward 10 frames (Shift+Right)", lambda: c.step(10))
+        self.btn_end = button("skip-end", "Last frame (End)", lambda: c.seek(c.frame_count - 1))
+        self.time_label = QLabel("--:--")
+        self.time_label.setObjectName("timeLabel")
+        self.time_label.setMinimumWidth(10)
+        self.speed = QComboBox()
+        self.speed.setToolTip("Playback speed (J slower, L faster)")
+        for s in SPEEDS:
+            self.speed.addItem(f"{s:g}×", s)
+        self.speed.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed.currentIndexChanged.connect(lambda k: c.set_speed(self.speed.itemData(k)))
+        self.goto = QLineEdit()
+        self.goto.setPlaceholderText("go to 1:23 or #frame")
+        self.goto.setMaximumWidth(150)
+        self.goto.returnPressed.connect(self._goto)
+        self.btn_zoom_in = button("zoom-in", "Zoom in (+)", lambda: self.view.zoom(1.25))
+        self.btn_zoom_out = button("zoom-out", "Zoom out (-)", lambda: self.view.zoom(0.8))
+        self.btn_fit = button("fit", "Fit to window (0)", self.view.fit)
+        self.btn_full = button("fullscreen", "Full screen (F)", self.fullscreenRequested.emit)
+        transport = QHBoxLayout()
+        transport.setContentsMargins(4, 0, 4, 0)
+        for w in (
+            self.btn_start,
+            self.btn_back10,
+            self.btn_back,
+            self.btn_play,
+            self.btn_fwd,
+            self.btn_fwd10,
+            self.btn_end,
+        ):
+            transport.addWidget(w)
+        transport.addWidget(self.time_label, 1)
+        transport.addWidget(self.speed)
+        transport.addWidget(self.goto)
+        for w in (self.btn_zoom_out, self.btn_zoom_in, self.btn_fit, self.btn_full):
+            transport.addWidget(w)
+
+        # overlay controls
+        self.chk_masks = QCheckBox("Masks")
+        self.chk_boxes = QCheckBox("Boxes")
+        self.chk_banner = QCheckBox("Class banner")
+        for chk in (self.chk_masks, self.chk_boxes, self.chk_banner):
+            chk.setChecked(True)
+            chk.toggled.connect(self._overlay_settings_changed)
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0, 100)
+        self.threshold.setValue(50)
+        self.threshold.setMaximumWidth(220)
+        self.threshold.setToolTip("Hide predictions below this confidence")
+        self.threshold.valueChanged.connect(self._overlay_settings_changed)
+        self.threshold_label = QLabel()
+        overlays = QHBoxLayout()
+        overlays.setContentsMargins(4, 0, 4, 0)
+        overlays.addWidget(QLabel("Show:"))
+        overlays.addWidget(self.chk_masks)
+        overlays.addWidget(self.chk_boxes)
+        overlays.addWidget(self.chk_banner)
+        overlays.addSpacing(12)
+        overlays.addWidget(QLabel("Min. confidence"))
+        overlays.addWidget(self.threshold)
+        overlays.addWidget(self.threshold_label)
+        overlays.addStretch(1)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(header)
+        lay.addWidget(self.placeholder, 1)
+        lay.addWidget(self.view, 1)
+        lay.addLayout(transport)
+        lay.addLayout(overlays)
+        self.view.setVisible(False)
+
+        c.framePresented.connect(self._on_presented)
+        c.frameChanged.connect(self._update_time)
+        c.playingChanged.connect(lambda playing: self.btn_play.setIcon(icon("pause" if playing else "play")))
+        c.speedChanged.connect(self._on_speed)
+        c.sourceChanged.connect(self._on_source)
+        self.view.image.painted.connect(lambda i, t: self.painted_frames.append((i, t)))
+        self._overlay_settings_changed()
+
+    # ---- content ----------------------------------------------------------------------------------------------
+    def set_predictions(self, track: PredictionTrack | None, video_label: str | None = None) -> None:
+        self.track = track
+        self.video_label = video_label
+        self.view.overlay.known_classes = tuple(track.classes) if track else ()
+        self.notice.setVisible(track is not None and not track.empty)
+        self.refresh_overlay()
+
+    def refresh_overlay(self) -> None:
+        c = self.controller
+        shown = c.shown[0] if c.shown else c.current
+        t = self.track
+        masks = t.masks.get(shown, []) if t else []
+        boxes = t.boxes.get(shown, []) if t else []
+        self.view.overlay.set_content(shown, masks, boxes)
+        self._update_banner(shown)
+
+    def _update_banner(self, index: int) -> None:
+        parts = []
+        if self.show_banner and self.track is not None:
+            top = self.track.top_class(index)
+            if top is not None and top[1] >= self.view.overlay.threshold:
+                col = hex_colour(colour_for(top[0], tuple(self.track.classes)))
+                parts.append(
+                    f"<span style='background:#16161c; color:{col}; font-weight:700; padding:2px 6px'>"
+                    f"&nbsp;{top[0]} {top[1]:.0%}&nbsp;</span>"
+                )
+            if self.video_label:
+                parts.append(f"<span style='color:#ddd'>video: <b>{self.video_label}</b></span>")
+        self.banner.setText("&nbsp;&nbsp;".join(parts))
+
+    # ---- slots ------------------------------------------------------------------------------------------------
+    def _on_source(self, source) -> None:  # noqa: ANN001
+        has = source is not None
+        self.view.setVisible(has)
+        self.placeholder.setVisible(not has)
+        if not has:
+            self.view.clear_frame()
+            self.time_label.setText("--:--")
+
+    def _on_presented(self, index: int, image: np.ndarray, full: bool) -> None:
+        src = self.controller.source
+        if src is None:
+            return
+        self.view.show_frame(index, image, (src.width, src.height))
+        self.refresh_overlay()
+
+    def _update_time(self, index: int) -> None:
+        c = self.controller
+        if c.source is None:
+            return
+        fps = c.fps
+        self.time_label.setText(
+            f"{format_time(index / fps)} / {format_time(c.frame_count / fps)}   frame {index + 1} / {c.frame_count}"
+        )
+
+    def _on_speed(self, speed: float) -> None:
+        k = self.speed.findData(speed)
+        if k >= 0 and k != self.speed.currentIndex():
+            self.speed.blockSignals(True)
+            self.speed.setCurrentIndex(k)
+            self.speed.blockSignals(False)
+
+    def _overlay_settings_changed(self) -> None:
+        ov = self.view.overlay
+        ov.show_masks = self.chk_masks.isChecked()
+        ov.show_boxes = self.chk_boxes.isChecked()
+        self.show_banner = self.chk_banner.isChecked()
+        ov.threshold = self.threshold.value() / 100.0
+        self.threshold_label.setText(f"{ov.threshold:.2f}")
+        ov.update()
+        self.refresh_overlay()
+
+    def _goto(self) -> None:
+        frame = parse_time(self.goto.text(), self.controller.fps)
+        if frame is None:
+            self.goto.setStyleSheet("border: 1px solid #ef5350;")
+            self.goto.setToolTip("Not a time (e.g. 1:23 or 83.5) or frame (#2490)")
+            return
+        self.goto.setStyleSheet("")
+        self.controller.pause()
+        self.controller.seek(frame)

@@ -1,0 +1,240 @@
+"""The multi-lane timeline under the player (pyqtgraph).
+
+Lanes, top to bottom: per-class probabilities, detection confidence, label segments coloured by review state,
+review progress, and markers where the model and the reviewer disagree. The x axis is the frame index.
+
+Mouse: click or drag with the left button to seek, wheel to zoom in time, right-drag to pan, double-click to show
+the whole video. The playhead line can be dragged too and follows playback (the view scrolls to keep it visible).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+
+from endoreview.ui.palette import STATE_COLOURS, colour_for
+from endoreview.ui.tracks import LabelTrack, PredictionTrack, disagreements
+
+LANES = (
+    ("Class probability", 1.6),
+    ("Detection", 1.0),
+    ("Labels", 0.8),
+    ("Reviewed", 0.4),
+    ("Disagree", 0.5),
+)
+GAP = 0.15
+
+
+def lane_extents() -> dict[str, tuple[float, float]]:
+    """Lane name -> (y0, y1), first lane on top."""
+    out, y = {}, 0.0
+    for name, h in reversed(LANES):
+        out[name] = (y, y + h)
+        y += h + GAP
+    return out
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start indices and lengths of True runs."""
+    if mask.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    return starts, ends - starts
+
+
+class _SeekViewBox(pg.ViewBox):
+    seekRequested = Signal(float)
+
+    def __init__(self) -> None:
+        super().__init__(enableMenu=False)
+        self.setMouseEnabled(x=True, y=False)
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802, ANN001 - pyqtgraph API
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.seekRequested.emit(self.mapSceneToView(ev.scenePos()).x())
+        else:
+            super().mouseClickEvent(ev)
+
+    def mouseDoubleClickEvent(self, ev) -> None:  # noqa: N802, ANN001
+        self.autoRange(padding=0)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802, ANN001
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.seekRequested.emit(self.mapSceneToView(ev.scenePos()).x())
+        elif ev.button() == Qt.MouseButton.RightButton:
+            ev.accept()
+            delta = self.mapSceneToView(ev.lastScenePos()).x() - self.mapSceneToView(ev.scenePos()).x()
+            self.translateBy(x=delta)
+        else:
+            super().mouseDragEvent(ev, axis)
+
+    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802, ANN001
+        super().wheelEvent(ev, axis=0)
+
+
+class TimelineWidget(pg.PlotWidget):
+    seekRequested = Signal(int)
+
+    def __init__(self, parent=None) -> None:  # noqa: ANN001
+        self._vb = _SeekViewBox()
+        super().__init__(parent, viewBox=self._vb, background="#15151b")
+        self.frame_count = 0
+        self.fps = 30.0
+        self.threshold = 0.5
+        self.pred: PredictionTrack | None = None
+        self.labels: LabelTrack | None = None
+        self.disagree_frames = np.zeros(0, np.int64)
+        self._items: list[pg.GraphicsObject] = []
+        pi = self.getPlotItem()
+        pi.hideButtons()
+        pi.showGrid(x=True, y=False, alpha=0.15)
+        pi.setMenuEnabled(False)
+        ext = lane_extents()
+        left = pi.getAxis("left")
+        left.setTicks([[((a + b) / 2, name) for name, (a, b) in ext.items()]])
+        left.setWidth(120)
+        pi.getAxis("bottom").setLabel("frame")
+        top = max(b for _, b in ext.values())
+        self._vb.setYRange(-0.05, top + 0.05, padding=0)
+        for _name, (a, b) in ext.items():
+            band = pg.LinearRegionItem(
+                (a, b), orientation="horizontal", movable=False, brush=pg.mkBrush(255, 255, 255, 8)
+            )
+            band.setZValue(-20)
+            for line in band.lines:
+                line.setPen(pg.mkPen(None))
+            self.addItem(band)
+        self.playhead = pg.InfiniteLine(
+            0, angle=90, movable=True, pen=pg.mkPen("#ffffff", width=2), hoverPen=pg.mkPen("#00e5ff", width=3)
+        )
+        self.playhead.setZValue(50)
+        self.addItem(self.playhead)
+        self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
+        self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
+        self.setMinimumHeight(150)
+        self.legend = pi.addLegend(offset=(-10, 4), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 200))
+
+    def _clamp(self, x: float) -> int:
+        return int(max(0, min(self.frame_count - 1, round(x)))) if self.frame_count else 0
+
+    # ---- content ----------------------------------------------------------------------------------------------
+    def set_video(self, frame_count: int, fps: float) -> None:
+        self.frame_count, self.fps = int(frame_count), float(fps or 30.0)
+        self._vb.setLimits(xMin=-0.5, xMax=max(1, frame_count) + 0.5, minXRange=min(30, max(2, frame_count)))
+        self._vb.setXRange(0, max(1, frame_count), padding=0)
+        self.set_tracks(None, None)
+
+    def set_tracks(self, pred: PredictionTrack | None, labels: LabelTrack | None) -> None:
+        self.pred, self.labels = pred, labels
+        self.redraw()
+
+    def redraw(self) -> None:
+        for it in self._items:
+            self.removeItem(it)
+        self._items.clear()
+        self.legend.clear()
+        ext = lane_extents()
+        x = np.arange(self.frame_count, dtype=np.float64)
+        pred, labels = self.pred, self.labels
+        if pred is not None and self.frame_count:
+            a, b = ext["Class probability"]
+            for k, cls in enumerate(pred.classes):
+                col = colour_for(cls, tuple(pred.classes))
+                item = pg.PlotDataItem(
+                    x, a + pred.probs[:, k] * (b - a), pen=pg.mkPen(col, width=2), connect="finite", name=cls
+                )
+                item.setDownsampling(auto=True, method="peak")
+                item.setClipToView(True)
+                self._add(item)
+                self.legend.addItem(item, cls)
+            thr = pg.InfiniteLine(
+                a + self.threshold * (b - a), angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)
+            )
+            self._add(thr)
+            a, b = ext["Detection"]
+            det = pred.det_score
+            fill = pg.PlotDataItem(
+                x,
+                a + np.nan_to_num(det, nan=0.0) * (b - a),
+                pen=pg.mkPen("#00e5ff", width=1.5),
+                fillLevel=a,
+                brush=pg.mkBrush(0, 229, 255, 60),
+            )
+            fill.setDownsampling(auto=True, method="peak")
+            fill.setClipToView(True)
+            self._add(fill)
+        if labels is not None and self.frame_count:
+            a, b = ext["Labels"]
+            by_state: dict[str, list] = {}
+            for s in labels.segments:
+                by_state.setdefault(s.state, []).append(s)
+            for state, segs in by_state.items():
+                starts = np.array([s.start for s in segs], np.float64)
+                widths = np.array([s.end - s.start for s in segs], np.float64)
+                col = STATE_COLOURS.get(state, (200, 200, 200))
+                bars = pg.BarGraphItem(
+                    x0=starts,
+                    width=widths,
+                    y0=a,
+                    height=b - a,
+                    brush=pg.mkBrush(*col, 200),
+                    pen=pg.mkPen("#15151b"),
+                )
+                self._add(bars)
+                self.legend.addItem(
+                    pg.BarGraphItem(x0=[0], width=[1], y0=0, height=1, brush=pg.mkBrush(*col)), state
+                )
+            a, b = ext["Reviewed"]
+            starts, lengths = _runs(labels.reviewed)
+            if starts.size:
+                self._add(
+                    pg.BarGraphItem(
+                        x0=starts,
+                        width=lengths,
+                        y0=a,
+                        height=b - a,
+                        brush=pg.mkBrush(102, 187, 106, 220),
+                        pen=pg.mkPen(None),
+                    )
+                )
+        self.disagree_frames = (
+            disagreements(pred, labels, self.threshold) if (pred and labels) else np.zeros(0, np.int64)
+        )
+        if self.disagree_frames.size:
+            a, b = ext["Disagree"]
+            self._add(
+                pg.ScatterPlotItem(
+                    self.disagree_frames.astype(float),
+                    np.full(self.disagree_frames.size, (a + b) / 2),
+                    symbol="t",
+                    size=12,
+                    brush=pg.mkBrush("#ff5252"),
+                    pen=pg.mkPen("#15151b"),
+                )
+            )
+
+    def _add(self, item: pg.GraphicsObject) -> None:
+        self.addItem(item)
+        self._items.append(item)
+
+    # ---- playhead ---------------------------------------------------------------------------------------------
+    def set_playhead(self, index: int, follow: bool = True) -> None:
+        self.playhead.setValue(index)
+        if follow:
+            (x0, x1), _ = self._vb.viewRange()
+            if not x0 <= index <= x1:
+                span = x1 - x0
+                self._vb.setXRange(index - 0.1 * span, index + 0.9 * span, padding=0)
+
+    def frame_at(self, pos: QPointF) -> int:
+        """Frame under a point in widget coordinates (tests and tools use it)."""
+        scene = self.mapToScene(pos.toPoint())
+        return self._clamp(self._vb.mapSceneToView(scene).x())
+
+    def widget_x_for(self, frame: float) -> float:
+        scene = self._vb.mapViewToScene(QPointF(frame, 0))
+        return self.mapFromScene(scene).x()
