@@ -1,0 +1,185 @@
+"""Probe a video file with PyAV before any decoder touches it.
+
+decord can abort the process or spin forever on garbage, so every file is checked here first: it must exist, be a
+regular non-empty file, open as a container with a video stream, and demux completely with every packet inside the
+file. Demuxing (no decoding) also gives the exact frame count, the presentation timestamp of every frame (variable
+frame rate handled) and which frames are keyframes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core_model.video.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FileProbe:
+    path: Path
+    codec: str
+    width: int  # coded size, before rotation
+    height: int
+    rotation: int  # degrees counter-clockwise, one of 0/90/180/270
+    time_base: float
+    pts: np.ndarray  # int64 [N]: presentation timestamps in stream time base, ascending (frame i -> pts[i])
+    keyframes: np.ndarray  # int64 [K]: frame indices (presentation order) of keyframes, ascending
+    avg_fps: float  # container's average rate, 0 when unknown
+    pts_reliable: bool = True  # False for AVI / raw streams: decoded frames are matched by counting instead
+    container_format: str = ""
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.pts)
+
+    def timestamps(self) -> np.ndarray:
+        """Seconds from the first frame, float64 [N]."""
+        return (self.pts - self.pts[0]).astype(np.float64) * self.time_base if len(self.pts) else np.zeros(0)
+
+
+def check_regular_file(path: Path) -> int:
+    """Size in bytes of a readable, non-empty regular file; VideoError otherwise."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise VideoError(path, "file not found") from None
+    except OSError as e:
+        raise VideoError(path, f"cannot access file ({e.strerror or e})") from None
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise VideoError(path, "not a regular file (a device, pipe or socket cannot be read as a video)")
+    if st.st_size == 0:
+        raise VideoError(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoError(path, "permission denied")
+    return st.st_size
+
+
+def _rotation_of(container, stream) -> int:
+    """Display rotation (CCW degrees) from the first decoded frame's display matrix; 0 if none."""
+    try:
+        for frame in container.decode(stream):
+            rot = int(round(getattr(frame, "rotation", 0) or 0))
+            return rot % 360 if rot % 90 == 0 else 0
+    except Exception as e:  # a file whose first frame cannot be decoded is reported by the caller
+        raise VideoError(container.name, f"cannot decode the first frame ({e})") from None
+    return 0
+
+
+def probe_file(path: str | os.PathLike) -> FileProbe:
+    """Open, validate and index ``path``. Raises VideoError naming the file and the reason."""
+    import av
+
+    path = Path(path)
+    size = check_regular_file(path)
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except Exception as e:
+        raise VideoError(path, f"not a readable video file ({_short(e)})") from None
+    try:
+        if not container.streams.video:
+            raise VideoError(path, "no video stream in the file")
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        if not cc.width or not cc.height:
+            raise VideoError(
+                path, f"video stream has no frame size (codec {cc.name!r} unsupported or corrupt)"
+            )
+        if stream.time_base is None:
+            raise VideoError(path, "video stream has no time base")
+        time_base = float(stream.time_base)
+        pts: list[int] = []
+        key: list[bool] = []
+        missing_ts = 0
+        end = 0
+        try:
+            for pkt in container.demux(stream):
+                if pkt.size == 0:  # flush packet at the end
+                    continue
+                ts = pkt.pts if pkt.pts is not None else pkt.dts
+                if ts is None:
+                    missing_ts += 1
+                    ts = pts[-1] + 1 if pts else 0
+                pts.append(int(ts))
+                key.append(bool(pkt.is_keyframe))
+                if pkt.pos is not None and pkt.pos >= 0:
+                    end = max(end, pkt.pos + pkt.size)
+        except Exception as e:
+            raise VideoError(
+                path, f"truncated or corrupt: demuxing stopped after {len(pts)} frames ({_short(e)})"
+            ) from None
+        if not pts:
+            raise VideoError(path, "video stream holds no frames (truncated or empty)")
+        if end > size:
+            raise VideoError(
+                path, f"truncated: frame data runs to byte {end} but the file has only {size} bytes"
+            )
+        declared = int(stream.frames or 0)
+        if declared > 0 and len(pts) < declared:
+            raise VideoError(
+                path, f"truncated: the header declares {declared} frames but only {len(pts)} exist"
+            )
+        if missing_ts:
+            log.warning("%s: %d packets without timestamps; frame times are approximate", path, missing_ts)
+        pts_arr = np.asarray(pts, dtype=np.int64)
+        _check_duration(path, container, stream, pts_arr, time_base)
+        fmt = str(container.format.name or "")
+        # AVI has no presentation timestamps: with B-frames the demuxer's "pts" follow decode order and decoded
+        # frames carry shuffled ones, so frames must be matched by counting from a keyframe.
+        pts_reliable = missing_ts == 0 and "avi" not in fmt.split(",")
+        order = np.argsort(pts_arr, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        keyframes = np.sort(rank[np.asarray(key, dtype=bool)])
+        if len(keyframes) == 0 or keyframes[0] != 0:
+            keyframes = np.unique(np.concatenate([[0], keyframes]))
+        container.seek(0, stream=stream, backward=True)
+        rotation = _rotation_of(container, stream)
+        rate = stream.average_rate or stream.guessed_rate
+        return FileProbe(
+            path=path,
+            codec=str(cc.name),
+            width=int(cc.width),
+            height=int(cc.height),
+            rotation=rotation,
+            time_base=time_base,
+            pts=pts_arr[order],
+            keyframes=keyframes.astype(np.int64),
+            avg_fps=float(rate) if rate else 0.0,
+            pts_reliable=pts_reliable,
+            container_format=fmt,
+        )
+    finally:
+        container.close()
+
+
+def _check_duration(path: Path, container, stream, pts: np.ndarray, time_base: float) -> None:
+    """Matroska/WebM cut short demux cleanly; compare what was found with the duration in the header."""
+    if len(pts) < 2:
+        return
+    step = float(np.median(np.diff(np.sort(pts)))) * time_base
+    found = float(pts.max() - pts.min()) * time_base + step
+    if stream.duration:
+        declared, slack = float(stream.duration) * time_base, 2 * step + 0.01 * found
+    elif container.duration and len(container.streams) == 1:
+        declared, slack = container.duration / 1e6, 2 * step + 0.01 * found
+    elif container.duration:  # other streams (audio) may run longer than the video
+        declared, slack = container.duration / 1e6, 2 * step + 0.05 * found + 1.0
+    else:
+        return
+    if found + slack < declared:
+        raise VideoError(
+            path, f"truncated: the header declares {declared:.2f} s but frames cover only {found:.2f} s"
+        )
+
+
+def _short(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return msg if len(msg) < 200 else msg[:200] + "..."

@@ -1,0 +1,197 @@
+"""VideoReader returns exactly the frame asked for, from files (decord and PyAV) and image folders."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from core_model.video import FrameIndexError, VideoError, VideoReader, decord_available, write_video
+
+SIZE = 96  # frame side; 16 blocks of 24 px each encode 16 bits
+BITS = 16
+
+
+def code_frame(i: int, size: int = SIZE) -> np.ndarray:
+    """A frame whose 4x4 grid of big black/white blocks spells ``i`` in binary, over a moving texture."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    texture = (40 + 20 * np.sin((xx + 3 * i) / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)
+    f = np.repeat(texture[..., None], 3, axis=2)
+    b = size // 4
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        if (i >> k) & 1:
+            f[r * b + 3 : (r + 1) * b - 3, c * b + 3 : (c + 1) * b - 3] = (230, 200, 210)
+    return f
+
+
+def read_code(frame: np.ndarray, size: int = SIZE) -> int:
+    b = size // 4
+    v = 0
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        y, x = r * b + b // 2, c * b + b // 2
+        if frame[y - 4 : y + 4, x - 4 : x + 4].mean() > 135:
+            v |= 1 << k
+    return v
+
+
+N_LONG = 300
+
+
+@pytest.fixture(scope="module")
+def long_gop_h264(tmp_path_factory):
+    """H.264, 300 frames, keyframe every 250 frames, 3 B-frames: seeks must decode from the keyframe."""
+    p = tmp_path_factory.mktemp("vid") / "long_gop.mp4"
+    write_video(p, (code_frame(i) for i in range(N_LONG)), fps=25, codec="libx264", gop=250, bframes=3)
+    return p
+
+
+def _backends():
+    out = ["pyav"]
+    if decord_available():
+        out.append("decord")
+    return out
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_random_access_is_frame_exact_on_long_gop_h264_with_bframes(long_gop_h264, backend):
+    import av
+
+    with av.open(str(long_gop_h264)) as c:  # the file really has B-frames and a long GOP
+        types = {str(f.pict_type) for f in c.decode(video=0)}
+    assert any("B" in t or t == "3" for t in types), types
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, N_LONG, size=40).tolist() + [0, N_LONG - 1, 249, 250, 251]
+    with VideoReader(long_gop_h264, backend=backend) as r:
+        assert r.meta.backend == backend
+        assert len(r) == N_LONG
+        assert r.keyframe_indices().tolist() == [0, 250]
+        for i in idx:  # one at a time, random order: every read seeks
+            assert read_code(r[i]) == i
+        batch = r.get_batch(idx)  # any order, repeats allowed: returned in the order asked
+        assert [read_code(f) for f in batch] == idx
+        assert read_code(r[-1]) == N_LONG - 1
+
+
+def test_metadata_of_a_file(long_gop_h264):
+    with VideoReader(long_gop_h264) as r:
+        m = r.meta
+        assert (m.frame_count, m.width, m.height, m.codec, m.rotation) == (N_LONG, SIZE, SIZE, "h264", 0)
+        assert m.fps == pytest.approx(25.0)
+        assert m.duration == pytest.approx(N_LONG / 25.0)
+        assert not m.is_image_sequence and not m.variable_frame_rate
+        assert r.timestamps[:3] == pytest.approx([0.0, 0.04, 0.08])
+        assert r.index_at_time(1.0) == 25 and r.index_at_time(99.0) == N_LONG - 1
+
+
+def test_iteration_yields_every_frame_in_order(tmp_path):
+    p = write_video(tmp_path / "short.mkv", (code_frame(i) for i in range(37)), fps=30, bframes=2)
+    with VideoReader(p) as r:
+        assert [read_code(f) for f in r] == list(range(37))
+
+
+def test_avi_with_bframes_is_frame_exact(tmp_path):
+    # AVI has no presentation timestamps; decord returns wrong frames here, so the reader uses PyAV and counts
+    p = write_video(tmp_path / "clip.avi", (code_frame(i) for i in range(60)), fps=30, bframes=3, gop=30)
+    with VideoReader(p) as r:
+        assert r.meta.backend == "pyav"
+        idx = [59, 3, 31, 30, 0, 45, 44, 12]
+        assert [read_code(f) for f in r.get_batch(idx)] == idx
+        assert [read_code(r[i]) for i in idx] == idx
+
+
+def test_mpeg4_and_vp9_files(tmp_path):
+    for name, codec in (("a.mp4", "mpeg4"), ("b.webm", "libvpx-vp9")):
+        p = write_video(tmp_path / name, (code_frame(i) for i in range(20)), codec=codec, crf=20)
+        with VideoReader(p) as r:
+            assert r.meta.codec in ("mpeg4", "vp9")
+            assert [read_code(f) for f in r.get_batch([19, 7, 0])] == [19, 7, 0]
+
+
+def test_variable_frame_rate_maps_index_to_pts(tmp_path):
+    import av
+
+    p = tmp_path / "vfr.mp4"
+    times_ms = np.cumsum([0] + [33, 33, 100, 33, 250, 33, 33, 66, 33] * 3)  # irregular intervals
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=30, options={"bf": "2"})
+        s.width, s.height, s.pix_fmt = SIZE, SIZE, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            f = av.VideoFrame.from_ndarray(code_frame(i), format="rgb24")
+            f.pts, f.time_base = int(t), Fraction(1, 1000)
+            for pkt in s.encode(f):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    n = len(times_ms)
+    for backend in _backends():
+        with VideoReader(p, backend=backend) as r:
+            assert len(r) == n
+            assert r.meta.variable_frame_rate
+            assert r.timestamps == pytest.approx(times_ms / 1000.0, abs=1e-3)
+            assert r.meta.fps == pytest.approx(n / r.meta.duration)
+            assert r.index_at_time(0.5) == int(np.searchsorted(times_ms, 500, side="right") - 1)
+            idx = [n - 1, 4, 5, 17, 0]
+            assert [read_code(f) for f in r.get_batch(idx)] == idx
+
+
+def test_rotated_file_is_returned_upright(tmp_path):
+    import av
+
+    p = tmp_path / "rot.mp4"
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:8, :16] = (255, 0, 0)  # red mark at the top-left of the stored frame
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for _ in range(5):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    with VideoReader(p) as r:
+        assert r.meta.rotation == 90 and (r.meta.width, r.meta.height) == (48, 64)
+        f = r[2]
+        assert f.shape == (64, 48, 3)
+        # 90 deg counter-clockwise: the stored top-left corner is now bottom-left
+        assert f[-8:, :8, 0].mean() > 200 and f[:8, :8, 0].mean() < 50
+
+
+def test_image_folder_natural_order_and_exact_frames(tmp_path):
+    import cv2
+
+    folder = tmp_path / "Original"
+    folder.mkdir()
+    n = 23
+    for i in range(n):  # 1.png ... 23.png: lexical order would put 10.png before 2.png
+        ext = ".png" if i % 2 else ".tif"
+        cv2.imwrite(str(folder / f"{i + 1}{ext}"), cv2.cvtColor(code_frame(i), cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not a frame")
+    with VideoReader(folder, fps=25) as r:
+        m = r.meta
+        assert m.is_image_sequence and m.frame_count == n and (m.width, m.height) == (SIZE, SIZE)
+        assert m.fps == 25 and m.duration == pytest.approx(n / 25)
+        assert [p.name for p in r.files[:3]] == ["1.tif", "2.png", "3.tif"] and r.files[9].name == "10.png"
+        idx = [22, 9, 1, 0, 10, 9]
+        assert [read_code(f) for f in r.get_batch(idx)] == idx
+        np.testing.assert_array_equal(r[5], code_frame(5))  # lossless formats: bit-exact RGB
+        assert [read_code(f) for f in r] == list(range(n))
+
+
+def test_out_of_range_index_names_the_file(long_gop_h264):
+    with VideoReader(long_gop_h264) as r:
+        for bad in (N_LONG, -N_LONG - 1, 10**9):
+            with pytest.raises(FrameIndexError) as e:
+                r[bad]
+            assert str(long_gop_h264) in str(e.value) and "out of range" in str(e.value)
+        with pytest.raises(IndexError):  # also a plain IndexError
+            r.get_batch([0, N_LONG])
+        with pytest.raises(TypeError):
+            r[1.5]
+        assert r.get_batch([]).shape == (0, SIZE, SIZE, 3)
+    with pytest.raises(VideoError, match="closed"):
+        r[0]
