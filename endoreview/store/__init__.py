@@ -1,1 +1,20 @@
-"""store"""
+"""The label store: the only part of EndoReview that touches the database.
+
+Public API (everything else in this package is internal)::
+
+    from endoreview.store import Store, records, errors
+    store = Store.open()                       # SQLite in the user data directory (or --db URL)
+    store = Store.open("postgresql+psycopg://user:pw@server/endoreview", reviewer="dr_x")
+
+See :class:`endoreview.store.store.Store` for the methods (grouped in ``catalog`` — reviewers, label sets,
+projects, videos, model versions; ``annotations`` — labels, predictions, timeline; ``history`` — change polling,
+undo, removing videos, jobs), :mod:`endoreview.store.records` for what they return and
+:mod:`endoreview.store.errors` for what they raise. Schema: :mod:`endoreview.store.schema`; migrations:
+``endoreview/store/migrations``.
+"""
+
+from endoreview.store import errors, records
+from endoreview.store.errors import StaleWriteError, StoreError
+from endoreview.store.store import Store
+
+__all__ = ["Store", "StoreError", "StaleWriteError", "errors", "records"]

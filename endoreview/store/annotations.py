@@ -1,0 +1,446 @@
+"""Store API for labels, predictions and the timeline summary.
+
+Review rules (what a reviewer's action does to a label's ``state``):
+
+* accept: ``suggested`` -> ``accepted`` (other states are left as they are, so a bulk accept is idempotent);
+* reject: any -> ``rejected`` (a rejected model suggestion is a negative for training);
+* edit (geometry, class, frames): ``suggested``/``accepted``/``rejected`` -> ``edited``; ``manual``/``edited`` stay;
+* create: ``manual`` (origin drawn, keyframe, interpolated, propagated or imported) or ``suggested`` (origin
+  predicted).
+
+Each records who and when in ``reviewed_by``/``reviewed_at`` (accept, reject, edit) and the optional ``reason``.
+Predictions are written in bulk (Core ``executemany``, one audit entry per batch instead of one per mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+
+from endoreview.store import convert
+from endoreview.store import records as r
+from endoreview.store import schema as s
+from endoreview.store.catalog import _get
+from endoreview.store.core import StoreBase, Tx
+from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError
+
+_LT = s.LabelRow.__table__
+_EDITABLE = {"class_name", "frame", "start_frame", "end_frame", "rle", "bbox", "track_id", "reason"}
+
+
+def _rle_columns(rle: dict[str, Any] | None) -> dict[str, Any]:
+    if rle is None:
+        return {"rle_counts": None, "rle_h": None, "rle_w": None}
+    try:
+        h, w = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidInputError(
+            f"a mask must be COCO RLE {{'size': [h, w], 'counts': str}}, got {rle!r:.80}"
+        ) from e
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if not isinstance(counts, str):
+        raise InvalidInputError(
+            "mask RLE counts must be the compressed string form (pycocotools.mask.encode)"
+        )
+    return {"rle_counts": counts, "rle_h": h, "rle_w": w}
+
+
+def _bbox_columns(bbox: Sequence[float] | None) -> dict[str, Any]:
+    if bbox is None:
+        return {"x0": None, "y0": None, "x1": None, "y1": None}
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    if not (x1 > x0 and y1 > y0):
+        raise InvalidInputError(f"a box needs x1 > x0 and y1 > y0, got {list(bbox)}")
+    return {"x0": x0, "y0": y0, "x1": x1, "y1": y1}
+
+
+def _check_geometry(kind: str, v: dict[str, Any], frame_count: int) -> None:
+    if kind in (r.LabelKind.MASK, r.LabelKind.BOX):
+        f = v.get("frame")
+        if f is None or not 0 <= f < max(frame_count, 1):
+            raise InvalidInputError(f"a {kind} needs a frame in [0, {frame_count}), got {f}")
+        if kind == r.LabelKind.MASK and v.get("rle_counts") is None:
+            raise InvalidInputError("a mask label needs an RLE mask")
+        if kind == r.LabelKind.BOX and v.get("x0") is None:
+            raise InvalidInputError("a box label needs a bbox")
+    elif kind == r.LabelKind.SEGMENT:
+        a, b = v.get("start_frame"), v.get("end_frame")
+        if (
+            a is None
+            or b is None
+            or not 0 <= a < b <= max(frame_count, b if frame_count == 0 else frame_count)
+        ):
+            raise InvalidInputError(f"a segment needs 0 <= start < end <= {frame_count}, got [{a}, {b})")
+
+
+def label_values(new: r.NewLabel, frame_count: int, actor: str, now: Any) -> dict[str, Any]:
+    kind = r.LabelKind(new.kind)
+    origin = r.LabelOrigin(new.origin)
+    state = (
+        r.ReviewState(new.state)
+        if new.state
+        else (r.ReviewState.SUGGESTED if origin == r.LabelOrigin.PREDICTED else r.ReviewState.MANUAL)
+    )
+    v: dict[str, Any] = {
+        "video_id": new.video_id,
+        "kind": str(kind),
+        "class_name": new.class_name,
+        "state": str(state),
+        "origin": str(origin),
+        "frame": new.frame,
+        "start_frame": new.start_frame,
+        "end_frame": new.end_frame,
+        "track_id": new.track_id,
+        "score": new.score,
+        "model_version_id": new.model_version_id,
+        "run_id": new.run_id,
+        "reason": new.reason,
+        "created_by": actor,
+        "created_at": now,
+        "updated_by": actor,
+        "updated_at": now,
+        "version": 1,
+        **_rle_columns(new.rle),
+        **_bbox_columns(new.bbox),
+    }
+    _check_geometry(kind, v, frame_count)
+    return v
+
+
+class AnnotationsMixin(StoreBase):
+    # ------------------------------------------------------------------ reading labels
+    def get_label(self, label_id: int) -> r.Label:
+        return self._read(lambda ses: convert.label(_get(ses, s.LabelRow, label_id, "Label")))
+
+    def labels_for_frame(self, video_id: int, frame: int) -> list[r.Label]:
+        """Masks and boxes on ``frame`` (the hot path of the viewer: one indexed Core query)."""
+        with self._read_conn() as conn:
+            rows = conn.execute(
+                select(_LT).where(_LT.c.video_id == video_id, _LT.c.frame == frame).order_by(_LT.c.id)
+            )
+            return [convert.label_from_mapping(m) for m in rows]
+
+    def labels_for_video(
+        self,
+        video_id: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        frames: tuple[int, int] | None = None,
+        run_id: int | None = None,
+    ) -> list[r.Label]:
+        """Labels of a video, optionally of some kinds/states, per-frame ones within ``frames`` = [a, b)."""
+        q = select(_LT).where(_LT.c.video_id == video_id)
+        if kinds is not None:
+            q = q.where(_LT.c.kind.in_([str(r.LabelKind(k)) for k in kinds]))
+        if states is not None:
+            q = q.where(_LT.c.state.in_([str(r.ReviewState(x)) for x in states]))
+        if frames is not None:
+            q = q.where(_LT.c.frame >= frames[0], _LT.c.frame < frames[1])
+        if run_id is not None:
+            q = q.where(_LT.c.run_id == run_id)
+        with self._read_conn() as conn:
+            return [convert.label_from_mapping(m) for m in conn.execute(q.order_by(_LT.c.frame, _LT.c.id))]
+
+    def count_labels(self, video_id: int | None = None) -> dict[tuple[str, str], int]:
+        q = select(_LT.c.kind, _LT.c.state, func.count()).group_by(_LT.c.kind, _LT.c.state)
+        if video_id is not None:
+            q = q.where(_LT.c.video_id == video_id)
+        with self._read_conn() as conn:
+            return {(k, st): n for k, st, n in conn.execute(q)}
+
+    def timeline_summary(self, video_id: int) -> r.TimelineSummary:
+        """Per-frame label counts by (kind, state) plus segments: one aggregate query, no masks loaded."""
+        with self._read_conn() as conn:
+            n = conn.execute(select(s.VideoRow.frame_count).where(s.VideoRow.id == video_id)).scalar()
+            if n is None:
+                raise NotFoundError(f"Video {video_id} does not exist")
+            q = (
+                select(_LT.c.kind, _LT.c.state, _LT.c.frame, func.count())
+                .where(_LT.c.video_id == video_id, _LT.c.frame.is_not(None))
+                .group_by(_LT.c.kind, _LT.c.state, _LT.c.frame)
+            )
+            rows = conn.execute(q).all()
+            segs = conn.execute(
+                select(_LT)
+                .where(_LT.c.video_id == video_id, _LT.c.frame.is_(None))
+                .order_by(_LT.c.start_frame)
+            )
+            segments = tuple(convert.label_from_mapping(m) for m in segs)
+        counts: dict[tuple[str, str], np.ndarray] = {}
+        if rows:
+            arr = np.asarray([(f, c) for _, _, f, c in rows], dtype=np.int64)
+            keys = [(k, st) for k, st, _, _ in rows]
+            for key in set(keys):
+                sel = np.fromiter((kk == key for kk in keys), bool, len(keys))
+                a = np.zeros(max(n, int(arr[sel, 0].max()) + 1), np.int32)
+                a[arr[sel, 0]] = arr[sel, 1]
+                counts[key] = a[: max(n, 1)] if n else a
+        return r.TimelineSummary(video_id=video_id, frame_count=n, counts=counts, segments=segments)
+
+    # ------------------------------------------------------------------ writing labels
+    def add_labels(self, labels: Sequence[r.NewLabel], summary: str = "Add labels") -> list[r.Label]:
+        """Create labels in one action (each audited). Returns them with their ids."""
+        if not labels:
+            return []
+
+        def fn(tx: Tx) -> list[r.Label]:
+            out = []
+            counts: dict[int, int] = {}
+            for new in labels:
+                if new.video_id not in counts:
+                    counts[new.video_id] = _get(tx.session, s.VideoRow, new.video_id, "Video").frame_count
+                values = label_values(new, counts[new.video_id], tx.actor, tx.now)
+                out.append(convert.label(tx.add(s.LabelRow(**values))))
+            return out
+
+        return self._write(summary, fn, video_id=labels[0].video_id)
+
+    def edit_label(self, label_id: int, expected_version: int, **changes: Any) -> r.Label:
+        """Change a label's class, frame(s), mask, box, track id or reason; the state becomes ``edited``
+        (``manual`` stays ``manual``). Refused with :class:`StaleWriteError` if someone changed it since
+        ``expected_version``."""
+        bad = set(changes) - _EDITABLE
+        if bad:
+            raise InvalidInputError(f"cannot edit {sorted(bad)} of a label")
+        values = dict(changes)
+        if "rle" in values:
+            values.update(_rle_columns(values.pop("rle")))
+        if "bbox" in values:
+            values.update(_bbox_columns(values.pop("bbox")))
+
+        def fn(tx: Tx) -> r.Label:
+            row = _get(tx.session, s.LabelRow, label_id, "Label")
+            new_state = row.state if row.state in ("manual", "edited") else "edited"
+            merged = {**convert.row_dict(row), **values}
+            _check_geometry(row.kind, merged, _get(tx.session, s.VideoRow, row.video_id, "Video").frame_count)
+            tx.video_id = row.video_id
+            tx.update(
+                row,
+                expected_version,
+                f"This {row.kind} label",
+                **values,
+                state=new_state,
+                reviewed_by=tx.actor,
+                reviewed_at=tx.now,
+            )
+            return convert.label(row)
+
+        return self._write("Edit label", fn)
+
+    def set_label_states(
+        self,
+        label_ids: Sequence[int],
+        state: r.ReviewState | str,
+        *,
+        expected_versions: dict[int, int] | None = None,
+        reason: str | None = None,
+        summary: str | None = None,
+    ) -> list[r.Label]:
+        """Accept or reject labels in one action (accept only moves ``suggested`` ones)."""
+        state = r.ReviewState(state)
+        if state not in (r.ReviewState.ACCEPTED, r.ReviewState.REJECTED):
+            raise InvalidInputError("a review sets a label to accepted or rejected (edit it to change it)")
+        expected_versions = expected_versions or {}
+
+        def fn(tx: Tx) -> list[r.Label]:
+            rows = tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(label_ids)))).all()
+            missing = set(label_ids) - {x.id for x in rows}
+            if missing:
+                raise InvalidInputError(
+                    f"labels {sorted(missing)} do not exist (removed by someone else?) — reload"
+                )
+            out = []
+            for row in rows:
+                tx.video_id = row.video_id
+                if state == r.ReviewState.ACCEPTED and row.state != "suggested":
+                    continue
+                if row.state == str(state):
+                    continue
+                changes: dict[str, Any] = {
+                    "state": str(state),
+                    "reviewed_by": tx.actor,
+                    "reviewed_at": tx.now,
+                }
+                if reason is not None:
+                    changes["reason"] = reason
+                tx.update(row, expected_versions.get(row.id), f"This {row.kind} label", **changes)
+                out.append(convert.label(row))
+            return out
+
+        return self._write(summary or f"{state.value.capitalize()} {len(label_ids)} label(s)", fn)
+
+    def accept_suggestions(
+        self,
+        video_id: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        frames: tuple[int, int] | None = None,
+        min_score: float | None = None,
+    ) -> int:
+        """Bulk accept: every ``suggested`` label of a video (optionally by kind, frame range, minimum score)."""
+        q = select(s.LabelRow).where(s.LabelRow.video_id == video_id, s.LabelRow.state == "suggested")
+        if kinds is not None:
+            q = q.where(s.LabelRow.kind.in_([str(r.LabelKind(k)) for k in kinds]))
+        if frames is not None:
+            q = q.where(
+                ((s.LabelRow.frame >= frames[0]) & (s.LabelRow.frame < frames[1]))
+                | ((s.LabelRow.start_frame < frames[1]) & (s.LabelRow.end_frame > frames[0]))
+            )
+        if min_score is not None:
+            q = q.where(s.LabelRow.score >= min_score)
+
+        def fn(tx: Tx) -> int:
+            n = 0
+            for row in tx.session.scalars(q):
+                tx.update(row, None, "label", state="accepted", reviewed_by=tx.actor, reviewed_at=tx.now)
+                n += 1
+            return n
+
+        return self._write("Accept all suggestions", fn, video_id=video_id)
+
+    def delete_labels(self, label_ids: Sequence[int], expected_versions: dict[int, int] | None = None) -> int:
+        """Delete labels (audited with their full content, so undo brings them back)."""
+        expected_versions = expected_versions or {}
+
+        def fn(tx: Tx) -> int:
+            rows = tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(label_ids)))).all()
+            for row in rows:
+                exp = expected_versions.get(row.id)
+                if exp is not None and row.version != exp:
+                    raise StaleWriteError(f"This {row.kind} label", row.updated_by, row.updated_at)
+                tx.video_id = row.video_id
+                tx.delete(row)
+            return len(rows)
+
+        return self._write(f"Delete {len(label_ids)} label(s)", fn)
+
+    # ------------------------------------------------------------------ predictions
+    def start_prediction_run(
+        self, video_id: int, model_version_id: int | None, params: dict[str, Any] | None = None
+    ) -> r.PredictionRun:
+        def fn(tx: Tx) -> r.PredictionRun:
+            _get(tx.session, s.VideoRow, video_id, "Video")
+            row = tx.add(
+                s.PredictionRunRow(video_id=video_id, model_version_id=model_version_id, params=params or {})
+            )
+            return convert.prediction_run(row)
+
+        return self._write("Start prediction run", fn, video_id=video_id)
+
+    def add_frame_predictions(
+        self, run_id: int, frames: Sequence[r.FramePrediction], *, min_score: float = 0.0
+    ) -> int:
+        """Store a batch of frames of model output: class probabilities per frame, and masks and boxes (score
+        >= ``min_score``) as ``suggested`` labels of origin ``predicted``. Bulk insert; returns labels added."""
+        if not frames:
+            return 0
+
+        def fn(tx: Tx) -> int:
+            run = _get(tx.session, s.PredictionRunRow, run_id, "Prediction run")
+            video = _get(tx.session, s.VideoRow, run.video_id, "Video")
+            probs = [{"run_id": run_id, "frame": f.frame, "probs": dict(f.probs)} for f in frames if f.probs]
+            labels: list[dict[str, Any]] = []
+            for f in frames:
+                for kind, items in ((r.LabelKind.MASK, f.masks), (r.LabelKind.BOX, f.boxes)):
+                    for it in items:
+                        score = it.get("score")
+                        if score is not None and score < min_score:
+                            continue
+                        new = r.NewLabel(
+                            video_id=run.video_id,
+                            kind=kind,
+                            class_name=str(it["label"]),
+                            origin=r.LabelOrigin.PREDICTED,
+                            frame=f.frame,
+                            rle=it.get("rle") if kind == r.LabelKind.MASK else None,
+                            bbox=tuple(it["bbox"]) if kind == r.LabelKind.BOX else None,  # type: ignore[arg-type]
+                            track_id=it.get("track_id"),
+                            score=None if score is None else float(score),
+                            model_version_id=run.model_version_id,
+                            run_id=run_id,
+                        )
+                        labels.append(label_values(new, video.frame_count, tx.actor, tx.now))
+            if probs:
+                tx.session.execute(insert(s.FrameProbsRow), probs)
+            if labels:
+                tx.session.execute(insert(s.LabelRow), labels)
+            run.frames_done = run.frames_done + len(frames)
+            tx.audit(
+                "prediction_runs",
+                run_id,
+                "predict",
+                None,
+                {
+                    "frames": [frames[0].frame, frames[-1].frame + 1],
+                    "n_frames": len(frames),
+                    "labels": len(labels),
+                },
+            )
+            return len(labels)
+
+        return self._write("Record predictions", fn)
+
+    def finish_prediction_run(
+        self, run_id: int, state: str = "finished", suggestions: Sequence[r.NewLabel] = ()
+    ) -> r.PredictionRun:
+        """Close a run (``finished``, ``failed`` or ``cancelled``), adding run-level suggestions (segments,
+        video class) derived from its per-frame output."""
+        if state not in ("finished", "failed", "cancelled"):
+            raise InvalidInputError(f"a prediction run ends finished, failed or cancelled, not {state!r}")
+
+        def fn(tx: Tx) -> r.PredictionRun:
+            run = _get(tx.session, s.PredictionRunRow, run_id, "Prediction run")
+            tx.video_id = run.video_id
+            n = _get(tx.session, s.VideoRow, run.video_id, "Video").frame_count
+            for new in suggestions:
+                tx.add(s.LabelRow(**label_values(new, n, tx.actor, tx.now)))
+            tx.update(run, None, "prediction run", state=state, finished_at=tx.now)
+            return convert.prediction_run(run)
+
+        return self._write("Finish prediction run", fn)
+
+    def list_prediction_runs(self, video_id: int) -> list[r.PredictionRun]:
+        return self._read(
+            lambda ses: [
+                convert.prediction_run(x)
+                for x in ses.scalars(
+                    select(s.PredictionRunRow)
+                    .where(s.PredictionRunRow.video_id == video_id)
+                    .order_by(s.PredictionRunRow.id)
+                )
+            ]
+        )
+
+    def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
+        """frame -> {class: probability} of one run."""
+        with self._read_conn() as conn:
+            t = s.FrameProbsRow.__table__
+            rows = conn.execute(select(t.c.frame, t.c.probs).where(t.c.run_id == run_id).order_by(t.c.frame))
+            return {f: dict(p) for f, p in rows}
+
+    def delete_prediction_run(self, run_id: int) -> None:
+        """Remove a run, its per-frame probabilities and its still-``suggested`` labels (reviewed ones stay)."""
+
+        def fn(tx: Tx) -> None:
+            run = _get(tx.session, s.PredictionRunRow, run_id, "Prediction run")
+            tx.video_id = run.video_id
+            _purge_run(tx, run)
+
+        self._write("Delete prediction run", fn)
+
+
+def _purge_run(tx: Tx, run: s.PredictionRunRow) -> None:
+    n = tx.session.execute(
+        delete(s.LabelRow).where(s.LabelRow.run_id == run.id, s.LabelRow.state == "suggested")
+    ).rowcount
+    tx.session.execute(delete(s.FrameProbsRow).where(s.FrameProbsRow.run_id == run.id))
+    tx.session.execute(update(s.LabelRow).where(s.LabelRow.run_id == run.id).values(run_id=None))
+    tx.audit("prediction_runs", run.id, "delete", {**convert.row_dict(run), "suggested_labels": n}, None)
+    tx.session.delete(run)
+    tx.session.flush()

@@ -1,0 +1,264 @@
+"""The store's machinery: units of work, retries, error translation and the audit trail.
+
+Every public write of :class:`endoreview.store.Store` is one call to :meth:`StoreBase._write`: it opens a
+transaction (``BEGIN IMMEDIATE`` on SQLite), runs the change, appends one *change set* (who, host, when, what)
+plus one audit entry per changed row (before/after as JSON), and commits. Any error rolls everything back and
+comes out as a :class:`~endoreview.store.errors.StoreError` with a message a user can read. "database is locked"
+(another process holds the write lock past the busy timeout) and PostgreSQL serialisation failures are retried
+with exponential backoff here, so they never reach the user unless the database stays busy for minutes.
+"""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from endoreview.store import convert
+from endoreview.store import schema as s
+from endoreview.store.database import describe_url, sqlite_path
+from endoreview.store.errors import (
+    DiskFullError,
+    InvalidInputError,
+    NotADatabaseError,
+    ReadOnlyDatabaseError,
+    StaleWriteError,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_SECONDS = 120.0  # how long a busy database is retried before the user hears about it
+_RETRY_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock not available
+
+
+def default_reviewer() -> str:
+    """The operating-system login (the app never blocks start-up to ask for a name)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): still never block
+        return "unknown"
+
+
+def _is_busy(e: DBAPIError) -> bool:
+    msg = str(e.orig).lower()
+    if "database is locked" in msg or "database is busy" in msg or "database table is locked" in msg:
+        return True
+    return getattr(e.orig, "sqlstate", None) in _RETRY_SQLSTATES
+
+
+class Tx:
+    """One unit of work. Changes made through it are audited in one change set."""
+
+    def __init__(
+        self, store: StoreBase, session: Session, summary: str, video_id: int | None, undoes_id: int | None
+    ):
+        self.store = store
+        self.session = session
+        self.summary = summary
+        self.video_id = video_id
+        self.undoes_id = undoes_id
+        self._change_set: s.ChangeSetRow | None = None
+        self.now = s.utcnow()
+
+    @property
+    def actor(self) -> str:
+        return self.store.reviewer
+
+    def change_set_id(self) -> int:
+        if self._change_set is None:
+            cs = s.ChangeSetRow(
+                actor=self.actor,
+                host=self.store.host,
+                at=self.now,
+                summary=self.summary,
+                video_id=self.video_id,
+                undoes_id=self.undoes_id,
+            )
+            self.session.add(cs)
+            self.session.flush()
+            self._change_set = cs
+        return self._change_set.id
+
+    def audit(self, table: str, row_id: int, op: str, before: dict | None, after: dict | None) -> None:
+        self.session.add(
+            s.AuditRow(
+                change_set_id=self.change_set_id(),
+                table_name=table,
+                row_id=row_id,
+                op=op,
+                before=before,
+                after=after,
+            )
+        )
+
+    def add(self, row: Any) -> Any:
+        if hasattr(row, "updated_by"):
+            row.updated_by, row.updated_at = self.actor, self.now
+        self.session.add(row)
+        self.session.flush()
+        self.audit(row.__tablename__, row.id, "insert", None, convert.row_dict(row))
+        return row
+
+    def update(self, row: Any, expected_version: int | None, what: str, **changes: Any) -> Any:
+        """Apply ``changes``; refuse if the row's version is not ``expected_version`` (None: no check)."""
+        if expected_version is not None and row.version != expected_version:
+            raise StaleWriteError(what, row.updated_by, row.updated_at)
+        before = convert.row_dict(row)
+        for k, v in changes.items():
+            setattr(row, k, v)
+        if hasattr(row, "updated_by"):
+            row.updated_by, row.updated_at = self.actor, self.now
+        self.session.flush()
+        self.audit(row.__tablename__, row.id, "update", before, convert.row_dict(row))
+        return row
+
+    def delete(self, row: Any) -> None:
+        self.audit(row.__tablename__, row.id, "delete", convert.row_dict(row), None)
+        self.session.delete(row)
+        self.session.flush()
+
+
+class StoreBase:
+    """Engine, identity (reviewer + host) and the unit-of-work helpers shared by every part of the store."""
+
+    def __init__(self, engine: Engine, *, reviewer: str | None = None, host: str | None = None):
+        self.engine = engine
+        self.reviewer = reviewer or default_reviewer()
+        self.host = host or socket.gethostname()
+        self.dialect = engine.dialect.name
+        self.url = describe_url(engine.url)
+        self.path = sqlite_path(engine.url)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> StoreBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ units of work
+    def _write(
+        self,
+        summary: str,
+        fn: Callable[[Tx], T],
+        *,
+        video_id: int | None = None,
+        undoes_id: int | None = None,
+    ) -> T:
+        """Run ``fn`` in one write transaction (retried whole when the database is busy)."""
+        deadline = time.monotonic() + RETRY_SECONDS
+        delay = 0.02
+        while True:
+            try:
+                with self._translate(summary), self.engine.connect() as conn:
+                    conn.info["immediate"] = True
+                    with conn.begin(), Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
+                        result = fn(Tx(self, session, summary, video_id, undoes_id))
+                        session.flush()
+                return result
+            except _Busy as busy:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"{summary} failed: the database stayed busy for {RETRY_SECONDS:.0f} s "
+                        "(another program is writing); nothing was saved — try again"
+                    ) from busy.__cause__
+                log.debug("database busy during %r; retrying in %.2f s", summary, delay)
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+
+    @contextmanager
+    def _read_conn(self) -> Iterator[Connection]:
+        with self._translate("reading"), self.engine.connect() as conn:
+            yield conn
+
+    def _read(self, fn: Callable[[Session], T]) -> T:
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            try:
+                with self._read_conn() as conn, Session(bind=conn) as session:
+                    return fn(session)
+            except _Busy:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @contextmanager
+    def _translate(self, summary: str) -> Iterator[None]:
+        try:
+            yield
+        except StoreError:
+            raise
+        except StaleDataError as e:
+            raise StaleWriteError(f"{summary}: the row", None, None) from e
+        except IntegrityError as e:
+            raise InvalidInputError(f"{summary} refused: {_first_line(e.orig)}") from e
+        except OperationalError as e:
+            if _is_busy(e):
+                raise _Busy() from e
+            msg = str(e.orig).lower()
+            if "full" in msg:
+                raise DiskFullError(
+                    f"{summary} failed: the disk holding the database ({self.url}) is full. Nothing was saved "
+                    "for this action; free some space and try again"
+                ) from e
+            if "readonly" in msg or "read-only" in msg:
+                raise ReadOnlyDatabaseError(self.url, "it has become read-only; nothing was saved") from e
+            if "malformed" in msg or "not a database" in msg:
+                raise NotADatabaseError(self.url, f"it is damaged ({_first_line(e.orig)})") from e
+            raise StoreError(f"{summary} failed: {_first_line(e.orig)}; nothing was saved") from e
+        except DBAPIError as e:
+            if _is_busy(e):
+                raise _Busy() from e
+            raise StoreError(f"{summary} failed: {_first_line(e.orig)}; nothing was saved") from e
+        except StatementError as e:
+            raise InvalidInputError(f"{summary} refused: {_first_line(e.orig)}") from e
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise DiskFullError(
+                    f"{summary} failed: no space left on the disk holding {self.url}; nothing was saved"
+                ) from e
+            raise StoreError(f"{summary} failed: {e}; nothing was saved") from e
+
+    # ------------------------------------------------------------------ diagnostics
+    def pragmas(self) -> dict[str, Any]:
+        """The SQLite settings in force on a store connection (empty on PostgreSQL)."""
+        if self.dialect != "sqlite":
+            return {}
+        with self._read_conn() as conn:
+            return {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+
+    def integrity_check(self) -> str:
+        """``ok`` when SQLite's full integrity check passes (PostgreSQL: always ``ok``)."""
+        if self.dialect != "sqlite":
+            return "ok"
+        with self._read_conn() as conn:
+            return "; ".join(r[0] for r in conn.execute(text("PRAGMA integrity_check")))
+
+
+class _Busy(Exception):
+    """Internal: the database was busy; the unit of work is retried."""
+
+
+def _first_line(e: BaseException | None) -> str:
+    text_ = str(e).strip()
+    return text_.splitlines()[0] if text_ else type(e).__name__

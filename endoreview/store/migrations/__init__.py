@@ -1,0 +1,1 @@
+"""Alembic migrations for the label database (run programmatically by :mod:`endoreview.store.migrate`)."""
