@@ -1,0 +1,460 @@
+"""``Predictor``: a task model (backbone + heads) over a whole video, streaming per-frame results.
+
+```python
+from core_model.inference import Predictor
+pred = Predictor("path/to/model_dir")                 # or Predictor(task_model, preprocess=Preprocess(...))
+for event in pred.predict_video("video.mp4", frames=None, on_progress=None, should_cancel=None):
+    ...                                                # JSON-ready dicts, in this order:
+```
+
+Events (``"video"`` is the path as given):
+
+- ``{"event": "video_start", "video", "num_frames", "fps", "width", "height", "clips", "frames", "tasks", "classes"}``
+  (``frames``: how many frame events will follow; ``classes``: per task, the label names).
+- ``{"event": "frame", "video", "frame": i, "probs": {class: p}, "masks": [{"label", "score", "rle"}],
+  "boxes": [{"label", "score", "bbox": [x0, y0, x1, y1]}]}``, in increasing frame order, as soon as frame i is final.
+  Masks are COCO RLE at the original frame size; boxes are in original frame pixels (docs/interfaces.md). A task the
+  model has no head for gives an empty ``probs`` / ``masks`` / ``boxes``.
+- ``{"event": "progress", "video", "done", "total", "fraction"}``: frames finalised so far (at most ~4 per second,
+  plus one at the end); ``on_progress(done, total)`` is called after every batch.
+- ``{"event": "video_done", "video", "frames", "clips", "seconds", "clips_per_s", "probs"}``: ``probs`` is the
+  video-level mean of all clip probabilities.
+- ``{"event": "cancelled", "video", "done", "total"}`` when ``should_cancel()`` returned True (checked before each
+  batch); nothing follows it.
+- ``{"event": "error", "video", "message"}`` when the video cannot be read (missing, corrupt, truncated mid-way);
+  frame events already sent stay valid; nothing follows it.
+
+Sampling: see ``core_model.inference.planning`` for what ``frame_stride`` / ``clip_stride`` mean, which clips run and
+how overlapping clips are merged (class probabilities: mean over every clip whose span contains the frame; masks: mean
+per-pixel probabilities over every clip that samples the frame; boxes: from the clip that samples the frame closest
+to its centre). Preprocessing: each frame is resized (whole frame, aspect ratio not kept, nothing cropped) to the
+model's ``img_size``, scaled to [0, 1] and normalised with the model's mean/std; masks are resized back bilinearly
+(on the class probabilities, then argmax) and boxes scaled back per axis. Device: CUDA if present with bf16 autocast
+(``core_model.runtime``), else CPU in fp32. Decoding and resizing run in a background thread, one batch ahead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core_model import runtime
+from core_model.heads.task_model import EndoFMTaskModel
+from core_model.inference.planning import Clip, plan_clips
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Predictor", "Preprocess", "encode_rle", "preprocess_frames"]
+
+PROGRESS_EVERY_S = 0.25
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """What the model expects (saved with its weights in ``ModelMeta.preprocess``)."""
+
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    num_frames: int = 8
+    img_size: tuple[int, int] = (224, 224)  # (H, W)
+    frame_stride: int = 1
+    clip_stride: int | None = None  # None: half the clip's length in frames (clip_len * frame_stride // 2)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocess:
+        size = d.get("img_size", 224)
+        size = (int(size), int(size)) if isinstance(size, int | float) else (int(size[0]), int(size[1]))
+        clip_stride = d.get("clip_stride")
+        return cls(
+            mean=tuple(float(v) for v in d.get("mean", cls.mean)),
+            std=tuple(float(v) for v in d.get("std", cls.std)),
+            num_frames=int(d.get("num_frames", 8)),
+            img_size=size,
+            frame_stride=int(d.get("frame_stride", 1) or 1),
+            clip_stride=int(clip_stride) if clip_stride else None,
+        )
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """bool/uint8 ``[H, W]`` -> COCO RLE ``{"size": [h, w], "counts": str}`` (pycocotools, imported here)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def _resize_frame(frame: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    h, w = size_hw
+    if frame.shape[0] == h and frame.shape[1] == w:
+        return frame
+    shrink = frame.shape[0] > h or frame.shape[1] > w
+    return cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def preprocess_frames(frames: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """RGB uint8 ``[K, H, W, 3]`` -> normalised float32 ``[K, 3, S_h, S_w]`` (resize, /255, mean/std)."""
+    mean = np.asarray(pre.mean, dtype=np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(pre.std, dtype=np.float32) * 255.0)
+    out = np.empty((len(frames), 3, *pre.img_size), dtype=np.float32)
+    for k, frame in enumerate(frames):
+        small = _resize_frame(frame, pre.img_size).astype(np.float32)
+        out[k] = ((small - mean) * inv_std).transpose(2, 0, 1)
+    return out
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Batch:
+    clips: list[Clip]
+    x: torch.Tensor  # [B, 3, T, S_h, S_w] float32 (CPU, pinned on CUDA machines)
+    frame_hw: tuple[int, int]  # original frame size (H, W)
+
+
+class _Prefetcher:
+    """Decodes, resizes and normalises batches of clips in a background thread, one batch ahead."""
+
+    def __init__(self, reader, batches: list[list[Clip]], pre: Preprocess, pin: bool):
+        self._reader = reader
+        self._batches = batches
+        self._pre = pre
+        self._pin = pin
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="endofm-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled
+
+    def _run(self) -> None:
+        cache: dict[int, np.ndarray] = {}  # frame -> normalised [3, S_h, S_w]
+        frame_hw: tuple[int, int] | None = None
+        try:
+            for bi, clips in enumerate(self._batches):
+                if self._stop.is_set():
+                    return
+                needed = sorted({i for c in clips for i in c.indices} - set(cache))
+                if needed:
+                    raw = self._reader.get_batch(needed)  # [K, H, W, 3] uint8
+                    frame_hw = (int(raw.shape[1]), int(raw.shape[2]))
+                    for i, frame in zip(needed, preprocess_frames(raw, self._pre)):
+                        cache[i] = frame
+                # x: [B, 3, T, S_h, S_w]
+                x = np.stack([np.stack([cache[i] for i in c.indices], axis=1) for c in clips])
+                xt = torch.from_numpy(x)
+                if self._pin:
+                    xt = xt.pin_memory()
+                assert frame_hw is not None
+                self._put(_Batch(clips, xt, frame_hw))
+                nxt = (
+                    min((c.start for c in self._batches[bi + 1]), default=None)
+                    if bi + 1 < len(self._batches)
+                    else None
+                )
+                if nxt is None:
+                    cache.clear()
+                else:
+                    for i in [i for i in cache if i < nxt]:
+                        del cache[i]
+            self._put(None)
+        except _Cancelled:
+            return
+        except BaseException as exc:  # handed to the consumer, which turns a VideoError into an error event
+            try:
+                self._put(exc)
+            except _Cancelled:
+                return
+
+    def __iter__(self) -> Iterator[_Batch]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class Predictor:
+    """Runs an ``EndoFMTaskModel`` over videos. ``model``: a model directory (loaded with its metadata) or a model
+    object plus its ``preprocess`` (a ``Preprocess`` or a ``ModelMeta.preprocess``-style dict).
+
+    ``frame_stride`` / ``clip_stride`` override the model's sampling; ``batch_size`` is clips per forward pass;
+    ``box_threshold`` / ``max_boxes`` filter what a frame event lists; ``device`` is passed to
+    ``runtime.pick_device`` (``None``: CUDA if present, else CPU); ``amp=False`` forces fp32 on a GPU.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | EndoFMTaskModel,
+        preprocess: Preprocess | Mapping[str, Any] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 4,
+        amp: bool = True,
+        frame_stride: int | None = None,
+        clip_stride: int | None = None,
+        box_threshold: float = 0.1,
+        max_boxes: int = 20,
+    ):
+        self.device = runtime.pick_device(device)
+        if isinstance(model, EndoFMTaskModel):
+            if preprocess is None:
+                raise ValueError(
+                    "Predictor(model object) needs its preprocess settings (mean/std/frames/size)"
+                )
+            self.model = model
+        else:
+            from core_model.heads.io import load_task_model
+
+            self.model, meta = load_task_model(model, device="cpu")
+            preprocess = preprocess if preprocess is not None else meta.preprocess
+        pre = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
+        if frame_stride is not None or clip_stride is not None:
+            pre = Preprocess(
+                pre.mean,
+                pre.std,
+                pre.num_frames,
+                pre.img_size,
+                int(frame_stride) if frame_stride is not None else pre.frame_stride,
+                int(clip_stride) if clip_stride is not None else pre.clip_stride,
+            )
+        self.preprocess = pre
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.amp = bool(amp)
+        self.box_threshold = float(box_threshold)
+        self.max_boxes = int(max_boxes)
+        self.model.eval().to(self.device)
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.model.tasks
+
+    def _classes(self) -> dict[str, list[str]]:
+        return {task: list(head.classes) for task, head in self.model.heads.items()}
+
+    # ------------------------------------------------------------------------------------------------ main loop
+    def predict_video(
+        self,
+        path: str | os.PathLike,
+        *,
+        frames: Iterable[int] | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Stream events for one video (see the module docstring). ``frames``: only these frame indices."""
+        from core_model.video import VideoError, VideoReader
+
+        video = os.fspath(path)
+        frames = None if frames is None else [int(f) for f in frames]
+        try:
+            reader = VideoReader(path)
+        except VideoError as exc:
+            yield {"event": "error", "video": video, "message": str(exc)}
+            return
+        try:
+            yield from self._run(reader, video, frames, on_progress, should_cancel)
+        except VideoError as exc:
+            yield {"event": "error", "video": video, "message": str(exc)}
+        finally:
+            reader.close()
+
+    def _run(self, reader, video, frames, on_progress, should_cancel) -> Iterator[dict[str, Any]]:
+        t0 = time.perf_counter()
+        pre = self.preprocess
+        n = len(reader)
+        heads = self.model.heads
+        dense = "segmentation" in heads or "detection" in heads
+        try:
+            clips = plan_clips(
+                n, pre.num_frames, pre.frame_stride, pre.clip_stride, frames=frames, dense=dense
+            )
+        except ValueError as exc:
+            yield {"event": "error", "video": video, "message": f"{video}: {exc}"}
+            return
+        targets = list(range(n)) if frames is None else sorted(set(int(f) for f in frames))
+        meta = reader.meta
+        yield {
+            "event": "video_start",
+            "video": video,
+            "num_frames": n,
+            "fps": float(meta.fps),
+            "width": int(meta.width),
+            "height": int(meta.height),
+            "clips": len(clips),
+            "frames": len(targets),
+            "tasks": self.tasks,
+            "classes": self._classes(),
+        }
+        cls_head = heads["classification"] if "classification" in heads else None
+        seg_head = heads["segmentation"] if "segmentation" in heads else None
+        det_head = heads["detection"] if "detection" in heads else None
+        n_cls = len(cls_head.classes) if cls_head is not None else 0
+        cls_sum = np.zeros((n, n_cls), dtype=np.float64)
+        cls_cnt = np.zeros(n, dtype=np.int64)
+        video_sum = np.zeros(n_cls, dtype=np.float64)
+        seg_acc: dict[int, list] = {}  # frame -> [sum of probs [K, S_h, S_w] on device, count]
+        det_best: dict[
+            int, tuple[float, dict[str, torch.Tensor]]
+        ] = {}  # frame -> (offset from centre, result)
+        batches = [clips[i : i + self.batch_size] for i in range(0, len(clips), self.batch_size)]
+        prefetch = _Prefetcher(reader, batches, pre, pin=self.device.type == "cuda")
+        next_target = 0  # index into targets of the next frame to emit
+        last_progress = 0.0
+        try:
+            for bi, batch in enumerate(prefetch):
+                if should_cancel is not None and should_cancel():
+                    yield {"event": "cancelled", "video": video, "done": next_target, "total": len(targets)}
+                    return
+                x = batch.x.to(self.device, non_blocking=True)
+                with torch.no_grad(), runtime.autocast(self.device, enabled=self.amp):
+                    outputs = self.model(x)
+                if cls_head is not None:
+                    probs = cls_head.predict(outputs["classification"]).cpu().numpy()  # [B, C]
+                    for clip, p in zip(batch.clips, probs):
+                        cls_sum[clip.start : clip.span_end] += p
+                        cls_cnt[clip.start : clip.span_end] += 1
+                        video_sum += p
+                if seg_head is not None:
+                    seg = seg_head.predict(outputs["segmentation"])  # [B, T, K, S_h, S_w] float32
+                    for clip, clip_probs in zip(batch.clips, seg):
+                        for pos, f in enumerate(clip.indices):
+                            if pos and f == clip.indices[pos - 1]:
+                                continue  # a repeated last frame (clip past the end of a short video)
+                            acc = seg_acc.get(f)
+                            if acc is None:
+                                seg_acc[f] = [clip_probs[pos].clone(), 1]
+                            else:
+                                acc[0] += clip_probs[pos]
+                                acc[1] += 1
+                if det_head is not None:
+                    dets = det_head.predict(outputs["detection"])  # B*T dicts, rows b*T + t
+                    t_len = pre.num_frames
+                    for b, clip in enumerate(batch.clips):
+                        for pos, f in enumerate(clip.indices):
+                            off = clip.offset_from_centre(f)
+                            if f not in det_best or off < det_best[f][0]:
+                                det_best[f] = (off, {k: v.cpu() for k, v in dets[b * t_len + pos].items()})
+                # every clip still to run starts after `limit`: frames before it are final
+                limit = batches[bi + 1][0].start if bi + 1 < len(batches) else n
+                while next_target < len(targets) and targets[next_target] < limit:
+                    f = targets[next_target]
+                    yield self._frame_event(
+                        video,
+                        f,
+                        batch.frame_hw,
+                        cls_head,
+                        cls_sum,
+                        cls_cnt,
+                        seg_head,
+                        seg_acc,
+                        det_head,
+                        det_best,
+                    )
+                    next_target += 1
+                for f in [f for f in seg_acc if f < limit]:
+                    del seg_acc[f]
+                for f in [f for f in det_best if f < limit]:
+                    del det_best[f]
+                if on_progress is not None:
+                    on_progress(next_target, len(targets))
+                now = time.perf_counter()
+                if now - last_progress >= PROGRESS_EVERY_S or bi + 1 == len(batches):
+                    last_progress = now
+                    yield {
+                        "event": "progress",
+                        "video": video,
+                        "done": next_target,
+                        "total": len(targets),
+                        "fraction": round(next_target / max(len(targets), 1), 4),
+                    }
+        finally:
+            prefetch.close()
+        seconds = time.perf_counter() - t0
+        done = {
+            "event": "video_done",
+            "video": video,
+            "frames": next_target,
+            "clips": len(clips),
+            "seconds": round(seconds, 3),
+            "clips_per_s": round(len(clips) / seconds, 3) if seconds > 0 else None,
+            "probs": {},
+        }
+        if cls_head is not None and clips:
+            mean = video_sum / len(clips)
+            done["probs"] = {c: round(float(p), 5) for c, p in zip(cls_head.classes, mean)}
+        yield done
+
+    # ------------------------------------------------------------------------------------------------ one frame
+    def _frame_event(
+        self, video, f, frame_hw, cls_head, cls_sum, cls_cnt, seg_head, seg_acc, det_head, det_best
+    ):
+        h, w = frame_hw
+        event: dict[str, Any] = {
+            "event": "frame",
+            "video": video,
+            "frame": int(f),
+            "probs": {},
+            "masks": [],
+            "boxes": [],
+        }
+        if cls_head is not None and cls_cnt[f] > 0:
+            p = cls_sum[f] / cls_cnt[f]
+            event["probs"] = {c: round(float(v), 5) for c, v in zip(cls_head.classes, p)}
+        if seg_head is not None and f in seg_acc:
+            total, count = seg_acc[f]
+            probs = (total / count).unsqueeze(0)  # [1, K, S_h, S_w]
+            if tuple(probs.shape[-2:]) != (h, w):
+                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+            for label, score, mask in seg_head.frame_masks(probs[0]):
+                event["masks"].append({"label": label, "score": round(score, 4), "rle": encode_rle(mask)})
+        if det_head is not None and f in det_best:
+            res = det_best[f][1]
+            sy = h / self.preprocess.img_size[0]
+            sx = w / self.preprocess.img_size[1]
+            keep = res["scores"] >= self.box_threshold
+            boxes, scores, labels = res["boxes"][keep], res["scores"][keep], res["labels"][keep]
+            for box, score, label in list(zip(boxes.tolist(), scores.tolist(), labels.tolist()))[
+                : self.max_boxes
+            ]:
+                x0, y0, x1, y1 = box
+                bbox = [round(min(max(x0 * sx, 0.0), w), 2), round(min(max(y0 * sy, 0.0), h), 2)]
+                bbox += [round(min(max(x1 * sx, 0.0), w), 2), round(min(max(y1 * sy, 0.0), h), 2)]
+                if not all(math.isfinite(v) for v in bbox):
+                    continue
+                event["boxes"].append(
+                    {"label": det_head.classes[int(label)], "score": round(float(score), 4), "bbox": bbox}
+                )
+        return event
