@@ -3,7 +3,9 @@
 Every random draw is made once per clip and applied to all its frames, to their masks (nearest neighbour) and to
 their boxes (the same affine map), so a polyp's label always sits on the polyp. The steps:
 
-1. random resized crop (area share ``scale``, aspect ``ratio``) - train only; evaluation resizes the whole frame;
+1. train: random resized crop (area share ``scale``, aspect ``ratio``), or ``crop="scale_jitter"`` (PolypDiag: short
+   side to U[256, 320] then a random square crop); evaluation resizes the whole frame, or with
+   ``eval_crop="short_side_corner"`` takes the left/top square (PolypDiag's val crop, reference §4.2);
 2. resize to ``size x size`` (square, aspect not kept - what CVC-12k and KUMC do, and what inference does);
 3. horizontal / vertical flips with probabilities ``hflip`` / ``vflip``;
 4. brightness / contrast / saturation jitter (frames only).
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255  # mask value for pixels/frames without a label
+IGNORE = -100  # mask value for pixels/frames without a label (the heads' ignore index)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class AugmentConfig:
     contrast: float = 0.2
     saturation: float = 0.2
     min_visible: float = 0.3
+    crop: str = "random_resized"  # or "scale_jitter": short side -> U[short_side], random size x size crop
+    short_side: tuple[float, float] = (256, 320)  # scale_jitter range, in output pixels (PolypDiag: 256-320)
+    eval_crop: str = (
+        "resize"  # or "short_side_corner": short side -> size, crop at the left/top (PolypDiag val)
+    )
 
 
 @dataclass
@@ -51,7 +58,16 @@ class ClipTargets:
 
 
 def _crop_params(h: int, w: int, cfg: AugmentConfig, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """torchvision ``RandomResizedCrop.get_params`` with a numpy generator -> (top, left, height, width)."""
+    """torchvision ``RandomResizedCrop.get_params`` with a numpy generator -> (top, left, height, width); or, for
+    ``scale_jitter``, the square region that a random ``size`` crop of the short-side-rescaled frame covers."""
+    if cfg.crop == "scale_jitter":
+        target = rng.uniform(*cfg.short_side)
+        side = max(1, min(h, w, int(round(cfg.size * min(h, w) / target))))
+        top = int(rng.integers(0, h - side + 1))
+        left = int(rng.integers(0, w - side + 1))
+        return top, left, side, side
+    if cfg.crop != "random_resized":
+        raise ValueError(f"unknown crop mode {cfg.crop!r} (random_resized | scale_jitter)")
     area = h * w
     log_ratio = (math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
     for _ in range(10):
@@ -150,6 +166,11 @@ def transform_clip(
         top, left, ch, cw = _crop_params(h, w, cfg, rng)
         hflip = bool(rng.uniform() < cfg.hflip)
         vflip = bool(rng.uniform() < cfg.vflip)
+    elif (
+        cfg.eval_crop == "short_side_corner"
+    ):  # PolypDiag val: spatial_idx 0 = left (landscape) / top (portrait)
+        side = min(h, w)
+        top, left, ch, cw, hflip, vflip = 0, 0, side, side, False, False
     else:
         top, left, ch, cw, hflip, vflip = 0, 0, h, w, False, False
     x = _resize_frames(x[:, :, top : top + ch, left : left + cw], s)

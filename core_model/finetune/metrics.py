@@ -295,12 +295,15 @@ def lesion_results(
     fps: float,
     score_thr: float = 0.5,
     iou_thr: float = 0.3,
+    frame_ids: Sequence[int] | None = None,
 ) -> list[LesionResult]:
     """For each track id of one video: its first frame and the first frame where a box scoring >= ``score_thr``
-    overlaps it with IoU >= ``iou_thr`` (``iou_thr=0`` accepts any confident box on a frame where it is visible)."""
+    overlaps it with IoU >= ``iou_thr`` (``iou_thr=0`` accepts any confident box on a frame where it is visible).
+    ``frame_ids``: the frame number of each entry of ``frames`` (default 0, 1, 2, ...), in increasing order."""
     first: dict[int, int] = {}
     found: dict[int, int] = {}
-    for i, f in enumerate(frames):
+    ids = list(range(len(frames))) if frame_ids is None else [int(i) for i in frame_ids]
+    for i, f in zip(ids, frames):
         confident = np.array([b for _, s, b in f.pred if s >= score_thr], dtype=np.float64).reshape(-1, 4)
         for tid, _, box in f.gt:
             first.setdefault(tid, i)
