@@ -15,6 +15,7 @@ import getpass
 import logging
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -142,6 +143,17 @@ class StoreBase:
         self.dialect = engine.dialect.name
         self.url = describe_url(engine.url)
         self.path = sqlite_path(engine.url)
+        self._local = threading.local()
+
+    def last_change_id(self) -> int | None:
+        """The change set written by this thread's last successful write (None if it changed nothing audited).
+
+        Services use it to remember a user action for undo."""
+        return getattr(self._local, "last_change_id", None)
+
+    def raw_url(self) -> str:
+        """The database URL including any password (for handing to a job subprocess via its environment)."""
+        return self.engine.url.render_as_string(hide_password=False)
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -170,8 +182,10 @@ class StoreBase:
                 with self._translate(summary), self.engine.connect() as conn:
                     conn.info["immediate"] = True
                     with conn.begin(), Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
-                        result = fn(Tx(self, session, summary, video_id, undoes_id))
+                        tx = Tx(self, session, summary, video_id, undoes_id)
+                        result = fn(tx)
                         session.flush()
+                self._local.last_change_id = tx._change_set.id if tx._change_set is not None else None
                 return result
             except _Busy as busy:
                 if time.monotonic() > deadline:

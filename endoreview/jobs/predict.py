@@ -1,0 +1,211 @@
+"""``python -m endoreview.jobs predict``: run a model over library videos and record the predictions.
+
+    python -m endoreview.jobs predict --video-id 3 --video-id 4 --model-version 2      # registered model
+    python -m endoreview.jobs predict --all-unpredicted --model path/to/model_dir     # model dir (looked up
+                                                                                     # or registered by path)
+    python -m endoreview.jobs predict --job-id 12                                     # parameters from the job row
+
+Results stream into the store as they come (:class:`endoreview.services.predictions.PredictionRecorder`, one
+transaction per ``--batch-frames`` frames), with job state and progress in the jobs table and on stdout (JSON
+lines, :mod:`endoreview.jobs.protocol`). SIGTERM/SIGINT cancel gracefully: the current batch is committed, the
+run is closed as ``cancelled``, the job ends ``cancelled`` (exit 3). A video that cannot be read is reported and
+skipped. Logs and events name videos by id only.
+
+``--predictor MODULE:CALLABLE`` swaps the predictor factory (default ``core_model.inference:Predictor``); it is
+called as ``factory(model_dir, device=..., batch_size=...)`` and must return an object with
+``predict_video(path, on_progress=..., should_cancel=...)`` yielding Predictor events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit
+from endoreview.jobs.runner import CancelFlag, JobContext, setup_logging
+from endoreview.services.library import LibraryService, VideoImportError
+from endoreview.services.predictions import PredictionRecorder
+from endoreview.store import Store, StoreError
+from endoreview.store.records import JobState
+
+log = logging.getLogger("endoreview.jobs.predict")
+DEFAULT_FACTORY = "core_model.inference:Predictor"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m endoreview.jobs predict", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--db", help="database URL (default: $ENDOREVIEW_DB_URL or the user data directory)")
+    p.add_argument("--job-id", type=int, help="take parameters from (and report into) this job row")
+    p.add_argument(
+        "--video-id", type=int, action="append", dest="video_ids", help="video to run (repeatable)"
+    )
+    p.add_argument(
+        "--all-unpredicted", action="store_true", help="every library video without a finished run"
+    )
+    p.add_argument("--project-id", type=int, help="with --all-unpredicted: only this project")
+    p.add_argument("--model", help="model directory")
+    p.add_argument("--model-version", type=int, help="registered model version id (default: the active one)")
+    p.add_argument("--library-root", help="this workstation's library folder")
+    p.add_argument("--batch-frames", type=int, default=256, help="frames per transaction (default 256)")
+    p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument("--reviewer", help="recorded as the author of the run (default: the OS login)")
+    p.add_argument("--predictor", default=DEFAULT_FACTORY, help=argparse.SUPPRESS)
+    return p
+
+
+def _load_factory(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name or "Predictor")
+
+
+def _resolve_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
+    if params.get("model_version") is not None:
+        mv = store.get_model_version(int(params["model_version"]))
+        return mv.files_dir, mv.id
+    if params.get("model"):
+        d = str(Path(params["model"]).resolve())
+        for mv in store.list_model_versions():
+            if str(Path(mv.files_dir).resolve()) == d:
+                return d, mv.id
+        name = Path(d).name
+        taken = {mv.name for mv in store.list_model_versions()}
+        i = 2
+        while name in taken:
+            name, i = f"{Path(d).name}-{i}", i + 1
+        mv = store.add_model_version(
+            name, architecture=_architecture(Path(d)), files_dir=d, notes="registered by a predict job"
+        )
+        return d, mv.id
+    active = store.active_model_version()
+    if active is None:
+        raise ValueError("no model given (--model or --model-version) and no active model version")
+    return active.files_dir, active.id
+
+
+def _architecture(model_dir: Path) -> str:
+    import json
+
+    try:
+        meta = json.loads((model_dir / "model.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    arch = meta.get("arch") or meta.get("architecture") or {}
+    return str(arch.get("name", arch) if isinstance(arch, dict) else arch)[:100] or "unknown"
+
+
+def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
+    ids = [int(v) for v in params.get("video_ids") or []]
+    if params.get("all_unpredicted"):
+        for v in store.list_videos(params.get("project_id")):
+            if v.id not in ids and not any(r.state == "finished" for r in store.list_prediction_runs(v.id)):
+                ids.append(v.id)
+    return ids
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = Store.open(args.db, reviewer=args.reviewer)
+    except StoreError as e:
+        emit("error", message=str(e))
+        emit("done", state="failed", result={}, message=str(e))
+        return EXIT_FAILED
+    with store:
+        given = {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("db", "job_id", "reviewer") and v not in (None, False)
+        }
+        try:
+            ctx = JobContext(store, "predict", args.job_id, given)
+        except (StoreError, ValueError) as e:
+            emit("error", message=str(e))
+            return EXIT_USAGE
+        params = {**build_parser().parse_args([]).__dict__, **ctx.job.params} if args.job_id else vars(args)
+        setup_logging(ctx.job.log_path)
+        cancel = CancelFlag().install()
+        ctx.start()
+        try:
+            return run(store, ctx, params, cancel)
+        except Exception as e:  # the job row must never stay "running"
+            log.exception("predict job %d failed", ctx.id)
+            ctx.finish(JobState.FAILED, {}, f"{type(e).__name__}: {e}")
+            return EXIT_FAILED
+
+
+def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFlag) -> int:
+    model_dir, mv_id = _resolve_model(store, params)
+    ids = _video_ids(store, params)
+    library = LibraryService(store, params.get("library_root"))
+    log.info("predict job %d: %d video(s), model version %s", ctx.id, len(ids), mv_id)
+    factory = _load_factory(params.get("predictor") or DEFAULT_FACTORY)
+    kwargs: dict[str, Any] = {"batch_size": int(params.get("batch_size") or 4)}
+    if params.get("device"):
+        kwargs["device"] = params["device"]
+    predictor = factory(model_dir, **kwargs)
+    done_runs, failures = [], []
+    total = len(ids)
+    for i, vid in enumerate(ids):
+        if cancel():
+            break
+        try:
+            video = store.get_video(vid)
+            path = library.resolve_path(video)
+        except (StoreError, VideoImportError) as e:
+            failures.append({"video_id": vid, "message": str(e)})
+            emit("error", job=ctx.id, video_id=vid, message=str(e))
+            continue
+        recorder = PredictionRecorder(
+            store, vid, mv_id, params={"job_id": ctx.id}, batch_frames=int(params.get("batch_frames") or 256)
+        )
+        last = [0.0]
+
+        def on_event(ev: dict[str, Any], _i: int = i, _vid: int = vid, last: list[float] = last) -> None:
+            if ev.get("event") == "progress" and time.monotonic() - last[0] > 0.5:
+                last[0] = time.monotonic()
+                frac = (_i + float(ev.get("fraction", 0.0))) / max(total, 1)
+                ctx.progress(frac, f"video {_vid}: frame {ev.get('done')}/{ev.get('total')}", video_id=_vid)
+
+        events = predictor.predict_video(path, should_cancel=cancel)
+        res = recorder.record(events, on_event)
+        if res.state == "failed":
+            msg = _scrub(res.message, path)
+            failures.append({"video_id": vid, "message": msg})
+            emit("error", job=ctx.id, video_id=vid, message=msg)
+        elif res.state == "finished":
+            done_runs.append(res.run.id)
+            emit(
+                "video_done",
+                job=ctx.id,
+                video_id=vid,
+                run_id=res.run.id,
+                frames=res.frames,
+                labels=res.labels,
+            )
+            ctx.progress((i + 1) / max(total, 1), f"video {vid} done", video_id=vid)
+    result = {"runs": done_runs, "failed": failures, "videos": ids}
+    if cancel():
+        ctx.finish(JobState.CANCELLED, result, "cancelled")
+        return EXIT_CANCELLED
+    if failures and not done_runs:
+        ctx.finish(JobState.FAILED, result, f"{len(failures)} video(s) failed")
+        return EXIT_FAILED
+    ctx.finish(JobState.SUCCEEDED, result, f"{len(done_runs)} video(s) done, {len(failures)} failed")
+    return EXIT_OK
+
+
+def _scrub(message: str, path: Path) -> str:
+    """Error messages from decoders name the file; logs and events must not (patient identifiers)."""
+    return message.replace(str(path), "<video file>").replace(path.name, "<video file>")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Recording model output: a prediction run per (video, model version), streamed into the store in batches.
+
+:class:`PredictionRecorder` consumes the events of :meth:`core_model.inference.Predictor.predict_video` (or of
+``endofm predict`` JSON lines) as they stream and writes every ``batch_frames`` frames in one transaction, so a
+crash or cancel loses at most one batch and the reviewer can start on the first frames while the rest runs.
+
+On ``video_done`` the run is closed with run-level suggestions:
+
+* segments: maximal runs of frames whose probability for a class (other than ``normal``) is >= ``threshold``,
+  at least ``min_segment`` frames long, suggested under the class ``segment_classes`` maps it to (by default
+  ``abnormal`` -> ``polyp``, matching the default label set; other classes keep their name);
+* the video class: the class with the highest video-level probability.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from endoreview.store import Store
+from endoreview.store.records import FramePrediction, LabelKind, LabelOrigin, NewLabel, PredictionRun
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_CLASSES = {"abnormal": "polyp"}
+NEGATIVE_CLASSES = {"normal", "background", "negative"}
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    run: PredictionRun
+    frames: int
+    labels: int
+    state: str  # finished | failed | cancelled
+    message: str = ""
+
+
+def segments_from_probs(
+    probs: Mapping[int, Mapping[str, float]], n_frames: int, threshold: float = 0.5, min_segment: int = 1
+) -> list[tuple[str, int, int]]:
+    """``[(class, start, end)]`` runs (end exclusive) where a non-normal class's probability >= threshold."""
+    classes = sorted({c for p in probs.values() for c in p} - NEGATIVE_CLASSES)
+    out = []
+    for c in classes:
+        start = None
+        for f in range(n_frames + 1):
+            on = f < n_frames and probs.get(f, {}).get(c, 0.0) >= threshold
+            if on and start is None:
+                start = f
+            elif not on and start is not None:
+                if f - start >= min_segment:
+                    out.append((c, start, f))
+                start = None
+    return out
+
+
+class PredictionRecorder:
+    """Writes one video's model output into a new prediction run. Use :meth:`record` or feed :meth:`handle`."""
+
+    def __init__(
+        self,
+        store: Store,
+        video_id: int,
+        model_version_id: int | None,
+        *,
+        params: dict[str, Any] | None = None,
+        batch_frames: int = 256,
+        threshold: float = 0.5,
+        min_segment: int = 3,
+        min_score: float = 0.0,
+        segment_classes: Mapping[str, str] | None = None,
+    ):
+        self.store = store
+        self.video_id = video_id
+        self.model_version_id = model_version_id
+        self.batch_frames = batch_frames
+        self.threshold = threshold
+        self.min_segment = min_segment
+        self.min_score = min_score
+        self.segment_classes = dict(DEFAULT_SEGMENT_CLASSES if segment_classes is None else segment_classes)
+        self.run = store.start_prediction_run(video_id, model_version_id, params or {})
+        self._pending: list[FramePrediction] = []
+        self._probs: dict[int, dict[str, float]] = {}
+        self.frames = 0
+        self.labels = 0
+        self.n_frames = store.get_video(video_id).frame_count
+        self.closed: RecordResult | None = None
+        log.info("prediction run %d started for video %d", self.run.id, video_id)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.labels += self.store.add_frame_predictions(
+                self.run.id, self._pending, min_score=self.min_score
+            )
+            self.frames += len(self._pending)
+            self._pending = []
+
+    def handle(self, event: Mapping[str, Any]) -> RecordResult | None:
+        """Consume one Predictor event; returns the result once the video is done, failed or cancelled."""
+        kind = event.get("event")
+        if kind == "frame":
+            f = int(event["frame"])
+            probs = {str(k): float(v) for k, v in (event.get("probs") or {}).items()}
+            self._probs[f] = probs
+            self._pending.append(
+                FramePrediction(
+                    frame=f,
+                    probs=probs,
+                    masks=tuple(event.get("masks") or ()),
+                    boxes=tuple(event.get("boxes") or ()),
+                )
+            )
+            if len(self._pending) >= self.batch_frames:
+                self.flush()
+        elif kind == "video_done":
+            return self.finish("finished", video_probs=event.get("probs") or {})
+        elif kind == "cancelled":
+            return self.finish("cancelled", message="cancelled")
+        elif kind == "error":
+            return self.finish("failed", message=str(event.get("message", "")))
+        return None
+
+    def finish(
+        self, state: str, video_probs: Mapping[str, float] | None = None, message: str = ""
+    ) -> RecordResult:
+        if self.closed is not None:
+            return self.closed
+        self.flush()
+        suggestions: list[NewLabel] = []
+        if state == "finished":
+            for cls, a, b in segments_from_probs(
+                self._probs, self.n_frames, self.threshold, self.min_segment
+            ):
+                name = self.segment_classes.get(cls, cls)
+                score = max(self._probs[f].get(cls, 0.0) for f in range(a, b))
+                suggestions.append(self._suggest(LabelKind.SEGMENT, name, score, start_frame=a, end_frame=b))
+            if video_probs:
+                cls, p = max(video_probs.items(), key=lambda kv: kv[1])
+                suggestions.append(self._suggest(LabelKind.VIDEO_CLASS, str(cls), float(p)))
+        run = self.store.finish_prediction_run(self.run.id, state, suggestions)
+        self.closed = RecordResult(run, self.frames, self.labels + len(suggestions), state, message)
+        log.info("prediction run %d for video %d %s (%d frames)", run.id, self.video_id, state, self.frames)
+        return self.closed
+
+    def _suggest(self, kind: LabelKind, name: str, score: float, **kw: Any) -> NewLabel:
+        return NewLabel(
+            video_id=self.video_id,
+            kind=kind,
+            class_name=name,
+            origin=LabelOrigin.PREDICTED,
+            score=score,
+            model_version_id=self.model_version_id,
+            run_id=self.run.id,
+            **kw,
+        )
+
+    def record(
+        self, events: Iterable[Mapping[str, Any]], on_event: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> RecordResult:
+        """Consume a whole event stream (stops at video_done/cancelled/error; a stream that just ends is failed)."""
+        try:
+            for ev in events:
+                if on_event is not None:
+                    on_event(ev)
+                done = self.handle(ev)
+                if done is not None:
+                    return done
+        except BaseException:
+            try:
+                self.finish("failed", message="interrupted")
+            except Exception:  # the original error is the one to report
+                log.exception("could not close prediction run %d", self.run.id)
+            raise
+        return self.finish("failed", message="the prediction stream ended before the video was done")
