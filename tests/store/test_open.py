@@ -1,0 +1,210 @@
+"""Opening the database: pragmas, refusals of bad input (file left unchanged), backups and upgrades."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from endoreview.store import Store, errors, migrate
+from endoreview.store.records import NewLabel
+from tests.store.make_db_version import DATA, populate
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_default_database_lives_in_the_user_data_dir_with_safe_pragmas(_isolated_data_dir):
+    with Store.open() as s:
+        assert s.path == (_isolated_data_dir / "endoreview.sqlite3").resolve()
+        assert s.pragmas() == {
+            "journal_mode": "wal",
+            "synchronous": 2,
+            "foreign_keys": 1,
+            "busy_timeout": 30000,
+        }
+        assert s.integrity_check() == "ok"
+        with sqlite3.connect(s.path) as con:
+            assert (
+                con.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+                == migrate.head_revision()
+            )
+
+
+def test_reviewer_defaults_to_the_os_login(tmp_path, monkeypatch):
+    monkeypatch.setenv("USER", "dr_login")
+    monkeypatch.setenv("LOGNAME", "dr_login")
+    with Store.open(str(tmp_path / "db.sqlite3")) as s:
+        s.ensure_reviewer()
+        assert s.reviewer == "dr_login"
+        assert [r.name for r in s.list_reviewers()] == ["dr_login"]
+        assert s.changes_since(0)[-1].actor == "dr_login"
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"hello, this is a text file\n" * 10, "not a SQLite database"),
+        (b"SQLite format 3\x00" + b"\x13" * 4000, "damaged or not a database"),
+    ],
+)
+def test_non_database_file_is_refused_and_left_unchanged(tmp_path, content, reason):
+    f = tmp_path / "labels.sqlite3"
+    f.write_bytes(content)
+    before = digest(f)
+    with pytest.raises(errors.NotADatabaseError) as e:
+        Store.open(str(f))
+    assert str(f) in str(e.value) and reason in str(e.value)
+    assert digest(f) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.sqlite3"]
+
+
+def test_another_programs_sqlite_database_is_refused(tmp_path):
+    f = tmp_path / "other.db"
+    with sqlite3.connect(f) as con:
+        con.execute("CREATE TABLE patients (id INTEGER PRIMARY KEY, name TEXT)")
+    before = digest(f)
+    with pytest.raises(errors.NotADatabaseError, match="another program"):
+        Store.open(str(f))
+    assert digest(f) == before
+
+
+def test_read_only_file_and_folder_are_refused(tmp_path):
+    f = tmp_path / "ro" / "labels.sqlite3"
+    f.parent.mkdir()
+    Store.open(str(f)).close()
+    before = digest(f)
+    os.chmod(f, 0o444)
+    try:
+        with pytest.raises(errors.ReadOnlyDatabaseError, match="read-only"):
+            Store.open(str(f))
+    finally:
+        os.chmod(f, 0o644)
+    assert digest(f) == before
+    os.chmod(f.parent, 0o555)
+    try:
+        with pytest.raises(errors.ReadOnlyDatabaseError, match="read-only"):
+            Store.open(str(f))
+        with pytest.raises(errors.ReadOnlyDatabaseError, match="read-only"):
+            Store.open(str(f.parent / "new.sqlite3"))
+    finally:
+        os.chmod(f.parent, 0o755)
+    assert digest(f) == before
+    assert not (f.parent / "new.sqlite3").exists()
+
+
+def test_newer_database_is_refused_and_left_unchanged(tmp_path):
+    f = tmp_path / "labels.sqlite3"
+    Store.open(str(f)).close()
+    with sqlite3.connect(f) as con:
+        con.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    before = digest(f)
+    with pytest.raises(errors.NewerDatabaseError) as e:
+        Store.open(str(f))
+    assert "newer version of EndoReview" in str(e.value) and "9999_from_the_future" in str(e.value)
+    assert digest(f) == before
+
+
+def test_network_file_system_is_refused_with_a_postgresql_hint(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nserver:/export {tmp_path} nfs4 rw,relatime 0 0\n")
+    with pytest.raises(errors.NetworkFilesystemError) as e:
+        Store.open(str(tmp_path / "labels.sqlite3"), mounts_file=mounts)
+    assert "nfs4" in str(e.value) and "PostgreSQL" in str(e.value)
+    assert not (tmp_path / "labels.sqlite3").exists()
+    mounts.write_text(f"/dev/sda1 / ext4 rw 0 0\nhost:/x {tmp_path} fuse.sshfs rw 0 0\n")
+    with pytest.raises(errors.NetworkFilesystemError, match="sshfs"):
+        Store.open(str(tmp_path / "labels.sqlite3"), mounts_file=mounts)
+    mounts.write_text("/dev/sda1 / ext4 rw 0 0\n")
+    Store.open(str(tmp_path / "labels.sqlite3"), mounts_file=mounts).close()
+
+
+def test_full_disk_rolls_the_action_back_with_a_clear_message(tmp_path):
+    f = tmp_path / "labels.sqlite3"
+    with Store.open(str(f), reviewer="alice") as s:
+        populate(s)
+        video = s.list_videos()[0]
+        n_before = s.count_labels()
+        cursor = s.change_cursor()
+    pages = sqlite3.connect(f).execute("PRAGMA page_count").fetchone()[0]
+    # the disk "fills up" at the current size: any growth fails (SQLITE_FULL), like ENOSPC would
+    with Store.open(str(f), reviewer="alice", sqlite_pragmas={"max_page_count": pages}) as s:
+        big = [NewLabel(video.id, "box", "polyp", frame=i % 20, bbox=(0, 0, 5, 5)) for i in range(3000)]
+        with pytest.raises(errors.DiskFullError, match="full"):
+            s.add_labels(big)
+        assert s.count_labels() == n_before
+        assert s.change_cursor() == cursor
+        assert s.integrity_check() == "ok"
+    with Store.open(str(f)) as s:  # and the database still works once there is room again
+        s.add_labels(big[:1])
+
+
+@pytest.mark.parametrize("db_file", sorted(DATA.glob("v*.sqlite3")), ids=lambda p: p.stem)
+def test_every_released_schema_version_opens_with_its_data(tmp_path, db_file):
+    f = tmp_path / db_file.name
+    shutil.copy(db_file, f)
+    original = digest(f)
+    rev = sqlite3.connect(f).execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    with Store.open(str(f)) as s:
+        assert s.integrity_check() == "ok"
+        video = s.list_videos()[0]
+        assert (video.frame_count, video.width, video.meta) == (20, 48, {"site": "s1"})
+        labels = s.labels_for_video(video.id)
+        assert len(labels) == 4 + 5  # 4 by hand, 5 predicted masks
+        assert any(x.bbox == (11.0, 5.0, 18.0, 15.0) and x.state == "manual" for x in labels)
+        assert s.active_model_version().name == "demo-1"
+        assert s.list_jobs()[0].kind == "predict"
+        assert len(s.frame_probs(s.list_prediction_runs(video.id)[0].id)) == 5
+        assert {c.actor for c in s.changes_since(0)} == {"maker"}
+    backups = list(tmp_path.glob(f"{f.stem}.backup-*"))
+    if rev == migrate.head_revision():
+        assert backups == []
+    else:
+        assert len(backups) == 1 and digest(backups[0]) == original
+
+
+def test_older_schema_is_backed_up_before_the_upgrade(tmp_path, monkeypatch):
+    f = tmp_path / "labels.sqlite3"
+    with Store.open(str(f), reviewer="alice") as s:
+        populate(s)
+    original = digest(f)
+    # pretend this EndoReview knows a newer schema than the file's
+    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
+    monkeypatch.setattr(migrate, "known_revisions", lambda: ["0001", "0002"])
+    upgraded = []
+    monkeypatch.setattr(
+        migrate, "upgrade", lambda conn, target="head": upgraded.append(migrate.current_revision(conn))
+    )
+    Store.open(str(f)).close()
+    assert upgraded == ["0001"]
+    backups = list(tmp_path.glob("labels.backup-0001-*.sqlite3"))
+    assert len(backups) == 1
+    with sqlite3.connect(backups[0]) as con:
+        assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 9
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert original  # the original file was only read for the backup
+
+
+def test_postgresql_newer_schema_is_refused(pg_url):
+    from sqlalchemy import create_engine, text
+
+    Store.open(pg_url).close()
+    e = create_engine(pg_url)
+    with e.begin() as c:
+        c.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(errors.NewerDatabaseError, match="newer version"):
+        Store.open(pg_url)
+    with e.connect() as c:
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    e.dispose()
+
+
+def test_unreachable_postgresql_gives_a_readable_error():
+    with pytest.raises(errors.DatabaseOpenError) as e:
+        Store.open("postgresql+psycopg://u:secret@127.0.0.1:1/none?connect_timeout=2")
+    assert "secret" not in str(e.value) and "127.0.0.1" in str(e.value)
