@@ -1,0 +1,333 @@
+"""COCO JSON: boxes, polygons, RLE masks (compressed and uncompressed), optional video grouping.
+
+Reading. ``images`` map to video frames in one of two ways:
+
+* COCO-VID style: an image with ``video_id`` and ``frame_id`` (0-based; ``frame_index`` is accepted too) belongs to
+  that video at that frame; video names come from ``videos[].name`` (or ``file_name``).
+* otherwise the images of each directory in ``file_name`` form one sequence, in natural order of the file names
+  (frame i is the i-th listed image of that directory).
+
+Each annotation becomes a mask (when it has a ``segmentation``) and a box (always, unless the file was written by
+EndoReview and says ``"endoreview_box": false``). ``score`` and ``track_id`` (or ``instance_id``) are kept.
+
+Writing produces COCO-VID style files with RLE masks (``str`` counts) and lists what the format cannot carry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from endoreview.interchange import raster
+from endoreview.interchange.model import (
+    BoxAnn,
+    Collection,
+    InterchangeError,
+    MaskAnn,
+    Provenance,
+    VideoItem,
+)
+from endoreview.interchange.util import check_box, natural_key, safe_join
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def read_coco(
+    path: str | os.PathLike, image_root: str | os.PathLike | None = None, *, source_name: str | None = None
+) -> Collection:
+    """Parse a COCO JSON file. ``image_root`` is where ``file_name`` paths resolve (default: the JSON's folder)."""
+    path = Path(path)
+    src = source_name or str(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except json.JSONDecodeError as e:
+        raise InterchangeError(src, f"not valid JSON ({e.msg})", line=e.lineno) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InterchangeError(src, f"cannot be read ({e})") from None
+    root = Path(image_root) if image_root is not None else path.parent
+    return parse_coco(data, src, root)
+
+
+def _req(d: Any, key: str, where: str, src: str) -> Any:
+    if not isinstance(d, dict):
+        raise InterchangeError(src, "must be an object", field=where)
+    if key not in d:
+        raise InterchangeError(src, f"missing field '{key}'", field=where)
+    return d[key]
+
+
+def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
+    col = Collection(layout="coco", root=image_root)
+    if not isinstance(data, dict):
+        raise InterchangeError(src, "top level must be an object with 'images', 'annotations', 'categories'")
+    images = _req(data, "images", "top level", src)
+    anns = data.get("annotations", [])
+    cats = _req(data, "categories", "top level", src)
+    if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
+        raise InterchangeError(src, "'images', 'annotations' and 'categories' must be lists")
+    cat_names: dict[int, str] = {}
+    for i, c in enumerate(cats):
+        cid = _req(c, "id", f"categories[{i}]", src)
+        name = _req(c, "name", f"categories[{i}]", src)
+        if not isinstance(name, str) or not name:
+            raise InterchangeError(
+                src, "category name must be a non-empty string", field=f"categories[{i}].name"
+            )
+        cat_names[cid] = name
+    video_names: dict[Any, str] = {}
+    for i, v in enumerate(data.get("videos", []) or []):
+        vid = _req(v, "id", f"videos[{i}]", src)
+        video_names[vid] = str(v.get("name") or v.get("file_name") or f"video_{vid}")
+
+    # ---- images -> (video name, frame index)
+    frame_of: dict[Any, tuple[VideoItem, int, int, int]] = {}
+    by_dir: dict[str, list[tuple[str, dict, int]]] = defaultdict(list)
+    for i, im in enumerate(images):
+        w = f"images[{i}]"
+        iid = _req(im, "id", w, src)
+        fname = _req(im, "file_name", w, src)
+        width = _req(im, "width", w, src)
+        height = _req(im, "height", w, src)
+        if not isinstance(fname, str) or not fname:
+            raise InterchangeError(src, "must be a non-empty string", field=f"{w}.file_name")
+        if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
+            raise InterchangeError(src, "width and height must be positive integers", field=w)
+        if iid in frame_of:
+            raise InterchangeError(src, f"duplicate image id {iid!r}", field=f"{w}.id")
+        safe_join(image_root, fname, src, field=f"{w}.file_name")
+        vid = im.get("video_id")
+        fidx = im.get("frame_index", im.get("frame_id"))
+        if vid is not None and fidx is not None:
+            if not isinstance(fidx, int) or isinstance(fidx, bool) or fidx < 0:
+                raise InterchangeError(
+                    src, f"frame index must be an integer >= 0, got {fidx!r}", field=f"{w}.frame_id"
+                )
+            name = video_names.get(vid, f"video_{vid}")
+            item = col.get_or_add(name, width=width, height=height)
+            frame_of[iid] = (item, fidx, width, height)
+        else:
+            by_dir[str(PurePosixPath(fname.replace("\\", "/")).parent)].append((fname, im, i))
+            frame_of[iid] = None  # type: ignore[assignment]
+    for d, entries in by_dir.items():
+        entries.sort(key=lambda e: natural_key(e[0]))
+        name = PurePosixPath(d).name if d not in ("", ".") else Path(src).stem
+        item = col.get_or_add(name)
+        item.frame_files = [
+            safe_join(image_root, e[0], src, field=f"images[{e[2]}].file_name") for e in entries
+        ]
+        item.num_frames = len(entries)
+        for k, (_fname, im, _i) in enumerate(entries):
+            item.width, item.height = im["width"], im["height"]
+            frame_of[im["id"]] = (item, k, im["width"], im["height"])
+    for item in col.videos:
+        if item.frame_files is None:
+            frames = [f for (it, f, _w, _h) in frame_of.values() if it is item]
+            item.num_frames = max(frames) + 1 if frames else None
+
+    # ---- annotations
+    for i, a in enumerate(anns):
+        w = f"annotations[{i}]"
+        iid = _req(a, "image_id", w, src)
+        cid = _req(a, "category_id", w, src)
+        if iid not in frame_of:
+            raise InterchangeError(src, f"image_id {iid!r} is not in 'images'", field=f"{w}.image_id")
+        if cid not in cat_names:
+            raise InterchangeError(
+                src, f"category_id {cid!r} is not in 'categories'", field=f"{w}.category_id"
+            )
+        item, frame, width, height = frame_of[iid]
+        label = cat_names[cid]
+        prov = Provenance(src, field=w)
+        score = a.get("score")
+        if score is not None and not _num(score):
+            raise InterchangeError(src, "score must be a number", field=f"{w}.score")
+        track = a.get("track_id", a.get("instance_id"))
+        if track is not None and (not isinstance(track, int) or isinstance(track, bool)):
+            raise InterchangeError(src, "track_id must be an integer", field=f"{w}.track_id")
+        seg = a.get("segmentation")
+        has_mask = bool(seg)
+        if has_mask:
+            rle = _segmentation_to_rle(seg, height, width, src, f"{w}.segmentation")
+            item.masks.append(MaskAnn(frame, label, rle, prov, track, score))
+        want_box = a.get("endoreview_box", True) if has_mask else True
+        if want_box:
+            bb = _req(a, "bbox", w, src) if not has_mask else a.get("bbox")
+            if bb is None:
+                continue
+            if not (isinstance(bb, list) and len(bb) == 4 and all(_num(v) for v in bb)):
+                raise InterchangeError(
+                    src, f"bbox must be [x, y, width, height] numbers, got {bb!r}", field=f"{w}.bbox"
+                )
+            x, y, bw, bh = (float(v) for v in bb)
+            if bw <= 0 or bh <= 0:
+                if has_mask:
+                    continue
+                raise InterchangeError(src, f"bbox {bb} has no area", field=f"{w}.bbox")
+            box = check_box(
+                (x, y, x + bw, y + bh), width, height, Provenance(src, field=f"{w}.bbox"), col.issues
+            )
+            item.boxes.append(BoxAnn(frame, label, box, prov, track, score))
+    return col
+
+
+def _segmentation_to_rle(seg: Any, h: int, w: int, src: str, where: str) -> dict[str, Any]:
+    if isinstance(seg, list):
+        polys = []
+        for k, p in enumerate(seg):
+            if not (isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(_num(v) for v in p)):
+                raise InterchangeError(
+                    src, "each polygon must be a flat list of >= 3 x,y pairs", field=f"{where}[{k}]"
+                )
+            polys.append(p)
+        return raster.encode_mask(raster.polygons_to_mask(polys, h, w))
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        counts = seg.get("counts")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) for s in size)):
+            raise InterchangeError(src, "RLE needs 'size': [height, width]", field=f"{where}.size")
+        if list(size) != [h, w]:
+            raise InterchangeError(
+                src, f"mask size {size} differs from its image's [{h}, {w}]", field=f"{where}.size"
+            )
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
+                raise InterchangeError(
+                    src, f"uncompressed RLE counts must sum to {h * w}", field=f"{where}.counts"
+                )
+            return raster.encode_mask(raster.decode_rle({"size": size, "counts": counts}))
+        if isinstance(counts, str):
+            try:
+                m = raster.decode_rle({"size": size, "counts": counts})
+            except Exception as e:  # pycocotools raises bare exceptions on garbage
+                raise InterchangeError(
+                    src, f"RLE counts do not decode ({e})", field=f"{where}.counts"
+                ) from None
+            if m.shape != (h, w):
+                raise InterchangeError(src, "RLE counts do not match its size", field=f"{where}.counts")
+            return raster.encode_mask(m)
+        raise InterchangeError(src, "RLE 'counts' must be a string or a list", field=f"{where}.counts")
+    raise InterchangeError(src, "segmentation must be a polygon list or an RLE object", field=where)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------
+def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], list[str]]:
+    """Build a COCO-VID document from a collection. Returns (document, dropped-notes).
+
+    ``frame_name(video, frame) -> str`` gives each image's ``file_name`` (default ``<video>/<frame:06d>.jpg``).
+    A mask and a box with the same (frame, label, track id) become one annotation.
+    """
+    frame_name = frame_name or (lambda v, f: f"{v.name}/{f:06d}.jpg")
+    labels = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
+    cat_id = {n: i + 1 for i, n in enumerate(labels)}
+    doc: dict[str, Any] = {
+        "info": {"description": "exported by EndoReview", "frame_index_base": 0},
+        "videos": [],
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": cat_id[n], "name": n, "supercategory": "lesion"} for n in labels],
+    }
+    dropped: set[str] = set()
+    image_id = 0
+    ann_id = 0
+    for vi, v in enumerate(col.videos, start=1):
+        doc["videos"].append({"id": vi, "name": v.name})
+        if v.segments or v.video_labels:
+            dropped.add("segments and video labels (COCO has no temporal labels; use the CSV export)")
+        frames: dict[int, list] = defaultdict(list)
+        for m in v.masks:
+            frames[m.frame].append(m)
+        for b in v.boxes:
+            frames[b.frame].append(b)
+        for f in sorted(frames):
+            image_id += 1
+            h, w = v.height, v.width
+            doc["images"].append(
+                {
+                    "id": image_id,
+                    "file_name": frame_name(v, f),
+                    "width": w,
+                    "height": h,
+                    "video_id": vi,
+                    "frame_id": f,
+                }
+            )
+            boxes_by_key: dict[tuple, list[BoxAnn]] = defaultdict(list)
+            for a in frames[f]:
+                if isinstance(a, BoxAnn):
+                    boxes_by_key[(a.label, a.track_id)].append(a)
+            for a in frames[f]:
+                if not isinstance(a, MaskAnn):
+                    continue
+                ann_id += 1
+                m = raster.decode_rle(a.rle)
+                mb = raster.mask_bbox(m)
+                paired = boxes_by_key.get((a.label, a.track_id)) if a.track_id is not None else None
+                box = paired.pop(0) if paired else None
+                x0, y0, x1, y1 = box.bbox if box else (mb or (0.0, 0.0, 0.0, 0.0))
+                ann = {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat_id[a.label],
+                    "segmentation": raster.normalise_rle(a.rle),
+                    "area": int(m.sum()),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "iscrowd": 0,
+                    "endoreview_box": box is not None,
+                }
+                if a.track_id is not None:
+                    ann["track_id"] = a.track_id
+                if a.score is not None:
+                    ann["score"] = a.score
+                doc["annotations"].append(ann)
+            for rest in boxes_by_key.values():
+                for b in rest:
+                    ann_id += 1
+                    x0, y0, x1, y1 = b.bbox
+                    ann = {
+                        "id": ann_id,
+                        "image_id": image_id,
+                        "category_id": cat_id[b.label],
+                        "bbox": [x0, y0, x1 - x0, y1 - y0],
+                        "area": float((x1 - x0) * (y1 - y0)),
+                        "iscrowd": 0,
+                    }
+                    if b.track_id is not None:
+                        ann["track_id"] = b.track_id
+                    if b.score is not None:
+                        ann["score"] = b.score
+                    doc["annotations"].append(ann)
+    return doc, sorted(dropped)
+
+
+def coco_polygon_document(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Convert a COCO document's RLE masks to polygons (for tools that read only polygons). Holes are dropped."""
+    dropped: set[str] = set()
+    out = json.loads(json.dumps(doc))
+    for a in out["annotations"]:
+        seg = a.get("segmentation")
+        if isinstance(seg, dict):
+            polys, holes = raster.mask_to_polygons(raster.decode_rle(seg))
+            if holes:
+                dropped.add("holes in masks (polygons cannot express them)")
+            a["segmentation"] = polys
+    return out, sorted(dropped)
+
+
+def write_coco(col: Collection, path: str | os.PathLike, **kw: Any) -> list[str]:
+    doc, dropped = coco_document(col, **kw)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(doc), encoding="utf-8")
+    return dropped
+
+
+def masks_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(np.array_equal(raster.decode_rle(a), raster.decode_rle(b)))

@@ -1,0 +1,311 @@
+"""CVAT for video 1.1 XML: tracks of boxes, polygons and masks with keyframes and ``outside`` flags.
+
+Reading follows CVAT's semantics:
+
+* a track's shapes are sorted by frame; a shape with ``outside="1"`` ends the track's visibility until the next
+  shape; the last visible shape persists to the task's ``stop_frame`` (CVAT shows it there) unless the video's
+  frame count is smaller;
+* boxes between two consecutive visible keyframes are linearly interpolated (as CVAT does); polygons and masks keep
+  the previous keyframe's shape (their interpolation depends on CVAT's point resampling, which is not reproduced);
+  frames listed explicitly (``keyframe="0"`` shapes, as CVAT exports) are taken as written;
+* mask ``rle`` is CVAT's: ``", "``-separated run lengths, alternating background/foreground starting with background,
+  row-major inside the ``left, top, width, height`` rectangle.
+
+Frame numbers are the task's 0-based frame numbers. The track's ``group_id`` (when > 0, as EndoReview writes it so a box track and a mask track of one
+object share it) or else its ``id`` becomes the track id.
+Writing emits every annotated frame as a keyframe and an ``outside`` shape after each run, so re-reading gives back
+exactly the same frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from endoreview.interchange import raster
+from endoreview.interchange.model import (
+    BoxAnn,
+    Collection,
+    InterchangeError,
+    MaskAnn,
+    Provenance,
+)
+from endoreview.interchange.util import XNode, check_box, parse_float, parse_int, parse_xml
+
+
+def cvat_rle_decode(
+    rle: str, left: int, top: int, bw: int, bh: int, height: int, width: int, src: str, line: int
+):
+    try:
+        counts = [int(c) for c in rle.replace(" ", "").split(",") if c != ""]
+    except ValueError:
+        raise InterchangeError(
+            src, "mask rle must be comma-separated integers", line=line, field="rle"
+        ) from None
+    if any(c < 0 for c in counts) or sum(counts) != bw * bh:
+        raise InterchangeError(
+            src,
+            f"mask rle covers {sum(counts)} pixels, its {bw}x{bh} rectangle has {bw * bh}",
+            line=line,
+            field="rle",
+        )
+    if left < 0 or top < 0 or left + bw > width or top + bh > height:
+        raise InterchangeError(
+            src, f"mask rectangle {[left, top, bw, bh]} lies outside the {width}x{height} frame", line=line
+        )
+    flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(np.uint8)
+    full = np.zeros((height, width), np.uint8)
+    full[top : top + bh, left : left + bw] = flat.reshape(bh, bw)
+    return full
+
+
+def cvat_rle_encode(mask: np.ndarray) -> tuple[str, int, int, int, int] | None:
+    bb = raster.mask_bbox(mask)
+    if bb is None:
+        return None
+    x0, y0, x1, y1 = (int(v) for v in bb)
+    crop = mask[y0:y1, x0:x1].astype(np.uint8).reshape(-1)
+    change = np.flatnonzero(np.diff(crop)) + 1
+    bounds = np.concatenate([[0], change, [crop.size]])
+    runs = np.diff(bounds).tolist()
+    if crop[0] == 1:
+        runs = [0] + runs
+    return ", ".join(str(r) for r in runs), x0, y0, x1 - x0, y1 - y0
+
+
+def _meta_int(meta: XNode | None, *path: str) -> int | None:
+    if meta is None:
+        return None
+    node = meta.path(*path)
+    if node is None or not node.text.strip():
+        return None
+    try:
+        return int(node.text.strip())
+    except ValueError:
+        return None
+
+
+def read_cvat_video(
+    path: str | os.PathLike,
+    *,
+    video_name: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    num_frames: int | None = None,
+    source_name: str | None = None,
+    data: bytes | None = None,
+) -> Collection:
+    src = source_name or str(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise InterchangeError(src, f"cannot be read ({e.strerror or e})") from None
+    root = parse_xml(data, src)
+    if root.tag != "annotations":
+        raise InterchangeError(src, f"root element is <{root.tag}>, expected <annotations>", line=root.line)
+    meta = root.find("meta")
+    task = None
+    if meta is not None:
+        task = meta.find("task") or meta.find("job")
+    col = Collection(layout="cvat-video")
+    if root.findall("image") and not root.findall("track"):
+        raise InterchangeError(
+            src, "this is 'CVAT for images' (<image> elements); export 'CVAT for video 1.1'"
+        )
+    w = width or _meta_int(task, "original_size", "width")
+    h = height or _meta_int(task, "original_size", "height")
+    if w is None or h is None:
+        raise InterchangeError(
+            src, "frame size unknown: <meta><task><original_size> missing and no video given"
+        )
+    stop = _meta_int(task, "stop_frame")
+    size = _meta_int(task, "size")
+    start = _meta_int(task, "start_frame") or 0
+    if start:
+        col.warn(
+            src, f"task starts at source frame {start}; frame numbers are taken as task frames (0-based)"
+        )
+    last = (
+        num_frames - 1 if num_frames else (stop - start if stop is not None else (size - 1 if size else None))
+    )
+    name = video_name or (task.findtext("name") if task is not None else None) or Path(src).stem
+    item = col.get_or_add(
+        name, width=w, height=h, num_frames=num_frames or (last + 1 if last is not None else None)
+    )
+
+    for track in root.findall("track"):
+        label = track.attrib.get("label")
+        if not label:
+            raise InterchangeError(src, "<track> without label", line=track.line, field="label")
+        tid = parse_int(track.attrib.get("id", "0"), src, line=track.line, field="id")
+        group = parse_int(track.attrib.get("group_id", "0"), src, line=track.line, field="group_id")
+        if group > 0:  # EndoReview writes the object's track id as the group (box and mask tracks share it)
+            tid = group
+        shapes = [c for c in track.children if c.tag in ("box", "polygon", "mask")]
+        others = {c.tag for c in track.children if c.tag not in ("box", "polygon", "mask")}
+        if others - {"attribute"}:
+            col.warn(
+                src, f"track {tid}: shape types {sorted(others)} are not supported; skipped", line=track.line
+            )
+        parsed = []
+        for s in shapes:
+            fr = parse_int(s.attrib.get("frame", ""), src, line=s.line, field="frame")
+            if fr < 0 or (last is not None and fr > last):
+                raise InterchangeError(
+                    src, f"frame {fr} does not exist (video has frames 0..{last})", line=s.line, field="frame"
+                )
+            outside = s.attrib.get("outside", "0") == "1"
+            keyframe = s.attrib.get("keyframe", "1") == "1"
+            geom = None
+            if not outside:
+                geom = _shape_geometry(s, src, w, h, col)
+            parsed.append((fr, outside, keyframe, s.tag, geom, s.line))
+        parsed.sort(key=lambda t: t[0])
+        for k, (fr, outside, _kf, tag, geom, line) in enumerate(parsed):
+            if outside:
+                continue
+            nxt = parsed[k + 1] if k + 1 < len(parsed) else None
+            end = nxt[0] if nxt else (last + 1 if last is not None else fr + 1)
+            for f in range(fr, max(end, fr + 1)):
+                prov = Provenance(src, line=line, field=f"track {tid}")
+                if tag == "box":
+                    box = geom
+                    if nxt and not nxt[1] and nxt[3] == "box" and f > fr:
+                        t = (f - fr) / (nxt[0] - fr)
+                        box = tuple(a + (b - a) * t for a, b in zip(geom, nxt[4]))
+                    item.boxes.append(BoxAnn(f, label, box, prov, tid))
+                else:
+                    item.masks.append(MaskAnn(f, label, geom, prov, tid))
+    for tag in root.findall("tag"):
+        col.warn(src, "frame tags are not imported", line=tag.line)
+    return col
+
+
+def _shape_geometry(s: XNode, src: str, w: int, h: int, col: Collection):
+    a = s.attrib
+    if s.tag == "box":
+        vals = []
+        for k in ("xtl", "ytl", "xbr", "ybr"):
+            if k not in a:
+                raise InterchangeError(src, f"<box> without {k}", line=s.line, field=k)
+            vals.append(parse_float(a[k], src, line=s.line, field=k))
+        return check_box(tuple(vals), w, h, Provenance(src, line=s.line), col.issues)
+    if s.tag == "polygon":
+        pts = []
+        for pair in a.get("points", "").split(";"):
+            xy = pair.split(",")
+            if len(xy) != 2:
+                raise InterchangeError(
+                    src, f"polygon point {pair!r} is not 'x,y'", line=s.line, field="points"
+                )
+            pts += [
+                parse_float(xy[0], src, line=s.line, field="points"),
+                parse_float(xy[1], src, line=s.line, field="points"),
+            ]
+        if len(pts) < 6:
+            raise InterchangeError(src, "polygon needs at least 3 points", line=s.line, field="points")
+        return raster.encode_mask(raster.polygons_to_mask([pts], h, w))
+    # mask
+    for k in ("rle", "left", "top", "width", "height"):
+        if k not in a:
+            raise InterchangeError(src, f"<mask> without {k}", line=s.line, field=k)
+    left, top, bw, bh = (
+        parse_int(a[k], src, line=s.line, field=k) for k in ("left", "top", "width", "height")
+    )
+    m = cvat_rle_decode(a["rle"], left, top, bw, bh, h, w, src, s.line)
+    return raster.encode_mask(m)
+
+
+def cvat_video_xml(
+    name: str,
+    width: int,
+    height: int,
+    num_frames: int,
+    boxes: list[BoxAnn],
+    masks: list[MaskAnn],
+    labels: list[str],
+) -> tuple[str, list[str]]:
+    """One video's CVAT for video 1.1 document. Returns (xml, dropped-notes)."""
+    dropped: set[str] = set()
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        "<annotations>",
+        "  <version>1.1</version>",
+        "  <meta>",
+        "    <task>",
+        f"      <name>{_esc(name)}</name>",
+        f"      <size>{num_frames}</size>",
+        "      <mode>interpolation</mode>",
+        "      <start_frame>0</start_frame>",
+        f"      <stop_frame>{max(num_frames - 1, 0)}</stop_frame>",
+        "      <labels>",
+    ]
+    out += [f"        <label><name>{_esc(n)}</name><type>any</type></label>" for n in labels]
+    out += [
+        "      </labels>",
+        f"      <original_size><width>{width}</width><height>{height}</height></original_size>",
+        "    </task>",
+        "  </meta>",
+    ]
+    groups: dict[tuple, list] = defaultdict(list)
+    next_free = max([a.track_id for a in (*boxes, *masks) if a.track_id is not None] or [0]) + 1
+    for a in boxes:
+        groups[("box", a.label, a.track_id if a.track_id is not None else ("u", id(a)))].append(a)
+    for a in masks:
+        groups[("mask", a.label, a.track_id if a.track_id is not None else ("u", id(a)))].append(a)
+    ids_used: set[int] = set()
+    for (kind, label, key), anns in sorted(groups.items(), key=lambda kv: (str(kv[0][2]), kv[0][0])):
+        if isinstance(key, int) and key not in ids_used:
+            tid = key
+        else:
+            tid = next_free
+            next_free += 1
+        ids_used.add(tid)
+        if any(a.score is not None for a in anns):
+            dropped.add("scores")
+        anns.sort(key=lambda a: a.frame)
+        frames = [a.frame for a in anns]
+        if len(set(frames)) != len(frames):
+            dropped.add("second shape of a track on the same frame (one per track per frame in CVAT)")
+        group = f' group_id="{key}"' if isinstance(key, int) and key > 0 else ""
+        out.append(f'  <track id="{tid}" label={quoteattr(label)} source="manual"{group}>')
+        prev = None
+        last_a = None
+        seen = set()
+        for a in anns:
+            if a.frame in seen:
+                continue
+            seen.add(a.frame)
+            if prev is not None and a.frame > prev + 1:
+                out.append(_shape_xml(kind, last_a, prev + 1, outside=True))
+            out.append(_shape_xml(kind, a, a.frame, outside=False))
+            prev, last_a = a.frame, a
+        if prev is not None and prev + 1 < num_frames:
+            out.append(_shape_xml(kind, last_a, prev + 1, outside=True))
+        out.append("  </track>")
+    out.append("</annotations>")
+    return "\n".join(out) + "\n", sorted(dropped)
+
+
+def _shape_xml(kind: str, a, frame: int, *, outside: bool) -> str:
+    common = f'frame="{frame}" outside="{int(outside)}" occluded="0" keyframe="1" z_order="0"'
+    if kind == "box":
+        x0, y0, x1, y1 = a.bbox
+        return f'    <box {common} xtl="{x0:.4f}" ytl="{y0:.4f}" xbr="{x1:.4f}" ybr="{y1:.4f}"></box>'
+    enc = cvat_rle_encode(raster.decode_rle(a.rle))
+    if enc is None:
+        h, w = a.rle["size"]
+        enc = (str(w * h), 0, 0, int(w), int(h))
+    rle, left, top, bw, bh = enc
+    return f'    <mask {common} rle="{rle}" left="{left}" top="{top}" width="{bw}" height="{bh}"></mask>'
+
+
+def _esc(s: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(s)

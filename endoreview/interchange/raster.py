@@ -1,0 +1,252 @@
+"""Mask helpers: COCO RLE, polygons (exact pixel-edge tracing), reading and binarising real-world mask images.
+
+Documented rules (docs/interchange.md):
+
+* **Binarising.** Colour masks are reduced to their per-pixel maximum over the colour channels (an alpha channel is
+  ignored). A mask whose largest value is 1 is taken as 0/1; otherwise a pixel is foreground when it is at least half
+  the type's range (128 for 8-bit, 32768 for 16-bit). This handles JPEG-compressed masks and masks with dozens of grey
+  levels at the anti-aliased rim.
+* **Size mismatch.** A mask whose size differs from its frame is resized with nearest-neighbour interpolation when
+  both aspect ratios agree within 2 % (reported as a warning); otherwise the unit fails with an error naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from endoreview.interchange.model import InterchangeError, Issue
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+ASPECT_TOLERANCE = 0.02
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RLE
+# ----------------------------------------------------------------------------------------------------------------
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """uint8/bool ``[H, W]`` -> COCO RLE with ``str`` counts (the store's format)."""
+    from pycocotools import mask as mask_utils
+
+    m = np.asfortranarray(np.asarray(mask, dtype=bool).astype(np.uint8))
+    rle = mask_utils.encode(m)
+    counts = rle["counts"]
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
+
+
+def decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    """COCO RLE (compressed ``str``/``bytes`` counts, or uncompressed ``list`` counts) -> uint8 ``[H, W]`` 0/1."""
+    from pycocotools import mask as mask_utils
+
+    h, w = (int(s) for s in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        obj = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
+        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return np.ascontiguousarray(mask_utils.decode(obj)).astype(np.uint8)
+
+
+def normalise_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """Any COCO RLE -> compressed RLE with ``str`` counts."""
+    if isinstance(rle.get("counts"), str):
+        return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
+    return encode_mask(decode_rle(rle))
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Polygons
+# ----------------------------------------------------------------------------------------------------------------
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """COCO-style polygons (flat ``[x0, y0, x1, y1, ...]`` lists, pixel-corner coordinates) -> uint8 mask (union)."""
+    from pycocotools import mask as mask_utils
+
+    polys = [list(map(float, p)) for p in polygons if len(p) >= 6]
+    if not polys:
+        return np.zeros((height, width), np.uint8)
+    rles = mask_utils.frPyObjects(polys, height, width)
+    return np.ascontiguousarray(mask_utils.decode(mask_utils.merge(rles))).astype(np.uint8)
+
+
+def _trace_loops(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed loops along pixel edges (corner coordinates), outer boundaries clockwise on screen, holes anticlockwise."""
+    fg = np.pad(np.asarray(mask, dtype=bool), 1)
+    inner = fg[1:-1, 1:-1]
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def add(cond: np.ndarray, d0: tuple[int, int], d1: tuple[int, int]) -> None:
+        rs, cs = np.nonzero(cond)
+        for r, c in zip(rs.tolist(), cs.tolist()):
+            edges.setdefault((c + d0[0], r + d0[1]), []).append((c + d1[0], r + d1[1]))
+
+    add(inner & ~fg[:-2, 1:-1], (0, 0), (1, 0))  # top edge, left -> right
+    add(inner & ~fg[1:-1, 2:], (1, 0), (1, 1))  # right edge, top -> bottom
+    add(inner & ~fg[2:, 1:-1], (1, 1), (0, 1))  # bottom edge, right -> left
+    add(inner & ~fg[1:-1, :-2], (0, 1), (0, 0))  # left edge, bottom -> top
+    loops = []
+    while edges:
+        start = min(edges)
+        loop = [start]
+        prev_dir = None
+        cur = start
+        while True:
+            outs = edges.get(cur)
+            if not outs:
+                break
+            if len(outs) > 1 and prev_dir is not None:
+                # two regions touch at a corner: turn right (keeps 4-connected regions apart)
+                right = (-prev_dir[1], prev_dir[0])
+                nxt = next((o for o in outs if (o[0] - cur[0], o[1] - cur[1]) == right), outs[0])
+            else:
+                nxt = outs[0]
+            outs.remove(nxt)
+            if not outs:
+                del edges[cur]
+            prev_dir = (nxt[0] - cur[0], nxt[1] - cur[1])
+            cur = nxt
+            if cur == start:
+                break
+            loop.append(cur)
+        pts = np.asarray(loop, dtype=np.int64)
+        # drop collinear vertices (keep the corners of the staircase)
+        prev = np.roll(pts, 1, axis=0)
+        nxt = np.roll(pts, -1, axis=0)
+        cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (
+            nxt[:, 0] - pts[:, 0]
+        )
+        pts = pts[cross != 0]
+        if len(pts) >= 3:
+            loops.append(pts)
+    return loops
+
+
+def _signed_area(pts: np.ndarray) -> float:
+    x, y = pts[:, 0].astype(float), pts[:, 1].astype(float)
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def mask_to_polygons(mask: np.ndarray) -> tuple[list[list[float]], bool]:
+    """Mask -> outer boundary polygons traced along pixel edges, and whether holes were dropped.
+
+    Polygon formats (COCO polygons, YOLO-seg, CVAT polygons) cannot express holes; callers list them as dropped.
+    """
+    polys: list[list[float]] = []
+    had_holes = False
+    for loop in _trace_loops(mask):
+        if _signed_area(loop) > 0:
+            polys.append([float(v) for v in loop.reshape(-1)])
+        else:
+            had_holes = True
+    return polys, had_holes
+
+
+def polygon_area(flat: list[float]) -> float:
+    pts = np.asarray(flat, dtype=float).reshape(-1, 2)
+    return abs(_signed_area(pts))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading mask images as they ship
+# ----------------------------------------------------------------------------------------------------------------
+def decode_image(data: bytes, name: str | os.PathLike, *, unchanged: bool = True) -> np.ndarray:
+    """Encoded image bytes -> array (cv2 channel order BGR for colour). Raises InterchangeError naming ``name``."""
+    import cv2
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = None
+    if buf.size:
+        try:
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if unchanged else cv2.IMREAD_COLOR)
+        except cv2.error:
+            img = None
+    if img is None:
+        raise InterchangeError(name, "not a readable image (PNG/JPEG/TIFF/BMP expected)")
+    return img
+
+
+def read_image(path: str | os.PathLike, *, unchanged: bool = True) -> np.ndarray:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InterchangeError(path, f"cannot be read ({e.strerror or e})") from None
+    return decode_image(data, path, unchanged=unchanged)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image file, reading only its header when PIL can."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+            return int(h), int(w)
+    except Exception:
+        img = read_image(path)
+        return int(img.shape[0]), int(img.shape[1])
+
+
+def binarize(img: np.ndarray) -> np.ndarray:
+    """Real-world mask image -> bool ``[H, W]`` per the documented rule (channel max, 0/1 or half-range threshold)."""
+    a = np.asarray(img)
+    if a.ndim == 3:
+        a = a[..., :3].max(axis=2) if a.shape[2] >= 3 else a[..., 0]
+    if a.dtype == bool:
+        return a
+    vmax = int(a.max()) if a.size else 0
+    if vmax <= 1:
+        return a >= 1
+    if np.issubdtype(a.dtype, np.floating):
+        return a >= 0.5 * (1.0 if vmax <= 1.0 else 255.0)
+    half = (np.iinfo(a.dtype).max + 1) // 2 if np.issubdtype(a.dtype, np.integer) else 128
+    return a >= half
+
+
+def label_map(img: np.ndarray) -> np.ndarray:
+    """Single-channel label-index mask (values are class indices); colour images are rejected by the caller."""
+    a = np.asarray(img)
+    if a.ndim == 3:
+        a = a[..., 0]
+    return a.astype(np.int64)
+
+
+def fit_to_frame(
+    mask: np.ndarray, height: int, width: int, file: str | os.PathLike, issues: list[Issue] | None
+) -> np.ndarray:
+    """Apply the size-mismatch rule: nearest-neighbour resize when aspect ratios agree within 2 %, else error."""
+    mh, mw = mask.shape[:2]
+    if (mh, mw) == (height, width):
+        return mask
+    ar_mask, ar_frame = mw / mh, width / height
+    if abs(ar_mask - ar_frame) / ar_frame > ASPECT_TOLERANCE:
+        raise InterchangeError(
+            file,
+            f"mask is {mw}x{mh} but its frame is {width}x{height} (different aspect ratio; "
+            "cannot be resized safely)",
+        )
+    import cv2
+
+    resized = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    if issues is not None:
+        issues.append(
+            Issue(
+                str(file), f"mask is {mw}x{mh} but its frame is {width}x{height}; resized (nearest neighbour)"
+            )
+        )
+    return resized.astype(mask.dtype) if mask.dtype != bool else resized.astype(bool)
