@@ -1,0 +1,78 @@
+"""“Analyse”: run a model on videos as a background job (``python -m endoreview.jobs predict``) and show results
+in the timeline and overlays as they arrive."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Signal
+
+from endoreview import RESEARCH_NOTICE
+from endoreview.ui.backend import Backend, JobLaunch, NoModelError
+from endoreview.ui.jobs_panel import Job, JobsPanel
+from endoreview.ui.review_controller import ReviewController
+from endoreview.ui.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class AnalysisController(QObject):
+    message = Signal(str)
+    started = Signal(object)  # Job
+    finished = Signal(object)  # JobEntry
+    noModel = Signal(str)
+
+    def __init__(
+        self,
+        backend: Backend,
+        runner: TaskRunner,
+        jobs: JobsPanel,
+        review: ReviewController,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.backend, self.runner, self.jobs, self.review = backend, runner, jobs, review
+        jobs.jobFinished.connect(self._on_finished)
+        self._job_videos: dict[int, list[int]] = {}
+
+    def analyse(self, video_ids: list[int], model_dir: str | None = None) -> None:
+        if not video_ids:
+            self.message.emit("Select one or more videos in the library first.")
+            return
+        ids = list(video_ids)
+        self.runner.submit(
+            "predict job",
+            self.backend.predict_job,
+            ids,
+            model_dir,
+            on_done=lambda launch: self._start(ids, launch),
+            on_error=self._on_error,
+        )
+
+    def _on_error(self, exc: BaseException) -> None:
+        if isinstance(exc, NoModelError):
+            self.noModel.emit(str(exc))
+        self.message.emit(f"Cannot analyse: {exc}")
+
+    def _start(self, video_ids: list[int], launch: JobLaunch) -> Job:
+        job = self.jobs.start(
+            launch.title, launch.argv, on_event=lambda ev: self._on_event(video_ids, ev), env=launch.env
+        )
+        self._job_videos[job.entry.id] = list(video_ids)
+        self.message.emit(f"{launch.title}: running in the background. {RESEARCH_NOTICE}")
+        self.started.emit(job)
+        return job
+
+    def _on_event(self, video_ids: list[int], ev: dict) -> None:
+        info = self.review.info
+        if info is None or info.video_id not in video_ids:
+            return
+        vid = ev.get("video_id")
+        if ev.get("event") in ("progress", "video_done") and (vid is None or int(vid) == info.video_id):
+            self.review.reload_soon()
+
+    def _on_finished(self, entry) -> None:  # noqa: ANN001
+        vids = self._job_videos.pop(entry.id, [])
+        if self.review.info is not None and self.review.info.video_id in vids:
+            self.review.reload_tracks()
+        self.finished.emit(entry)

@@ -1,0 +1,106 @@
+"""Start the desktop app: ``run_app(args)`` (called by ``endoreview`` with argparse args demo, reviewer, db, paths).
+
+Start-up does only what the first window needs: Qt, pyqtgraph and the widgets. The database is opened, the library
+listed and the demo set up on worker threads after the window is on screen; torch is never imported here (models
+run in job subprocesses).
+
+``ENDOREVIEW_EXIT_AFTER_STARTUP=1`` prints one JSON line (start-up time, whether torch was imported) once the
+window is shown and the event loop runs, then quits: used by tests and ``benchmarks/ui_stall.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+_T0 = time.perf_counter()
+
+
+def apply_theme(app: Any) -> None:
+    """A dark Fusion theme (video review happens in dim rooms; overlays are tuned for a dark surround)."""
+    from PySide6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    pal = QPalette()
+    base, window, text = QColor(30, 30, 36), QColor(40, 40, 48), QColor(232, 232, 238)
+    for role, col in (
+        (QPalette.ColorRole.Window, window),
+        (QPalette.ColorRole.WindowText, text),
+        (QPalette.ColorRole.Base, base),
+        (QPalette.ColorRole.AlternateBase, QColor(46, 46, 56)),
+        (QPalette.ColorRole.ToolTipBase, QColor(20, 20, 26)),
+        (QPalette.ColorRole.ToolTipText, text),
+        (QPalette.ColorRole.Text, text),
+        (QPalette.ColorRole.Button, QColor(52, 52, 62)),
+        (QPalette.ColorRole.ButtonText, text),
+        (QPalette.ColorRole.Highlight, QColor(0, 150, 200)),
+        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+        (QPalette.ColorRole.PlaceholderText, QColor(150, 150, 160)),
+        (QPalette.ColorRole.Link, QColor(0, 229, 255)),
+    ):
+        pal.setColor(role, col)
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 130))
+    pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 130))
+    app.setPalette(pal)
+
+
+def ensure_app(argv: list[str] | None = None) -> Any:
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv or [sys.argv[0]])
+    app.setApplicationName("EndoReview")
+    app.setOrganizationName("EndoReview")
+    return app
+
+
+def create_main_window(args: Any) -> Any:
+    """The configured, not yet shown main window (needs a QApplication)."""
+    import pyqtgraph as pg
+
+    from endoreview.media.guard import mark_gui_thread
+    from endoreview.ui.backend import Backend
+    from endoreview.ui.icons import app_icon
+    from endoreview.ui.main_window import MainWindow
+
+    mark_gui_thread()
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    app = ensure_app()
+    apply_theme(app)
+    app.setWindowIcon(app_icon())
+    return MainWindow(Backend(getattr(args, "db", None), getattr(args, "reviewer", None)))
+
+
+def run_app(args: Any) -> int:
+    logging.basicConfig(
+        level=os.environ.get("ENDOREVIEW_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    app = ensure_app([sys.argv[0]])
+    win = create_main_window(args)
+    win.show()
+    win.start(demo=bool(getattr(args, "demo", False)), paths=list(getattr(args, "paths", None) or []))
+    if os.environ.get("ENDOREVIEW_EXIT_AFTER_STARTUP"):
+        from PySide6.QtCore import QTimer
+
+        def report() -> None:
+            print(
+                json.dumps(
+                    {
+                        "event": "startup",
+                        "startup_s": round(time.perf_counter() - _T0, 3),
+                        "torch_imported": "torch" in sys.modules,
+                    }
+                ),
+                flush=True,
+            )
+            app.quit()
+
+        QTimer.singleShot(0, report)
+    code = app.exec()
+    win.backend.close()
+    return int(code)

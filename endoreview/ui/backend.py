@@ -1,0 +1,302 @@
+"""The UI's single door to the services. Every method blocks (database, file system) and therefore refuses to run on
+the GUI thread (:func:`endoreview.media.guard.check_off_gui_thread`); call them through :class:`TaskRunner`.
+
+Results are plain view models (:class:`LibraryRow`, :class:`VideoInfo`, tracks) ready for widgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from endoreview.media.guard import check_off_gui_thread
+from endoreview.media.proxy import ProxyInfo, find_proxy
+from endoreview.ui.library import LibraryRow
+from endoreview.ui.tracks import LabelTrack, PredictionTrack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    video_id: int
+    name: str
+    path: str
+    exists: bool
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    proxy: ProxyInfo | None = None
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    imported: int
+    already_present: int
+    failed: tuple[tuple[str, str], ...]
+    cancelled: bool = False
+    video_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class VideoTracks:
+    predictions: PredictionTrack | None
+    labels: LabelTrack
+    video_label: str | None = None
+    run_state: str | None = None
+    model_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _finding(track: PredictionTrack | None) -> tuple[str, float | None]:
+    if track is None or track.empty:
+        return "", None
+    parts = []
+    for cls in track.classes:
+        if cls.lower() in ("normal", "background", "negative"):
+            continue
+        frac = track.positive_fraction(cls)
+        if frac is not None:
+            parts.append(f"{cls} in {frac:.0%} of frames")
+    u = track.uncertainty()
+    unc = float(u[~(u != u)].mean()) if (u == u).any() else None  # nan-safe mean
+    return "; ".join(parts), unc
+
+
+class NoModelError(RuntimeError):
+    """Analysis was asked for but no model is available."""
+
+
+@dataclass(frozen=True)
+class JobLaunch:
+    title: str
+    argv: list[str]
+    env: dict[str, str]
+    job_id: int
+    model_name: str
+
+
+def demo_model_dir() -> Path | None:
+    from endoreview.paths import resources_dir
+
+    d = resources_dir() / "demo_model"
+    return d if (d / "model.json").is_file() else None
+
+
+class Backend:
+    def __init__(self, db_url: str | None = None, reviewer: str | None = None) -> None:
+        self.db_url = db_url
+        self.reviewer = reviewer or os.environ.get("ENDOREVIEW_REVIEWER") or None
+        self.store: Any = None
+        self.library: Any = None
+        self.projects: Any = None
+        self.labels: Any = None
+        self.project: Any = None
+
+    # ---- opening ------------------------------------------------------------------------------------------
+    def open(self) -> str:
+        """Open (create or upgrade) the database. Returns a short description for the status bar."""
+        check_off_gui_thread("db", "open store")
+        from endoreview.services.labels import LabelService
+        from endoreview.services.library import LibraryService
+        from endoreview.services.projects import ProjectService
+        from endoreview.store import Store
+
+        self.store = Store.open(self.db_url, reviewer=self.reviewer)
+        self.library = LibraryService(self.store)
+        self.projects = ProjectService(self.store)
+        self.labels = LabelService(self.store)
+        self.project = self.projects.default_project()
+        return f"{self.store.reviewer} · {self.project.name}"
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # ---- library ------------------------------------------------------------------------------------------
+    def rows(self) -> list[LibraryRow]:
+        check_off_gui_thread("db", "library rows")
+        out = []
+        for v in self.library.list_videos(self.project.id):
+            try:
+                path = self.library.resolve_path(v)
+                exists = path.exists()
+            except Exception:  # noqa: BLE001 - an unresolvable path is a missing file
+                path, exists = Path(v.path), False
+            track = self._prediction_track(v.id, v.frame_count)
+            finding, unc = _finding(track)
+            out.append(
+                LibraryRow(
+                    video_id=v.id,
+                    name=str(v.meta.get("name") or Path(v.path).name),
+                    path=str(path),
+                    exists=exists,
+                    frame_count=v.frame_count,
+                    fps=v.fps,
+                    width=v.width,
+                    height=v.height,
+                    review_status=str(v.review_status),
+                    reviewer=v.assigned_reviewer or v.updated_by or "",
+                    finding=finding,
+                    uncertainty=unc,
+                )
+            )
+        return out
+
+    def import_paths(
+        self,
+        paths: list[str],
+        progress: Callable[[int, int, str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> ImportSummary:
+        check_off_gui_thread("db", "import")
+        files = self.library._expand(paths)  # noqa: SLF001 - the same expansion import_paths uses
+        imported = present = 0
+        failed: list[tuple[str, str]] = []
+        ids: list[int] = []
+        for k, p in enumerate(files):
+            if cancelled is not None and cancelled():
+                return ImportSummary(imported, present, tuple(failed), True, tuple(ids))
+            if progress is not None:
+                progress(k, len(files), Path(p).name)
+            try:
+                video, created = self.library.import_video(self.project.id, p)
+            except Exception as exc:  # noqa: BLE001 - reported per file, the import goes on
+                failed.append((str(p), str(exc)))
+                continue
+            ids.append(video.id)
+            imported += int(created)
+            present += int(not created)
+        for p in paths:
+            if not Path(p).exists():
+                failed.append((str(p), "does not exist"))
+        if progress is not None:
+            progress(len(files), len(files), "")
+        return ImportSummary(imported, present, tuple(failed), False, tuple(ids))
+
+    def video_info(self, video_id: int) -> VideoInfo:
+        check_off_gui_thread("db", "video info")
+        v = self.store.get_video(video_id)
+        try:
+            path = self.library.resolve_path(v)
+            exists = path.exists()
+        except Exception:  # noqa: BLE001
+            path, exists = Path(v.path), False
+        proxy = find_proxy(path) if exists and path.is_file() else None
+        if proxy is not None and proxy.frame_count != v.frame_count:
+            proxy = None
+        return VideoInfo(
+            video_id=v.id,
+            name=str(v.meta.get("name") or path.name),
+            path=str(path),
+            exists=exists,
+            frame_count=v.frame_count,
+            fps=v.fps,
+            width=v.width,
+            height=v.height,
+            proxy=proxy,
+        )
+
+    # ---- predictions and labels ---------------------------------------------------------------------------
+    def _latest_run(self, video_id: int) -> Any | None:
+        runs = self.store.list_prediction_runs(video_id)
+        return runs[-1] if runs else None
+
+    def _prediction_track(
+        self, video_id: int, frame_count: int, with_geometry: bool = False
+    ) -> PredictionTrack | None:
+        run = self._latest_run(video_id)
+        if run is None:
+            return None
+        track = PredictionTrack(frame_count)
+        for frame, probs in self.store.frame_probs(run.id).items():
+            track.add({"frame": frame, "probs": probs})
+        if with_geometry:
+            per_frame: dict[int, dict[str, list]] = {}
+            for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run.id):
+                if lab.frame is None:
+                    continue
+                d = per_frame.setdefault(lab.frame, {"masks": [], "boxes": []})
+                item = {
+                    "label": lab.class_name,
+                    "score": lab.score if lab.score is not None else 1.0,
+                    "label_id": lab.id,
+                }
+                if str(lab.kind) == "mask" and lab.rle:
+                    d["masks"].append({**item, "rle": lab.rle})
+                elif lab.bbox is not None:
+                    d["boxes"].append({**item, "bbox": list(lab.bbox)})
+            for frame, d in per_frame.items():
+                probs = {
+                    c: float(track.probs[frame, k])
+                    for k, c in enumerate(track.classes)
+                    if track.probs[frame, k] == track.probs[frame, k]
+                }
+                track.add({"frame": frame, "probs": probs, **d})
+        return track
+
+    def tracks(self, video_id: int) -> VideoTracks:
+        check_off_gui_thread("db", "tracks")
+        v = self.store.get_video(video_id)
+        run = self._latest_run(video_id)
+        pred = self._prediction_track(video_id, v.frame_count, with_geometry=True)
+        labels = self.store.labels_for_video(video_id, kinds=("segment", "video_class", "mask", "box"))
+        human = [lab for lab in labels if str(lab.origin) != "predicted" or str(lab.state) != "suggested"]
+        suggested_segments = [
+            lab
+            for lab in labels
+            if str(lab.kind) in ("segment", "video_class") and str(lab.state) == "suggested"
+        ]
+        track = LabelTrack.from_labels(v.frame_count, human + suggested_segments)
+        video_label = None
+        for lab in labels:
+            if str(lab.kind) == "video_class":
+                video_label = f"{lab.class_name} ({lab.state})"
+        model_name = ""
+        if run is not None and run.model_version_id is not None:
+            try:
+                model_name = self.store.get_model_version(run.model_version_id).name
+            except Exception:  # noqa: BLE001 - a deleted model version still leaves its output readable
+                model_name = f"model {run.model_version_id}"
+        return VideoTracks(pred, track, video_label, run.state if run else None, model_name)
+
+    # ---- models -------------------------------------------------------------------------------------------
+    def active_model_dir(self) -> tuple[str, str] | None:
+        """(name, directory) of the active model version, if one is registered and its files exist."""
+        check_off_gui_thread("db", "active model")
+        mv = self.store.active_model_version()
+        if mv is None or not Path(mv.files_dir).is_dir():
+            return None
+        return mv.name, mv.files_dir
+
+    def predict_job(self, video_ids: list[int], model_dir: str | None = None) -> JobLaunch:
+        """Create a predict job row for ``video_ids`` and return how to start it (argv + environment)."""
+        check_off_gui_thread("db", "create predict job")
+        from endoreview.services.jobs import JobService
+
+        params: dict[str, Any] = {"video_ids": [int(v) for v in video_ids]}
+        mv = self.store.active_model_version()
+        demo = demo_model_dir()
+        if model_dir:
+            params["model"], name = str(model_dir), Path(model_dir).name
+        elif mv is not None and Path(mv.files_dir).is_dir():
+            params["model_version"], name = mv.id, mv.name
+        elif demo is not None:
+            params["model"], name = str(demo), "the demo model"
+        else:
+            raise NoModelError(
+                "Demo model not installed, and no model is registered: videos open and can be labelled, but cannot "
+                "be analysed yet (expected in resources/demo_model)."
+            )
+        jobs = JobService(self.store)
+        job = jobs.create("predict", **params)
+        n = len(video_ids)
+        title = f"Analyse {n} video{'s' if n != 1 else ''} with {name}"
+        env = {k: v for k, v in jobs.environment().items() if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")}
+        return JobLaunch(title, jobs.command(job), env, job.id, name)

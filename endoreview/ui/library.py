@@ -1,0 +1,295 @@
+"""The library: a sortable, filterable table of videos with thumbnails, status and what the model found.
+
+Rows are :class:`LibraryRow` view models made on a worker thread from service results; the widget only renders them.
+A missing or moved file is shown as such (warning icon, "missing" status), never opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from endoreview.ui.icons import icon
+from endoreview.ui.player.widget import format_time
+
+
+@dataclass(frozen=True)
+class LibraryRow:
+    video_id: int
+    name: str
+    path: str
+    exists: bool
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    review_status: str
+    reviewer: str = ""
+    finding: str = ""  # e.g. "polyp in 12% of frames"
+    uncertainty: float | None = None  # mean normalised entropy, 0..1
+    thumb: np.ndarray | None = None  # RGB strip
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps if self.fps else 0.0
+
+    @property
+    def status_text(self) -> str:
+        return "missing file" if not self.exists else self.review_status.replace("_", " ")
+
+
+COLUMNS = ("Preview", "Name", "Duration", "Resolution", "Status", "Reviewer", "Model found", "Uncertainty")
+THUMB_H = 54
+
+
+def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    pm = QPixmap.fromImage(img)
+    if height and h != height:
+        pm = pm.scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
+    return pm
+
+
+class LibraryModel(QAbstractTableModel):
+    def __init__(self, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.rows: list[LibraryRow] = []
+        self._pixmaps: dict[int, QPixmap] = {}
+
+    def set_rows(self, rows: list[LibraryRow]) -> None:
+        self.beginResetModel()
+        old = {r.video_id: r.thumb for r in self.rows}
+        self.rows = [
+            r if r.thumb is not None or old.get(r.video_id) is None else replace(r, thumb=old[r.video_id])
+            for r in rows
+        ]
+        self._pixmaps = {k: v for k, v in self._pixmaps.items() if any(r.video_id == k for r in self.rows)}
+        self.endResetModel()
+
+    def set_thumb(self, video_id: int, strip: np.ndarray) -> None:
+        for k, r in enumerate(self.rows):
+            if r.video_id == video_id:
+                self.rows[k] = replace(r, thumb=strip)
+                self._pixmaps.pop(video_id, None)
+                ix = self.index(k, 0)
+                self.dataChanged.emit(ix, ix)
+
+    def row_for(self, video_id: int) -> LibraryRow | None:
+        return next((r for r in self.rows if r.video_id == video_id), None)
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+        return len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802, ANN001
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def _pixmap(self, r: LibraryRow) -> QPixmap | None:
+        if r.thumb is None:
+            return None
+        if r.video_id not in self._pixmaps:
+            strip = r.thumb
+            tile_w = max(1, int(round(strip.shape[0] * 16 / 9)))
+            self._pixmaps[r.video_id] = to_pixmap(strip[:, : tile_w * 3], THUMB_H)
+        return self._pixmaps[r.video_id]
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):  # noqa: ANN001
+        if not index.isValid():
+            return None
+        r, col = self.rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.UserRole:
+            return r.video_id
+        if role == Qt.ItemDataRole.UserRole + 1:  # sort key
+            return (
+                None,
+                r.name.lower(),
+                r.duration,
+                r.width * r.height,
+                r.status_text,
+                r.reviewer,
+                r.finding,
+                r.uncertainty if r.uncertainty is not None else -1,
+            )[col]
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 1:
+                return r.name
+            if col == 2:
+                return format_time(r.duration).split(".")[0]
+            if col == 3:
+                return f"{r.width}×{r.height}" if r.width else "?"
+            if col == 4:
+                return r.status_text
+            if col == 5:
+                return r.reviewer or "—"
+            if col == 6:
+                return r.finding or "not analysed"
+            if col == 7:
+                return f"{r.uncertainty:.2f}" if r.uncertainty is not None else "—"
+        if role == Qt.ItemDataRole.DecorationRole:
+            if col == 0:
+                return self._pixmap(r) if r.exists else icon("missing")
+            if col == 4 and not r.exists:
+                return icon("missing")
+        if role == Qt.ItemDataRole.ForegroundRole and col == 4:
+            return (
+                QColor("#ffb74d")
+                if not r.exists
+                else QColor({"reviewed": "#81c784", "in_review": "#64b5f6"}.get(r.review_status, "#dddddd"))
+            )
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (
+                r.path
+                if r.exists
+                else f"File not found: {r.path}\nIt is re-linked automatically if it is imported again from its new place."
+            )
+        if role == Qt.ItemDataRole.SizeHintRole and col == 0:
+            from PySide6.QtCore import QSize
+
+            return QSize(int(THUMB_H * 16 / 9 * 3) + 8, THUMB_H + 6)
+        return None
+
+
+class _Filter(QSortFilterProxyModel):
+    def __init__(self, parent=None) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.text = ""
+        self.status = ""
+        self.setSortRole(Qt.ItemDataRole.UserRole + 1)
+
+    def filterAcceptsRow(self, source_row: int, parent: QModelIndex) -> bool:  # noqa: N802
+        r: LibraryRow = self.sourceModel().rows[source_row]
+        if self.text and self.text.lower() not in f"{r.name} {r.path} {r.reviewer} {r.finding}".lower():
+            return False
+        if self.status == "missing":
+            return not r.exists
+        return not self.status or r.review_status == self.status
+
+    def lessThan(self, a: QModelIndex, b: QModelIndex) -> bool:  # noqa: N802
+        va, vb = a.data(self.sortRole()), b.data(self.sortRole())
+        try:
+            return va < vb
+        except TypeError:
+            return str(va) < str(vb)
+
+
+class LibraryWidget(QWidget):
+    openRequested = Signal(int)  # video id
+    filesDropped = Signal(list)  # paths
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = LibraryModel(self)
+        self.proxy = _Filter(self)
+        self.proxy.setSourceModel(self.model)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search name, path, reviewer, finding…")
+        self.search.setClearButtonEnabled(True)
+        self.search.textChanged.connect(self._filter_changed)
+        self.status_filter = QComboBox()
+        for text, value in (
+            ("All videos", ""),
+            ("Unreviewed", "unreviewed"),
+            ("In review", "in_review"),
+            ("Reviewed", "reviewed"),
+            ("Missing files", "missing"),
+        ):
+            self.status_filter.addItem(text, value)
+        self.status_filter.currentIndexChanged.connect(self._filter_changed)
+        self.count = QLabel()
+        bar = QHBoxLayout()
+        bar.addWidget(self.search, 1)
+        bar.addWidget(self.status_filter)
+        bar.addWidget(self.count)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(THUMB_H + 8)
+        self.table.setIconSize(
+            self.model.data(self.model.index(0, 0), Qt.ItemDataRole.SizeHintRole) or self.table.iconSize()
+        )
+        self.table.setWordWrap(False)
+        hh = self.table.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        hh.setSectionResizeMode(6, QHeaderView.ResizeMode.Interactive)
+        hh.resizeSection(6, 220)
+        self.table.doubleClicked.connect(self._open)
+        self.empty = QLabel()
+        self.empty.setWordWrap(True)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setStyleSheet("color:#bbb; font-size: 13pt; padding: 24px;")
+        lay = QVBoxLayout(self)
+        lay.addLayout(bar)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.empty)
+        self.setAcceptDrops(True)
+        self.set_empty_text("Loading library…")
+
+    def set_empty_text(self, text: str) -> None:
+        self.empty.setText(text)
+        self.empty.setVisible(bool(text) and not self.model.rows)
+
+    def set_rows(self, rows: list[LibraryRow]) -> None:
+        from PySide6.QtCore import QSize
+
+        self.model.set_rows(rows)
+        self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * 3), THUMB_H))
+        self.empty.setVisible(not rows)
+        if not rows:
+            self.empty.setText(
+                "The library is empty. Import videos (Ctrl+I), drop files here, or open the built-in demo."
+            )
+        self._update_count()
+
+    def _update_count(self) -> None:
+        missing = sum(1 for r in self.model.rows if not r.exists)
+        text = f"{self.proxy.rowCount()} of {len(self.model.rows)} videos"
+        self.count.setText(text + (f" · {missing} missing" if missing else ""))
+
+    def _filter_changed(self) -> None:
+        self.proxy.text = self.search.text().strip()
+        self.proxy.status = self.status_filter.currentData() or ""
+        self.proxy.invalidate()
+        self._update_count()
+
+    def selected_ids(self) -> list[int]:
+        rows = {ix.row() for ix in self.table.selectionModel().selectedRows()}
+        return [self.proxy.index(r, 0).data(Qt.ItemDataRole.UserRole) for r in sorted(rows)]
+
+    def _open(self, index: QModelIndex) -> None:
+        self.openRequested.emit(int(index.data(Qt.ItemDataRole.UserRole)))
+
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802, ANN001
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802, ANN001
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.filesDropped.emit(paths)
+            ev.acceptProposedAction()

@@ -1,0 +1,126 @@
+"""Library actions: refresh, import (with a cancellable progress dialog), thumbnails and proxies in the background."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
+
+from endoreview.ui.backend import Backend, ImportSummary
+from endoreview.ui.library import LibraryRow, LibraryWidget
+from endoreview.ui.proxies import MediaQueue, MediaRequest
+from endoreview.ui.tasks import Task, TaskRunner
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILTER = "Videos (*.mp4 *.mov *.mkv *.avi *.webm *.m4v *.mpg *.mpeg);;All files (*)"
+
+
+class _ImportBridge(QObject):
+    progress = Signal(int, int, str)
+
+
+class LibraryController(QObject):
+    refreshed = Signal(list)  # rows
+    imported = Signal(object)  # ImportSummary
+    message = Signal(str)
+
+    def __init__(
+        self, backend: Backend, runner: TaskRunner, media: MediaQueue, widget: LibraryWidget, parent=None
+    ) -> None:  # noqa: ANN001
+        super().__init__(parent)
+        self.backend, self.runner, self.media, self.widget = backend, runner, media, widget
+        self.ready = False
+        self._import_task: Task | None = None
+        self._dialog: QProgressDialog | None = None
+        media.thumbReady.connect(self.widget.model.set_thumb)
+        widget.filesDropped.connect(self.import_paths)
+
+    def refresh(self) -> None:
+        self.runner.submit(
+            "library",
+            self.backend.rows,
+            on_done=self._on_rows,
+            on_error=lambda e: self.message.emit(f"Library: {e}"),
+        )
+
+    def _on_rows(self, rows: list[LibraryRow]) -> None:
+        self.widget.set_rows(rows)
+        for r in rows:
+            if r.exists and r.thumb is None:
+                self.media.request(MediaRequest(r.video_id, r.path, r.frame_count))
+        self.refreshed.emit(rows)
+
+    # ---- import -----------------------------------------------------------------------------------------------
+    def ask_import_files(self, parent: QWidget) -> None:
+        files, _ = QFileDialog.getOpenFileNames(parent, "Import videos", "", VIDEO_FILTER)
+        if files:
+            self.import_paths(files)
+
+    def ask_import_folder(self, parent: QWidget) -> None:
+        folder = QFileDialog.getExistingDirectory(parent, "Import a folder of videos (or an image sequence)")
+        if folder:
+            self.import_paths([folder])
+
+    def import_paths(self, paths: list[str], show_dialog: bool = True) -> Task:
+        bridge = _ImportBridge(self)
+        if show_dialog:
+            dlg = QProgressDialog("Importing…", "Cancel", 0, 0, self.widget)
+            dlg.setWindowTitle("Import videos")
+            dlg.setWindowModality(Qt.WindowModality.WindowModal)
+            dlg.setMinimumDuration(400)
+            dlg.setAutoClose(False)
+            dlg.setAutoReset(False)
+            self._dialog = dlg
+
+            def on_progress(done: int, total: int, name: str) -> None:
+                dlg.setMaximum(max(total, 1))
+                dlg.setValue(done)
+                dlg.setLabelText(
+                    f"Importing {done + 1 if done < total else done} of {total}: {name}"
+                    if name
+                    else "Finishing…"
+                )
+
+            bridge.progress.connect(on_progress)
+        task = self.runner.submit(
+            "import",
+            lambda t: self.backend.import_paths(
+                list(paths), progress=bridge.progress.emit, cancelled=lambda: t.cancelled
+            ),
+            pass_task=True,
+            on_done=self._on_imported,
+            on_error=self._on_import_error,
+        )
+        if show_dialog:
+            self._dialog.canceled.connect(task.cancel)
+            self._dialog.canceled.connect(
+                lambda: self.message.emit("Import cancelled; videos already imported are kept.")
+            )
+        self._import_task = task
+        return task
+
+    def _close_dialog(self) -> None:
+        if self._dialog is not None:
+            self._dialog.reset()
+            self._dialog.close()
+            self._dialog = None
+
+    def _on_imported(self, summary: ImportSummary) -> None:
+        self._close_dialog()
+        text = f"Imported {summary.imported} video(s)"
+        if summary.already_present:
+            text += f", {summary.already_present} already in the library"
+        if summary.failed:
+            text += f"; {len(summary.failed)} failed: " + "; ".join(
+                f"{p}: {why}" for p, why in summary.failed[:3]
+            )
+        self.message.emit(text)
+        self.imported.emit(summary)
+        self.refresh()
+
+    def _on_import_error(self, exc: BaseException) -> None:
+        self._close_dialog()
+        self.message.emit(f"Import failed: {exc}")
+        self.refresh()

@@ -1,0 +1,258 @@
+"""The main window: assembles the library, player, timeline and jobs panel and wires them to their controllers.
+
+It holds no domain state and no logic beyond layout and menus: each editor has its own controller
+(:class:`LibraryController`, :class:`ReviewController`, :class:`AnalysisController`, :class:`DemoController`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+)
+
+from endoreview import RESEARCH_NOTICE
+from endoreview.media.cache import FrameCache
+from endoreview.ui.analysis import AnalysisController
+from endoreview.ui.backend import Backend
+from endoreview.ui.demo_controller import DemoController
+from endoreview.ui.icons import app_icon, icon
+from endoreview.ui.jobs_panel import JobsPanel
+from endoreview.ui.library import LibraryWidget
+from endoreview.ui.library_controller import LibraryController
+from endoreview.ui.player.controller import PlayerController
+from endoreview.ui.player.widget import PlayerWidget
+from endoreview.ui.proxies import MediaQueue
+from endoreview.ui.review_controller import ReviewController
+from endoreview.ui.shortcuts import ShortcutHelpDialog, bind
+from endoreview.ui.tasks import TaskRunner
+from endoreview.ui.timeline import TimelineWidget
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, backend: Backend, cache_bytes: int = 768 * 1024 * 1024) -> None:
+        super().__init__()
+        self.setWindowTitle("EndoReview — research use only, not a medical device")
+        self.setWindowIcon(app_icon())
+        self.backend = backend
+        self.runner = TaskRunner(workers=2, parent=self)
+        self.media = MediaQueue(self)
+
+        # widgets
+        self.library = LibraryWidget()
+        self.player = PlayerController(FrameCache(cache_bytes), self)
+        self.player_widget = PlayerWidget(self.player)
+        self.timeline = TimelineWidget()
+        self.jobs = JobsPanel()
+        review = QSplitter(Qt.Orientation.Vertical)
+        review.addWidget(self.player_widget)
+        review.addWidget(self.timeline)
+        review.setStretchFactor(0, 4)
+        review.setStretchFactor(1, 1)
+        review.setChildrenCollapsible(False)
+        self.review_page = review
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.library, icon("library"), "Library")
+        self.tabs.addTab(review, icon("play"), "Player")
+        self.setCentralWidget(self.tabs)
+        dock = QDockWidget("Jobs", self)
+        dock.setObjectName("jobsDock")
+        dock.setWidget(self.jobs)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.jobs_dock = dock
+        self.notice = QLabel(RESEARCH_NOTICE)
+        self.notice.setStyleSheet("color:#ffb74d;")
+        self.statusBar().addPermanentWidget(self.notice)
+
+        # controllers
+        self.library_ctl = LibraryController(backend, self.runner, self.media, self.library, self)
+        self.review_ctl = ReviewController(
+            backend, self.runner, self.media, self.player, self.player_widget, self.timeline, self
+        )
+        self.analysis_ctl = AnalysisController(backend, self.runner, self.jobs, self.review_ctl, self)
+        self.demo_ctl = DemoController(backend, self.runner, self.library_ctl, self.analysis_ctl, self)
+        for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
+            ctl.message.connect(self.show_message)
+        self.library.openRequested.connect(self.open_video)
+        self.review_ctl.videoOpened.connect(lambda info: self._set_title(info.name))
+        self.review_ctl.videoMissing.connect(lambda info: self.show_message(f"File not found: {info.path}"))
+        self.library_ctl.refreshed.connect(self._on_library)
+        self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
+        self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
+        self._build_actions()
+        self._bind_keys()
+        self.resize(1280, 800)
+
+    # ---- actions ----------------------------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.setMovable(False)
+        self.addToolBar(tb)
+        self.toolbar = tb
+
+        def act(text: str, name: str, slot, shortcut: str | None = None) -> QAction:  # noqa: ANN001
+            a = QAction(icon(name), text, self)
+            a.triggered.connect(slot)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            return a
+
+        self.act_import = act("Import files…", "import", lambda: self.library_ctl.ask_import_files(self))
+        self.act_import_folder = act(
+            "Import folder…", "folder", lambda: self.library_ctl.ask_import_folder(self)
+        )
+        self.act_analyse = act("Analyse", "analyse", self.analyse_selection)
+        self.act_demo = act("Open demo", "demo", self.demo_ctl.start)
+        self.act_help = act("Shortcuts", "help", self.show_help)
+        self.act_jobs = self.jobs_dock.toggleViewAction()
+        self.act_jobs.setIcon(icon("jobs"))
+        for a in (
+            self.act_import,
+            self.act_import_folder,
+            self.act_analyse,
+            self.act_demo,
+            self.act_jobs,
+            self.act_help,
+        ):
+            tb.addAction(a)
+        m = self.menuBar().addMenu("&File")
+        m.addAction(self.act_import)
+        m.addAction(self.act_import_folder)
+        m.addSeparator()
+        quit_action = m.addAction("Quit")
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        m = self.menuBar().addMenu("&Video")
+        m.addAction(self.act_analyse)
+        m.addAction(self.act_demo)
+        m = self.menuBar().addMenu("&Help")
+        m.addAction(self.act_help)
+
+    def _bind_keys(self) -> None:
+        p, pw, r = self.player, self.player_widget, self.review_ctl
+
+        def toggle(chk) -> None:  # noqa: ANN001
+            chk.setChecked(not chk.isChecked())
+
+        def play_faster() -> None:
+            p.faster() if p.playing else p.play()
+
+        player_keys = {
+            "player.toggle": p.toggle_play,
+            "player.prev": lambda: p.step(-1),
+            "player.next": lambda: p.step(1),
+            "player.back10": lambda: p.step(-10),
+            "player.fwd10": lambda: p.step(10),
+            "player.slower": p.slower,
+            "player.pause": p.pause,
+            "player.faster": play_faster,
+            "player.home": lambda: p.seek(0),
+            "player.end": lambda: p.seek(p.frame_count - 1),
+            "view.zoom_in": lambda: pw.view.zoom(1.25),
+            "view.zoom_out": lambda: pw.view.zoom(0.8),
+            "view.fit": pw.view.fit,
+            "view.fullscreen": self.toggle_fullscreen,
+            "view.masks": lambda: toggle(pw.chk_masks),
+            "view.boxes": lambda: toggle(pw.chk_boxes),
+            "review.next_disagreement": lambda: r.next_disagreement(True),
+            "review.prev_disagreement": lambda: r.next_disagreement(False),
+            "review.next_uncertain": lambda: r.next_uncertain(True),
+            "review.prev_uncertain": lambda: r.next_uncertain(False),
+        }
+        self.shortcuts = bind(self.review_page, player_keys, Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        app_keys = {
+            "app.library": lambda: self.tabs.setCurrentIndex(0),
+            "app.review": lambda: self.tabs.setCurrentIndex(1),
+            "app.help": self.show_help,
+            "app.analyse": self.analyse_selection,
+        }
+        self.shortcuts += bind(self, app_keys)
+        self.act_import.setShortcut(QKeySequence("Ctrl+I"))
+
+    # ---- behaviour --------------------------------------------------------------------------------------------
+    def start(self, demo: bool = False, paths: list[str] | None = None) -> None:
+        """Open the database in the background, then fill the library (and set up the demo / import paths)."""
+        self.show_message("Opening the library…")
+
+        def opened(desc: str) -> None:
+            self.show_message(f"Library ready ({desc}).")
+            self.library_ctl.ready = True
+            self.library_ctl.refresh()
+            if demo:
+                self.demo_ctl.start()
+            elif paths:
+                self.library_ctl.import_paths(list(paths))
+
+        self.runner.submit("open store", self.backend.open, on_done=opened, on_error=self._store_failed)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        self.library.set_empty_text(f"The label database could not be opened:\n{exc}")
+        self.show_message(f"Database error: {exc}")
+
+    def _on_library(self, rows: list) -> None:
+        if not rows and not self.demo_ctl.running:
+            self.library.set_empty_text(
+                "The library is empty.\nImport videos (Ctrl+I or drop files here), or click “Open demo” for "
+                "a guided example with synthetic endoscopy videos."
+            )
+
+    def open_video(self, video_id: int) -> None:
+        self.tabs.setCurrentIndex(1)
+        self.review_ctl.open_video(video_id)
+
+    def analyse_selection(self) -> None:
+        ids = self.library.selected_ids() if self.tabs.currentIndex() == 0 else []
+        if not ids and self.review_ctl.info is not None:
+            ids = [self.review_ctl.info.video_id]
+        self.analysis_ctl.analyse(ids)
+
+    def show_help(self) -> None:
+        dlg = ShortcutHelpDialog(self)
+        dlg.show()
+        self._help = dlg
+
+    def show_message(self, text: str) -> None:
+        log.info("%s", text)
+        self.statusBar().showMessage(text, 15000)
+
+    def _set_title(self, name: str) -> None:
+        self.setWindowTitle(f"{name} — EndoReview (research use only, not a medical device)")
+
+    def toggle_fullscreen(self) -> None:
+        full = not self.isFullScreen()
+        for w in (self.toolbar, self.menuBar(), self.statusBar(), self.jobs_dock, self.tabs.tabBar()):
+            w.setVisible(not full)
+        self.timeline.setVisible(not full)
+        if full:
+            self.tabs.setCurrentIndex(1)
+            self.showFullScreen()
+        else:
+            self.showNormal()
+
+    def keyPressEvent(self, ev) -> None:  # noqa: N802, ANN001
+        if ev.key() == Qt.Key.Key_Escape and self.isFullScreen():
+            self.toggle_fullscreen()
+            return
+        super().keyPressEvent(ev)
+
+    def closeEvent(self, ev) -> None:  # noqa: N802, ANN001
+        self.jobs.cancel_all()
+        self.player.close()
+        self.media.stop()
+        self.runner.shutdown()
+        super().closeEvent(ev)

@@ -1,0 +1,124 @@
+"""Background building of proxies and thumbnail strips, one video at a time (the machine's cores are shared).
+
+The video the user has open jumps the queue. Results come back on the GUI thread as signals.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from endoreview.media.proxy import ProxyError, ProxyInfo, ProxyReader, build_proxy, find_proxy
+from endoreview.media.thumbs import load_or_make_strip
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MediaRequest:
+    video_id: int
+    path: str
+    frame_count: int
+    proxy: bool = True
+    thumbs: bool = True
+
+
+class MediaQueue(QObject):
+    proxyReady = Signal(int, object)  # video id, ProxyInfo
+    thumbReady = Signal(int, object)  # video id, RGB strip
+    failed = Signal(int, str)
+    progress = Signal(int, int, int)  # video id, done, total
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._heap: list[tuple[int, int, MediaRequest]] = []
+        self._counter = itertools.count()
+        self._queued: set[int] = set()
+        self._cv = threading.Condition()
+        self._stop = False
+        self._current: int | None = None
+        self._thread = threading.Thread(target=self._run, name="media-queue", daemon=True)
+        self._thread.start()
+
+    def request(self, req: MediaRequest, urgent: bool = False) -> None:
+        with self._cv:
+            if req.video_id in self._queued and not urgent:
+                return
+            self._queued.add(req.video_id)
+            heapq.heappush(self._heap, (0 if urgent else 1, next(self._counter), req))
+            self._cv.notify()
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._heap.clear()
+            self._cv.notify()
+        self._thread.join(timeout=3.0)
+
+    @property
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._heap) + (1 if self._current is not None else 0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self._heap:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                _, _, req = heapq.heappop(self._heap)
+                self._current = req.video_id
+            try:
+                self._process(req)
+            except Exception as exc:  # keep the queue alive; tell the user which video
+                log.warning("media for video %d failed: %s", req.video_id, exc)
+                self.failed.emit(req.video_id, str(exc))
+            finally:
+                with self._cv:
+                    self._current = None
+                    if not any(r.video_id == req.video_id for _, _, r in self._heap):
+                        self._queued.discard(req.video_id)
+
+    def _process(self, req: MediaRequest) -> None:
+        src = Path(req.path)
+        if not src.exists():
+            self.failed.emit(req.video_id, f"{src}: file not found")
+            return
+        info: ProxyInfo | None = find_proxy(src) if src.is_file() else None
+        if req.proxy and info is None and src.is_file():
+            try:
+                info = build_proxy(
+                    src,
+                    on_progress=lambda d, t: self.progress.emit(req.video_id, d, t),
+                    should_cancel=lambda: self._stop,
+                )
+            except ProxyError as exc:
+                log.info("no proxy for video %d: %s", req.video_id, exc.reason)
+                info = None
+        if info is not None:
+            if info.frame_count != req.frame_count:
+                log.warning(
+                    "proxy of video %d has %d frames, the video %d: not used",
+                    req.video_id,
+                    info.frame_count,
+                    req.frame_count,
+                )
+                info = None
+            else:
+                self.proxyReady.emit(req.video_id, info)
+        if req.thumbs and not self._stop:
+            if info is not None:
+                opener, n = (lambda: ProxyReader(info.path, info.fps)), info.frame_count
+            else:
+                from core_model.video import VideoReader
+
+                opener, n = (lambda: VideoReader(src)), req.frame_count
+            _, strip = load_or_make_strip(src, opener, n, n=6, height=72)
+            self.thumbReady.emit(req.video_id, strip)

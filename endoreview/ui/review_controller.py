@@ -1,0 +1,173 @@
+"""Opening a video for review: player source, predictions and labels on the timeline and overlays, navigation keys.
+
+One controller for the player + timeline pair (the label, mask and box editors of later work get their own).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from endoreview.media.guard import check_off_gui_thread
+from endoreview.media.proxy import ProxyInfo, ProxyReader
+from endoreview.ui.backend import Backend, VideoInfo, VideoTracks
+from endoreview.ui.player.controller import PlayerController, VideoSource
+from endoreview.ui.player.widget import PlayerWidget
+from endoreview.ui.proxies import MediaQueue, MediaRequest
+from endoreview.ui.tasks import TaskRunner
+from endoreview.ui.timeline import TimelineWidget
+from endoreview.ui.tracks import low_confidence_starts, next_after
+
+log = logging.getLogger(__name__)
+
+
+def _open_original(path: str) -> Callable:
+    def opener():  # noqa: ANN202 - FrameSource
+        from core_model.video import VideoReader
+
+        check_off_gui_thread("open", path)
+        return VideoReader(path)
+
+    return opener
+
+
+def _open_proxy(info: ProxyInfo) -> Callable:
+    return lambda: ProxyReader(info.path, info.fps)
+
+
+class ReviewController(QObject):
+    videoOpened = Signal(object)  # VideoInfo
+    videoMissing = Signal(object)  # VideoInfo
+    tracksLoaded = Signal(object)  # VideoTracks
+    message = Signal(str)
+
+    def __init__(
+        self,
+        backend: Backend,
+        runner: TaskRunner,
+        media: MediaQueue,
+        player: PlayerController,
+        player_widget: PlayerWidget,
+        timeline: TimelineWidget,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.backend, self.runner, self.media = backend, runner, media
+        self.player, self.player_widget, self.timeline = player, player_widget, timeline
+        self.info: VideoInfo | None = None
+        self.tracks: VideoTracks | None = None
+        self._opening: int | None = None
+        self._reload_pending = False
+        self._last_reload = 0.0
+        self._reload_timer = QTimer(self)
+        self._reload_timer.setSingleShot(True)
+        self._reload_timer.timeout.connect(self.reload_tracks)
+        player.frameChanged.connect(self._on_frame)
+        timeline.seekRequested.connect(self._seek_from_timeline)
+        media.proxyReady.connect(self._on_proxy)
+        player.sourceError.connect(lambda msg: self.message.emit(f"Cannot decode this video: {msg}"))
+
+    # ---- opening ----------------------------------------------------------------------------------------------
+    def open_video(self, video_id: int) -> None:
+        self._opening = video_id
+        self.runner.submit(
+            "video info",
+            self.backend.video_info,
+            video_id,
+            on_done=self._on_info,
+            on_error=self._on_info_error,
+        )
+
+    def _on_info_error(self, exc: BaseException) -> None:
+        self.message.emit(f"Could not open the video: {exc}")
+
+    def _on_info(self, info: VideoInfo) -> None:
+        if info.video_id != self._opening:
+            return
+        if not info.exists:
+            self.player.close()
+            self.player_widget.placeholder.setText(
+                f"<b>File not found</b><br>{info.path}<br><br>The video was moved or deleted. Import it again from its "
+                "new place and EndoReview re-links it (same content), keeping all labels."
+            )
+            self.videoMissing.emit(info)
+            return
+        self.info = info
+        src = VideoSource(
+            key=info.video_id,
+            path=info.path,
+            frame_count=info.frame_count,
+            fps=info.fps,
+            width=info.width,
+            height=info.height,
+            open_original=_open_original(info.path),
+            open_proxy=_open_proxy(info.proxy) if info.proxy else None,
+            proxy_size=(info.proxy.width, info.proxy.height) if info.proxy else None,
+        )
+        self.player.open(src)
+        self.timeline.set_video(info.frame_count, info.fps)
+        self.player_widget.set_predictions(None)
+        self.tracks = None
+        if info.proxy is None:
+            self.media.request(MediaRequest(info.video_id, info.path, info.frame_count), urgent=True)
+        self.videoOpened.emit(info)
+        self.reload_tracks()
+
+    def close_video(self) -> None:
+        self._opening = None
+        self.info = None
+        self.player.close()
+
+    def _on_proxy(self, video_id: int, proxy: ProxyInfo) -> None:
+        if self.info is not None and self.info.video_id == video_id:
+            self.player.set_proxy(_open_proxy(proxy), (proxy.width, proxy.height))
+            self.message.emit("Fast scrubbing ready (proxy built).")
+
+    # ---- tracks -----------------------------------------------------------------------------------------------
+    def reload_tracks(self) -> None:
+        if self.info is None:
+            return
+        vid = self.info.video_id
+        self._last_reload = time.monotonic()
+        self.runner.submit("tracks", self.backend.tracks, vid, on_done=lambda t: self._on_tracks(vid, t))
+
+    def reload_soon(self, min_interval: float = 2.0) -> None:
+        """Throttled reload while a job streams results for the open video."""
+        if self._reload_timer.isActive():
+            return
+        wait = max(0.0, min_interval - (time.monotonic() - self._last_reload))
+        self._reload_timer.start(int(wait * 1000))
+
+    def _on_tracks(self, video_id: int, tracks: VideoTracks) -> None:
+        if self.info is None or self.info.video_id != video_id:
+            return
+        self.tracks = tracks
+        self.player_widget.set_predictions(tracks.predictions, tracks.video_label)
+        self.timeline.set_tracks(tracks.predictions, tracks.labels)
+        self.tracksLoaded.emit(tracks)
+
+    # ---- navigation -------------------------------------------------------------------------------------------
+    def _on_frame(self, index: int) -> None:
+        self.timeline.set_playhead(index, follow=True)
+
+    def _seek_from_timeline(self, frame: int) -> None:
+        self.player.seek(frame)
+
+    def next_disagreement(self, forward: bool = True) -> None:
+        f = next_after(self.timeline.disagree_frames, self.player.current, forward)
+        self._jump(f, "No further disagreement between model and labels.")
+
+    def next_uncertain(self, forward: bool = True) -> None:
+        pred = self.tracks.predictions if self.tracks else None
+        f = next_after(low_confidence_starts(pred), self.player.current, forward) if pred else None
+        self._jump(f, "No further low-confidence region.")
+
+    def _jump(self, frame: int | None, otherwise: str) -> None:
+        if frame is None:
+            self.message.emit(otherwise)
+            return
+        self.player.pause()
+        self.player.seek(frame)

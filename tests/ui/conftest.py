@@ -1,0 +1,50 @@
+"""GUI test fixtures: a strict GUI-thread guard, indexed videos, a real backend on a temp database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.helpers import make_indexed_video
+
+
+@pytest.fixture
+def strict_guard():
+    """The GUI thread is marked and blocking calls on it raise; asserts nothing slipped through."""
+    from endoreview.media import guard
+
+    guard.mark_gui_thread(strict=True)
+    guard.clear_violations()
+    yield guard
+    found = guard.violations()
+    guard.unmark_gui_thread()
+    guard.clear_violations()
+    assert not found, f"blocking calls on the GUI thread: {[(v.kind, v.what) for v in found]}"
+
+
+@pytest.fixture(scope="session")
+def indexed_video(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    return make_indexed_video(d / "indexed.mp4", n=90)
+
+
+@pytest.fixture
+def pg_config():
+    import pyqtgraph as pg
+
+    pg.setConfigOptions(imageAxisOrder="row-major")
+
+
+@pytest.fixture
+def main_window(qtbot, strict_guard, pg_config, tmp_path):
+    from endoreview.ui.app import apply_theme, ensure_app
+    from endoreview.ui.backend import Backend
+    from endoreview.ui.main_window import MainWindow
+
+    apply_theme(ensure_app())
+    win = MainWindow(Backend(str(tmp_path / "test.sqlite3"), reviewer="tester"), cache_bytes=64 * 1024 * 1024)
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
+    yield win
+    win.close()

@@ -1,0 +1,98 @@
+"""Test helpers for GUI tests: indexed test videos and real mouse drags.
+
+qtbot's ``mouseMove`` does not carry the held button, so a "drag" made of ``mousePress`` + ``mouseMove`` +
+``mouseRelease`` arrives at widgets as a hover with no button down. :func:`drag` sends the three events itself with
+``buttons`` set on every move, which is what a real mouse does (and what pyqtgraph's drag handling needs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
+from PySide6.QtWidgets import QApplication, QWidget
+
+BITS = 12
+BLOCK = 16
+
+
+def indexed_frame(i: int, width: int = 320, height: int = 240) -> np.ndarray:
+    """A frame whose top row of 16×16 blocks spells ``i`` in binary (white = 1), on a pink-ish background."""
+    f = np.zeros((height, width, 3), np.uint8)
+    f[...] = (190, 90, 90)
+    f[BLOCK * 2 :, :, 1] = (np.arange(width) * 255 // width).astype(np.uint8)[None, :]
+    for b in range(BITS):
+        x = b * BLOCK
+        f[:BLOCK, x : x + BLOCK] = 255 if (i >> b) & 1 else 0
+    return f
+
+
+def read_index(frame: np.ndarray, width: int | None = None) -> int:
+    """Inverse of :func:`indexed_frame`, also for a frame scaled to ``frame.shape[1]`` pixels wide."""
+    h, w = frame.shape[:2]
+    scale = w / (width or w)
+    value = 0
+    for b in range(BITS):
+        x0, x1 = int((b * BLOCK + 4) * scale), int(((b + 1) * BLOCK - 4) * scale)
+        y0, y1 = int(4 * scale), int((BLOCK - 4) * scale)
+        if frame[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)].mean() > 128:
+            value |= 1 << b
+    return value
+
+
+def make_indexed_video(
+    path: Path, n: int = 90, width: int = 320, height: int = 240, fps: float = 30.0, gop: int = 30
+) -> Path:
+    from core_model.video import write_video
+
+    return write_video(path, (indexed_frame(i, width, height) for i in range(n)), fps=fps, gop=gop, crf=18)
+
+
+def _send(
+    widget: QWidget,
+    kind: QEvent.Type,
+    pos: QPointF,
+    button: Qt.MouseButton,
+    buttons: Qt.MouseButton,
+    modifiers=Qt.KeyboardModifier.NoModifier,
+) -> None:  # noqa: ANN001
+    glob = QPointF(widget.mapToGlobal(pos.toPoint()))
+    ev = QMouseEvent(kind, pos, glob, button, buttons, modifiers)
+    QApplication.sendEvent(widget, ev)
+
+
+def drag(
+    widget: QWidget,
+    points: Sequence[QPoint | QPointF | tuple[float, float]],
+    button: Qt.MouseButton = Qt.MouseButton.LeftButton,
+    modifiers=Qt.KeyboardModifier.NoModifier,  # noqa: ANN001
+    steps_between: int = 3,
+) -> None:
+    """Press at ``points[0]``, move through the rest with ``button`` held (buttons state set), release at the last."""
+    pts = [QPointF(*p) if isinstance(p, tuple) else QPointF(p) for p in points]
+    if len(pts) < 2:
+        raise ValueError("a drag needs at least two points")
+    target = widget.viewport() if hasattr(widget, "viewport") else widget
+    _send(target, QEvent.Type.MouseButtonPress, pts[0], button, button, modifiers)
+    for a, b in zip(pts, pts[1:]):
+        for k in range(1, steps_between + 1):
+            p = a + (b - a) * (k / steps_between)
+            _send(target, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button, modifiers)
+            QApplication.processEvents()
+    _send(target, QEvent.Type.MouseButtonRelease, pts[-1], button, Qt.MouseButton.NoButton, modifiers)
+    QApplication.processEvents()
+
+
+def click(
+    widget: QWidget,
+    point: QPoint | QPointF | tuple[float, float],
+    button: Qt.MouseButton = Qt.MouseButton.LeftButton,
+) -> None:
+    p = QPointF(*point) if isinstance(point, tuple) else QPointF(point)
+    target = widget.viewport() if hasattr(widget, "viewport") else widget
+    _send(target, QEvent.Type.MouseButtonPress, p, button, button)
+    _send(target, QEvent.Type.MouseButtonRelease, p, button, Qt.MouseButton.NoButton)
+    QApplication.processEvents()
