@@ -34,10 +34,8 @@ def write_img(path: Path, img: np.ndarray) -> Path:
 
 def grey_rim_mask(m: np.ndarray) -> np.ndarray:
     """A polyp mask as CVC/Kvasir ship it: 255 inside, dozens of grey levels on an anti-aliased rim."""
-    out = (m * 255).astype(np.uint8)
-    blurred = cv2.GaussianBlur(out, (7, 7), 2.0)
-    rim = (blurred > 0) & (blurred < 255)
-    out[rim] = blurred[rim]
+    blurred = cv2.GaussianBlur((m * 255).astype(np.uint8), (7, 7), 2.0)
+    out = np.where(m > 0, np.clip(blurred, 128, 255), np.clip(blurred, 0, 127)).astype(np.uint8)
     return out
 
 

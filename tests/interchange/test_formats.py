@@ -35,7 +35,7 @@ def test_binarize_grey_levels_jpeg_three_channel_and_01():
     m = disk(50, 50, 25, 25, 12)
     grey = grey_rim_mask(m)
     assert len(np.unique(grey)) > 12  # dozens of grey levels, as CVC ships
-    assert raster.iou(raster.binarize(grey), m) > 0.97
+    assert np.array_equal(raster.binarize(grey), m.astype(bool))
     ok, buf = cv2.imencode(
         ".jpg", np.repeat((m * 255)[..., None], 3, 2).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 60]
     )
