@@ -91,7 +91,7 @@ def test_delete_never_removes_files_the_registry_does_not_own(reg, tmp_path):
 
 def test_compare_lists_metric_changes_and_disagreeing_frames(reg, tmp_path):
     a = reg.register(fake_model_dir(tmp_path / "a"), name="a")
-    b = reg.register(fake_model_dir(tmp_path / "b"), name="b")
+    reg.register(fake_model_dir(tmp_path / "b"), name="b")
     results = {
         "a": {
             "metrics": {"detection/f1": 0.5, "segmentation/dice_seq": 0.4},
