@@ -137,9 +137,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
             return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
         text = str(exc)
-        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(
-            r"GLOBAL ([\w.]+) was not", text
-        )
+        m = re.search(r"GLOBAL ([\w.]+)", text)
         if m:
             raise CheckpointError(
                 f"{p}: refused to load: the pickle references {m.group(1)!r}, which is not an allowed class "
