@@ -13,18 +13,9 @@ from core_model.heads.base import TaskHead
 from core_model.heads.classification import ClassificationHead
 from core_model.heads.detection import DetectionHead, DetectionOutput
 from core_model.heads.features import BackboneFeatures, evenly_spaced_blocks, frame_maps
+from core_model.heads.io import build_task_model, load_task_model, save_task_model
 from core_model.heads.segmentation import SegmentationHead, segmentation_loss
 from core_model.heads.task_model import HEAD_TYPES, EndoFMTaskModel, build_head
-
-
-def __getattr__(name: str):
-    # build/load/save need core_model.checkpoint; imported on first use
-    if name in ("build_task_model", "load_task_model", "save_task_model"):
-        from core_model.heads import io
-
-        return getattr(io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "HEAD_TYPES",
