@@ -1,0 +1,274 @@
+"""``python -m endoreview.jobs finetune``: reviewed labels -> training manifest -> ``endofm finetune`` -> a new
+registered model version.
+
+    python -m endoreview.jobs finetune --project-id 1                       # every video of the project
+    python -m endoreview.jobs finetune --video-id 3 --video-id 4 --parent-version 2 --epochs 5 --activate
+    python -m endoreview.jobs finetune --job-id 12                          # parameters from the job row
+
+Steps: (1) snapshot the reviewed labels of the videos into ``<data dir>/runs/job-<id>/manifest.json`` (split by
+video: ``--split auto`` hashes video ids into train/val/test; a JSON ``{video_id: split}`` map also works);
+(2) run ``python -m core_model finetune`` as a child process from the parent version (``--parent-version``,
+``--model DIR``, or the active version), relaying its JSON lines as job progress (epoch, loss, ETA);
+(3) register the exported model as a new version whose parent is the starting version, with the data snapshot
+(manifest, digest, videos, label counts), the hyper-parameters and the held-out metrics. SIGTERM/SIGINT stop the
+child gracefully (its last epoch checkpoint stays in the run folder) and the job ends ``cancelled``.
+Exit codes: 0 succeeded, 1 failed, 2 bad arguments, 3 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, parse_line
+from endoreview.jobs.runner import CancelFlag, JobContext, setup_logging
+from endoreview.store import Store, StoreError
+from endoreview.store.records import JobState
+
+log = logging.getLogger("endoreview.jobs.finetune")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m endoreview.jobs finetune", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--db", help="database URL (default: $ENDOREVIEW_DB_URL or the user data directory)")
+    p.add_argument("--job-id", type=int, help="take parameters from (and report into) this job row")
+    p.add_argument(
+        "--video-id", type=int, action="append", dest="video_ids", help="video to train on (repeatable)"
+    )
+    p.add_argument("--project-id", type=int, help="every video of this project")
+    p.add_argument("--split", default="auto", help="auto | train | JSON {video_id: split}")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.0)
+    p.add_argument(
+        "--parent-version", type=int, help="start from this model version (default: the active one)"
+    )
+    p.add_argument("--model", help="start from this model directory instead of a registered version")
+    p.add_argument("--tasks", help="comma-separated (default: every task the labels support)")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--mode", choices=["full", "lora", "linear"])
+    p.add_argument("--device")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON")
+    p.add_argument("--name", help="name of the new model version")
+    p.add_argument("--activate", action="store_true", help="make the new version the active one")
+    p.add_argument("--library-root", help="this workstation's library folder")
+    p.add_argument("--reviewer", help="recorded as the author (default: the OS login)")
+    return p
+
+
+def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
+    ids = [int(v) for v in params.get("video_ids") or []]
+    if params.get("project_id") is not None:
+        ids += [v.id for v in store.list_videos(int(params["project_id"])) if v.id not in ids]
+    return ids
+
+
+def _start_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
+    if params.get("model"):
+        return str(Path(params["model"]).resolve()), None
+    if params.get("parent_version") is not None:
+        mv = store.get_model_version(int(params["parent_version"]))
+        return mv.files_dir, mv.id
+    active = store.active_model_version()
+    if active is None:
+        raise ValueError("no starting model: pass --parent-version or --model, or activate a model version")
+    return active.files_dir, active.id
+
+
+def _tasks(manifest: Any, given: str | None) -> list[str]:
+    if given:
+        return [t.strip() for t in given.split(",") if t.strip()]
+    counts = manifest.label_counts()
+    tasks = []
+    if counts["video"]:
+        tasks.append("classification")
+    if counts["mask"]:
+        tasks.append("segmentation")
+    if counts["box"] or counts["mask"]:
+        tasks.append("detection")
+    if not tasks:
+        raise ValueError("the selected videos have no reviewed labels to train on")
+    return tasks
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = Store.open(args.db, reviewer=args.reviewer)
+    except StoreError as e:
+        emit("error", message=str(e))
+        emit("done", state="failed", result={}, message=str(e))
+        return EXIT_FAILED
+    with store:
+        given = {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("db", "job_id", "reviewer") and v not in (None, False, [])
+        }
+        try:
+            ctx = JobContext(store, "finetune", args.job_id, given)
+        except (StoreError, ValueError) as e:
+            emit("error", message=str(e))
+            return EXIT_USAGE
+        params = {**build_parser().parse_args([]).__dict__, **ctx.job.params} if args.job_id else vars(args)
+        setup_logging(ctx.job.log_path)
+        cancel = CancelFlag().install()
+        ctx.start()
+        try:
+            return run(store, ctx, params, cancel)
+        except Exception as e:  # the job row must never stay "running"
+            log.exception("finetune job %d failed", ctx.id)
+            ctx.finish(JobState.FAILED, {}, f"{type(e).__name__}: {e}")
+            return EXIT_FAILED
+
+
+def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFlag) -> int:
+    from endoreview.paths import data_dir
+    from endoreview.services.library import LibraryService
+    from endoreview.services.manifest import snapshot_manifest
+    from endoreview.services.registry import RegistryService
+
+    ids = _video_ids(store, params)
+    if not ids:
+        ctx.finish(JobState.FAILED, {}, "no videos selected (--video-id or --project-id)")
+        return EXIT_USAGE
+    init_dir, parent_id = _start_model(store, params)
+    work = data_dir() / "runs" / f"job-{ctx.id}"
+    work.mkdir(parents=True, exist_ok=True)
+    split: Any = params.get("split") or "auto"
+    if isinstance(split, str) and split.startswith("{"):
+        split = {int(k): v for k, v in json.loads(split).items()}
+    ctx.progress(0.0, f"snapshot of {len(ids)} video(s)")
+    manifest_path = work / "manifest.json"
+    manifest = snapshot_manifest(
+        store,
+        ids,
+        split=split,
+        library=LibraryService(store, params.get("library_root")),
+        out_path=manifest_path,
+        val_fraction=float(params.get("val_fraction") or 0.2),
+        test_fraction=float(params.get("test_fraction") or 0.0),
+    )
+    tasks = _tasks(manifest, params.get("tasks"))
+    splits = {s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")}
+    run_dir = work / "run"
+    cmd = [
+        sys.executable, "-m", "core_model", "finetune",
+        "--manifest", str(manifest_path), "--out", str(run_dir), "--init", init_dir,
+        "--tasks", ",".join(tasks), "--preset", str(params.get("preset") or "default"),
+    ]  # fmt: skip
+    for flag, key in (("--epochs", "epochs"), ("--mode", "mode"), ("--device", "device")):
+        if params.get(key) is not None:
+            cmd += [flag, str(params[key])]
+    for item in params.get("overrides") or []:
+        cmd += ["--set", item]
+    log.info("finetune job %d: %d videos %s, tasks %s, from %s", ctx.id, len(ids), splits, tasks, init_dir)
+    done, errors = _run_child(cmd, ctx, cancel)
+    if cancel():
+        ctx.finish(
+            JobState.CANCELLED, {"run_dir": str(run_dir)}, "cancelled; the last epoch checkpoint is kept"
+        )
+        return EXIT_CANCELLED
+    if done is None:
+        msg = errors[-1] if errors else "the fine-tuning process ended without a result"
+        ctx.finish(JobState.FAILED, {"run_dir": str(run_dir)}, msg)
+        return EXIT_FAILED
+    counts = manifest.label_counts()
+    snapshot = {
+        "manifest": str(manifest_path),
+        "manifest_source": manifest.source,
+        "video_ids": ids,
+        "splits": splits,
+        "label_counts": counts,
+    }
+    reg = RegistryService(store)
+    mv = reg.register(
+        done["model_dir"],
+        name=params.get("name"),
+        parent_id=parent_id,
+        data_snapshot=snapshot,
+        metrics=done.get("metrics") or {},
+        notes=f"fine-tuned by job {ctx.id} on {len(ids)} video(s)",
+        activate=bool(params.get("activate")),
+    )
+    result = {
+        "model_version_id": mv.id,
+        "name": mv.name,
+        "metrics": done.get("metrics"),
+        "run_dir": str(run_dir),
+    }
+    ctx.finish(JobState.SUCCEEDED, result, f"registered {mv.name}")
+    return EXIT_OK
+
+
+def _run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict | None, list[str]]:
+    """Run ``endofm finetune``, relaying its events; returns its ``done`` event (or None) and its errors."""
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
+    )
+    stderr_tail: list[str] = []
+
+    def drain() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            stderr_tail.append(line.rstrip())
+            del stderr_tail[:-20]
+            log.info("finetune: %s", line.rstrip())
+
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+
+    def watch() -> None:
+        while proc.poll() is None:
+            if cancel():
+                proc.send_signal(signal.SIGINT)  # graceful: the child keeps its last checkpoint
+                return
+            threading.Event().wait(0.2)
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    done, errors = None, []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        ev = parse_line(line)
+        if ev is None:
+            continue
+        kind = ev.get("event")
+        if kind == "progress":
+            msg = f"epoch {ev['epoch'] + 1}/{ev['epochs']} step {ev['step']}/{ev['steps']} loss {ev['loss']:.4f}"
+            ctx.progress(
+                0.02 + 0.93 * float(ev.get("fraction", 0.0)),
+                msg,
+                epoch=ev["epoch"],
+                loss=ev["loss"],
+                eta_s=ev.get("eta_s"),
+            )
+        elif kind == "epoch":
+            ctx.progress(
+                0.02 + 0.93 * (ev["epoch"] + 1) / max(ev["epochs"], 1),
+                f"epoch {ev['epoch'] + 1}/{ev['epochs']} done",
+                epoch=ev["epoch"],
+                val=ev.get("val"),
+                eta_s=ev.get("eta_s"),
+            )
+        elif kind == "warning":
+            ctx.progress(ctx.job.progress or 0.0, ev.get("message", ""), warning=ev.get("message"))
+        elif kind == "error":
+            errors.append(str(ev.get("message")))
+            emit("error", job=ctx.id, message=str(ev.get("message")))
+        elif kind == "done":
+            done = ev
+    proc.wait()
+    t.join(timeout=2)
+    if proc.returncode != 0 and not errors:
+        errors.append(f"fine-tuning exited with {proc.returncode}: {' | '.join(stderr_tail[-3:])}")
+    return (done if proc.returncode == 0 else None), errors
