@@ -273,7 +273,11 @@ class AnnotationsMixin(StoreBase):
                 out.append(convert.label(row))
             return out
 
-        return self._write(summary or f"{state.value.capitalize()} {len(label_ids)} label(s)", fn)
+        return self._write(
+            summary
+            or f"{'Accept' if state == r.ReviewState.ACCEPTED else 'Reject'} {len(label_ids)} label(s)",
+            fn,
+        )
 
     def accept_suggestions(
         self,
