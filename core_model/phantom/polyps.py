@@ -122,9 +122,9 @@ def render_polyp(
         height = np.where(use_stalk, h_stalk, height)
         alpha = np.maximum(alpha, a_stalk)
     # shading: the light is at the camera, so the dome top is bright and the rim falls off
-    shade = 0.3 + 0.85 * height**0.8
+    shade = 0.3 + 0.72 * height**0.8
     tex = cv2.resize(p.texture, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
-    spec = np.clip(height - 0.85, 0, None) * 6.0 * (0.3 + 0.7 * (tex > 0.2))
+    spec = np.clip(height - 0.9, 0, None) * 10.0 * (0.2 + 0.8 * (tex > 0.3))
     # a soft contact shadow on the wall around the polyp (outside it), strongest on the side towards the lumen
     d_shadow = np.sqrt((xx - hx - ix * 0.25 * head_r) ** 2 + (yy - hy - iy * 0.25 * head_r) ** 2) / (
         1.35 * head_r

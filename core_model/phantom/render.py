@@ -18,11 +18,11 @@ import numpy as np
 from core_model.phantom.groundtruth import PhantomGroundTruth, Track
 from core_model.phantom.polyps import PolypSpec, make_polyp, render_polyp
 from core_model.phantom.sites import SiteStyle, get_site
-from core_model.phantom.texture import COLS, ROWS_PER_UNIT, make_wall
+from core_model.phantom.texture import make_wall, texture_cols
 
 log = logging.getLogger(__name__)
 
-Z_FAR = 12.0  # deeper than this the wall is black anyway
+Z_FAR = 6.0  # deeper than this the wall is black anyway (light < 1 %)
 LIGHT_Z = 0.75  # depth at which the endoscope light has fallen to half
 MIN_AREA_FRACTION = 2.5e-4  # a polyp showing fewer pixels than this (of the frame) is not drawn nor labelled
 NORMAL_VIDEO_PROB = 0.35
@@ -185,7 +185,9 @@ def render_video(
     cam = _camera(rng, T, fov)
     fpx = 0.42 * fov.radius  # pixels per unit of (R / z)
     shape_phase = [float(v) for v in rng.uniform(0, 2 * np.pi, 2)]
-    wall = make_wall(rng, style, float(cam.z.min()) - 0.5, float(cam.z.max()) + Z_FAR + 0.5)
+    wall = make_wall(
+        rng, style, float(cam.z.min()) - 0.5, float(cam.z.max()) + Z_FAR + 0.5, texture_cols(size)
+    )
 
     def tube_radius(theta):
         return 1.0 + 0.14 * np.sin(3 * theta + shape_phase[0]) + 0.05 * np.sin(5 * theta + shape_phase[1])
@@ -221,8 +223,8 @@ def render_video(
         theta = ang - np.float32(cam.roll[t])
         z = (fpx * tube_radius(theta) / (rho + 0.5)).astype(np.float32)
         np.minimum(z, Z_FAR, out=z)
-        map_x = (theta * np.float32(COLS / (2 * np.pi))) % COLS
-        map_y = (z + np.float32(cam.z[t] - wall.z0)) * np.float32(ROWS_PER_UNIT)
+        map_x = (theta * np.float32(wall.cols / (2 * np.pi))) % wall.cols
+        map_y = (z + np.float32(cam.z[t] - wall.z0)) * np.float32(wall.rows_per_unit)
         img = cv2.remap(wall.albedo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         spec = cv2.remap(wall.specular, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         light = np.float32(style.exposure) / (1.0 + cv2.pow(z * np.float32(1 / LIGHT_Z), 2.6))
@@ -245,7 +247,7 @@ def render_video(
             inside = (alpha >= 0.5) & fov.mask[y0:y1, x0:x1]
             if int(inside.sum()) < min_area:
                 continue
-            lp = style.exposure / (1.0 + (0.85 * zp / LIGHT_Z) ** 2.6)
+            lp = style.exposure / (1.0 + (0.9 * zp / LIGHT_Z) ** 2.6)
             colour = wall.base_colour * np.asarray(p.tint, np.float32)
             col = colour[None, None, :] * (shade * (1 + p.texture_strength * tex) * lp)[..., None]
             a3 = alpha[..., None]
@@ -272,10 +274,9 @@ def render_video(
         core = core.reshape(H, W)
         glow = cv2.GaussianBlur(core, (0, 0), 1.2 * size / 256)
         glow = np.minimum(glow * 1.8 + core, 1.0)[..., None]
-        # tone curve (display gamma) through a lookup table, then the highlights on top
+        # tone curve (display gamma) through a lookup table, optics softness, then the highlights on top
         idx = np.clip(img * (LUT_SIZE - 1), 0, LUT_SIZE - 1).astype(np.int32)
         img = tone[idx]
-        img += (255.0 - img) * glow
         if style.resolution < 1.0:
             small = max(int(size * style.resolution), 8)
             img = cv2.resize(
@@ -283,6 +284,7 @@ def render_video(
                 (W, H),
                 interpolation=cv2.INTER_LINEAR,
             )
+        img += (255.0 - img) * glow
         img += noise_rng.standard_normal((H, W, 1), dtype=np.float32) * np.float32(style.noise)
         np.clip(img, 0, 255, out=img)
         frame = img.astype(np.uint8)
