@@ -1,0 +1,150 @@
+"""``python -m endoreview.jobs predict`` as a real subprocess: results stream into the store, job state and
+progress are recorded, SIGTERM cancels gracefully, logs never name the video file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from endoreview.jobs.protocol import parse_line
+from endoreview.services.jobs import JobService
+from endoreview.services.library import LibraryService
+from endoreview.services.projects import ProjectService
+from tests.services.videos import make_video
+
+ROOT = Path(__file__).resolve().parents[2]
+FACTORY = "tests.services.simple_predictor:BrightnessPredictor"
+
+
+def model_dir(tmp_path: Path, delay: float = 0.0) -> Path:
+    d = tmp_path / f"model-{delay}"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps({"threshold": 200, "delay_s": delay}))
+    return d
+
+
+def env_for(url: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if url:
+        env["ENDOREVIEW_DB_URL"] = url
+    return env
+
+
+def test_predict_job_records_predictions_and_progress(store, db_url, tmp_path):
+    project = ProjectService(store).default_project()
+    lib = LibraryService(store)
+    a, _ = lib.import_video(project.id, make_video(tmp_path / "patient_smith_1.mp4", n=12, seed=1))
+    b, _ = lib.import_video(project.id, make_video(tmp_path / "patient_smith_2.mp4", n=10, seed=2))
+    proc = subprocess.run(
+        [sys.executable, "-m", "endoreview.jobs", "predict", "--db", db_url, "--video-id", str(a.id),
+         "--video-id", str(b.id), "--model", str(model_dir(tmp_path)), "--batch-frames", "4", "--predictor", FACTORY],
+        cwd=ROOT, env=env_for(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [parse_line(x) for x in proc.stdout.splitlines()]
+    assert None not in events, "stdout carries only protocol lines"
+    assert events[0]["event"] == "started" and events[-1]["event"] == "done"
+    assert events[-1]["state"] == "succeeded"
+    assert [e["video_id"] for e in events if e["event"] == "video_done"] == [a.id, b.id]
+    assert any(e["event"] == "progress" for e in events)
+    job = store.get_job(events[0]["job"])
+    assert (job.state, job.progress, job.kind) == ("succeeded", 1.0, "predict")
+    assert len(job.result["runs"]) == 2
+    mv = store.find_model_version(f"model-{0.0}")
+    assert mv is not None  # the model directory was registered for provenance
+    t = store.timeline_summary(a.id)
+    assert t.runs("mask", "suggested") == [(6, 12)]
+    labs = store.labels_for_frame(a.id, 8)
+    assert {(x.kind, x.origin, x.model_version_id) for x in labs} == {
+        ("mask", "predicted", mv.id),
+        ("box", "predicted", mv.id),
+    }
+    # logs name videos by id, never by path or file name
+    log_text = Path(job.log_path).read_text()
+    for text in (proc.stdout, proc.stderr, log_text):
+        assert "patient_smith" not in text
+    assert f"video {a.id}" in log_text or f"video {a.id}" in proc.stderr
+
+
+def test_sigterm_cancels_gracefully_keeping_committed_frames(store, db_url, tmp_path):
+    project = ProjectService(store).default_project()
+    video, _ = LibraryService(store).import_video(project.id, make_video(tmp_path / "long.mp4", n=60))
+    jobs = JobService(store)
+    job = jobs.create(
+        "predict",
+        video_ids=[video.id],
+        model=str(model_dir(tmp_path, delay=0.05)),
+        predictor=FACTORY,
+        batch_frames=5,
+    )
+    proc = subprocess.Popen(
+        jobs.command(job),
+        cwd=ROOT,
+        env=jobs.environment(env_for()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:  # wait until the job is under way with frames committed
+        j = store.get_job(job.id)
+        if (
+            j.state == "running"
+            and store.list_prediction_runs(video.id)
+            and store.frame_probs(store.list_prediction_runs(video.id)[0].id)
+        ):
+            break
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert jobs.cancel(job.id)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    events = [parse_line(x) for x in out.splitlines()]
+    assert events[-1]["event"] == "done" and events[-1]["state"] == "cancelled"
+    j = store.get_job(job.id)
+    assert j.state == "cancelled" and j.finished_at is not None
+    (run,) = store.list_prediction_runs(video.id)
+    assert run.state == "cancelled" and 0 < run.frames_done < 60
+    assert len(store.frame_probs(run.id)) == run.frames_done  # everything that was committed is there
+    assert jobs.reap() == []
+
+
+def test_bad_arguments_and_unreadable_videos_are_reported(store, db_url, tmp_path):
+    project = ProjectService(store).default_project()
+    lib = LibraryService(store)
+    good, _ = lib.import_video(project.id, make_video(tmp_path / "ok.mp4", n=8))
+    bad_path = make_video(tmp_path / "gone.mp4", n=8, seed=5)
+    bad, _ = lib.import_video(project.id, bad_path)
+    bad_path.unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "endoreview.jobs", "predict", "--video-id", str(good.id), "--video-id", str(bad.id),
+         "--model", str(model_dir(tmp_path)), "--predictor", FACTORY],
+        cwd=ROOT, env=env_for(db_url), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [parse_line(x) for x in proc.stdout.splitlines()]
+    errors = [e for e in events if e["event"] == "error"]
+    assert [e["video_id"] for e in errors] == [bad.id] and "gone.mp4" not in errors[0]["message"]
+    assert events[-1]["result"]["failed"][0]["video_id"] == bad.id
+    unknown = subprocess.run(
+        [sys.executable, "-m", "endoreview.jobs", "bake"],
+        cwd=ROOT,
+        env=env_for(db_url),
+        capture_output=True,
+        text=True,
+    )
+    assert unknown.returncode == 2 and "unknown job kind" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "line, ok", [('{"event": "progress", "fraction": 0.5}', True), ("warning: x", False), ("{bad", False)]
+)
+def test_protocol_parse_line(line, ok):
+    assert (parse_line(line) is not None) == ok
