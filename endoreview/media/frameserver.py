@@ -72,6 +72,7 @@ class FrameServer:
         self.run_length = max(1, int(run_length))
         self._cv = threading.Condition()
         self._urgent: int | None = None
+        self._wanted: int | None = None  # the frame most recently asked for
         self._prefetch: deque[int] = deque()
         self._inflight: set[int] = set()
         self._generation = 0
@@ -90,6 +91,7 @@ class FrameServer:
         index = self._clamp(index)
         frame = self.cache.get(self.key, index)
         with self._cv:
+            self._wanted = index
             if frame is None and index not in self._inflight:
                 if self._urgent is not None and self._urgent != index:
                     self.dropped_urgent += 1
@@ -156,6 +158,27 @@ class FrameServer:
             if 0 <= i < self.frame_count and i not in self._inflight and not self.cache.peek(self.key, i):
                 self._prefetch.append(i)
 
+    def _release(self, index: int) -> None:
+        with self._cv:
+            self._inflight.discard(index)
+
+    def _keep_going(self, rest: list[int]) -> bool:
+        """The playhead jumped while a read-ahead run was in progress: go on if the rest holds the frame asked
+        for; otherwise give the rest up, re-queueing those of its frames that the new window needs."""
+        with self._cv:
+            w = self._wanted
+            if w is not None and w in rest:
+                return True
+            self._inflight.difference_update(rest)
+            if w is not None:
+                lo, hi = w - self.readbehind, w + self.readahead
+                queued = set(self._prefetch)
+                for i in reversed(rest):
+                    if lo <= i <= hi and i not in queued and not self.cache.peek(self.key, i):
+                        self._prefetch.appendleft(i)
+            self._cv.notify_all()
+            return False
+
     def _take(self) -> tuple[list[int], bool, int] | None:
         with self._cv:
             while not self._closed and self._urgent is None and not self._prefetch:
@@ -181,33 +204,33 @@ class FrameServer:
                 if task is None:
                     return
                 run, urgent, generation = task
+                pos = 0
                 try:
                     if source is None:
                         check_off_gui_thread("open", str(self.key))
                         source = self._open_source()
                     for pos, index in enumerate(run):
-                        if not urgent and generation != self._generation:
+                        if not urgent and generation != self._generation and not self._keep_going(run[pos:]):
                             break  # the playhead jumped: stale read-ahead
-                        if self.cache.peek(self.key, index):
-                            continue
-                        check_off_gui_thread("decode", f"{self.key}[{index}]")
-                        t0 = time.perf_counter()
-                        frame = source[index]
-                        self.decoded += 1
-                        self.cache.put(self.key, index, frame)
-                        log.debug(
-                            "decoded %s[%d] in %.1f ms", self.key, index, 1e3 * (time.perf_counter() - t0)
-                        )
-                        self._on_ready(self.key, index, frame)
-                        if urgent and pos == 0:
-                            with self._cv:
-                                # an urgent request outranks the rest of this run
-                                if self._urgent is not None:
-                                    break
+                        if not self.cache.peek(self.key, index):
+                            check_off_gui_thread("decode", f"{self.key}[{index}]")
+                            t0 = time.perf_counter()
+                            frame = source[index]
+                            self.decoded += 1
+                            self.cache.put(self.key, index, frame)
+                            log.debug(
+                                "decoded %s[%d] in %.1f ms", self.key, index, 1e3 * (time.perf_counter() - t0)
+                            )
+                            self._release(index)
+                            self._on_ready(self.key, index, frame)
+                        else:
+                            self._release(index)
                 except Exception as exc:  # report, keep the worker alive
                     log.warning("decoding %s%s failed: %s", self.key, run, exc)
+                    with self._cv:
+                        self._inflight.difference_update(run[pos:])
                     if self._on_error is not None:
-                        self._on_error(self.key, run[0], exc)
+                        self._on_error(self.key, run[pos], exc)
                     if source is not None:
                         try:
                             source.close()
@@ -216,7 +239,6 @@ class FrameServer:
                         source = None
                 finally:
                     with self._cv:
-                        self._inflight.difference_update(run)
                         self._cv.notify_all()
         finally:
             if source is not None:

@@ -61,7 +61,8 @@ class PredictionTrack:
         if not 0 <= i < self.frame_count:
             return
         for name, p in (_get(pred, "probs") or {}).items():
-            self.probs[i, self._class_index(str(name))] = float(p)
+            k = self._class_index(str(name))  # may grow self.probs: index after
+            self.probs[i, k] = float(p)
         masks = [dict(m) for m in (_get(pred, "masks") or ())]
         boxes = [dict(b) for b in (_get(pred, "boxes") or ())]
         if masks:
