@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -52,6 +53,10 @@ class _ProgressBar:
         elif kind in ("done", "stopped"):
             self.stream.write(f"{kind}: {json.dumps({k: v for k, v in event.items() if k != 'event'})}\n")
         self.stream.flush()
+
+
+def _silent(event: dict[str, Any]) -> None:
+    return None
 
 
 def _json_emit(event: dict[str, Any]) -> None:
@@ -97,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     from core_model.pretrain.state import ResumeError
     from core_model.pretrain.train import NonFiniteLossError, train
 
+    rank0 = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 prints events
     emit = _ProgressBar(sys.stderr) if sys.stdout.isatty() and not args.json else _json_emit
+    if not rank0:
+        emit = _silent
     out = Path(args.out) if args.out else Path("runs/pretrain")
     config_path = args.config
     if config_path is None and args.resume and (out / "config.yaml").is_file():

@@ -211,6 +211,7 @@ def train_one_epoch(
         total += value
         count += 1
         if (step + 1) % max(cfg.run.log_every, 1) == 0 or step + 1 == niter:
+            value = float(runtime.all_reduce_mean(value))  # every rank reaches this step: the mean over ranks
             elapsed = time.perf_counter() - t0
             emit(
                 {
@@ -308,6 +309,10 @@ def train(
     cfg.validate()
     out = Path(out_dir)
     # -------------------------------------------------------------------------------- runtime
+    if resume and not (out / "checkpoint.pth").is_file():
+        raise ResumeError(
+            f"{out / 'checkpoint.pth'}: no checkpoint to resume from (run without --resume to start)"
+        )
     info = runtime.init_distributed()
     device = runtime.pick_device(cfg.run.device)
     main = info.is_main
