@@ -22,7 +22,16 @@ from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, V
 from endoreview.interchange.util import list_images
 
 FOLDER_LAYOUTS = ("polypdiag", "cvc", "kumc", "kvasir", "yolo", "case-folders")
-FILE_FORMATS = ("coco", "cvat-video", "voc", "segment-csv", "video-label-csv", "pretrain-csv", "clip-list")
+FILE_FORMATS = (
+    "coco",
+    "manifest",
+    "cvat-video",
+    "voc",
+    "segment-csv",
+    "video-label-csv",
+    "pretrain-csv",
+    "clip-list",
+)
 
 
 def detect_folder(root: Path) -> str | None:
@@ -52,7 +61,7 @@ def detect_file(path: Path) -> str | None:
         return None
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff").lstrip()
     if suf == ".json":
-        return "coco"
+        return "manifest" if "endoreview.training-manifest" in text else "coco"
     if suf == ".xml":
         if "<annotations" in text:
             return "cvat-video"
@@ -110,6 +119,10 @@ def read_path(
     layout = layout or detect_file(path)
     if layout == "coco":
         return read_coco(path)
+    if layout == "manifest":
+        from endoreview.interchange.manifest import read_manifest_collection
+
+        return read_manifest_collection(path)
     if layout == "cvat-video":
         return read_cvat_video(path)
     if layout == "voc":

@@ -98,3 +98,72 @@ def make_kvasir(root: Path, n: int = 3) -> dict[str, tuple[np.ndarray, list]]:
         truth[name] = (m, box)
     (root / "kavsir_bboxes.json").write_text(json.dumps(doc))
     return truth
+
+
+def h264_stream(frames: np.ndarray, fps: int = 25) -> bytes:
+    """Raw H.264 Annex-B elementary stream (what DICOM MPEG-4 AVC objects encapsulate), B-frames included."""
+    import io
+
+    import av
+
+    buf = io.BytesIO()
+    out = av.open(buf, "w", format="h264")
+    s = out.add_stream("libx264", rate=fps)
+    s.height, s.width = frames.shape[1:3]
+    s.pix_fmt = "yuv420p"
+    for f in frames:
+        for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    return buf.getvalue()
+
+
+def decode_stream(data: bytes) -> np.ndarray:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data), format="h264") as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def make_dicom_video(path: Path, frames: np.ndarray, *, fps: int = 25, patient: str = "DOE^JOHN") -> bytes:
+    """A Video Endoscopic Image Storage object with an encapsulated H.264 stream, built with pydicom."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import MPEG4HP41, generate_uid
+
+    raw = h264_stream(frames, fps)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = MPEG4HP41
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = patient
+    ds.PatientID = "MRN-0042-SECRET"
+    ds.PatientBirthDate = "19500101"
+    ds.InstitutionName = "St Example Hospital"
+    ds.Modality = "ES"
+    ds.Rows, ds.Columns = frames.shape[1:3]
+    ds.NumberOfFrames = len(frames)
+    ds.FrameTime = 1000.0 / fps
+    ds.CineRate = fps
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_PARTIAL_420"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = encapsulate([raw])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return raw

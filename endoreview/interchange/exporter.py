@@ -1,0 +1,485 @@
+"""Export labels and prediction runs from the store to the formats other tools read.
+
+Formats (``ExportOptions.format``): ``coco`` (RLE masks), ``coco-polygons``, ``yolo-det``, ``yolo-seg``, ``voc``,
+``png-masks``, ``cvat-video``, ``csv`` (segments + video labels), ``manifest`` (the training manifest).
+
+Selection: ``selection="all"`` (every label, suggestions included), ``"reviewed"`` (accepted, edited, manual) or
+``states=[...]``; ``video_ids`` (a video set; default: the whole project); ``run_ids`` (labels of those prediction
+runs only). Rejected labels are negatives: only the manifest can express them; other formats drop them and say so.
+
+Privacy: ``pseudonymize`` replaces video names with ``v<12 hex>`` (a hash of the video content id, stable across
+exports, not reversible without the database); ``strip_metadata`` leaves out database URL, reviewer names, times and
+source paths; ``blank_text`` fills each video's burned-in text rectangle (set once per video source with
+:func:`set_text_region`, stored in the video metadata as ``burned_in_text_rect``) with black in every exported frame
+and re-encoded video. Frame images are written fresh (no EXIF or other metadata).
+
+Every export returns (and writes as ``export_report.json``) the list of what the format could not carry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from endoreview.interchange.formats import coco, cvat, maskdir, tables, voc, yolo
+from endoreview.interchange.model import (
+    BoxAnn,
+    Collection,
+    MaskAnn,
+    Provenance,
+    SegmentAnn,
+    VideoItem,
+    VideoLabelAnn,
+)
+from endoreview.services.library import LibraryService
+from endoreview.store import Store
+from endoreview.store.records import Label, LabelKind, ReviewState, Video
+
+log = logging.getLogger(__name__)
+
+FORMATS = (
+    "coco",
+    "coco-polygons",
+    "yolo-det",
+    "yolo-seg",
+    "voc",
+    "png-masks",
+    "cvat-video",
+    "csv",
+    "manifest",
+)
+REVIEWED = (ReviewState.ACCEPTED, ReviewState.EDITED, ReviewState.MANUAL)
+TEXT_REGION_KEY = "burned_in_text_rect"
+
+ALWAYS_DROPPED = "review state, origin, reviewer, times and provenance of each label"
+
+
+class ExportError(ValueError):
+    pass
+
+
+@dataclass
+class ExportOptions:
+    format: str
+    selection: str = "all"  # all | reviewed
+    states: Sequence[str] | None = None
+    video_ids: Sequence[int] | None = None
+    run_ids: Sequence[int] | None = None
+    project_id: int | None = None
+    frames: bool = False  # write the labelled frames as images
+    all_frames: bool = False  # ... every frame, not only labelled ones
+    image_format: str = "jpg"  # jpg | png
+    pseudonymize: bool = False
+    strip_metadata: bool = False
+    blank_text: bool = False
+
+
+@dataclass
+class ExportReport:
+    out_dir: Path
+    format: str
+    files: list[Path] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    videos: int = 0
+    labels: int = 0
+    frames_written: int = 0
+    names: dict[int, str] = field(default_factory=dict)  # video id -> exported name (not written to disk)
+    cancelled: bool = False
+
+
+def set_text_region(store: Store, video_ids: Sequence[int], rect: Sequence[int] | None) -> None:
+    """Set (or clear) the burned-in text rectangle ``[x0, y0, x1, y1]`` of videos from one source."""
+    for vid in video_ids:
+        v = store.get_video(vid)
+        meta = dict(v.meta or {})
+        if rect is None:
+            meta.pop(TEXT_REGION_KEY, None)
+        else:
+            x0, y0, x1, y1 = (int(c) for c in rect)
+            if not (0 <= x0 < x1 <= v.width and 0 <= y0 < y1 <= v.height):
+                raise ExportError(
+                    f"text rectangle {list(rect)} is not inside video {vid}'s {v.width}x{v.height} frame"
+                )
+            meta[TEXT_REGION_KEY] = [x0, y0, x1, y1]
+        store.update_video(vid, v.version, meta=meta)
+
+
+def pseudonym(video: Video) -> str:
+    return "v" + hashlib.sha256(f"endoreview-export:{video.content_hash}".encode()).hexdigest()[:12]
+
+
+class Exporter:
+    def __init__(self, store: Store, library: LibraryService | None = None):
+        self.store = store
+        self.library = library or LibraryService(store)
+
+    # ------------------------------------------------------------------ selection
+    def _videos(self, opt: ExportOptions) -> list[Video]:
+        if opt.video_ids is not None:
+            return [self.store.get_video(v) for v in opt.video_ids]
+        return self.store.list_videos(opt.project_id)
+
+    def _labels(self, video: Video, opt: ExportOptions) -> list[Label]:
+        states = None
+        if opt.states:
+            states = [ReviewState(s) for s in opt.states]
+        elif opt.selection == "reviewed":
+            states = list(REVIEWED)
+        elif opt.selection != "all":
+            raise ExportError(
+                f"selection must be 'all' or 'reviewed' (or give states), got {opt.selection!r}"
+            )
+        labels = self.store.labels_for_video(video.id, states=states)
+        if opt.run_ids is not None:
+            runs = set(opt.run_ids)
+            labels = [lab for lab in labels if lab.run_id in runs]
+        return labels
+
+    def _names(self, videos: list[Video], opt: ExportOptions) -> dict[int, str]:
+        names: dict[int, str] = {}
+        used: set[str] = set()
+        for v in videos:
+            if opt.pseudonymize:
+                base = pseudonym(v)
+            else:
+                meta = v.meta or {}
+                base = str(
+                    (meta.get("import") or {}).get("name") or Path(str(meta.get("name") or v.path)).stem
+                )
+                base = (
+                    "".join(c if c.isalnum() or c in "-_." else "_" for c in base.replace("/", "__"))
+                    or f"video_{v.id}"
+                )
+            name = base if base not in used else f"{base}_{v.id}"
+            used.add(name)
+            names[v.id] = name
+        return names
+
+    # ------------------------------------------------------------------ main
+    def export(
+        self,
+        out_dir: str | os.PathLike,
+        opt: ExportOptions,
+        *,
+        on_progress: Callable[[int, int, str], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> ExportReport:
+        if opt.format not in FORMATS:
+            raise ExportError(f"unknown format {opt.format!r} (one of {', '.join(FORMATS)})")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rep = ExportReport(out, opt.format)
+        videos = self._videos(opt)
+        names = self._names(videos, opt)
+        rep.names = names
+        if opt.format == "manifest":
+            self._export_manifest(out, videos, names, opt, rep, on_progress, should_cancel)
+            return self._finish(rep, opt)
+        dropped: set[str] = {ALWAYS_DROPPED}
+        col = Collection(layout=opt.format)
+        per_video: list[tuple[Video, VideoItem]] = []
+        for i, v in enumerate(videos):
+            if should_cancel is not None and should_cancel():
+                rep.cancelled = True
+                return self._finish(rep, opt)
+            if on_progress:
+                on_progress(i, len(videos), names[v.id])
+            labels = self._labels(v, opt)
+            item = to_item(v, labels, names[v.id], dropped)
+            rep.labels += item.n_labels()
+            col.videos.append(item)
+            per_video.append((v, item))
+        rep.videos = len(per_video)
+        ext = "png" if opt.image_format == "png" else "jpg"
+        writer = getattr(self, "_w_" + opt.format.replace("-", "_"))
+        writer(out, col, per_video, opt, rep, dropped, ext)
+        if opt.frames or opt.format.startswith("yolo"):
+            sub = {
+                "coco": "images",
+                "coco-polygons": "images",
+                "yolo-det": "images",
+                "yolo-seg": "images",
+                "voc": "JPEGImages",
+            }.get(opt.format, "frames")
+            for v, item in per_video:
+                if should_cancel is not None and should_cancel():
+                    rep.cancelled = True
+                    break
+                frames = range(v.frame_count) if opt.all_frames else sorted(_labelled_frames(item))
+                if opt.frames:
+                    rep.frames_written += self._write_frames(v, frames, out / sub / item.name, ext, opt, rep)
+            if not opt.frames and opt.format.startswith("yolo"):
+                dropped.add("frame images (export with frames for a dataset YOLO tools can train on)")
+        rep.dropped = sorted(dropped)
+        if on_progress:
+            on_progress(len(videos), len(videos), "")
+        return self._finish(rep, opt)
+
+    def _finish(self, rep: ExportReport, opt: ExportOptions) -> ExportReport:
+        doc = {
+            "format": rep.format,
+            "videos": rep.videos,
+            "labels": rep.labels,
+            "frames_written": rep.frames_written,
+            "dropped": rep.dropped,
+            "selection": list(opt.states) if opt.states else opt.selection,
+            "cancelled": rep.cancelled,
+        }
+        p = rep.out_dir / "export_report.json"
+        p.write_text(json.dumps(doc, indent=1), encoding="utf-8")
+        rep.files.append(p)
+        return rep
+
+    # ------------------------------------------------------------------ writers
+    def _w_coco(self, out, col, per_video, opt, rep, dropped, ext, polygons=False):
+        sub = "images"
+        doc, d = coco.coco_document(col, frame_name=lambda v, f: f"{sub}/{v.name}/{f:06d}.{ext}")
+        dropped.update(d)
+        if polygons:
+            doc, d = coco.coco_polygon_document(doc)
+            dropped.update(d)
+        if opt.strip_metadata:
+            doc["info"] = {"frame_index_base": 0}
+        p = out / "annotations.json"
+        p.write_text(json.dumps(doc), encoding="utf-8")
+        rep.files.append(p)
+
+    def _w_coco_polygons(self, *a):
+        self._w_coco(*a, polygons=True)
+
+    def _w_yolo(self, out, col, per_video, opt, rep, dropped, ext, mode):
+        classes = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
+        idx = {c: i for i, c in enumerate(classes)}
+        (out / "data.yaml").write_text(
+            "path: .\ntrain: images\nval: images\nnames:\n"
+            + "".join(f"  {i}: {json.dumps(c)}\n" for i, c in enumerate(classes)),
+            encoding="utf-8",
+        )
+        rep.files.append(out / "data.yaml")
+        for v, item in per_video:
+            frames = range(v.frame_count) if opt.all_frames else sorted(_labelled_frames(item))
+            boxes, masks = _by_frame(item.boxes), _by_frame(item.masks)
+            d = out / "labels" / item.name
+            d.mkdir(parents=True, exist_ok=True)
+            for f in frames:
+                text, dr = yolo.yolo_label_text(
+                    boxes.get(f, []), masks.get(f, []), v.width, v.height, idx, mode
+                )
+                dropped.update(dr)
+                (d / f"{f:06d}.txt").write_text(text, encoding="utf-8")
+                rep.files.append(d / f"{f:06d}.txt")
+            if item.segments or item.video_labels:
+                dropped.add("segments and video labels (YOLO has no temporal labels; use the CSV export)")
+
+    def _w_yolo_det(self, *a):
+        self._w_yolo(*a, mode="det")
+
+    def _w_yolo_seg(self, *a):
+        self._w_yolo(*a, mode="seg")
+
+    def _w_voc(self, out, col, per_video, opt, rep, dropped, ext):
+        for v, item in per_video:
+            d = out / "Annotations" / item.name
+            d.mkdir(parents=True, exist_ok=True)
+            boxes = _by_frame(item.boxes)
+            if item.masks:
+                dropped.add("masks (Pascal VOC XML carries boxes; use the PNG mask export)")
+            if item.segments or item.video_labels:
+                dropped.add("segments and video labels (VOC has no temporal labels; use the CSV export)")
+            if any(b.track_id is not None for b in item.boxes):
+                dropped.add("track ids")
+            for f in sorted(boxes):
+                text, dr = voc.voc_xml(
+                    f"{f:06d}.{ext}",
+                    v.width,
+                    v.height,
+                    [(b.label, b.bbox, b.score) for b in boxes[f]],
+                    item.name,
+                )
+                dropped.update(dr)
+                (d / f"{f:06d}.xml").write_text(text, encoding="utf-8")
+                rep.files.append(d / f"{f:06d}.xml")
+
+    def _w_png_masks(self, out, col, per_video, opt, rep, dropped, ext):
+        import cv2
+
+        classes = ["background"] + sorted({m.label for v in col.videos for m in v.masks})
+        idx = {c: i for i, c in enumerate(classes)}
+        for v, item in per_video:
+            d = out / "masks" / item.name
+            maskdir.write_labelmap(d, classes)
+            if item.boxes:
+                dropped.add("boxes (a mask image carries masks only; use COCO, YOLO or VOC)")
+            if item.segments or item.video_labels:
+                dropped.add("segments and video labels (use the CSV export)")
+            masks = _by_frame(item.masks)
+            for f in sorted(masks):
+                img, dr = maskdir.label_png(masks[f], v.height, v.width, idx)
+                dropped.update(dr)
+                p = d / f"{f:06d}.png"
+                if not cv2.imwrite(str(p), img):
+                    raise OSError(f"{p}: cannot be written")
+                rep.files.append(p)
+
+    def _w_cvat_video(self, out, col, per_video, opt, rep, dropped, ext):
+        labels = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
+        for v, item in per_video:
+            xml, dr = cvat.cvat_video_xml(
+                item.name, v.width, v.height, v.frame_count, item.boxes, item.masks, labels
+            )
+            dropped.update(dr)
+            if item.segments or item.video_labels:
+                dropped.add("segments and video labels (use the CSV export)")
+            p = out / f"{item.name}.xml"
+            p.write_text(xml, encoding="utf-8")
+            rep.files.append(p)
+
+    def _w_csv(self, out, col, per_video, opt, rep, dropped, ext):
+        if any(v.masks or v.boxes for v in col.videos):
+            dropped.add(
+                "masks and boxes (the CSV holds segments and video labels; use another format for them)"
+            )
+        p1, p2 = out / "segments.csv", out / "video_labels.csv"
+        p1.write_text(tables.segment_csv_text(col), encoding="utf-8")
+        p2.write_text(tables.video_label_csv_text(col), encoding="utf-8")
+        rep.files += [p1, p2]
+
+    # ------------------------------------------------------------------ manifest
+    def _export_manifest(self, out, videos, names, opt, rep, on_progress, should_cancel):
+        from core_model.data import manifest as mf
+        from endoreview.services.manifest import snapshot_manifest
+
+        if opt.selection != "reviewed" or opt.states or opt.run_ids:
+            rep.dropped.append(
+                "the manifest holds reviewed labels only (accepted, edited, manual; rejected as negatives)"
+            )
+        split = {}
+        for v in videos:
+            s = ((v.meta or {}).get("import") or {}).get("split")
+            split[v.id] = s if s in mf.SPLITS else "unassigned"
+        m = snapshot_manifest(self.store, [v.id for v in videos], split=split, library=self.library)
+        by_id = {str(v.id): v for v in videos}
+        new_videos = []
+        private = opt.pseudonymize or opt.blank_text or opt.strip_metadata
+        for i, mv in enumerate(m.videos):
+            if should_cancel is not None and should_cancel():
+                rep.cancelled = True
+                return
+            if on_progress:
+                on_progress(i, len(m.videos), names[int(mv.id)])
+            v = by_id[mv.id]
+            path = mv.path
+            if private or opt.frames:
+                target = out / "videos" / f"{names[v.id]}.mp4"
+                self._reencode(v, target, opt)
+                path = f"videos/{target.name}"
+                rep.frames_written += v.frame_count
+            new_videos.append(replace(mv, id=names[v.id], path=path))
+        source = {"kind": "endoreview-export"} if private else dict(m.source)
+        m = replace(m, videos=tuple(new_videos), source=source)
+        p = mf.save_manifest(m, out / "manifest.json")
+        rep.files.append(p)
+        rep.videos = len(new_videos)
+        rep.labels = sum(len(f.masks) + len(f.boxes) for v in new_videos for f in v.frames) + sum(
+            len(v.segments) + (v.video_label is not None) for v in new_videos
+        )
+        rep.dropped.append(ALWAYS_DROPPED)
+        if private:
+            rep.dropped.append(
+                "source video files (re-encoded as H.264/MPEG-4 without their container metadata)"
+            )
+
+    # ------------------------------------------------------------------ frames
+    def _reader(self, v: Video):
+        from core_model.video import VideoReader
+
+        return VideoReader(self.library.resolve_path(v))
+
+    def _blank(self, v: Video, opt: ExportOptions):
+        rect = (v.meta or {}).get(TEXT_REGION_KEY) if opt.blank_text else None
+        return tuple(int(c) for c in rect) if rect else None
+
+    def _write_frames(
+        self, v: Video, frames, dest: Path, ext: str, opt: ExportOptions, rep: ExportReport
+    ) -> int:
+        import cv2
+
+        dest.mkdir(parents=True, exist_ok=True)
+        rect = self._blank(v, opt)
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == "jpg" else []
+        n = 0
+        frames = list(frames)
+        with self._reader(v) as r:
+            for start in range(0, len(frames), 32):
+                idx = frames[start : start + 32]
+                batch = r.get_batch(idx)  # [K, H, W, 3] RGB
+                for f, img in zip(idx, batch):
+                    img = _apply_blank(img, rect)
+                    p = dest / f"{f:06d}.{ext}"
+                    if not cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params):
+                        raise OSError(f"{p}: cannot be written")
+                    n += 1
+        return n
+
+    def _reencode(self, v: Video, target: Path, opt: ExportOptions) -> None:
+        from core_model.video import write_video
+
+        rect = self._blank(v, opt)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._reader(v) as r:
+            write_video(target, (_apply_blank(r[i], rect) for i in range(len(r))), fps=v.fps)
+
+
+# ====================================================================== store -> IR
+def to_item(v: Video, labels: Sequence[Label], name: str, dropped: set[str]) -> VideoItem:
+    item = VideoItem(name=name, width=v.width, height=v.height, num_frames=v.frame_count, fps=v.fps)
+    prov = Provenance(f"video {v.id}")
+    for lab in labels:
+        if lab.state == ReviewState.REJECTED:
+            dropped.add("rejected labels (negatives; only the training manifest can express them)")
+            continue
+        if lab.kind == LabelKind.MASK and lab.rle is not None:
+            item.masks.append(
+                MaskAnn(lab.frame, lab.class_name, dict(lab.rle), prov, lab.track_id, lab.score)
+            )
+        elif lab.kind == LabelKind.BOX and lab.bbox is not None:
+            item.boxes.append(
+                BoxAnn(lab.frame, lab.class_name, tuple(lab.bbox), prov, lab.track_id, lab.score)
+            )
+        elif lab.kind == LabelKind.SEGMENT:
+            item.segments.append(SegmentAnn(lab.start_frame, lab.end_frame, lab.class_name, prov, lab.score))
+        elif lab.kind == LabelKind.VIDEO_CLASS:
+            item.video_labels.append(VideoLabelAnn(lab.class_name, prov, lab.score))
+    return item
+
+
+def _labelled_frames(item: VideoItem) -> set[int]:
+    return {a.frame for a in (*item.masks, *item.boxes)}
+
+
+def _by_frame(anns: list) -> dict[int, list]:
+    out: dict[int, list] = defaultdict(list)
+    for a in anns:
+        out[a.frame].append(a)
+    return out
+
+
+def _apply_blank(img: np.ndarray, rect: tuple[int, ...] | None) -> np.ndarray:
+    if rect is None:
+        return img
+    x0, y0, x1, y1 = rect
+    img = np.array(img, copy=True)
+    img[y0:y1, x0:x1] = 0
+    return img
+
+
+def dropped_text(dropped: list[str]) -> str:
+    return "; ".join(dropped) if dropped else "nothing"

@@ -1,0 +1,650 @@
+"""Import into the label store, through the services: videos, DICOM videos, datasets, annotation files.
+
+Units and atomicity. The atomic unit is one video with its labels (datasets, video folders) or one annotation file
+(``import_annotations``). A unit is parsed and validated completely *before* anything is written (frames within the
+video, masks of the video's size, boxes inside the frame, segments inside the video); then its labels are written in
+small chunks (``chunk_size`` labels per transaction, so the database is never locked for long). Should a write fail
+part-way, the unit's earlier chunks are deleted again (and a video the unit created is purged), so a failing unit
+leaves the store as it was. Cancelling stops between units and chunks; finished units stay, the unit in progress is
+rolled back.
+
+Labels enter with origin ``imported``; state ``manual`` (dataset ground truth), or ``suggested`` for annotations that
+carry a model ``score`` (a results file), unless ``state`` is given. Provenance: each chunk's change set summary names
+the source file(s); the exact file + line/field of every label is kept in the video's metadata under
+``import_provenance`` (``{"sources": [...], "labels": {label_id: [source index, line, field]}}``) and read back with
+:func:`provenance_of`, because the store's labels have no provenance column yet (requested from the store owner).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from endoreview.interchange import raster
+from endoreview.interchange.detect import read_path
+from endoreview.interchange.dicom import extract_dicom_video, is_dicom
+from endoreview.interchange.model import (
+    Collection,
+    InterchangeError,
+    Issue,
+    Provenance,
+    VideoItem,
+)
+from endoreview.interchange.raster import IMAGE_EXTS
+from endoreview.interchange.util import is_junk
+from endoreview.services.library import LibraryService, VideoImportError, read_metadata
+from endoreview.store import Store, StoreError
+from endoreview.store.records import LabelKind, LabelOrigin, NewLabel, ReviewState, Video
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+_HAS_PROVENANCE_FIELD = "provenance" in {f.name for f in fields(NewLabel)}
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class ImportReport:
+    """What an import did. ``failed``/``skipped`` hold (what, reason); nothing in them changed the store."""
+
+    videos_created: list[int] = field(default_factory=list)
+    videos_existing: list[int] = field(default_factory=list)
+    labels_added: int = 0
+    units_done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.cancelled
+
+    def summary(self) -> str:
+        s = (
+            f"{len(self.videos_created)} video(s) imported, {len(self.videos_existing)} already present, "
+            f"{self.labels_added} label(s) added"
+        )
+        if self.failed:
+            s += f", {len(self.failed)} failed"
+        if self.skipped:
+            s += f", {len(self.skipped)} skipped"
+        if self.cancelled:
+            s += " (cancelled)"
+        return s
+
+
+def provenance_of(video: Video, label_id: int) -> Provenance | None:
+    """Where an imported label came from (file + line/field), from the video's ``import_provenance``."""
+    meta = (video.meta or {}).get("import_provenance") or {}
+    entry = (meta.get("labels") or {}).get(str(label_id))
+    if entry is None:
+        return None
+    src, line, fld = entry
+    return Provenance(meta["sources"][src], line, fld)
+
+
+class Importer:
+    """Import files into one project. ``work_dir`` holds extracted archives, DICOM streams and frame sequences."""
+
+    def __init__(
+        self,
+        store: Store,
+        project_id: int | None = None,
+        *,
+        library: LibraryService | None = None,
+        work_dir: str | os.PathLike | None = None,
+        chunk_size: int = 500,
+        state: ReviewState | str | None = None,
+    ):
+        self.store = store
+        self.library = library or LibraryService(store)
+        if project_id is None:
+            from endoreview.services.projects import ProjectService
+
+            project_id = ProjectService(store).default_project().id
+        self.project_id = project_id
+        if work_dir is None:
+            from endoreview.paths import data_dir
+
+            work_dir = data_dir() / "imports"
+        self.work_dir = Path(work_dir)
+        self.chunk_size = max(1, int(chunk_size))
+        self.state = ReviewState(state) if state else None
+
+    # ================================================================== videos
+    def import_videos(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        on_progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> ImportReport:
+        """Video files, DICOM video objects and image-sequence folders; folders are searched recursively.
+        Files that are not videos are skipped and reported."""
+        report = ImportReport()
+        units, skipped = expand_video_paths(paths)
+        report.skipped += skipped
+        for i, p in enumerate(units):
+            if should_cancel is not None and should_cancel():
+                report.cancelled = True
+                break
+            if on_progress:
+                on_progress(i, len(units), p.name)
+            try:
+                if p.is_file() and is_dicom(p):
+                    self._import_dicom(p, report)
+                else:
+                    video, created = self.library.import_video(self.project_id, p)
+                    (report.videos_created if created else report.videos_existing).append(video.id)
+                report.units_done += 1
+            except (VideoImportError, InterchangeError, StoreError, OSError) as e:
+                report.failed.append((str(p), str(e)))
+        if on_progress:
+            on_progress(len(units) if not report.cancelled else report.units_done, len(units), "")
+        return report
+
+    def _import_dicom(self, p: Path, report: ImportReport) -> None:
+        dv = extract_dicom_video(p, self.work_dir / "dicom")
+        video, created = self.library.import_video(self.project_id, dv.path)
+        if created:
+            meta = {**(video.meta or {}), "pseudonymous_id": dv.pseudo_id, "source_format": "dicom"}
+            self.store.update_video(video.id, video.version, meta=meta)
+        (report.videos_created if created else report.videos_existing).append(video.id)
+
+    # ================================================================== datasets
+    def import_dataset(
+        self,
+        path: str | os.PathLike,
+        *,
+        layout: str | None = None,
+        base: int = 1,
+        on_progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> ImportReport:
+        """A public dataset folder or zip (layouts in :mod:`endoreview.interchange.detect`): every sequence becomes
+        a video with its labels, one unit each."""
+        report = ImportReport()
+        try:
+            col = read_path(path, layout=layout, work_dir=self.work_dir / "archives", base=base)
+        except InterchangeError as e:
+            report.failed.append((str(path), str(e)))
+            return report
+        return self.import_collection(
+            col, report=report, on_progress=on_progress, should_cancel=should_cancel
+        )
+
+    def import_collection(
+        self,
+        col: Collection,
+        *,
+        report: ImportReport | None = None,
+        on_progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> ImportReport:
+        report = report or ImportReport()
+        report.issues += col.issues
+        seq_root = (
+            self.work_dir
+            / "sequences"
+            / _safe(col.layout or "dataset")
+            / _safe(str(col.root.name if col.root else "root"))
+        )
+        for i, item in enumerate(col.videos):
+            if should_cancel is not None and should_cancel():
+                report.cancelled = True
+                break
+            if on_progress:
+                on_progress(i, len(col.videos), item.name)
+            try:
+                self._import_video_unit(item, col.layout, seq_root, report, should_cancel)
+                report.units_done += 1
+            except Cancelled:
+                report.cancelled = True
+                break
+            except (InterchangeError, VideoImportError, StoreError, OSError) as e:
+                report.failed.append((item.name, str(e)))
+        if on_progress and not report.cancelled:
+            on_progress(len(col.videos), len(col.videos), "")
+        return report
+
+    def _import_video_unit(
+        self,
+        item: VideoItem,
+        layout: str,
+        seq_root: Path,
+        report: ImportReport,
+        should_cancel: CancelFn | None,
+    ) -> None:
+        path = self._video_path(item, seq_root)
+        try:
+            md = read_metadata(path)
+        except VideoImportError as e:
+            raise InterchangeError(path, f"not a readable video ({e})") from None
+        n, w, h = md["frame_count"], md["width"], md["height"]
+        validate_item(item, n, w, h)
+        video, created = self.library.import_video(self.project_id, path)
+        sources = _sources(item)
+        if not created and _already_imported(video, sources):
+            report.videos_existing.append(video.id)
+            report.issues.append(
+                Issue(
+                    item.name,
+                    f"labels already imported into video {video.id}; not added again",
+                    severity="info",
+                )
+            )
+            return
+        try:
+            meta = {
+                **(video.meta or {}),
+                "import": {
+                    "layout": layout,
+                    "name": item.name,
+                    **({"split": item.split} if item.split else {}),
+                },
+            }
+            if item.metadata:
+                meta["import"]["dataset_meta"] = {k: v for k, v in item.metadata.items() if k != "list_path"}
+            if created:
+                video = self.store.update_video(video.id, video.version, meta=meta)
+            added = self._write_labels([(video, item)], f"Import {layout}: {item.name}", should_cancel)
+        except BaseException:
+            if created:
+                self.store.remove_video(video.id, purge_labels=True)
+            raise
+        (report.videos_created if created else report.videos_existing).append(video.id)
+        report.labels_added += added
+
+    def _video_path(self, item: VideoItem, seq_root: Path) -> Path:
+        if item.source is not None:
+            return item.source
+        if not item.frame_files:
+            raise InterchangeError(item.name, "no frames and no video file")
+        files = item.frame_files
+        parent = files[0].parent
+        from core_model.video import natural_key
+
+        in_folder = sorted(
+            (
+                p
+                for p in parent.iterdir()
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not is_junk(p.name)
+            ),
+            key=lambda p: natural_key(p.name),
+        )
+        if [p.resolve() for p in in_folder] == [f.resolve() for f in files]:
+            return parent
+        return materialise_sequence(files, seq_root / _safe(item.name))
+
+    # ================================================================== annotation files
+    def import_annotations(
+        self,
+        path: str | os.PathLike,
+        *,
+        layout: str | None = None,
+        video_id: int | None = None,
+        base: int = 1,
+        on_progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> ImportReport:
+        """Attach the labels of one annotation file (COCO, CVAT video, VOC, YOLO, segment/video-label CSV, manifest)
+        to videos already in the project, matched by name (or all to ``video_id``). One file is one unit."""
+        report = ImportReport()
+        path = Path(path)
+        try:
+            if layout == "manifest" or (layout is None and path.suffix == ".json" and _is_manifest(path)):
+                from endoreview.interchange.manifest import read_manifest_collection
+
+                col = read_manifest_collection(path)
+            elif layout == "mask-folder" or (layout is None and _is_mask_folder(path)):
+                col = self._read_mask_folders(path, video_id, base)
+            else:
+                col = read_path(path, layout=layout, work_dir=self.work_dir / "archives", base=base)
+            report.issues += col.issues
+            pairs = self._match_videos(col, video_id, path)
+            for video, item in pairs:
+                validate_item(item, video.frame_count, video.width, video.height)
+            if on_progress:
+                on_progress(0, 1, path.name)
+            added = self._write_labels(pairs, f"Import {col.layout} {path.name}", should_cancel)
+        except Cancelled:
+            report.cancelled = True
+            return report
+        except (InterchangeError, StoreError, OSError) as e:
+            report.failed.append((str(path), str(e)))
+            return report
+        report.labels_added += added
+        report.units_done += 1
+        report.videos_existing += [v.id for v, _ in pairs]
+        if on_progress:
+            on_progress(1, 1, "")
+        return report
+
+    def _read_mask_folders(self, path: Path, video_id: int | None, base: int) -> Collection:
+        """A mask folder (frame-numbered images, ``labelmap.json`` for label maps) for one video, or a folder of
+        such folders named after the videos (what the PNG mask export writes)."""
+        from endoreview.interchange.formats.maskdir import LABELMAP, read_mask_folder
+        from endoreview.interchange.util import list_images
+
+        col = Collection(layout="mask-folder", root=path)
+        single = (path / LABELMAP).is_file() or bool(list_images(path))
+        folders = (
+            [path] if single else sorted(d for d in path.iterdir() if d.is_dir() and not is_junk(d.name))
+        )
+        by_name = {}
+        if video_id is None:
+            for v in self.store.list_videos(self.project_id):
+                for key in video_names(v):
+                    by_name.setdefault(key, []).append(v)
+        for d in folders:
+            if video_id is not None:
+                video = self.store.get_video(video_id)
+            else:
+                cands = by_name.get(d.name, [])
+                if len(cands) != 1:
+                    raise InterchangeError(
+                        d, f"mask folder {d.name!r} matches {len(cands)} videos; pass a video id"
+                    )
+                video = cands[0]
+            masks = read_mask_folder(
+                d,
+                num_frames=video.frame_count,
+                width=video.width,
+                height=video.height,
+                base=base,
+                issues=col.issues,
+            )
+            col.videos.append(VideoItem(d.name, masks=masks))
+        return col
+
+    def _match_videos(
+        self, col: Collection, video_id: int | None, path: Path
+    ) -> list[tuple[Video, VideoItem]]:
+        items = [v for v in col.videos if v.n_labels()]
+        if video_id is not None:
+            video = self.store.get_video(video_id)
+            if len({v.name for v in items}) > 1:
+                raise InterchangeError(
+                    path, f"holds labels for {len(items)} videos; cannot attach them all to video {video_id}"
+                )
+            return [(video, it) for it in items]
+        videos = self.store.list_videos(self.project_id)
+        by_name: dict[str, list[Video]] = {}
+        for v in videos:
+            for key in video_names(v):
+                by_name.setdefault(key, []).append(v)
+        out = []
+        for it in items:
+            cands = {v.id: v for key in _item_keys(it) for v in by_name.get(key, [])}
+            if len(cands) != 1:
+                reason = "matches no video in the project" if not cands else f"matches {len(cands)} videos"
+                raise InterchangeError(
+                    path, f"video {it.name!r} {reason}; import the video first or pass a video id"
+                )
+            out.append((next(iter(cands.values())), it))
+        return out
+
+    # ================================================================== writing labels
+    def _new_labels(self, video: Video, item: VideoItem) -> list[tuple[NewLabel, Provenance]]:
+        out: list[tuple[NewLabel, Provenance]] = []
+
+        def state_for(score: float | None) -> ReviewState:
+            if self.state is not None:
+                return self.state
+            return ReviewState.SUGGESTED if score is not None else ReviewState.MANUAL
+
+        def mk(kind: LabelKind, label: str, prov: Provenance, score: float | None, **kw: Any) -> None:
+            extra = {"provenance": prov.to_json()} if _HAS_PROVENANCE_FIELD else {}
+            out.append(
+                (
+                    NewLabel(
+                        video.id,
+                        kind,
+                        label,
+                        origin=LabelOrigin.IMPORTED,
+                        state=state_for(score),
+                        score=score,
+                        **kw,
+                        **extra,
+                    ),
+                    prov,
+                )
+            )
+
+        for a in item.video_labels:
+            mk(LabelKind.VIDEO_CLASS, a.label, a.provenance, a.score)
+        for a in item.segments:
+            mk(LabelKind.SEGMENT, a.label, a.provenance, a.score, start_frame=a.start, end_frame=a.end)
+        for a in sorted(item.masks, key=lambda m: m.frame):
+            mk(
+                LabelKind.MASK,
+                a.label,
+                a.provenance,
+                a.score,
+                frame=a.frame,
+                rle=raster.normalise_rle(a.rle),
+                track_id=a.track_id,
+            )
+        for a in sorted(item.boxes, key=lambda b: b.frame):
+            mk(
+                LabelKind.BOX,
+                a.label,
+                a.provenance,
+                a.score,
+                frame=a.frame,
+                bbox=tuple(float(c) for c in a.bbox),
+                track_id=a.track_id,
+            )
+        return out
+
+    def _write_labels(
+        self, pairs: Sequence[tuple[Video, VideoItem]], summary: str, should_cancel: CancelFn | None
+    ) -> int:
+        """Write all labels of one unit in chunks; on any failure or cancel, delete what this unit wrote."""
+        work = [(video, nl, prov) for video, item in pairs for nl, prov in self._new_labels(video, item)]
+        written: list[tuple[int, int, Provenance]] = []  # (video id, label id, provenance)
+        total = len(work)
+        try:
+            for start in range(0, total, self.chunk_size):
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled()
+                chunk = work[start : start + self.chunk_size]
+                srcs = sorted({p.source for _, _, p in chunk})
+                what = _describe_sources(srcs)
+                part = (
+                    f" ({start // self.chunk_size + 1}/{-(-total // self.chunk_size)})"
+                    if total > self.chunk_size
+                    else ""
+                )
+                labels = self.store.add_labels([nl for _, nl, _ in chunk], f"{summary}{part} from {what}")
+                written += [(video.id, lab.id, prov) for (video, _, prov), lab in zip(chunk, labels)]
+            if not _HAS_PROVENANCE_FIELD:
+                self._record_provenance(written)
+        except BaseException:
+            if written:
+                ids = [lid for _, lid, _ in written]
+                for i in range(0, len(ids), self.chunk_size):
+                    self.store.delete_labels(ids[i : i + self.chunk_size])
+                log.info("rolled back %d label(s) of an unfinished import unit", len(ids))
+            raise
+        return total
+
+    def _record_provenance(self, written: list[tuple[int, int, Provenance]]) -> None:
+        by_video: dict[int, list[tuple[int, Provenance]]] = {}
+        for vid, lid, prov in written:
+            by_video.setdefault(vid, []).append((lid, prov))
+        for vid, entries in by_video.items():
+            video = self.store.get_video(vid)
+            meta = dict(video.meta or {})
+            prov_meta = dict(meta.get("import_provenance") or {"sources": [], "labels": {}})
+            sources = list(prov_meta["sources"])
+            labels = dict(prov_meta["labels"])
+            for lid, prov in entries:
+                if prov.source not in sources:
+                    sources.append(prov.source)
+                labels[str(lid)] = [sources.index(prov.source), prov.line, prov.field]
+            meta["import_provenance"] = {"sources": sources, "labels": labels}
+            self.store.update_video(vid, video.version, meta=meta)
+
+
+# ====================================================================== helpers
+def validate_item(item: VideoItem, n: int, w: int, h: int) -> None:
+    """Check every label of ``item`` against the video (frame count, size); raises naming file + line/field."""
+    for a in item.masks:
+        if not 0 <= a.frame < n:
+            raise InterchangeError.at(
+                a.provenance, f"frame {a.frame} does not exist (video has {n} frames, 0-based)"
+            )
+        size = list(a.rle.get("size", []))
+        if size != [h, w]:
+            raise InterchangeError.at(
+                a.provenance,
+                f"mask is {size[1] if len(size) == 2 else '?'}x{size[0] if size else '?'} but the video is {w}x{h}",
+            )
+    for b in item.boxes:
+        if not 0 <= b.frame < n:
+            raise InterchangeError.at(
+                b.provenance, f"frame {b.frame} does not exist (video has {n} frames, 0-based)"
+            )
+        x0, y0, x1, y1 = b.bbox
+        if x0 < -0.5 or y0 < -0.5 or x1 > w + 0.5 or y1 > h + 0.5 or x1 <= x0 or y1 <= y0:
+            raise InterchangeError.at(
+                b.provenance, f"box {list(b.bbox)} lies outside the {w}x{h} frame or has no area"
+            )
+    for s in item.segments:
+        if not 0 <= s.start < s.end <= n:
+            raise InterchangeError.at(
+                s.provenance, f"segment [{s.start}, {s.end}) does not fit the video's {n} frames"
+            )
+
+
+def expand_video_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files and folders -> import units (video files, DICOM files, image-sequence folders) and skipped files."""
+    units: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+
+    def consider_file(p: Path) -> None:
+        if is_junk(p.name):
+            return
+        if p.suffix.lower() in VIDEO_EXTS or is_dicom(p):
+            units.append(p)
+        elif p.suffix.lower() not in IMAGE_EXTS:
+            skipped.append((str(p), "not a video, DICOM video or image-sequence folder"))
+
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            skipped.append((str(p), "does not exist"))
+        elif p.is_file():
+            if p.suffix.lower() in VIDEO_EXTS or is_dicom(p):
+                units.append(p)
+            else:
+                skipped.append((str(p), "not a video or DICOM video"))
+        else:
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not is_junk(d))
+                r = Path(root)
+                if any(Path(f).suffix.lower() in IMAGE_EXTS for f in files if not is_junk(f)):
+                    units.append(r)  # an image folder is one video (its images are the frames)
+                for f in sorted(files):
+                    consider_file(r / f)
+    return units, skipped
+
+
+def materialise_sequence(frames: Sequence[Path], dest: Path) -> Path:
+    """A folder whose images are exactly ``frames`` in order (``000000.ext`` ...), as links (copies where links fail)."""
+    names = [f"{k:06d}{f.suffix.lower()}" for k, f in enumerate(frames)]
+    if dest.is_dir() and sorted(p.name for p in dest.iterdir()) == sorted(names):
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, f in zip(names, frames):
+        target = tmp / name
+        try:
+            target.symlink_to(f.resolve())
+        except OSError:
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+def video_names(v: Video) -> set[str]:
+    """Names a video answers to when matching annotation files: import name, file name, stem, pseudonymous id."""
+    meta = v.meta or {}
+    out = {Path(v.path).name, Path(v.path).stem}
+    if meta.get("name"):
+        out |= {str(meta["name"]), Path(str(meta["name"])).stem}
+    imp = meta.get("import") or {}
+    if imp.get("name"):
+        out.add(str(imp["name"]))
+    if meta.get("pseudonymous_id"):
+        out.add(str(meta["pseudonymous_id"]))
+    return out
+
+
+def _item_keys(item: VideoItem) -> list[str]:
+    keys = [item.name, Path(item.name).name, Path(item.name).stem]
+    if item.source is not None:
+        keys += [item.source.name, item.source.stem]
+    return keys
+
+
+def _sources(item: VideoItem) -> set[str]:
+    return {a.provenance.source for a in (*item.masks, *item.boxes, *item.segments, *item.video_labels)}
+
+
+def _already_imported(video: Video, sources: set[str]) -> bool:
+    known = set(((video.meta or {}).get("import_provenance") or {}).get("sources", []))
+    return bool(sources) and sources <= known
+
+
+def _describe_sources(srcs: list[str]) -> str:
+    """'a.json' or 'masks/1.jpg, kavsir_bboxes.json in /data/Kvasir-SEG' (at most 3 names, then a count)."""
+    if len(srcs) == 1:
+        return srcs[0]
+    try:
+        common = os.path.commonpath(srcs)
+        rels = [os.path.relpath(x, common) for x in srcs]
+    except ValueError:
+        common, rels = "", srcs
+    text = ", ".join(rels[:3]) + (f" and {len(rels) - 3} more" if len(rels) > 3 else "")
+    return f"{text} in {common}" if common else text
+
+
+def _is_mask_folder(path: Path) -> bool:
+    from endoreview.interchange.formats.maskdir import LABELMAP
+
+    return path.is_dir() and (
+        (path / LABELMAP).is_file() or any((d / LABELMAP).is_file() for d in path.iterdir() if d.is_dir())
+    )
+
+
+def _is_manifest(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2048)
+    except OSError:
+        return False
+    return b"endoreview.training-manifest" in head
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))[:150] or "_"

@@ -1,0 +1,344 @@
+"""Import into the store and export from it: units, atomicity, cancel, provenance, privacy, round-trip fidelity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from endoreview.interchange import raster
+from endoreview.interchange.exporter import Exporter, ExportOptions, set_text_region
+from endoreview.interchange.importer import Importer, provenance_of
+from endoreview.interchange.layouts import cvc
+from endoreview.store.records import LabelKind, LabelOrigin, ReviewState
+from tests.interchange.builders import decode_stream, disk, make_cvc, make_dicom_video, make_kvasir
+
+
+def _video(path, n=8, h=48, w=64, seed=0):
+    from core_model.video import write_video
+
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 255, (n, h, w, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(path, frames, fps=25.0)
+    return path
+
+
+def _all_labels(store):
+    return [lab for v in store.list_videos() for lab in store.labels_for_video(v.id)]
+
+
+@pytest.fixture
+def importer(store, tmp_path):
+    return Importer(store, work_dir=tmp_path / "work", chunk_size=4)
+
+
+def test_import_videos_recursive_skips_reports_progress_and_dicom(store, importer, tmp_path):
+    src = tmp_path / "in"
+    _video(src / "a.mp4")
+    _video(src / "deeper" / "b.mkv", seed=1)
+    (src / "notes.txt").write_text("not a video")
+    frames = np.random.default_rng(3).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
+    raw = make_dicom_video(src / "deeper" / "IMG0001", frames)  # PACS exports often have no suffix
+    progress = []
+    rep = importer.import_videos([src], on_progress=lambda d, t, n: progress.append((d, t)))
+    assert len(rep.videos_created) == 3 and not rep.failed
+    assert [p for p, _ in rep.skipped] == [str(src / "notes.txt")]
+    assert progress[0] == (0, 3) and progress[-1] == (3, 3)
+    dicom = next(v for v in store.list_videos() if "pseudonymous_id" in v.meta)
+    assert dicom.frame_count == 12 and dicom.fps == 25.0
+    from core_model.video import VideoReader
+
+    with VideoReader(importer.library.resolve_path(dicom)) as r:  # the stream was remuxed, not re-encoded
+        assert np.array_equal(np.stack([r[i] for i in range(len(r))]), decode_stream(raw))
+    db = (tmp_path / "labels.sqlite3").read_bytes()
+    for secret in (b"DOE^JOHN", b"MRN-0042", b"19500101", b"St Example", b"IMG0001"):
+        assert secret not in db
+    again = importer.import_videos([src])
+    assert len(again.videos_existing) == 3 and not again.videos_created
+
+
+def test_import_videos_cancel_keeps_finished_units(store, importer, tmp_path):
+    for k in range(3):
+        _video(tmp_path / "in" / f"{k}.mp4", seed=k)
+    calls = []
+    rep = importer.import_videos([tmp_path / "in"], should_cancel=lambda: len(calls.append(1) or calls) > 1)
+    assert rep.cancelled and len(rep.videos_created) == 1 and len(store.list_videos()) == 1
+
+
+def test_dataset_import_labels_are_imported_with_provenance(store, importer, tmp_path):
+    make_kvasir(tmp_path / "ds" / "Kvasir-SEG")
+    rep = importer.import_dataset(tmp_path / "ds")
+    assert rep.ok and len(rep.videos_created) == 3 and rep.labels_added == 6
+    v = store.get_video(rep.videos_created[0])
+    labs = store.labels_for_video(v.id)
+    assert {lab.kind for lab in labs} == {LabelKind.MASK, LabelKind.BOX}
+    assert all(lab.origin == LabelOrigin.IMPORTED and lab.state == ReviewState.MANUAL for lab in labs)
+    box = next(lab for lab in labs if lab.kind == LabelKind.BOX)
+    prov = provenance_of(v, box.id)
+    assert prov.source.endswith("kavsir_bboxes.json") and prov.field.endswith(".bbox[0]")
+    mask = next(lab for lab in labs if lab.kind == LabelKind.MASK)
+    assert provenance_of(v, mask.id).source.endswith(".jpg")
+    assert (
+        "kavsir_bboxes.json" in store.get_change_set(store.history("labels", box.id)[0].change_set_id).summary
+    )
+    again = importer.import_dataset(tmp_path / "ds")
+    assert again.labels_added == 0 and len(_all_labels(store)) == 6  # importing twice adds nothing
+
+
+def test_cvc_sequence_frames_are_zero_based_in_the_store(store, importer, tmp_path):
+    truth = make_cvc(tmp_path / "CVC-ClinicDB", n=30, size=16)
+    col = cvc.read_cvc(tmp_path / "CVC-ClinicDB", sequences=[(3, 20)])
+    rep = importer.import_collection(col)
+    assert rep.ok and len(rep.videos_created) == 3  # unassigned runs 1-2 and 23-30 are kept
+    seq = next(v for v in store.list_videos() if v.meta["import"]["name"] == "cvc_3_20")
+    assert seq.frame_count == 20
+    runs = sorted(
+        v.meta["import"]["name"] for v in store.list_videos() if v.meta["import"].get("split") == "unassigned"
+    )
+    assert runs == ["cvc_unassigned_1_2", "cvc_unassigned_23_30"]
+    from core_model.video import VideoReader
+
+    with VideoReader(importer.library.resolve_path(seq)) as r:
+        import cv2
+
+        first = cv2.imread(str(tmp_path / "CVC-ClinicDB" / "Original" / "3.tif"))[..., ::-1]
+        assert np.array_equal(r[0], first)  # file 3.tif (1-based) is frame 0 of the sequence
+    masks = {lab.frame: raster.decode_rle(lab.rle) for lab in store.labels_for_video(seq.id)}
+    for k in range(20):
+        if truth[3 + k].any():
+            assert np.array_equal(masks[k], truth[3 + k])
+        else:
+            assert k not in masks
+
+
+def _coco_for(path, video_name, frame, w=64, h=48, bbox=(2, 3, 10, 12)):
+    doc = {
+        "videos": [{"id": 1, "name": video_name}],
+        "images": [
+            {
+                "id": 1,
+                "file_name": f"{video_name}/{frame}.jpg",
+                "width": w,
+                "height": h,
+                "video_id": 1,
+                "frame_id": frame,
+            }
+        ],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": list(bbox)}],
+        "categories": [{"id": 1, "name": "polyp"}],
+    }
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_annotation_file_is_atomic_and_malformed_changes_nothing(store, importer, tmp_path):
+    importer.import_videos([_video(tmp_path / "v" / "clipA.mp4", n=8)])
+    ok = importer.import_annotations(_coco_for(tmp_path / "ok.json", "clipA", 3))
+    assert ok.ok and ok.labels_added == 1
+    lab = _all_labels(store)[0]
+    assert lab.frame == 3 and lab.bbox == (2.0, 3.0, 12.0, 15.0) and lab.origin == LabelOrigin.IMPORTED
+    before = len(_all_labels(store))
+    bad = importer.import_annotations(_coco_for(tmp_path / "bad.json", "clipA", 99))
+    assert bad.failed and "bad.json" in bad.failed[0][1] and "frame 99 does not exist" in bad.failed[0][1]
+    unknown = importer.import_annotations(_coco_for(tmp_path / "u.json", "nosuchvideo", 1))
+    assert "matches no video" in unknown.failed[0][1]
+    (tmp_path / "broken.xml").write_text("<annotations><track id='1' label='p'>")
+    broken = importer.import_annotations(tmp_path / "broken.xml")
+    assert broken.failed and "does not parse" in broken.failed[0][1]
+    assert len(_all_labels(store)) == before
+
+
+def test_failure_mid_unit_rolls_back_written_chunks(store, importer, tmp_path, monkeypatch):
+    make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=1)
+    from endoreview.interchange.detect import read_path
+    from endoreview.interchange.model import BoxAnn, Provenance
+
+    col = read_path(tmp_path / "ds")
+    item = col.videos[0]
+    item.boxes += [BoxAnn(0, "polyp", (1.0, 1.0, 5.0 + k, 6.0), Provenance("x")) for k in range(9)]
+    real = store.add_labels
+    calls = []
+
+    def flaky(labels, summary="Add labels"):
+        calls.append(1)
+        if len(calls) == 2:
+            from endoreview.store import StoreError
+
+            raise StoreError("disk full")
+        return real(labels, summary)
+
+    monkeypatch.setattr(store, "add_labels", flaky)
+    rep = importer.import_collection(col)
+    assert rep.failed and "disk full" in rep.failed[0][1]
+    assert store.list_videos() == [] and _all_labels(store) == []
+
+
+def test_cancel_mid_dataset_keeps_finished_units(store, importer, tmp_path):
+    make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=3)
+    n = []
+    rep = importer.import_dataset(tmp_path / "ds", should_cancel=lambda: len(n.append(1) or n) > 2)
+    assert rep.cancelled and len(store.list_videos()) == len(rep.videos_created) >= 1
+    assert len(_all_labels(store)) == rep.labels_added
+
+
+# ------------------------------------------------------------------------------------------------ export
+@pytest.fixture
+def labelled(store, importer, tmp_path):
+    """One video with masks (one with a hole), boxes with tracks, a segment, a video class, a rejected suggestion."""
+    from endoreview.services.labels import LabelService
+
+    importer.import_videos([_video(tmp_path / "src" / "patient_smith_2024.mp4", n=8)])
+    v = store.list_videos()[0]
+    svc = LabelService(store)
+    for f in range(6):
+        m = disk(48, 64, 20 + 3 * f, 24, 9 + f)
+        if f == 2:
+            m = m & (1 - disk(48, 64, 26, 24, 3))
+        svc.add_mask(v.id, f, raster.encode_mask(m), "polyp", track_id=1)
+        svc.add_box(v.id, f, (2.0 + f, 3.5, 30.0 + f, 40.0), "polyp", track_id=1)
+    svc.add_segment(v.id, 0, 6, "polyp")
+    svc.set_video_class(v.id, "abnormal")
+    from endoreview.store.records import NewLabel
+
+    sug = svc.create(
+        NewLabel(
+            v.id,
+            LabelKind.BOX,
+            "polyp",
+            origin=LabelOrigin.PREDICTED,
+            frame=7,
+            bbox=(1.0, 1.0, 9.0, 9.0),
+            score=0.3,
+        )
+    )
+    svc.reject(sug)
+    return store.get_video(v.id)
+
+
+def _fresh(tmp_path, name):
+    from endoreview.store import Store
+
+    return Store.open(str(tmp_path / f"{name}.sqlite3"), reviewer="bob")
+
+
+@pytest.mark.parametrize("fmt", ["coco", "cvat-video", "png-masks"])
+def test_mask_formats_round_trip_pixel_exact(store, labelled, tmp_path, fmt):
+    rep = Exporter(store).export(tmp_path / fmt, ExportOptions(fmt, selection="reviewed"))
+    assert any("segments and video labels" in d for d in rep.dropped)  # none of these formats is temporal
+    other = _fresh(tmp_path, fmt)
+    imp = Importer(other, work_dir=tmp_path / "w2")
+    imp.import_videos([tmp_path / "src" / "patient_smith_2024.mp4"])
+    target = other.list_videos()[0]
+    if fmt == "coco":
+        res = imp.import_annotations(tmp_path / fmt / "annotations.json")
+    elif fmt == "cvat-video":
+        res = imp.import_annotations(next((tmp_path / fmt).glob("*.xml")), video_id=target.id)
+    else:
+        res = imp.import_annotations(tmp_path / fmt / "masks")  # matched by folder name
+    assert res.ok, res.failed
+    want = sorted(
+        (lab.frame, lab.rle["counts"]) for lab in store.labels_for_video(labelled.id, kinds=["mask"])
+    )
+    got = sorted((lab.frame, lab.rle["counts"]) for lab in other.labels_for_video(target.id, kinds=["mask"]))
+    assert got == want
+    if fmt != "png-masks":
+        wb = sorted(
+            (lab.frame, lab.bbox, lab.track_id)
+            for lab in store.labels_for_video(labelled.id, kinds=["box"], states=["manual"])
+        )
+        gb = sorted(
+            (lab.frame, lab.bbox, lab.track_id) for lab in other.labels_for_video(target.id, kinds=["box"])
+        )
+        assert gb == wb
+    other.close()
+
+
+def test_polygon_and_yolo_fidelity(store, labelled, tmp_path):
+    ex = Exporter(store)
+    rep = ex.export(tmp_path / "poly", ExportOptions("coco-polygons", selection="reviewed"))
+    assert any("holes" in d for d in rep.dropped)
+    from endoreview.interchange.formats.coco import read_coco
+
+    back = read_coco(tmp_path / "poly" / "annotations.json").videos[0]
+    for lab in store.labels_for_video(labelled.id, kinds=["mask"]):
+        m = raster.decode_rle(next(x for x in back.masks if x.frame == lab.frame).rle)
+        orig = raster.decode_rle(lab.rle)
+        if lab.frame == 2:  # the mask with a hole: the listed loss, nothing else
+            filled = raster.polygons_to_mask(raster.mask_to_polygons(orig)[0], 48, 64)
+            assert np.array_equal(m, filled) and not np.array_equal(m, orig)
+        else:
+            assert raster.iou(m, orig) >= 0.98
+    for mode in ("yolo-det", "yolo-seg"):
+        ex.export(tmp_path / mode, ExportOptions(mode, selection="reviewed", frames=True))
+    from endoreview.interchange.formats.yolo import read_yolo
+
+    det = read_yolo(tmp_path / "yolo-det").videos[0]
+    for lab in store.labels_for_video(labelled.id, kinds=["box"], states=["manual"]):
+        b = next(x for x in det.boxes if x.frame == lab.frame)
+        assert max(abs(p - q) for p, q in zip(b.bbox, lab.bbox)) <= 1.0
+    seg = read_yolo(tmp_path / "yolo-seg").videos[0]
+    for lab in store.labels_for_video(labelled.id, kinds=["mask"]):
+        union = np.zeros((48, 64), bool)
+        for x in seg.masks:
+            if x.frame == lab.frame:
+                union |= raster.decode_rle(x.rle).astype(bool)
+        orig = raster.decode_rle(lab.rle)
+        ref = raster.polygons_to_mask(raster.mask_to_polygons(orig)[0], 48, 64) if lab.frame == 2 else orig
+        assert raster.iou(union, ref) >= 0.98
+
+
+def test_manifest_and_csv_round_trip(store, labelled, tmp_path):
+    from core_model.data.manifest import load_manifest
+
+    ex = Exporter(store)
+    ex.export(tmp_path / "m", ExportOptions("manifest", selection="reviewed"))
+    m = load_manifest(tmp_path / "m" / "manifest.json")
+    mv = m.videos[0]
+    assert mv.video_label == "abnormal" and [(s.start, s.end) for s in mv.segments] == [(0, 6)]
+    assert {f.frame for f in mv.frames if f.negative} == {7}  # the rejected suggestion is a negative frame
+    other = _fresh(tmp_path, "m")
+    rep = Importer(other, work_dir=tmp_path / "w3").import_dataset(tmp_path / "m" / "manifest.json")
+    assert rep.ok, rep.failed
+    v2 = other.list_videos()[0]
+    want = sorted(
+        (lab.frame, lab.rle["counts"]) for lab in store.labels_for_video(labelled.id, kinds=["mask"])
+    )
+    assert (
+        sorted((lab.frame, lab.rle["counts"]) for lab in other.labels_for_video(v2.id, kinds=["mask"]))
+        == want
+    )
+    ex.export(tmp_path / "c", ExportOptions("csv"))
+    assert (tmp_path / "c" / "segments.csv").read_text().splitlines()[1] == "patient_smith_2024,0,6,polyp"
+    assert "patient_smith_2024,abnormal" in (tmp_path / "c" / "video_labels.csv").read_text()
+    other.close()
+
+
+def test_selection_by_state_and_privacy(store, labelled, tmp_path):
+    ex = Exporter(store)
+    rep = ex.export(tmp_path / "rej", ExportOptions("voc", states=["rejected"]))
+    assert rep.labels == 0 and any("rejected" in d for d in rep.dropped)
+    set_text_region(store, [labelled.id], [0, 0, 20, 10])
+    rep = ex.export(
+        tmp_path / "p",
+        ExportOptions(
+            "coco",
+            selection="reviewed",
+            frames=True,
+            image_format="png",
+            pseudonymize=True,
+            blank_text=True,
+            strip_metadata=True,
+        ),
+    )
+    files = [p for p in (tmp_path / "p").rglob("*") if p.is_file()]
+    assert not any("smith" in str(p) for p in files)
+    assert "smith" not in (tmp_path / "p" / "annotations.json").read_text()
+    import cv2
+
+    img = cv2.imread(str(next((tmp_path / "p" / "images").rglob("*.png"))))
+    assert (img[:10, :20] == 0).all() and img[20:, 30:].any()
+    assert rep.frames_written == 6
+    report = json.loads((tmp_path / "p" / "export_report.json").read_text())
+    assert report["dropped"] and "smith" not in json.dumps(report)
