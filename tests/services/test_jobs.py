@@ -72,7 +72,18 @@ def test_predict_job_records_predictions_and_progress(store, db_url, tmp_path):
     assert f"video {a.id}" in log_text or f"video {a.id}" in proc.stderr
 
 
-def test_sigterm_cancels_gracefully_keeping_committed_frames(store, db_url, tmp_path):
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """Process-level job behaviour does not depend on the database; these run on SQLite only."""
+    from endoreview.store import Store
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    with Store.open(url, reviewer="alice") as s:
+        yield s, url
+
+
+def test_sigterm_cancels_gracefully_keeping_committed_frames(sqlite_store, tmp_path):
+    store, db_url = sqlite_store
     project = ProjectService(store).default_project()
     video, _ = LibraryService(store).import_video(project.id, make_video(tmp_path / "long.mp4", n=60))
     jobs = JobService(store)
@@ -116,7 +127,8 @@ def test_sigterm_cancels_gracefully_keeping_committed_frames(store, db_url, tmp_
     assert jobs.reap() == []
 
 
-def test_bad_arguments_and_unreadable_videos_are_reported(store, db_url, tmp_path):
+def test_bad_arguments_and_unreadable_videos_are_reported(sqlite_store, tmp_path):
+    store, db_url = sqlite_store
     project = ProjectService(store).default_project()
     lib = LibraryService(store)
     good, _ = lib.import_video(project.id, make_video(tmp_path / "ok.mp4", n=8))

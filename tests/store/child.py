@@ -48,12 +48,24 @@ def edits(url: str, video_id: int, seed: int) -> None:
         print(f"ack {lab.id} {lab.version} {lab.bbox[0]} {lab.bbox[1]}", flush=True)
 
 
+def wait_for_go(url: str) -> None:
+    """Both writers start together: each says "ready", then waits for the parent's go file."""
+    import os
+    from pathlib import Path
+
+    go = Path(os.environ["GO_FILE"])
+    print("ready", flush=True)
+    while not go.exists():
+        time.sleep(0.005)
+
+
 def predictions(url: str, video_id: int, n: int) -> None:
     from endoreview.store import Store
     from endoreview.store.records import FramePrediction
 
     store = Store.open(url, reviewer="job")
     run = store.start_prediction_run(video_id, None)
+    wait_for_go(url)
     print(f"start {time.time()}", flush=True)
     masks = [rle_for(i) for i in range(20)]
     for b in range(n):
@@ -76,6 +88,7 @@ def labels(url: str, video_id: int, n: int) -> None:
 
     store = Store.open(url, reviewer="reviewer")
     lab = store.add_labels([NewLabel(video_id, "box", "polyp", frame=0, bbox=(0, 0, 5, 5))])[0]
+    wait_for_go(url)
     print(f"start {time.time()}", flush=True)
     for i in range(n):
         if i % 2:

@@ -24,8 +24,8 @@ from endoreview.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def spawn(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def spawn(*args: str, **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **extra_env}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.store.child", *args],
         cwd=ROOT,
@@ -97,10 +97,15 @@ def test_sigkill_during_edits_loses_no_acknowledged_edit_many_trials(tmp_path):
     crash_trials(tmp_path, trials=25, seed=2)
 
 
-def test_job_writing_predictions_while_reviewer_writes_labels(db_url):
+def test_job_writing_predictions_while_reviewer_writes_labels(db_url, tmp_path):
     video_id = make_video(db_url)
-    job = spawn("predictions", db_url, str(video_id), "25")
-    reviewer = spawn("labels", db_url, str(video_id), "120")
+    go = tmp_path / "go"
+    job = spawn("predictions", db_url, str(video_id), "12", GO_FILE=str(go))
+    reviewer = spawn("labels", db_url, str(video_id), "80", GO_FILE=str(go))
+    for p in (job, reviewer):  # both connected and ready: start them together
+        line = p.stdout.readline()
+        assert line == "ready\n", p.stderr.read()
+    go.touch()
     out_j, err_j = job.communicate(timeout=240)
     out_r, err_r = reviewer.communicate(timeout=240)
     for out, err, code in ((out_j, err_j, job.returncode), (out_r, err_r, reviewer.returncode)):
@@ -114,9 +119,9 @@ def test_job_writing_predictions_while_reviewer_writes_labels(db_url):
     _, lab_id, version, _ = out_r.splitlines()[-1].split()
     with Store.open(db_url) as s:
         counts = s.count_labels(video_id)
-        assert counts[("mask", "suggested")] == 25 * 200
-        assert counts[("segment", "manual")] == 60 and counts[("box", "manual")] == 1
-        assert s.get_label(int(lab_id)).version == int(version) == 61
+        assert counts[("mask", "suggested")] == 12 * 200
+        assert counts[("segment", "manual")] == 40 and counts[("box", "manual")] == 1
+        assert s.get_label(int(lab_id)).version == int(version) == 41
         run = s.list_prediction_runs(video_id)[0]
-        assert (run.state, run.frames_done, len(s.frame_probs(run.id))) == ("finished", 5000, 5000)
+        assert (run.state, run.frames_done, len(s.frame_probs(run.id))) == ("finished", 2400, 2400)
         assert s.integrity_check() == "ok"
