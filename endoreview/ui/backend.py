@@ -97,6 +97,8 @@ class Backend:
         self.projects: Any = None
         self.labels: Any = None
         self.project: Any = None
+        # ``MODULE:CALLABLE`` predictor factory for predict jobs (the job's --predictor option); None = Endo-FM
+        self.predictor: str | None = os.environ.get("ENDOREVIEW_PREDICTOR") or None
 
     # ---- opening ------------------------------------------------------------------------------------------
     def open(self) -> str:
@@ -294,6 +296,8 @@ class Backend:
                 "Demo model not installed, and no model is registered: videos open and can be labelled, but cannot "
                 "be analysed yet (expected in resources/demo_model)."
             )
+        if self.predictor:
+            params["predictor"] = self.predictor
         jobs = JobService(self.store)
         job = jobs.create("predict", **params)
         n = len(video_ids)

@@ -36,9 +36,9 @@ CLASS_COLOURS: tuple[RGB, ...] = (
     (0, 229, 255),  # cyan
     (118, 255, 3),  # lime
     (255, 255, 255),  # white
-    (255, 171, 64),  # amber
+    (255, 200, 100),  # light amber
     (124, 255, 218),  # aquamarine
-    (234, 128, 252),  # orchid
+    (220, 200, 255),  # lavender
     (179, 229, 252),  # pale blue
 )
 

@@ -147,9 +147,9 @@ class TimelineWidget(pg.PlotWidget):
                 item = pg.PlotDataItem(
                     x, a + pred.probs[:, k] * (b - a), pen=pg.mkPen(col, width=2), connect="finite", name=cls
                 )
+                self._add(item)
                 item.setDownsampling(auto=True, method="peak")
                 item.setClipToView(True)
-                self._add(item)
                 self.legend.addItem(item, cls)
             thr = pg.InfiniteLine(
                 a + self.threshold * (b - a), angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)
@@ -164,9 +164,8 @@ class TimelineWidget(pg.PlotWidget):
                 fillLevel=a,
                 brush=pg.mkBrush(0, 229, 255, 60),
             )
-            fill.setDownsampling(auto=True, method="peak")
-            fill.setClipToView(True)
             self._add(fill)
+            fill.setDownsampling(auto=True, method="peak")
         if labels is not None and self.frame_count:
             a, b = ext["Labels"]
             by_state: dict[str, list] = {}

@@ -7,6 +7,7 @@ qtbot's ``mouseMove`` does not carry the held button, so a "drag" made of ``mous
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,8 +71,11 @@ def drag(
     button: Qt.MouseButton = Qt.MouseButton.LeftButton,
     modifiers=Qt.KeyboardModifier.NoModifier,  # noqa: ANN001
     steps_between: int = 3,
+    interval_ms: int = 20,
 ) -> None:
-    """Press at ``points[0]``, move through the rest with ``button`` held (buttons state set), release at the last."""
+    """Press at ``points[0]``, move through the rest with ``button`` held (buttons state set), release at the last.
+
+    ``steps_between`` intermediate moves per segment, ``interval_ms`` apart (like a real mouse)."""
     pts = [QPointF(*p) if isinstance(p, tuple) else QPointF(p) for p in points]
     if len(pts) < 2:
         raise ValueError("a drag needs at least two points")
@@ -80,6 +84,7 @@ def drag(
     for a, b in zip(pts, pts[1:]):
         for k in range(1, steps_between + 1):
             p = a + (b - a) * (k / steps_between)
+            time.sleep(interval_ms / 1000)  # real mice report at ~50-100 Hz; pyqtgraph rate-limits moves
             _send(target, QEvent.Type.MouseMove, p, Qt.MouseButton.NoButton, button, modifiers)
             QApplication.processEvents()
     _send(target, QEvent.Type.MouseButtonRelease, pts[-1], button, Qt.MouseButton.NoButton, modifiers)

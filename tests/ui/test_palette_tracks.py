@@ -1,0 +1,99 @@
+"""Overlay colours stay readable on mucosa; prediction/label tracks and navigation targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from endoreview.ui.palette import (
+    CHIP,
+    CHIP_TEXT,
+    CLASS_COLOURS,
+    MUCOSA_SAMPLES,
+    STATE_COLOURS,
+    colour_for,
+    contrast_ratio,
+    stroke_contrast,
+)
+from endoreview.ui.tracks import LabelTrack, PredictionTrack, disagreements, low_confidence_starts, next_after
+
+
+def test_contrast_ratio_matches_wcag_reference_values():
+    assert abs(contrast_ratio((0, 0, 0), (255, 255, 255)) - 21.0) < 1e-6
+    assert abs(contrast_ratio((255, 0, 0), (255, 255, 255)) - 4.0) < 0.01
+    assert contrast_ratio((120, 35, 35), (120, 35, 35)) == 1.0
+
+
+def test_every_overlay_colour_is_readable_on_every_mucosa_colour():
+    for core in CLASS_COLOURS:
+        for mucosa in MUCOSA_SAMPLES:
+            assert stroke_contrast(core, mucosa) >= 3.0, (core, mucosa)
+    # the bright core alone carries on the darker half of mucosa, where a dark halo would vanish
+    dark = [m for m in MUCOSA_SAMPLES if sum(m) < 350]
+    for core in CLASS_COLOURS:
+        assert min(contrast_ratio(core, m) for m in dark) >= 3.0, core
+    assert contrast_ratio(CHIP, CHIP_TEXT) >= 4.5
+    for col in STATE_COLOURS.values():
+        assert contrast_ratio(col, (21, 21, 27)) >= 3.0  # timeline background
+
+
+def test_class_colours_are_stable_and_distinct_for_known_classes():
+    known = ("normal", "abnormal", "polyp")
+    cols = [colour_for(c, known) for c in known]
+    assert len(set(cols)) == 3
+    assert colour_for("other") == colour_for("other")
+
+
+def test_prediction_track_grows_with_streamed_frames():
+    t = PredictionTrack(10)
+    assert t.empty and t.frames_done == 0
+    t.add(
+        {
+            "frame": 2,
+            "probs": {"normal": 0.1, "abnormal": 0.9},
+            "boxes": [{"label": "polyp", "score": 0.7, "bbox": [0, 0, 5, 5]}],
+        }
+    )
+    t.add({"frame": 3, "probs": {"normal": 0.9, "abnormal": 0.1}})
+    t.add({"frame": 99, "probs": {"normal": 1.0}})  # out of range: ignored
+    assert t.classes == ["normal", "abnormal"] and t.frames_done == 2
+    assert t.top_class(2) == ("abnormal", np.float32(0.9).item())
+    assert t.det_score[2] == np.float32(0.7) and t.det_score[3] == 0 and np.isnan(t.det_score[0])
+    assert t.positive_fraction("abnormal") == 0.5
+    u = t.uncertainty()
+    assert np.isnan(u[0]) and 0 < u[2] < 1
+
+
+def test_disagreements_and_low_confidence_regions():
+    pred = PredictionTrack(20)
+    for i in range(20):
+        p = 0.9 if 5 <= i < 10 else (0.5 if 14 <= i < 18 else 0.1)
+        pred.add({"frame": i, "probs": {"polyp": p}})
+    labels = LabelTrack.from_labels(
+        20,
+        [
+            {
+                "kind": "segment",
+                "state": "accepted",
+                "class_name": "polyp",
+                "start_frame": 5,
+                "end_frame": 8,
+                "id": 1,
+            },
+            {
+                "kind": "segment",
+                "state": "rejected",
+                "class_name": "polyp",
+                "start_frame": 8,
+                "end_frame": 12,
+                "id": 2,
+            },
+        ],
+    )
+    assert labels.reviewed[5:12].all() and not labels.reviewed[:5].any()
+    # frames 8, 9: model says polyp, the reviewer rejected it
+    assert disagreements(pred, labels).tolist() == [8]
+    assert low_confidence_starts(pred).tolist() == [14]
+    assert (
+        next_after(np.array([3, 8, 14]), 8) == 14 and next_after(np.array([3, 8, 14]), 8, forward=False) == 3
+    )
+    assert next_after(np.array([3]), 5) is None
