@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of videos in the val split")
     p.add_argument("--test-fraction", type=float, default=0.0, help="fraction of videos in the test split")
+    p.add_argument(
+        "--sheet",
+        type=Path,
+        default=None,
+        help="also write a contact sheet PNG (frames of the first videos, outlined)",
+    )
     return p
 
 
@@ -95,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         source={"generator": "endofm phantom", "seed": args.seed, "site": args.site, "size": args.size},
     )
     path = save_manifest(manifest, out / "manifest.json")
+    if args.sheet is not None:
+        from core_model.phantom.sheet import contact_sheet, save_contact_sheet
+
+        sites = site_names if args.site == "mixed" else [args.site]
+        seeds = [args.seed + k for k in range(min(args.videos, 4))]
+        sheet = contact_sheet(seeds, sites, n_frames=args.frames, size=args.size, outline=True)
+        save_contact_sheet(args.sheet, sheet)
     print(
         json.dumps(
             {

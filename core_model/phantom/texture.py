@@ -176,7 +176,8 @@ def _add_fluid_and_bubbles(
     pool = cv2.GaussianBlur(pool, (0, 0), 4 * res)
     fluid = np.array([0.80, 0.62, 0.28], np.float32) * rng.uniform(0.85, 1.1)
     albedo += (fluid - albedo) * (0.75 * pool)[..., None]
-    spec += 0.5 * pool * (np.abs(np.sin(np.arange(rows) / 3.0))[:, None] > 0.8)
+    speckle = rng.uniform(0, 1, (rows, COLS)).astype(np.float32) > 0.97
+    spec += 0.6 * pool * cv2.GaussianBlur(speckle.astype(np.float32), (3, 3), 0)
     rim = np.zeros((rows, COLS), np.float32)
     fill = np.zeros((rows, COLS), np.float32)
     for _ in range(int(rng.integers(8, 30))):

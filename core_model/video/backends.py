@@ -52,7 +52,7 @@ class DecordBackend:
         self._path = probe.path
         self._decord = decord
         try:
-            self._vr = decord.VideoReader(str(probe.path), ctx=decord.cpu(0), num_threads=1)
+            self._vr = decord.VideoReader(str(probe.path), ctx=decord.cpu(0), num_threads=0)
         except Exception as e:
             raise VideoError(probe.path, f"decord cannot open the file ({e})") from None
         n = len(self._vr)
