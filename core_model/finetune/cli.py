@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='any FinetuneConfig field, value as JSON, e.g. --set head_config=\'{"detection":{"fpn_channels":64}}\'',
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
+    p.add_argument(
+        "--stop-after-epochs", type=int, default=0, help="end after N epochs (continue with --resume)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
     return p
 
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from core_model.finetune.run import finetune
 
     try:
-        finetune(cfg, emit, resume=args.resume)
+        finetune(cfg, emit, resume=args.resume, stop_after_epochs=args.stop_after_epochs)
     except KeyboardInterrupt:
         emit({"event": "error", "message": "interrupted; continue with --resume"})
         return 130

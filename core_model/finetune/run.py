@@ -91,7 +91,11 @@ def manifest_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def finetune(cfg: FinetuneConfig, emit: Emit | None = None, resume: bool = False) -> FinetuneResult:
+def finetune(
+    cfg: FinetuneConfig, emit: Emit | None = None, resume: bool = False, stop_after_epochs: int = 0
+) -> FinetuneResult | None:
+    """Run (or, with ``resume``, continue) ``cfg``. ``stop_after_epochs``: end this call after N epochs without
+    exporting (continue later with ``resume=True``); returns None then."""
     emit = emit or (lambda e: None)
     t_start = time.time()
     out_dir = Path(cfg.out_dir)
@@ -372,6 +376,10 @@ def finetune(cfg: FinetuneConfig, emit: Emit | None = None, resume: bool = False
             }
         )
         epoch += 1
+        if stop_after_epochs and epoch - start_epoch >= stop_after_epochs and epoch < cfg.epochs:
+            cache.close()
+            emit({"event": "stopped", "epoch": epoch - 1, "checkpoint": str(ckpt_path)})
+            return None
         if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
             emit({"event": "early_stop", "epoch": epoch - 1, "best_epoch": best_epoch, "monitor": monitor})
             break
