@@ -1,0 +1,210 @@
+"""The app as a user meets it: launch, import, open a video, keys, analyse (finish and cancel), missing files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from endoreview import RESEARCH_NOTICE
+from tests.ui.helpers import make_indexed_video, read_index
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", ENDOREVIEW_DATA_DIR=str(tmp_path / "data"))
+    env.pop("ENDOREVIEW_DB_URL", None)
+    return env
+
+
+def test_launch_reports_a_usable_window_without_torch(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "endoreview"],
+        env={**_env(tmp_path), "ENDOREVIEW_EXIT_AFTER_STARTUP": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["event"] == "startup" and report["torch_imported"] is False
+    assert report["startup_s"] < 10  # the figure itself is reported by benchmarks/ui_stall.py
+
+
+def test_opening_a_video_does_not_import_torch(tmp_path):
+    video = make_indexed_video(tmp_path / "clip.mp4", n=30)
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from types import SimpleNamespace
+        from PySide6.QtWidgets import QApplication
+        from endoreview.ui.app import create_main_window, ensure_app
+        app = ensure_app()
+        win = create_main_window(SimpleNamespace(db=None, reviewer="t"))
+        win.show()
+        win.start(paths=[{str(video)!r}])
+        t0 = time.time()
+        while time.time() - t0 < 30 and not win.library.model.rows:
+            app.processEvents(); time.sleep(0.01)
+        win.open_video(win.library.model.rows[0].video_id)
+        while time.time() - t0 < 30 and not (win.player.shown and win.player.shown[1]):
+            app.processEvents(); time.sleep(0.01)
+        print("SHOWN", win.player.shown, "TORCH", "torch" in sys.modules, flush=True)
+        win.close()
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=REPO,
+    )
+    assert "SHOWN (0, True)" in out.stdout, out.stdout + out.stderr
+    assert "TORCH False" in out.stdout
+
+
+def _import(qtbot, win, paths):
+    with qtbot.waitSignal(win.library_ctl.imported, timeout=20000) as sig:
+        win.library_ctl.import_paths([str(p) for p in paths], show_dialog=False)
+    qtbot.waitUntil(lambda: len(win.library.model.rows) >= 1, timeout=10000)
+    return sig.args[0]
+
+
+def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
+    win = main_window
+    qtbot.waitUntil(lambda: "empty" in win.library.empty.text(), timeout=10000)
+    assert win.library.empty.isVisible() and "demo" in win.library.empty.text()
+    summary = _import(qtbot, win, [indexed_video, tmp_path / "nope.mp4"])
+    assert summary.imported == 1 and any("nope.mp4" in p for p, _ in summary.failed)
+    row = win.library.model.rows[0]
+    assert row.exists and row.frame_count == 90 and row.width == 320
+    assert win.library.proxy.rowCount() == 1
+    win.library.search.setText("zzz")
+    assert win.library.proxy.rowCount() == 0
+    win.library.search.setText("indexed")
+    assert win.library.proxy.rowCount() == 1
+    win.open_video(row.video_id)
+    qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
+    assert win.tabs.currentIndex() == 1 and "indexed" in win.windowTitle()
+    # keyboard, on the review page
+    win.timeline.setFocus()
+    qtbot.keyClick(win.timeline, Qt.Key.Key_Right)
+    qtbot.keyClick(win.timeline, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: win.player.shown == (11, True), timeout=5000)
+    assert read_index(np.asarray(win.player_widget.view.image.image)) == 11
+    qtbot.keyClick(win.timeline, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: win.player.current == 89, timeout=5000)
+    qtbot.keyClick(win.timeline, Qt.Key.Key_Home)
+    qtbot.keyClick(win.timeline, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: win.player.current >= 5, timeout=5000)
+    qtbot.keyClick(win.timeline, Qt.Key.Key_K)
+    assert not win.player.playing
+    qtbot.keyClick(win.timeline, Qt.Key.Key_M)
+    assert not win.player_widget.chk_masks.isChecked()
+    # the thumbnail strip and proxy arrive in the background
+    qtbot.waitUntil(lambda: win.library.model.rows[0].thumb is not None, timeout=20000)
+    win.show_help()
+    assert win._help.table.rowCount() >= 20
+
+
+def test_missing_file_is_shown_as_missing(qtbot, main_window, tmp_path):
+    win = main_window
+    video = make_indexed_video(tmp_path / "moving.mp4", n=20)
+    _import(qtbot, win, [video])
+    vid = win.library.model.rows[0].video_id
+    moved = video.rename(tmp_path / "moved_away.mp4")
+    with qtbot.waitSignal(win.library_ctl.refreshed, timeout=10000):
+        win.library_ctl.refresh()
+    row = win.library.model.rows[0]
+    assert not row.exists and row.status_text == "missing file"
+    win.library.status_filter.setCurrentIndex(win.library.status_filter.findData("missing"))
+    assert win.library.proxy.rowCount() == 1
+    with qtbot.waitSignal(win.review_ctl.videoMissing, timeout=10000):
+        win.open_video(vid)
+    assert (
+        "File not found" in win.player_widget.placeholder.text() and win.player_widget.placeholder.isVisible()
+    )
+    # importing it again from its new place re-links it (same content)
+    _import(qtbot, win, [moved])
+    qtbot.waitUntil(lambda: win.library.model.rows and win.library.model.rows[0].exists, timeout=10000)
+    assert win.library.model.rows[0].video_id == vid
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    d = tmp_path / "test_model"
+    d.mkdir()
+    (d / "model.json").write_text(json.dumps({"format": "endoreview-model", "arch": {"name": "test"}}))
+    return d
+
+
+def test_analyse_finishes_and_results_reach_timeline_and_overlays(
+    qtbot, main_window, indexed_video, model_dir
+):
+    win = main_window
+    win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+    _import(qtbot, win, [indexed_video])
+    vid = win.library.model.rows[0].video_id
+    win.open_video(vid)
+    qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
+    with qtbot.waitSignal(win.analysis_ctl.finished, timeout=60000) as sig:
+        win.analysis_ctl.analyse([vid], model_dir=str(model_dir))
+    entry = sig.args[0]
+    assert entry.state == "succeeded", entry.log_text
+
+    def loaded() -> bool:
+        t = win.review_ctl.tracks
+        return t is not None and t.predictions is not None and t.predictions.frames_done == 90
+
+    qtbot.waitUntil(loaded, timeout=10000)
+    pred = win.review_ctl.tracks.predictions
+    assert set(pred.classes) == {"normal", "abnormal"}
+    assert win.timeline.pred is pred
+    win.player.seek(70)
+    qtbot.waitUntil(lambda: win.player.shown == (70, True), timeout=5000)
+    assert len(win.player_widget.view.overlay.visible_boxes()) == 1
+    assert len(win.player_widget.view.overlay.visible_masks()) == 1
+    assert win.player_widget.notice.isVisible() and win.player_widget.notice.text() == RESEARCH_NOTICE
+    assert "abnormal" in win.player_widget.banner.text()
+    # the library shows what the model found
+    qtbot.waitUntil(lambda: "abnormal in 50% of frames" in win.library.model.rows[0].finding, timeout=10000)
+
+
+def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_video, model_dir, monkeypatch):
+    monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.2")
+    win = main_window
+    win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+    _import(qtbot, win, [indexed_video])
+    vid = win.library.model.rows[0].video_id
+    with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
+        win.analysis_ctl.analyse([vid], model_dir=str(model_dir))
+    job = sig.args[0]
+    qtbot.waitUntil(lambda: job.entry.fraction > 0 or job.entry.state != "running", timeout=30000)
+    with qtbot.waitSignal(win.analysis_ctl.finished, timeout=20000) as fin:
+        win.jobs.rows[job.entry.id].btn_cancel.click()
+    assert fin.args[0].state == "cancelled"
+    win.open_video(vid)  # the app is still usable
+    qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
+
+
+def test_analyse_without_a_model_says_so(qtbot, main_window, indexed_video, monkeypatch):
+    import endoreview.ui.backend as backend_mod
+
+    monkeypatch.setattr(backend_mod, "demo_model_dir", lambda: None)
+    win = main_window
+    _import(qtbot, win, [indexed_video])
+    with qtbot.waitSignal(win.analysis_ctl.noModel, timeout=10000) as sig:
+        win.analysis_ctl.analyse([win.library.model.rows[0].video_id])
+    assert "not installed" in sig.args[0]
+    assert not win.jobs.jobs
