@@ -118,12 +118,11 @@ class AnnotationsMixin(StoreBase):
         return self._read(lambda ses: convert.label(_get(ses, s.LabelRow, label_id, "Label")))
 
     def labels_for_frame(self, video_id: int, frame: int) -> list[r.Label]:
-        """Masks and boxes on ``frame`` (the hot path of the viewer: one indexed Core query)."""
-        with self._read_conn() as conn:
-            rows = conn.execute(
-                select(_LT).where(_LT.c.video_id == video_id, _LT.c.frame == frame).order_by(_LT.c.id)
-            )
-            return [convert.label_from_mapping(m) for m in rows]
+        """Masks and boxes on ``frame`` (the viewer's hot path: one indexed query, no ORM)."""
+        rows = self._fetch(
+            convert.LABEL_SELECT + " WHERE video_id = ? AND frame = ? ORDER BY id", (video_id, frame)
+        )
+        return [convert.label_from_tuple(t) for t in rows]
 
     def labels_for_video(
         self,
@@ -135,17 +134,23 @@ class AnnotationsMixin(StoreBase):
         run_id: int | None = None,
     ) -> list[r.Label]:
         """Labels of a video, optionally of some kinds/states, per-frame ones within ``frames`` = [a, b)."""
-        q = select(_LT).where(_LT.c.video_id == video_id)
+        where, params = ["video_id = ?"], [video_id]
         if kinds is not None:
-            q = q.where(_LT.c.kind.in_([str(r.LabelKind(k)) for k in kinds]))
+            ks = [str(r.LabelKind(k)) for k in kinds]
+            where.append(f"kind IN ({', '.join('?' * len(ks))})")
+            params += ks
         if states is not None:
-            q = q.where(_LT.c.state.in_([str(r.ReviewState(x)) for x in states]))
+            st = [str(r.ReviewState(x)) for x in states]
+            where.append(f"state IN ({', '.join('?' * len(st))})")
+            params += st
         if frames is not None:
-            q = q.where(_LT.c.frame >= frames[0], _LT.c.frame < frames[1])
+            where.append("frame >= ? AND frame < ?")
+            params += [int(frames[0]), int(frames[1])]
         if run_id is not None:
-            q = q.where(_LT.c.run_id == run_id)
-        with self._read_conn() as conn:
-            return [convert.label_from_mapping(m) for m in conn.execute(q.order_by(_LT.c.frame, _LT.c.id))]
+            where.append("run_id = ?")
+            params.append(run_id)
+        sql = f"{convert.LABEL_SELECT} WHERE {' AND '.join(where)} ORDER BY frame, id"
+        return [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(params))]
 
     def count_labels(self, video_id: int | None = None) -> dict[tuple[str, str], int]:
         q = select(_LT.c.kind, _LT.c.state, func.count()).group_by(_LT.c.kind, _LT.c.state)
@@ -155,33 +160,41 @@ class AnnotationsMixin(StoreBase):
             return {(k, st): n for k, st, n in conn.execute(q)}
 
     def timeline_summary(self, video_id: int) -> r.TimelineSummary:
-        """Per-frame label counts by (kind, state) plus segments: one aggregate query, no masks loaded."""
-        with self._read_conn() as conn:
-            n = conn.execute(select(s.VideoRow.frame_count).where(s.VideoRow.id == video_id)).scalar()
-            if n is None:
-                raise NotFoundError(f"Video {video_id} does not exist")
-            q = (
-                select(_LT.c.kind, _LT.c.state, _LT.c.frame, func.count())
-                .where(_LT.c.video_id == video_id, _LT.c.frame.is_not(None))
-                .group_by(_LT.c.kind, _LT.c.state, _LT.c.frame)
-            )
-            rows = conn.execute(q).all()
-            segs = conn.execute(
-                select(_LT)
-                .where(_LT.c.video_id == video_id, _LT.c.frame.is_(None))
-                .order_by(_LT.c.start_frame)
-            )
-            segments = tuple(convert.label_from_mapping(m) for m in segs)
+        """Per-frame label counts by (kind, state) plus segments: one aggregate over the covering
+        ``(video_id, frame, kind, state)`` index, no masks loaded."""
+        found = self._fetch("SELECT frame_count FROM videos WHERE id = ?", (video_id,))
+        if not found:
+            raise NotFoundError(f"Video {video_id} does not exist")
+        n = int(found[0][0])
+        rows = self._fetch(
+            "SELECT frame, kind, state, count(*) FROM labels WHERE video_id = ? AND frame IS NOT NULL "
+            "GROUP BY frame, kind, state",
+            (video_id,),
+        )
+        segs = self._fetch(
+            convert.LABEL_SELECT + " WHERE video_id = ? AND frame IS NULL ORDER BY start_frame, id",
+            (video_id,),
+        )
         counts: dict[tuple[str, str], np.ndarray] = {}
         if rows:
-            arr = np.asarray([(f, c) for _, _, f, c in rows], dtype=np.int64)
-            keys = [(k, st) for k, st, _, _ in rows]
-            for key in set(keys):
-                sel = np.fromiter((kk == key for kk in keys), bool, len(keys))
-                a = np.zeros(max(n, int(arr[sel, 0].max()) + 1), np.int32)
-                a[arr[sel, 0]] = arr[sel, 1]
-                counts[key] = a[: max(n, 1)] if n else a
-        return r.TimelineSummary(video_id=video_id, frame_count=n, counts=counts, segments=segments)
+            frames = np.fromiter((t[0] for t in rows), np.int64, len(rows))
+            cnt = np.fromiter((t[3] for t in rows), np.int32, len(rows))
+            keys = [(t[1], t[2]) for t in rows]
+            size = max(n, int(frames.max()) + 1)
+            index: dict[tuple[str, str], list[int]] = {}
+            for i, k in enumerate(keys):
+                index.setdefault(k, []).append(i)
+            for k, idx in index.items():
+                a = np.zeros(size, np.int32)
+                sel = np.asarray(idx)
+                a[frames[sel]] = cnt[sel]
+                counts[k] = a
+        return r.TimelineSummary(
+            video_id=video_id,
+            frame_count=n,
+            counts=counts,
+            segments=tuple(convert.label_from_tuple(t) for t in segs),
+        )
 
     # ------------------------------------------------------------------ writing labels
     def add_labels(self, labels: Sequence[r.NewLabel], summary: str = "Add labels") -> list[r.Label]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import inspect as sa_inspect
@@ -65,7 +65,53 @@ def label(row: s.LabelRow) -> r.Label:
 
 
 LABEL_COLUMNS = [c.key for c in s.LabelRow.__table__.columns]
+LABEL_SELECT = "SELECT " + ", ".join(LABEL_COLUMNS) + " FROM labels"
 _UTC = s.UTCDateTime()
+
+
+def _time(v: Any) -> datetime | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v
+
+
+_KIND = {str(k): k for k in r.LabelKind}
+_STATE = {str(k): k for k in r.ReviewState}
+_ORIGIN = {str(k): k for k in r.LabelOrigin}
+
+
+def label_from_tuple(t: tuple[Any, ...]) -> r.Label:
+    """A label from a plain row of ``LABEL_SELECT`` (the fast path: no SQLAlchemy result processing)."""
+    (id_, video_id, kind, class_name, state, origin, frame, start_frame, end_frame, rle_counts, rle_h, rle_w,
+     x0, y0, x1, y1, track_id, score, model_version_id, run_id, created_by, created_at, reviewed_by, reviewed_at,
+     reason, version, updated_by, updated_at) = t  # fmt: skip
+    return r.Label(
+        id_,
+        video_id,
+        _KIND[kind],
+        class_name,
+        _STATE[state],
+        _ORIGIN[origin],
+        frame,
+        start_frame,
+        end_frame,
+        {"size": [rle_h, rle_w], "counts": rle_counts} if rle_counts is not None else None,
+        (x0, y0, x1, y1) if x0 is not None else None,
+        track_id,
+        score,
+        model_version_id,
+        run_id,
+        created_by,
+        _time(created_at),
+        reviewed_by,
+        _time(reviewed_at),
+        reason,
+        version,
+        updated_by,
+        _time(updated_at),
+    )
 
 
 def label_from_mapping(m: Any) -> r.Label:

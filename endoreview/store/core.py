@@ -15,6 +15,7 @@ import getpass
 import logging
 import random
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -144,6 +145,8 @@ class StoreBase:
         self.url = describe_url(engine.url)
         self.path = sqlite_path(engine.url)
         self._local = threading.local()
+        self._raw_lock = threading.Lock()
+        self._raw_cons: list[Any] = []
 
     def last_change_id(self) -> int | None:
         """The change set written by this thread's last successful write (None if it changed nothing audited).
@@ -157,6 +160,14 @@ class StoreBase:
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
+        with self._raw_lock:
+            for con in self._raw_cons:
+                try:
+                    con.close()
+                except Exception:  # closing at shutdown: nothing left to protect
+                    log.debug("closing a read connection failed", exc_info=True)
+            self._raw_cons.clear()
+        self._local = threading.local()
         self.engine.dispose()
 
     def __enter__(self) -> StoreBase:
@@ -196,6 +207,39 @@ class StoreBase:
                 log.debug("database busy during %r; retrying in %.2f s", summary, delay)
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 1.0)
+
+    def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Hot read paths (frame lookup, timeline): plain SQL with ``?`` placeholders.
+
+        On SQLite it runs on this thread's own long-lived DBAPI connection (same pragmas, autocommit reads, so
+        each statement sees every committed write) without SQLAlchemy's per-statement overhead; elsewhere it goes
+        through a pooled SQLAlchemy connection.
+        """
+        if self.dialect != "sqlite":
+            with self._read_conn() as conn:
+                return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), params)]
+        con = getattr(self._local, "raw", None)
+        if con is None:
+            with self._translate("reading"):
+                con = self.engine.raw_connection()
+            with self._raw_lock:
+                self._raw_cons.append(con)
+            self._local.raw = con
+        deadline = time.monotonic() + RETRY_SECONDS
+        while True:
+            try:
+                cur = con.cursor()
+                try:
+                    return cur.execute(sql, params).fetchall()
+                finally:
+                    cur.close()
+            except sqlite3.OperationalError as e:
+                if "locked" in str(e) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise StoreError(f"reading the database failed: {e}") from e
+            except sqlite3.DatabaseError as e:
+                raise NotADatabaseError(self.url, f"it is damaged ({e})") from e
 
     @contextmanager
     def _read_conn(self) -> Iterator[Connection]:

@@ -194,7 +194,7 @@ class LabelRow(Editable, Base):
         CheckConstraint(_in("state", ReviewState), name="state"),
         CheckConstraint(_in("origin", LabelOrigin), name="origin"),
         CheckConstraint("end_frame IS NULL OR end_frame > start_frame", name="segment_order"),
-        Index(None, "video_id", "frame"),
+        Index(None, "video_id", "frame", "kind", "state"),  # frame lookup + covering index for the timeline
         Index(None, "video_id", "kind", "start_frame"),
         Index(None, "run_id"),
     )

@@ -208,3 +208,14 @@ def test_unreachable_postgresql_gives_a_readable_error():
     with pytest.raises(errors.DatabaseOpenError) as e:
         Store.open("postgresql+psycopg://u:secret@127.0.0.1:1/none?connect_timeout=2")
     assert "secret" not in str(e.value) and "127.0.0.1" in str(e.value)
+
+
+def test_migrations_build_exactly_the_schema_module(db_url):
+    """A model change without a migration (or the reverse) fails here, on SQLite and PostgreSQL."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from endoreview.store.schema import Base
+
+    with Store.open(db_url) as s, s.engine.connect() as c:
+        assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []

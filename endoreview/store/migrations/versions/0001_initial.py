@@ -285,7 +285,11 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_labels_run_id"), ["run_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_labels_video_id_frame"), ["video_id", "frame"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_labels_video_id_frame_kind_state"),
+            ["video_id", "frame", "kind", "state"],
+            unique=False,
+        )
         batch_op.create_index(
             batch_op.f("ix_labels_video_id_kind_start_frame"),
             ["video_id", "kind", "start_frame"],
@@ -330,7 +334,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_labels_video_id_kind_start_frame"))
-        batch_op.drop_index(batch_op.f("ix_labels_video_id_frame"))
+        batch_op.drop_index(batch_op.f("ix_labels_video_id_frame_kind_state"))
         batch_op.drop_index(batch_op.f("ix_labels_run_id"))
 
     op.drop_table("labels")
