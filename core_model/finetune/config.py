@@ -68,11 +68,13 @@ class FinetuneConfig:
     num_workers: int = 0
     # run control
     seed: int = 0
-    patience: int = 0  # early stopping: epochs without improvement of ``monitor``; 0 disables
+    patience: int = 0  # early stopping: validations without improvement of ``monitor``; 0 disables
     monitor: str = ""  # e.g. "classification/f1"; "" = the preset's choice
     select_best: bool = True  # export the best-``monitor`` epoch (False: the last epoch)
     max_steps_per_epoch: int = 0  # 0: no cap
     eval_clip_stride: int = 0  # evaluation clips step; 0 = num_frames (non-overlapping)
+    eval_every: int = 1  # validate every N epochs (and always after the last one)
+    export_fp16: bool = False  # store the exported weights as float16 (half the size)
     head_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -324,17 +324,21 @@ def finetune(
         iteration += n_steps
         train_metrics = stats.summary()
         val_metrics: dict[str, float] = {}
-        if val_ds is not None:
+        due = (epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs
+        if val_ds is not None and due:
             val_metrics = evaluate(model, val_ds, device, autocast, batch_size=max(1, batch_size)).metrics
-        score = val_metrics.get(monitor, -train_metrics["loss"])
-        improved = _better(score, best)
+        if val_ds is not None and not due:
+            score = None  # not validated this epoch: neither best nor a reason to stop
+        else:
+            score = val_metrics.get(monitor, -train_metrics["loss"])
+        improved = score is not None and _better(score, best)
         if improved:
             best, best_epoch, bad_epochs = score, epoch, 0
             if cfg.select_best:
                 atomic_save(
                     {"model": model.state_dict(), "epoch": epoch, "score": score}, out_dir / "best.pth"
                 )
-        else:
+        elif score is not None:
             bad_epochs += 1
         epoch_times.append(time.time() - t_ep)
         record = {
@@ -393,7 +397,13 @@ def finetune(
         merge_lora(model.backbone)
     model.backbone.set_grad_checkpointing(False)
     metrics: dict[str, dict[str, float]] = {}
-    if val_ds is not None:
+    last = history[-1] if history else None
+    exported_epoch = (
+        best_epoch if cfg.select_best and (out_dir / "best.pth").exists() else (last or {}).get("epoch")
+    )
+    if last is not None and last["val"] and exported_epoch == last["epoch"] and cfg.mode != "lora":
+        metrics["val"] = dict(last["val"])  # the weights exported are the ones just validated
+    elif val_ds is not None:
         metrics["val"] = evaluate(model, val_ds, device, autocast, batch_size=max(1, batch_size)).metrics
     if test_seqs:
         test_ds = ClipDataset(test_seqs, cfg, classes, train=False, cache=cache)
@@ -416,7 +426,9 @@ def finetune(
         "plan": plan.as_dict(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    model_dir = export_model_dir(model.cpu(), cfg, classes, out_dir / "model", provenance)
+    model_dir = export_model_dir(
+        model.cpu(), cfg, classes, out_dir / "model", provenance, fp16=cfg.export_fp16
+    )
     result = FinetuneResult(str(model_dir), metrics, history, seconds, plan.as_dict())
     (out_dir / "result.json").write_text(
         json.dumps(
