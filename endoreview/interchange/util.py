@@ -208,6 +208,8 @@ def parse_xml(data: bytes, file: str | os.PathLike) -> XNode:
         raise InterchangeError(
             file, f"XML does not parse ({expat.ErrorString(e.code)})", line=e.lineno
         ) from None
+    except (LookupError, ValueError) as e:  # e.g. an unknown encoding in the XML declaration
+        raise InterchangeError(file, f"XML does not parse ({e})", line=parser.CurrentLineNumber) from None
     if not root:
         raise InterchangeError(file, "XML has no root element")
     return root[0]

@@ -55,6 +55,13 @@ def read_coco(
     return parse_coco(data, src, root)
 
 
+def _key(v: Any, src: str, where: str) -> Any:
+    """Ids must be integers or strings (they are looked up)."""
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise InterchangeError(src, f"id must be an integer or a string, got {v!r:.40}", field=where)
+    return v
+
+
 def _req(d: Any, key: str, where: str, src: str) -> Any:
     if not isinstance(d, dict):
         raise InterchangeError(src, "must be an object", field=where)
@@ -74,7 +81,7 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
         raise InterchangeError(src, "'images', 'annotations' and 'categories' must be lists")
     cat_names: dict[int, str] = {}
     for i, c in enumerate(cats):
-        cid = _req(c, "id", f"categories[{i}]", src)
+        cid = _key(_req(c, "id", f"categories[{i}]", src), src, f"categories[{i}].id")
         name = _req(c, "name", f"categories[{i}]", src)
         if not isinstance(name, str) or not name:
             raise InterchangeError(
@@ -83,7 +90,7 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
         cat_names[cid] = name
     video_names: dict[Any, str] = {}
     for i, v in enumerate(data.get("videos", []) or []):
-        vid = _req(v, "id", f"videos[{i}]", src)
+        vid = _key(_req(v, "id", f"videos[{i}]", src), src, f"videos[{i}].id")
         video_names[vid] = str(v.get("name") or v.get("file_name") or f"video_{vid}")
 
     # ---- images -> (video name, frame index)
@@ -91,7 +98,7 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
     by_dir: dict[str, list[tuple[str, dict, int]]] = defaultdict(list)
     for i, im in enumerate(images):
         w = f"images[{i}]"
-        iid = _req(im, "id", w, src)
+        iid = _key(_req(im, "id", w, src), src, f"{w}.id")
         fname = _req(im, "file_name", w, src)
         width = _req(im, "width", w, src)
         height = _req(im, "height", w, src)
@@ -103,6 +110,8 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
             raise InterchangeError(src, f"duplicate image id {iid!r}", field=f"{w}.id")
         safe_join(image_root, fname, src, field=f"{w}.file_name")
         vid = im.get("video_id")
+        if vid is not None:
+            _key(vid, src, f"{w}.video_id")
         fidx = im.get("frame_index", im.get("frame_id"))
         if vid is not None and fidx is not None:
             if not isinstance(fidx, int) or isinstance(fidx, bool) or fidx < 0:
@@ -134,8 +143,8 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
     # ---- annotations
     for i, a in enumerate(anns):
         w = f"annotations[{i}]"
-        iid = _req(a, "image_id", w, src)
-        cid = _req(a, "category_id", w, src)
+        iid = _key(_req(a, "image_id", w, src), src, f"{w}.image_id")
+        cid = _key(_req(a, "category_id", w, src), src, f"{w}.category_id")
         if iid not in frame_of:
             raise InterchangeError(src, f"image_id {iid!r} is not in 'images'", field=f"{w}.image_id")
         if cid not in cat_names:

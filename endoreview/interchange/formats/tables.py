@@ -33,13 +33,24 @@ def _read_text(path: str | os.PathLike, src: str) -> str:
         raise InterchangeError(src, f"not UTF-8 text (byte {e.start})") from None
 
 
+def _csv_rows(text: str, src: str) -> list[list[str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as e:
+        raise InterchangeError(src, f"not a valid CSV ({e})", line=reader.line_num) from None
+    return rows
+
+
 def read_segment_csv(
     path: str | os.PathLike, *, num_frames: dict[str, int] | None = None, source_name: str | None = None
 ) -> Collection:
     """Parse a segment CSV. ``num_frames`` (video name -> frame count) enables the range check at read time."""
     src = source_name or str(path)
     text = _read_text(path, src)
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = _csv_rows(text, src)
     if not rows:
         raise InterchangeError(src, "empty file; expected header video,start_frame,end_frame,label", line=1)
     header = [h.strip().lower() for h in rows[0]]
@@ -100,7 +111,7 @@ def read_video_label_csv(
     src = source_name or str(path)
     text = _read_text(path, src)
     out = []
-    for ln, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+    for ln, row in enumerate(_csv_rows(text, src), start=1):
         if not row or all(not c.strip() for c in row):
             continue
         if ln == 1 and (
