@@ -122,7 +122,7 @@ def render_polyp(
         height = np.where(use_stalk, h_stalk, height)
         alpha = np.maximum(alpha, a_stalk)
     # shading: the light is at the camera, so the dome top is bright and the rim falls off
-    shade = 0.3 + 0.72 * height**0.8
+    shade = 0.15 + 0.88 * height**0.9
     tex = cv2.resize(p.texture, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     spec = np.clip(height - 0.9, 0, None) * 10.0 * (0.2 + 0.8 * (tex > 0.3))
     # a soft contact shadow on the wall around the polyp (outside it), strongest on the side towards the lumen

@@ -195,3 +195,26 @@ def test_out_of_range_index_names_the_file(long_gop_h264):
         assert r.get_batch([]).shape == (0, SIZE, SIZE, 3)
     with pytest.raises(VideoError, match="closed"):
         r[0]
+
+
+def test_one_reader_per_thread_reads_exact_frames_concurrently(long_gop_h264):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(seed: int) -> list[tuple[int, int]]:
+        rng = np.random.default_rng(seed)
+        with VideoReader(long_gop_h264) as r:
+            return [(int(i), read_code(r[int(i)])) for i in rng.integers(0, N_LONG, 8)]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = [pair for chunk in pool.map(work, range(3)) for pair in chunk]
+    assert all(want == got for want, got in results)
+
+
+def test_keyframes_and_sorted_runs_for_caches(tmp_path):
+    """A cache can ask where decoding is cheap and fetch a whole run in one call."""
+    p = write_video(tmp_path / "gop10.mp4", (code_frame(i) for i in range(50)), gop=10, bframes=0)
+    with VideoReader(p) as r:
+        kf = r.keyframe_indices()
+        assert kf.tolist() == list(range(0, 50, 10))
+        run = r.get_batch(range(kf[2], kf[3]))
+        assert [read_code(f) for f in run] == list(range(20, 30))
