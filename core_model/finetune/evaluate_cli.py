@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="endofm evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--manifest", required=True, help="training manifest JSON")
-    p.add_argument("--split", default="test", help="train | val | test | unassigned (default test)")
+    p.add_argument("--split", default="test", help="train | val | test | unassigned | all (default test)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's heads")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=2)

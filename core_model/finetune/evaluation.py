@@ -51,7 +51,8 @@ def evaluate_model_dir(
         classes["mask"] = tuple(model.heads["segmentation"].classes)
     if "detection" in tasks:
         classes["box"] = tuple(model.heads["detection"].classes)
-    seqs = build_sequences(manifest).get(split, [])
+    by_split = build_sequences(manifest)
+    seqs = [q for qs in by_split.values() for q in qs] if split == "all" else by_split.get(split, [])
     if not seqs:
         raise ValueError(f"{manifest_path}: no video in split {split!r}")
     check_files(seqs)
