@@ -66,7 +66,7 @@ def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ResumeError(f"{path}: no checkpoint to resume from (run without --resume to start a new run)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ResumeError(f"{path}: cannot read checkpoint: {exc}") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -76,25 +76,18 @@ class TrainResult:
 
 
 def _load_init_head(path: str, head: nn.Module) -> bool:
-    """Load ``head.*`` weights from an SVT/Endo-FM style checkpoint when every tensor matches; else leave it."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a model directory or safetensors file: it has no DINO head
-        return False
-    if isinstance(obj, dict) and isinstance(obj.get("teacher"), dict):
-        obj = obj["teacher"]
-    if not isinstance(obj, dict):
-        return False
-    prefixes = ("module.head.", "head.")
-    found = {}
-    for k, v in obj.items():
-        for pre in prefixes:
-            if isinstance(k, str) and k.startswith(pre) and torch.is_tensor(v):
-                found[k[len(pre) :]] = v
+    """Load the DINO head from a checkpoint that has one (SVT / Endo-FM pretraining layouts) when every tensor
+    matches this head's shapes; otherwise leave the head as initialised and say so."""
+    from core_model.checkpoint import load_backbone_state_dict
+
+    extra = load_backbone_state_dict(path).extra or {}
+    found = {k[len("head.") :]: v for k, v in extra.items() if k.startswith("head.")}
     expected = head.state_dict()
     if set(found) != set(expected) or any(found[k].shape != expected[k].shape for k in expected):
         if found:
-            log.info("%s: DINO head keys do not match this head's shapes; the head starts from scratch", path)
+            log.info(
+                "%s: its DINO head does not match this head's shapes; the head starts from scratch", path
+            )
         return False
     head.load_state_dict(found, strict=True)
     return True
