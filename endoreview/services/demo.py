@@ -41,7 +41,7 @@ class DemoSpec:
         DemoVideo("demo_colon_c", 303),
         DemoVideo("demo_colon_d", 404),
     )
-    n_frames: int = 180
+    n_frames: int = 150
     size: int = 256
     fps: int = 30
 

@@ -138,3 +138,22 @@ def _video_entry(mf: Any, video: Any, labels: Sequence[Label], library: LibraryS
         site=video.meta.get("site") if isinstance(video.meta.get("site"), str) else None,
         dense=video.review_status == ReviewStatus.REVIEWED,
     )
+
+
+class ManifestService:
+    """``ManifestService(store, library).snapshot_manifest(video_ids, split=...)``: see :func:`snapshot_manifest`."""
+
+    def __init__(self, store: Store, library: LibraryService | None = None):
+        self.store = store
+        self.library = library or LibraryService(store)
+
+    def snapshot_manifest(
+        self,
+        video_ids: Sequence[int],
+        split: str | Mapping[int, str] = "train",
+        out_path: str | os.PathLike | None = None,
+        **kw: Any,
+    ) -> Any:
+        return snapshot_manifest(
+            self.store, video_ids, split=split, library=self.library, out_path=out_path, **kw
+        )

@@ -157,5 +157,7 @@ def test_snapshot_splits_by_video(store, video):
         )  # fmt: skip
     m = snapshot_manifest(store, ids, split="auto", val_fraction=0.34)
     assert sorted(v.split for v in m.videos) == ["train"] * 4 + ["val"] * 2
-    m2 = snapshot_manifest(store, ids, split={ids[0]: "test"})
+    from endoreview.services.manifest import ManifestService
+
+    m2 = ManifestService(store).snapshot_manifest(ids, split={ids[0]: "test"})
     assert [v.split for v in m2.videos] == ["test"] + ["unassigned"] * 5

@@ -219,3 +219,26 @@ def test_migrations_build_exactly_the_schema_module(db_url):
 
     with Store.open(db_url) as s, s.engine.connect() as c:
         assert compare_metadata(MigrationContext.configure(c), Base.metadata) == []
+
+
+def test_a_busy_database_is_retried_not_reported(tmp_path, caplog):
+    """Another process holding the write lock longer than the busy timeout: the store backs off and retries."""
+    import threading
+    import time
+
+    f = tmp_path / "labels.sqlite3"
+    with Store.open(str(f), reviewer="alice", sqlite_pragmas={"busy_timeout": 20}) as s:
+        populate(s)
+        video = s.list_videos()[0]
+        other = sqlite3.connect(f, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a writer in another connection holds the lock ...
+        release = threading.Timer(0.6, lambda: other.execute("COMMIT"))
+        release.start()  # ... for 0.6 s, thirty times the busy timeout
+        t0 = time.monotonic()
+        try:
+            lab = s.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 3, 3))])[0]
+        finally:
+            release.join()
+            other.close()
+        assert time.monotonic() - t0 >= 0.5
+        assert s.get_label(lab.id).bbox == (0.0, 0.0, 3.0, 3.0)
