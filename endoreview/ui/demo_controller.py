@@ -39,8 +39,13 @@ class DemoController(QObject):
         self.result = None
         self.notice: str | None = None
         self._bridge = _Progress(self)
-        self._bridge.progress.connect(lambda d, t, text: self.message.emit(f"Demo: {text} ({d + 1}/{t})"))
+        self._bridge.progress.connect(self._progress)
         self.task: Task | None = None
+        self.spec = None  # DemoSpec; None = the default demo
+
+    def _progress(self, done: int, total: int, text: str) -> None:
+        self.message.emit(f"Demo: {text} ({done + 1}/{total})")
+        self.library.widget.set_empty_text(f"Setting up the demo: {text} ({done + 1} of {total})…")
 
     def start(self) -> None:
         if self.running:
@@ -51,10 +56,13 @@ class DemoController(QObject):
 
         def work(task: Task):  # noqa: ANN202
             check_off_gui_thread("db", "demo set-up")
-            from endoreview.services.demo import setup_demo
+            from endoreview.services.demo import DemoSpec, setup_demo
 
             return setup_demo(
-                self.backend.store, progress=self._bridge.progress.emit, cancelled=lambda: task.cancelled
+                self.backend.store,
+                self.spec or DemoSpec(),
+                progress=self._bridge.progress.emit,
+                cancelled=lambda: task.cancelled,
             )
 
         self.task = self.runner.submit(

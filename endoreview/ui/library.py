@@ -239,16 +239,27 @@ class LibraryWidget(QWidget):
         hh.setSectionResizeMode(6, QHeaderView.ResizeMode.Interactive)
         hh.resizeSection(6, 220)
         self.table.doubleClicked.connect(self._open)
+        self.notice = QLabel()
+        self.notice.setObjectName("libraryNotice")
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color:#ffb74d; padding: 4px;")
+        self.notice.setVisible(False)
         self.empty = QLabel()
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setStyleSheet("color:#bbb; font-size: 13pt; padding: 24px;")
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
+        lay.addWidget(self.notice)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.empty)
         self.setAcceptDrops(True)
         self.set_empty_text("Loading library…")
+
+    def set_notice(self, text: str) -> None:
+        """A persistent line above the table (e.g. "demo model not installed", the research-use notice)."""
+        self.notice.setText(text)
+        self.notice.setVisible(bool(text))
 
     def set_empty_text(self, text: str) -> None:
         self.empty.setText(text)

@@ -92,6 +92,8 @@ class MainWindow(QMainWindow):
         self.library_ctl.refreshed.connect(self._on_library)
         self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
         self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
+        self.demo_ctl.noticeChanged.connect(self.library.set_notice)
+        self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
         self.resize(1280, 800)
@@ -205,6 +207,8 @@ class MainWindow(QMainWindow):
         self.show_message(f"Database error: {exc}")
 
     def _on_library(self, rows: list) -> None:
+        if any(r.finding for r in rows) and not self.demo_ctl.notice:
+            self.library.set_notice(f"Model findings are shown. {RESEARCH_NOTICE}")
         if not rows and not self.demo_ctl.running:
             self.library.set_empty_text(
                 "The library is empty.\nImport videos (Ctrl+I or drop files here), or click “Open demo” for "

@@ -1,0 +1,71 @@
+"""The built-in demo: phantom videos generated once, imported, analysed or a clear notice without the demo model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from endoreview.services import demo
+from endoreview.services.demo import DemoSpec, DemoVideo, setup_demo
+
+SMALL = DemoSpec(videos=(DemoVideo("demo_a", 1), DemoVideo("demo_b", 2)), n_frames=16, size=128)
+
+
+def test_demo_setup_imports_videos_once_and_says_when_the_model_is_missing(tmp_path, monkeypatch):
+    from endoreview.store import Store
+
+    monkeypatch.setattr(demo, "demo_model_dir", lambda: None)
+    with Store.open(str(tmp_path / "db.sqlite3"), reviewer="t") as store:
+        first = setup_demo(store, SMALL)
+        assert first.generated == 2 and len(first.video_ids) == 2 and first.to_analyse == first.video_ids
+        assert first.model_dir is None and "not installed" in first.notice
+        videos = store.list_videos()
+        assert sorted(v.frame_count for v in videos) == [16, 16]
+        again = setup_demo(store, SMALL)
+        assert again.generated == 0 and again.video_ids == first.video_ids  # nothing duplicated
+
+
+def test_demo_uses_the_bundled_model_when_present(tmp_path, monkeypatch):
+    from endoreview.store import Store
+
+    model = tmp_path / "demo_model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"format": "x"}))
+    (model / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(demo, "demo_model_dir", lambda: model)
+    with Store.open(str(tmp_path / "db.sqlite3"), reviewer="t") as store:
+        r = setup_demo(store, SMALL)
+    assert r.notice is None and r.model_dir == str(model)
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_demo_from_the_app(qtbot, main_window, tmp_path, monkeypatch, with_model):
+    win = main_window
+    win.demo_ctl.spec = SMALL
+    if with_model:
+        model = tmp_path / "demo_model"
+        model.mkdir()
+        (model / "model.json").write_text(json.dumps({"format": "x"}))
+        (model / "model.safetensors").write_bytes(b"")
+        monkeypatch.setattr(demo, "demo_model_dir", lambda: model)
+        win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+    else:
+        monkeypatch.setattr(demo, "demo_model_dir", lambda: None)
+        import endoreview.ui.backend as backend_mod
+
+        monkeypatch.setattr(backend_mod, "demo_model_dir", lambda: None)
+    with qtbot.waitSignal(win.demo_ctl.ready, timeout=60000):
+        win.act_demo.trigger()
+    qtbot.waitUntil(lambda: len(win.library.model.rows) == 2, timeout=10000)
+    if with_model:
+        with qtbot.waitSignal(win.analysis_ctl.finished, timeout=60000) as sig:
+            pass
+        assert sig.args[0].state == "succeeded", sig.args[0].log_text
+        qtbot.waitUntil(lambda: all(r.finding for r in win.library.model.rows), timeout=10000)
+        assert "abnormal in 50% of frames" in win.library.model.rows[0].finding
+        assert "not a medical device" in win.library.notice.text()
+    else:
+        assert "not installed" in win.demo_ctl.notice
+        assert win.library.notice.isVisible() and "not installed" in win.library.notice.text()
+        assert not win.jobs.jobs
