@@ -98,8 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(*_: Any) -> None:
         cancelled["flag"] = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(args, cancelled)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
 
     def progress(done: int, total: int, item: str) -> None:
         _emit({"event": "progress", "done": done, "total": total, "item": item})

@@ -1,0 +1,150 @@
+"""The headless CLI, DICOM bad input, prediction-run export, PolypDiag/KUMC through the store."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from endoreview.interchange import raster
+from endoreview.interchange.dicom import extract_dicom_video
+from endoreview.interchange.exporter import Exporter, ExportOptions
+from endoreview.interchange.importer import Importer
+from endoreview.interchange.model import InterchangeError
+from endoreview.store.records import LabelKind, ReviewState
+from tests.interchange.builders import disk, frame_image, make_dicom_video, make_kvasir, voc, write_img
+from tests.interchange.test_import_export import _video
+
+
+def test_cli_import_check_export(tmp_path, capsys):
+    from endoreview.interchange.cli import main
+
+    make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=2)
+    db = tmp_path / "cli.sqlite3"
+    assert main(["check", str(tmp_path / "ds")]) == 0
+    check = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert check["layout"] == "kvasir-seg" and check["masks"] == 2 and check["boxes"] == 2
+    assert main(["--db", str(db), "--project", "study", "import", "dataset", str(tmp_path / "ds")]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["event"] == "progress" and lines[-1]["event"] == "done" and lines[-1]["labels_added"] == 4
+    assert (
+        main(
+            [
+                "--db",
+                str(db),
+                "--project",
+                "study",
+                "export",
+                "yolo-det",
+                str(tmp_path / "out"),
+                "--reviewed",
+                "--frames",
+            ]
+        )
+        == 0
+    )
+    done = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert done["labels"] == 4 and done["frames_written"] == 2 and (tmp_path / "out" / "data.yaml").is_file()
+    (tmp_path / "bad.csv").write_text("video,start_frame,end_frame,label\ncju0000abc,5,2,polyp\n")
+    assert main(["--db", str(db), "--project", "study", "import", "labels", str(tmp_path / "bad.csv")]) == 1
+    done = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "bad.csv:2" in done["failed"][0][1]
+    assert main(["check", str(tmp_path / "missing")]) == 2
+
+
+def test_dicom_bad_inputs(tmp_path):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"\0" * 128 + b"DICM" + b"\x01\x02garbage")
+    with pytest.raises(InterchangeError, match="junk.dcm"):
+        extract_dicom_video(junk, tmp_path / "out")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.PatientName = "X"
+    ds.preamble = b"\0" * 128
+    ds.save_as(tmp_path / "still.dcm", enforce_file_format=True)
+    with pytest.raises(InterchangeError) as e:
+        extract_dicom_video(tmp_path / "still.dcm", tmp_path / "out")
+    assert e.value.field == "TransferSyntaxUID" and "not an encapsulated video" in e.value.reason
+    frames = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
+    make_dicom_video(tmp_path / "a.dcm", frames)
+    make_dicom_video(tmp_path / "b.dcm", frames)  # same pixels, another study: another pseudonymous id
+    assert (
+        extract_dicom_video(tmp_path / "a.dcm", tmp_path / "o").pseudo_id
+        != extract_dicom_video(tmp_path / "b.dcm", tmp_path / "o").pseudo_id
+    )
+
+
+def test_prediction_run_export_keeps_scores_and_reimports_as_suggestions(store, tmp_path):
+    from endoreview.services.predictions import PredictionRecorder
+
+    imp = Importer(store, work_dir=tmp_path / "w")
+    imp.import_videos([_video(tmp_path / "v" / "clip.mp4", n=6)])
+    v = store.list_videos()[0]
+    rle = raster.encode_mask(disk(48, 64, 30, 20, 8))
+    rec = PredictionRecorder(store, v.id, None)
+    events = [
+        {
+            "event": "frame",
+            "video": "clip",
+            "frame": f,
+            "probs": {"polyp": 0.9},
+            "masks": [{"label": "polyp", "score": 0.8, "rle": rle}],
+            "boxes": [{"label": "polyp", "score": 0.7, "bbox": [22.0, 12.0, 39.0, 29.0]}],
+        }
+        for f in range(6)
+    ] + [{"event": "video_done", "video": "clip", "probs": {"polyp": 0.9}}]
+    result = rec.record(events)
+    run_id = result.run.id
+    rep = Exporter(store).export(tmp_path / "o", ExportOptions("coco", run_ids=[run_id]))
+    doc = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    assert rep.labels >= 12 and all("score" in a for a in doc["annotations"])
+    from endoreview.store import Store
+
+    other = Store.open(str(tmp_path / "o.sqlite3"))
+    oi = Importer(other, work_dir=tmp_path / "w2")
+    oi.import_videos([tmp_path / "v" / "clip.mp4"])
+    r = oi.import_annotations(tmp_path / "o" / "annotations.json")
+    assert r.ok
+    labs = other.labels_for_video(other.list_videos()[0].id, kinds=["mask"])
+    assert len(labs) == 6 and all(
+        lab.state == ReviewState.SUGGESTED and lab.score == pytest.approx(0.8) for lab in labs
+    )
+    other.close()
+
+
+def test_polypdiag_and_kumc_through_the_store(store, tmp_path):
+    root = tmp_path / "PolypDiag"
+    for n, seed in (("a", 1), ("b", 2)):
+        _video(root / "videos" / f"{n}.mp4", n=4, seed=seed)
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("a.mp4,1\n")
+    (root / "splits" / "val.txt").write_text("b.mp4,0\n")
+    imp = Importer(store, work_dir=tmp_path / "w")
+    rep = imp.import_dataset(root)
+    assert rep.ok and rep.labels_added == 2
+    classes = {
+        store.get_video(vid).meta["import"]["name"]: [lab.class_name for lab in store.labels_for_video(vid)]
+        for vid in rep.videos_created
+    }
+    assert classes == {"a": ["abnormal"], "b": ["normal"]}
+    assert {store.get_video(vid).meta["import"]["split"] for vid in rep.videos_created} == {"train", "val"}
+
+    k = tmp_path / "KUMC" / "PolypsSet" / "val2019"
+    for i in range(1, 4):
+        write_img(k / "Image" / "12" / f"{i}.jpg", frame_image(32, 40, i))
+    (k / "Annotation" / "12").mkdir(parents=True)
+    (k / "Annotation" / "12" / "2.xml").write_text(voc("2.jpg", 40, 32, [("adenomatous", 5, 6, 20, 25)]))
+    rep = imp.import_dataset(tmp_path / "KUMC")
+    assert rep.ok and rep.labels_added == 1
+    vid = rep.videos_created[0]
+    box = store.labels_for_video(vid, kinds=[LabelKind.BOX])[0]
+    assert box.frame == 1 and box.bbox == (4.0, 5.0, 20.0, 25.0) and box.class_name == "adenomatous"
