@@ -358,6 +358,9 @@ class DetectionHead(TaskHead):
         cls, cfg: dict[str, Any], embed_dim: int, patch_size: int = 16, depth: int = 12
     ) -> DetectionHead:
         kwargs = {k: cfg[k] for k in cls._CONFIG_KEYS if k in cfg}
+        # FCOS's 256 FPN channels for the 768-wide ViT-B; narrower backbones get narrower towers (384 -> 128,
+        # 192 -> 64), which keeps the head's cost below the backbone's on a CPU
+        kwargs.setdefault("fpn_channels", min(256, max(64, (embed_dim // 3) // 32 * 32)))
         return cls(embed_dim, list(cfg.get("classes", [])), patch_size=patch_size, **kwargs)
 
     _CONFIG_KEYS = (

@@ -35,7 +35,7 @@ from torch import nn
 from core_model.heads.base import TaskHead, check_classes
 from core_model.heads.features import BackboneFeatures, evenly_spaced_blocks
 
-__all__ = ["SegmentationHead", "segmentation_loss"]
+__all__ = ["SegmentationHead", "default_decoder_channels", "segmentation_loss"]
 
 IGNORE_INDEX = -100
 DICE_SMOOTH = 1e-5
@@ -194,10 +194,17 @@ class SegmentationHead(TaskHead):
         skips = cfg.get("skip_blocks")
         if skips is None:  # default: 3 blocks spread over the depth (the final output is the 4th input)
             skips = evenly_spaced_blocks(depth, min(n_up, 3) + 1)[:-1]
-        channels = cfg.get("decoder_channels") or [max(16, 256 // 2**i) for i in range(n_up)]
+        channels = cfg.get("decoder_channels") or default_decoder_channels(embed_dim, n_up)
         return cls(
             embed_dim, list(cfg.get("classes", [])), skips, patch_size=patch_size, decoder_channels=channels
         )
+
+
+def default_decoder_channels(embed_dim: int, stages: int = 4) -> list[int]:
+    """TransUNet's (256, 128, 64, 16) for the 768-wide ViT-B, scaled with the width for smaller backbones
+    (384 -> 128, 64, 32, 16; 192 -> 64, 32, 16, 16) so the decoder never costs more than the backbone on a CPU."""
+    c0 = max(32, (embed_dim // 3) // 16 * 16)
+    return [max(16, c0 // 2**i) for i in range(stages - 1)] + [16]
 
 
 def segmentation_loss(logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -26,6 +26,16 @@ SIZE, T = 64, 4
 PRE = Preprocess(num_frames=T, img_size=(SIZE, SIZE), frame_stride=1, clip_stride=2)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: on a shared 2-core machine, OpenMP threads spinning against other processes make these
+    small CPU models 10x slower (measured: 26 s vs 256 s for the overfit test at load 11)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------------ planning
 @pytest.mark.parametrize(
     "n,t,s,c",
