@@ -96,6 +96,10 @@ class SegmentationHead(TaskHead):
     ):
         super().__init__()
         self.classes = check_classes(classes, "SegmentationHead")
+        if "background" in self.classes:
+            raise ValueError(
+                f"SegmentationHead classes {self.classes}: list only foreground classes, background is class 0"
+            )
         self.embed_dim = int(embed_dim)
         self.patch_size = int(patch_size)
         n_up = int(round(math.log2(self.patch_size)))
