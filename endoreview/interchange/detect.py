@@ -48,7 +48,7 @@ def detect_folder(root: Path) -> str | None:
         return "kvasir"
     if (root / "images").is_dir() and (root / "labels").is_dir():
         return "yolo"
-    if simple.find_case_folders(root):
+    if simple.find_case_folders(root) or simple.find_nested_case_roots(root):
         return "case-folders"
     return None
 

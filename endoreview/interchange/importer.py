@@ -272,6 +272,11 @@ class Importer:
         if not item.frame_files:
             raise InterchangeError(item.name, "no frames and no video file")
         files = item.frame_files
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise InterchangeError(
+                missing[0], f"frame image does not exist ({len(missing)} of {len(files)} missing)"
+            )
         parent = files[0].parent
         from core_model.video import natural_key
 

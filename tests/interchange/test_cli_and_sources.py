@@ -148,3 +148,51 @@ def test_polypdiag_and_kumc_through_the_store(store, tmp_path):
     vid = rep.videos_created[0]
     box = store.labels_for_video(vid, kinds=[LabelKind.BOX])[0]
     assert box.frame == 1 and box.bbox == (4.0, 5.0, 20.0, 25.0) and box.class_name == "adenomatous"
+
+
+def test_binary_mask_folder_for_a_video_file_one_based(store, tmp_path):
+    imp = Importer(store, work_dir=tmp_path / "w")
+    imp.import_videos([_video(tmp_path / "v" / "clip.mp4", n=5)])
+    vid = store.list_videos()[0].id
+    m = disk(48, 64, 30, 20, 8)
+    for n in (1, 5):  # 1-based names as exported by many tools: frames 0 and 4
+        write_img(tmp_path / "gt" / f"{n:04d}.png", (m * 255).astype(np.uint8))
+    rep = imp.import_annotations(tmp_path / "gt", layout="mask-folder", video_id=vid, base=1)
+    assert rep.ok and sorted(lab.frame for lab in store.labels_for_video(vid)) == [0, 4]
+    write_img(tmp_path / "gt" / "0006.png", (m * 255).astype(np.uint8))
+    rep = imp.import_annotations(tmp_path / "gt", layout="mask-folder", video_id=vid, base=1)
+    assert rep.failed and "0006.png" in rep.failed[0][1] and len(store.labels_for_video(vid)) == 2
+
+
+def test_coco_dataset_with_missing_image_fails_that_video_only(store, tmp_path):
+    for k in range(2):
+        write_img(tmp_path / "ds" / "caseA" / f"{k}.jpg", frame_image(20, 20, k))
+        write_img(tmp_path / "ds" / "caseB" / f"{k}.jpg", frame_image(20, 20, k))
+    imgs = [
+        {"id": i, "file_name": f"{c}/{k}.jpg", "width": 20, "height": 20}
+        for i, (c, k) in enumerate([(c, k) for c in "AB" for k in range(2)])
+    ]
+    for im in imgs:
+        im["file_name"] = "case" + im["file_name"]
+    imgs.append({"id": 9, "file_name": "caseB/7.jpg", "width": 20, "height": 20})
+    doc = {
+        "images": imgs,
+        "annotations": [{"id": 1, "image_id": 0, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+        "categories": [{"id": 1, "name": "polyp"}],
+    }
+    (tmp_path / "ds" / "coco.json").write_text(json.dumps(doc))
+    rep = Importer(store, work_dir=tmp_path / "w").import_dataset(tmp_path / "ds" / "coco.json")
+    assert len(rep.videos_created) == 1 and rep.labels_added == 1
+    assert rep.failed[0][0] == "caseB" and "7.jpg" in rep.failed[0][1]
+
+
+def test_format_layer_imports_no_qt_no_torch_no_database():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import endoreview.interchange.detect, endoreview.interchange.exporter, endoreview.interchange.importer;"
+        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

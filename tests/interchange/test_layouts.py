@@ -204,6 +204,11 @@ def test_sun_seg_case_folders(tmp_path):
     assert col.layout == "case-folders"
     v = col.video("case2")
     assert v.num_frames == 3 and [m.frame for m in v.masks] == [1, 2]
+    whole = read_path(root.parent)  # the SUN-SEG root: every */Frame tree
+    assert [(x.name, x.split) for x in whole.videos] == [
+        ("TrainDataset/case1", "train"),
+        ("TrainDataset/case2", "train"),
+    ]
     write_img(root / "GT" / "case1" / "case1_image0009.png", np.zeros((24, 30), np.uint8))
     with pytest.raises(InterchangeError, match="no matching frame"):
         read_path(root)

@@ -187,12 +187,48 @@ def find_case_folders(root: Path) -> tuple[Path, Path | None] | None:
     return None
 
 
+def find_nested_case_roots(root: Path, depth: int = 3) -> list[Path]:
+    """Folders below ``root`` (at most ``depth`` levels) that hold ``Frame/`` (SUN-SEG's TrainDataset/,
+    TestEasyDataset/Seen/, ...)."""
+    out: list[Path] = []
+    level = [root]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            for c in sorted(
+                (p for p in d.iterdir() if p.is_dir() and not is_junk(p.name)),
+                key=lambda p: natural_key(p.name),
+            ):
+                if (c / "Frame").is_dir():
+                    out.append(c)
+                else:
+                    nxt.append(c)
+        level = nxt
+    return out
+
+
 def read_case_folders(root: str | Path, *, label: str = "polyp", gt_root: Path | None = None) -> Collection:
-    """Each case folder is one video (frames in natural order); masks in the parallel GT folder match by file stem."""
+    """Each case folder is one video (frames in natural order); masks in the parallel GT folder match by file stem.
+
+    A dataset root with several ``*/Frame`` trees (SUN-SEG: ``TrainDataset``, ``TestEasyDataset/Seen`` ...) is read
+    as all of them; video names are then prefixed with the tree's path, and the split is ``train``/``test`` when the
+    path says so."""
     root = Path(root)
     found = find_case_folders(root)
     if found is None:
-        raise InterchangeError(root, "no per-case frame folders found")
+        nested = find_nested_case_roots(root) if root.is_dir() else []
+        if not nested:
+            raise InterchangeError(root, "no per-case frame folders found")
+        col = Collection(layout="case-folders", root=root)
+        for sub in nested:
+            part = read_case_folders(sub, label=label)
+            rel = sub.relative_to(root).as_posix()
+            split = "train" if "train" in rel.lower() else "test" if "test" in rel.lower() else None
+            for v in part.videos:
+                v.name = f"{rel}/{v.name}"
+                v.split = split
+            col.extend(part)
+        return col
     frames_root, gts = found
     gts = gt_root or gts
     col = Collection(layout="case-folders", root=root)
