@@ -166,7 +166,6 @@ class CatalogMixin(StoreBase):
                 meta=meta or {},
             )
             tx.add(row)
-            tx.video_id = row.id
             return convert.video(row, None)
 
         return self._write("Import video", fn)

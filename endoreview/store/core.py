@@ -112,6 +112,8 @@ class Tx:
             row.updated_by, row.updated_at = self.actor, self.now
         self.session.add(row)
         self.session.flush()
+        if self.video_id is None and row.__tablename__ == "videos":
+            self.video_id = row.id  # so the change set of an import names its video
         self.audit(row.__tablename__, row.id, "insert", None, convert.row_dict(row))
         return row
 

@@ -199,6 +199,10 @@ def test_remove_video_purges_predictions_keeps_reviewed_labels_unless_asked(stor
         store.get_video(video.id)
 
 
+def test_import_change_names_its_video(store, video):
+    assert store.changes_since(0, video_id=video.id)[0].summary == "Import video"
+
+
 def test_library_filters(store, video):
     other = store.add_video(
         video.project_id, path="/v/colon_b.mkv", path_is_relative=False, content_hash="p1:b", size_bytes=1,
