@@ -194,6 +194,7 @@ class Importer:
     ) -> ImportReport:
         report = report or ImportReport()
         report.issues += col.issues
+        report.issues += self._class_issues(col.videos)
         seq_root = (
             self.work_dir
             / "sequences"
@@ -318,6 +319,7 @@ class Importer:
                 col = read_path(path, layout=layout, work_dir=self.work_dir / "archives", base=base)
             report.issues += col.issues
             pairs = self._match_videos(col, video_id, path)
+            report.issues += self._class_issues([it for _, it in pairs])
             for video, item in pairs:
                 validate_item(item, video.frame_count, video.width, video.height)
             if on_progress:
@@ -399,6 +401,22 @@ class Importer:
                 )
             out.append((next(iter(cands.values())), it))
         return out
+
+    def _class_issues(self, items: Sequence[VideoItem]) -> list[Issue]:
+        """Class names the project's label set does not know (the labels are kept; the set can be extended)."""
+        from endoreview.services.projects import ProjectService
+
+        try:
+            known = {c.name for c in ProjectService(self.store).label_set_of(self.project_id).classes}
+        except StoreError:
+            return []
+        names = sorted({n for it in items for n in it.label_names()} - known)
+        return [
+            Issue(
+                "label set", f"class {n!r} is not in the project's label set (labels kept)", severity="info"
+            )
+            for n in names
+        ]
 
     # ================================================================== writing labels
     def _new_labels(self, video: Video, item: VideoItem) -> list[tuple[NewLabel, Provenance]]:
@@ -535,7 +553,10 @@ def validate_item(item: VideoItem, n: int, w: int, h: int) -> None:
 
 
 def expand_video_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files and folders -> import units (video files, DICOM files, image-sequence folders) and skipped files."""
+    """Files and folders -> import units (video files, DICOM files, image-sequence folders) and skipped files.
+
+    A folder is an image sequence when it holds images and no video files; images beside videos (cover pictures,
+    thumbnails) are skipped and reported."""
     units: list[Path] = []
     skipped: list[tuple[str, str]] = []
 
@@ -560,10 +581,19 @@ def expand_video_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], 
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not is_junk(d))
                 r = Path(root)
-                if any(Path(f).suffix.lower() in IMAGE_EXTS for f in files if not is_junk(f)):
+                visible = [f for f in files if not is_junk(f)]
+                has_images = any(Path(f).suffix.lower() in IMAGE_EXTS for f in visible)
+                has_videos = any(Path(f).suffix.lower() in VIDEO_EXTS for f in visible)
+                if has_images and not has_videos:
                     units.append(r)  # an image folder is one video (its images are the frames)
-                for f in sorted(files):
-                    consider_file(r / f)
+                for f in sorted(visible):
+                    p_f = r / f
+                    if has_images and has_videos and p_f.suffix.lower() in IMAGE_EXTS:
+                        skipped.append(
+                            (str(p_f), "an image beside videos (not a frame of an image-sequence folder)")
+                        )
+                    else:
+                        consider_file(p_f)
     return units, skipped
 
 

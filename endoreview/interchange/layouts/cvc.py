@@ -42,11 +42,12 @@ def find_root(root: Path) -> Path | None:
     for d in list(cands):
         if d is not root:
             cands += [e for e in sorted(d.iterdir()) if e.is_dir()]
-    for d in cands:
-        if (d / "Original").is_dir() and any((d / m).is_dir() for m in MASK_DIRS):
-            # prefer the TIF copy when both PNG/ and TIF/ exist (the original release format)
-            return d
-    return None
+    found = [d for d in cands if (d / "Original").is_dir() and any((d / m).is_dir() for m in MASK_DIRS)]
+    if not found:
+        return None
+    # prefer the TIF copy when both PNG/ and TIF/ ship (the original release format)
+    tif = [d for d in found if any(p.suffix.lower() in (".tif", ".tiff") for p in (d / "Original").iterdir())]
+    return (tif or found)[0]
 
 
 def read_cvc(
