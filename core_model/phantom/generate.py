@@ -26,8 +26,8 @@ def generate_video(
 ) -> Path:
     """Render a phantom video and write ``out_dir/<name>.mp4`` and ``out_dir/<name>.json``; returns the mp4 path.
 
-    Every frame is a keyframe-accurate H.264 picture at high quality (crf 18) so that models see the content, not
-    the codec; the ground truth is exact for the rendered frames."""
+    The video is H.264 (MPEG-4 Part 2 where libx264 is missing) at high quality (crf 18) with a keyframe every 32
+    frames, so models see the content rather than the codec; the ground truth is exact for the rendered frames."""
     from core_model.video import write_video
 
     out = Path(out_dir)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 Z_FAR = 6.0  # deeper than this the wall is black anyway (light < 1 %)
 LIGHT_Z = 0.75  # depth at which the endoscope light has fallen to half
-MIN_AREA_FRACTION = 2.5e-4  # a polyp showing fewer pixels than this (of the frame) is not drawn nor labelled
+MIN_AREA_FRACTION = 1e-3  # a polyp showing fewer pixels than this (of the frame) is not drawn nor labelled
+MIN_POLYP_LIGHT = 0.12  # nor one so deep in the lumen that it is too dark to see
 NORMAL_VIDEO_PROB = 0.35
 LUT_SIZE = 4096  # videos without any polyp
 
@@ -235,7 +236,10 @@ def render_video(
         # polyps, far to near
         for p in sorted(polyps, key=lambda q: -(q.z - cam.z[t])):
             zp = p.z - cam.z[t]
-            if not 0.12 < zp < 7.0:
+            if zp < 0.12:  # behind or at the lens
+                continue
+            lp = style.exposure / (1.0 + (zp / LIGHT_Z) ** 2.6)
+            if lp < MIN_POLYP_LIGHT * style.exposure:
                 continue
             th = p.theta + cam.roll[t]
             rp = fpx * tube_radius(p.theta) / zp
@@ -247,7 +251,6 @@ def render_video(
             inside = (alpha >= 0.5) & fov.mask[y0:y1, x0:x1]
             if int(inside.sum()) < min_area:
                 continue
-            lp = style.exposure / (1.0 + (zp / LIGHT_Z) ** 2.6)
             colour = wall.base_colour * np.asarray(p.tint, np.float32)
             col = colour[None, None, :] * (shade * (1 + p.texture_strength * tex) * lp)[..., None]
             a3 = alpha[..., None]
