@@ -62,6 +62,8 @@ class JobContext:
             job = store.get_job(job_id)
             if job.kind != kind:
                 raise ValueError(f"job {job_id} is a {job.kind} job, not {kind}")
+            if job.state != JobState.QUEUED:
+                raise ValueError(f"job {job_id} is already {job.state.value}; start a new job instead")
         self.job: Job = job
         if not job.log_path:
             from endoreview.paths import logs_dir

@@ -125,6 +125,10 @@ def test_sigterm_cancels_gracefully_keeping_committed_frames(sqlite_store, tmp_p
     assert run.state == "cancelled" and 0 < run.frames_done < 60
     assert len(store.frame_probs(run.id)) == run.frames_done  # everything that was committed is there
     assert jobs.reap() == []
+    again = subprocess.run(
+        jobs.command(job), cwd=ROOT, env=jobs.environment(env_for()), capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "already cancelled" in again.stdout
 
 
 def test_bad_arguments_and_unreadable_videos_are_reported(sqlite_store, tmp_path):
