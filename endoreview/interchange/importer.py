@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from endoreview.interchange import raster
-from endoreview.interchange.detect import read_path
+from endoreview.interchange.detect import detect_file, read_path
 from endoreview.interchange.dicom import extract_dicom_video, is_dicom
+from endoreview.interchange.formats.cvat import read_cvat_video
 from endoreview.interchange.model import (
     Collection,
     InterchangeError,
@@ -315,6 +316,13 @@ class Importer:
                 col = read_manifest_collection(path)
             elif layout == "mask-folder" or (layout is None and _is_mask_folder(path)):
                 col = self._read_mask_folders(path, video_id, base)
+            elif video_id is not None and (layout or detect_file(path)) == "cvat-video":
+                target = self.store.get_video(
+                    video_id
+                )  # CVAT shapes persist to the video's end: give its size
+                col = read_cvat_video(
+                    path, width=target.width, height=target.height, num_frames=target.frame_count
+                )
             else:
                 col = read_path(path, layout=layout, work_dir=self.work_dir / "archives", base=base)
             report.issues += col.issues

@@ -342,3 +342,16 @@ def test_selection_by_state_and_privacy(store, labelled, tmp_path):
     assert rep.frames_written == 6
     report = json.loads((tmp_path / "p" / "export_report.json").read_text())
     assert report["dropped"] and "smith" not in json.dumps(report)
+
+
+def test_cancel_inside_a_unit_rolls_that_unit_back(store, importer, tmp_path):
+    make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=1)
+    from endoreview.interchange.detect import read_path
+    from endoreview.interchange.model import BoxAnn, Provenance
+
+    col = read_path(tmp_path / "ds")
+    col.videos[0].boxes += [BoxAnn(0, "polyp", (1.0, 1.0, 5.0 + k, 6.0), Provenance("x")) for k in range(9)]
+    calls = []
+    rep = importer.import_collection(col, should_cancel=lambda: len(calls.append(1) or calls) > 2)
+    assert rep.cancelled and rep.units_done == 0
+    assert store.list_videos() == [] and _all_labels(store) == []
