@@ -355,3 +355,29 @@ def test_cancel_inside_a_unit_rolls_that_unit_back(store, importer, tmp_path):
     rep = importer.import_collection(col, should_cancel=lambda: len(calls.append(1) or calls) > 2)
     assert rep.cancelled and rep.units_done == 0
     assert store.list_videos() == [] and _all_labels(store) == []
+
+
+def test_private_manifest_export_reencodes_blanked_pseudonymous_videos(store, labelled, tmp_path):
+    from core_model.data.manifest import load_manifest
+    from core_model.video import VideoReader
+
+    set_text_region(store, [labelled.id], [40, 0, 64, 12])
+    rep = Exporter(store).export(
+        tmp_path / "pm",
+        ExportOptions(
+            "manifest",
+            selection="reviewed",
+            pseudonymize=True,
+            blank_text=True,
+            strip_metadata=True,
+            video_ids=[labelled.id],
+        ),
+    )
+    text = (tmp_path / "pm" / "manifest.json").read_text()
+    assert "smith" not in text and "sqlite" not in text and "alice" not in text
+    m = load_manifest(tmp_path / "pm" / "manifest.json")
+    v = m.videos[0]
+    assert v.id.startswith("v") and v.path == f"videos/{v.id}.mp4" and rep.frames_written == 8
+    with VideoReader(m.resolve_path(v)) as r:
+        assert len(r) == 8 and r[3][:12, 40:].mean() < 8 and r[3][20:, :30].mean() > 40
+    assert any("re-encoded" in d for d in rep.dropped)
