@@ -70,11 +70,7 @@ def _check_geometry(kind: str, v: dict[str, Any], frame_count: int) -> None:
             raise InvalidInputError("a box label needs a bbox")
     elif kind == r.LabelKind.SEGMENT:
         a, b = v.get("start_frame"), v.get("end_frame")
-        if (
-            a is None
-            or b is None
-            or not 0 <= a < b <= max(frame_count, b if frame_count == 0 else frame_count)
-        ):
+        if a is None or b is None or not 0 <= a < b or (frame_count > 0 and b > frame_count):
             raise InvalidInputError(f"a segment needs 0 <= start < end <= {frame_count}, got [{a}, {b})")
 
 

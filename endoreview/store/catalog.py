@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from endoreview.store import convert
@@ -211,7 +211,7 @@ class CatalogMixin(StoreBase):
                     or_(
                         func.lower(s.VideoRow.path).like(like),
                         func.lower(s.VideoRow.codec).like(like),
-                        func.lower(func.cast(s.VideoRow.meta, s.Text)).like(like),
+                        func.lower(cast(s.VideoRow.meta, Text)).like(like),
                     )
                 )
             q = q.order_by(s.VideoRow.id).offset(offset)
