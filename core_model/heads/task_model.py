@@ -80,6 +80,14 @@ class EndoFMTaskModel(nn.Module):
     def tasks(self) -> list[str]:
         return list(self.heads.keys())
 
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (in this model's namespace) that an optimiser should not decay."""
+        names = getattr(self.backbone, "no_weight_decay", lambda: set())()
+        return {f"backbone.{n}" for n in names}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.backbone.set_grad_checkpointing(enable)
+
     def features(self, x: torch.Tensor) -> BackboneFeatures:
         """One backbone pass: x ``[B, 3, T, H, W]`` -> ``BackboneFeatures``."""
         if x.dim() != 5:

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--clip-stride", type=int, default=None, help="override: frames between clip starts")
     ap.add_argument("--box-threshold", type=float, default=0.1, help="lowest box score written (default 0.1)")
     ap.add_argument("--max-boxes", type=int, default=20, help="most boxes written per frame (default 20)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the model (default: torch's; 1 on a busy machine)",
+    )
     return ap
 
 
@@ -155,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError("--batch-size must be >= 1 and --max-boxes >= 0")
         except InputError as exc:
             return fail(str(exc), 2)
+        if args.threads is not None:
+            if args.threads < 1:
+                return fail("--threads must be >= 1", 2)
+            import torch
+
+            torch.set_num_threads(args.threads)
         predictor = _load_predictor(args)
         if isinstance(predictor, str):
             return fail(predictor, 2)
