@@ -44,7 +44,7 @@ class ProxyCancelled(ProxyError):
 class ProxySpec:
     max_height: int = 540
     max_width: int = 960
-    gop: int = 10
+    gop: int = 4
     crf: int = 27
     preset: str = "veryfast"
 

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 REFINE_DELAY_MS = 150
+READAHEAD_DELAY_MS = (
+    90  # while the user scrubs, decode only what is asked for; read ahead once the playhead rests
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class PlayerController(QObject):
         self._refine = QTimer(self)
         self._refine.setSingleShot(True)
         self._refine.timeout.connect(self._request_full_res)
+        self._readahead = QTimer(self)
+        self._readahead.setSingleShot(True)
+        self._readahead.timeout.connect(self._start_readahead)
         self.record_presented = False
         self.presented: list[tuple[int, float]] = []
         self.late_frames = 0
@@ -121,6 +127,7 @@ class PlayerController(QObject):
     def close(self) -> None:
         self.pause()
         self._refine.stop()
+        self._readahead.stop()
         for server in (self._proxy, self._original):
             if server is not None:
                 server.close()
@@ -187,6 +194,11 @@ class PlayerController(QObject):
             return True
         return False
 
+    def _start_readahead(self) -> None:
+        primary = self._primary()
+        if primary is not None and not self.playing:
+            primary.prefetch_around(self.current, self.direction)
+
     def _present(self, index: int, frame: np.ndarray, full: bool) -> None:
         self.shown = (index, full)
         if self.record_presented:
@@ -220,6 +232,7 @@ class PlayerController(QObject):
         if self.current >= self.frame_count - 1:
             self.seek(0)
         self.playing = True
+        self._readahead.stop()
         self.direction = 1
         self._frame0, self._clock0 = self.current, time.perf_counter()
         self._primary().prefetch_around(self.current, 1)

@@ -102,7 +102,7 @@ class OverlayItem(pg.GraphicsObject):
         return self._rect
 
     def _paths_for(self, k: int, rle: dict) -> list[QPainterPath]:
-        key = (getattr(self, "_frame", -1), k, str(rle.get("counts"))[:64])
+        key = (k, hash(str(rle.get("counts"))), tuple(rle.get("size", ())))
         if key in self._paths:
             self._paths.move_to_end(key)
             return self._paths[key]

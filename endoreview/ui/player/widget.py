@@ -212,7 +212,9 @@ class PlayerWidget(QWidget):
                 )
             if self.video_label:
                 parts.append(f"<span style='color:#ddd'>video: <b>{self.video_label}</b></span>")
-        self.banner.setText("&nbsp;&nbsp;".join(parts))
+        text = "&nbsp;&nbsp;".join(parts)
+        if text != self.banner.text():
+            self.banner.setText(text)
 
     # ---- slots ------------------------------------------------------------------------------------------------
     def _on_source(self, source) -> None:  # noqa: ANN001
