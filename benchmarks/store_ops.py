@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     n_videos, n_long, long_frames = (20, 4, 25_000) if args.small else (200, 20, 100_000)
     lookups = args.lookups or (300 if args.small else 2000)
     edits = args.edits or (60 if args.small else 300)
-    tmp = Path(args.dir or tempfile.mkdtemp(prefix="store_ops-", dir=Path.cwd()))
+    tmp = Path(args.dir or tempfile.mkdtemp(prefix="store_ops-"))
     tmp.mkdir(parents=True, exist_ok=True)
     db = tmp / "bench.sqlite3"
     db.unlink(missing_ok=True)

@@ -132,6 +132,7 @@ def test_full_disk_rolls_the_action_back_with_a_clear_message(tmp_path):
         n_before = s.count_labels()
         cursor = s.change_cursor()
     pages = sqlite3.connect(f).execute("PRAGMA page_count").fetchone()[0]
+    before = digest(f)
     # the disk "fills up" at the current size: any growth fails (SQLITE_FULL), like ENOSPC would
     with Store.open(str(f), reviewer="alice", sqlite_pragmas={"max_page_count": pages}) as s:
         big = [NewLabel(video.id, "box", "polyp", frame=i % 20, bbox=(0, 0, 5, 5)) for i in range(3000)]
@@ -140,6 +141,7 @@ def test_full_disk_rolls_the_action_back_with_a_clear_message(tmp_path):
         assert s.count_labels() == n_before
         assert s.change_cursor() == cursor
         assert s.integrity_check() == "ok"
+    assert digest(f) == before, "the database file is exactly as it was"
     with Store.open(str(f)) as s:  # and the database still works once there is room again
         s.add_labels(big[:1])
 
