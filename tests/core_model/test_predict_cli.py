@@ -178,3 +178,20 @@ def test_frame_specs():
     assert parse_frames("0,10,20:23,100:200:50") == [0, 10, 20, 21, 22, 100, 150]
     with pytest.raises(ValueError, match="--frames"):
         parse_frames("a:b")
+
+
+def test_an_image_sequence_folder_is_one_video(model_dir, tmp_path):
+    import cv2
+
+    frames, _ = render_video(seed=3, n_frames=6, size=64)
+    folder = tmp_path / "Original"
+    folder.mkdir()
+    for i, frame in enumerate(frames, start=1):  # 1.png ... 6.png, natural order
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "preds.jsonl"
+    assert (
+        endofm(["predict", str(folder), "--model", str(model_dir), "--out", str(out), "--threads", "1"]) == 0
+    )
+    events = _events(out)
+    assert [e["frame"] for e in events if e["event"] == "frame"] == list(range(6))
+    assert all(m["rle"]["size"] == [64, 64] for e in events if e["event"] == "frame" for m in e["masks"])
