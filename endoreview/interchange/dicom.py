@@ -129,6 +129,8 @@ def extract_dicom_video(path: str | os.PathLike, out_dir: str | os.PathLike) -> 
         target.write_bytes(stream)
         return _probe(target, pid)
     fmt = VIDEO_TRANSFER_SYNTAXES[ts]
+    if fmt == "mpegvideo" and stream[:4] == b"\x00\x00\x01\xba":  # an MPEG-2 program stream, not elementary
+        fmt = "mpeg"
     with tempfile.TemporaryDirectory(dir=out_dir) as td:
         raw = Path(td) / f"stream.{fmt}"
         raw.write_bytes(stream)

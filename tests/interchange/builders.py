@@ -129,7 +129,9 @@ def decode_stream(data: bytes) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
 
 
-def make_dicom_video(path: Path, frames: np.ndarray, *, fps: int = 25, patient: str = "DOE^JOHN") -> bytes:
+def make_dicom_video(
+    path: Path, frames: np.ndarray, *, fps: int = 25, patient: str = "DOE^JOHN", fragments: int = 1
+) -> bytes:
     """A Video Endoscopic Image Storage object with an encapsulated H.264 stream, built with pydicom."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -163,7 +165,13 @@ def make_dicom_video(path: Path, frames: np.ndarray, *, fps: int = 25, patient: 
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    ds.PixelData = encapsulate([raw])
+    cuts = (
+        np.linspace(0, len(raw), fragments + 1).astype(int) & ~1
+    )  # even fragment lengths, as DICOM requires
+    cuts[-1] = len(raw)
+    ds.PixelData = (
+        encapsulate([raw[a:b] for a, b in zip(cuts[:-1], cuts[1:])]) if fragments > 1 else encapsulate([raw])
+    )
     ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=True)
     return raw

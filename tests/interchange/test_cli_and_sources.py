@@ -75,7 +75,12 @@ def test_dicom_bad_inputs(tmp_path):
         extract_dicom_video(tmp_path / "still.dcm", tmp_path / "out")
     assert e.value.field == "TransferSyntaxUID" and "not an encapsulated video" in e.value.reason
     frames = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3), dtype=np.uint8)
-    make_dicom_video(tmp_path / "a.dcm", frames)
+    raw = make_dicom_video(tmp_path / "a.dcm", frames, fragments=3)  # a stream split over several fragments
+    from core_model.video import VideoReader
+    from tests.interchange.builders import decode_stream
+
+    with VideoReader(extract_dicom_video(tmp_path / "a.dcm", tmp_path / "f").path) as r:
+        assert np.array_equal(np.stack([r[i] for i in range(len(r))]), decode_stream(raw))
     make_dicom_video(tmp_path / "b.dcm", frames)  # same pixels, another study: another pseudonymous id
     assert (
         extract_dicom_video(tmp_path / "a.dcm", tmp_path / "o").pseudo_id
