@@ -180,14 +180,15 @@ def render_video(
     if size < 32 or size % 2:
         raise ValueError(f"size must be an even number of pixels >= 32, not {size}")
     style = get_site(site)
-    rng = np.random.default_rng(seed)
+    # independent streams, so that the same seed gives the same scene (path, polyps, sites' text) at any size
+    rng_cam, rng_wall, rng_polyp, rng_misc = (np.random.default_rng([seed, k]) for k in range(4))
     T, H, W = n_frames, size, size
     fov = field_of_view(style, size)
-    cam = _camera(rng, T, fov)
+    cam = _camera(rng_cam, T, fov)
     fpx = 0.42 * fov.radius  # pixels per unit of (R / z)
-    shape_phase = [float(v) for v in rng.uniform(0, 2 * np.pi, 2)]
+    shape_phase = [float(v) for v in rng_cam.uniform(0, 2 * np.pi, 2)]
     wall = make_wall(
-        rng, style, float(cam.z.min()) - 0.5, float(cam.z.max()) + Z_FAR + 0.5, texture_cols(size)
+        rng_wall, style, float(cam.z.min()) - 0.5, float(cam.z.max()) + Z_FAR + 0.5, texture_cols(size)
     )
 
     def tube_radius(theta):
@@ -195,15 +196,15 @@ def render_video(
 
     # polyps: each is placed so that the camera passes it during the video
     polyps: list[PolypSpec] = []
-    if rng.uniform() >= NORMAL_VIDEO_PROB:
-        for k in range(int(rng.choice([1, 1, 1, 2]))):
-            t_best = rng.uniform(0.1, 0.9) * (T - 1)
+    if rng_polyp.uniform() >= NORMAL_VIDEO_PROB:
+        for k in range(int(rng_polyp.choice([1, 1, 1, 2]))):
+            t_best = rng_polyp.uniform(0.1, 0.9) * (T - 1)
             z_cam = float(np.interp(t_best, np.arange(T), cam.z))
-            polyps.append(make_polyp(rng, k + 1, z_cam + rng.uniform(0.35, 1.0)))
-    q_spec = rng.uniform(0.003, 0.012)  # fraction of the field that is specular
-    spec_wobble = _wander(rng, np.arange(T, dtype=np.float64), T)
-    overlay = _Overlay(style, size, seed, rng)
-    noise_rng = np.random.default_rng([seed, 1])
+            polyps.append(make_polyp(rng_polyp, k + 1, z_cam + rng_polyp.uniform(0.35, 1.0)))
+    q_spec = rng_misc.uniform(0.003, 0.012)  # fraction of the field that is specular
+    spec_wobble = _wander(rng_misc, np.arange(T, dtype=np.float64), T)
+    overlay = _Overlay(style, size, seed, rng_misc)
+    noise_rng = np.random.default_rng([seed, 4])
 
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     xx += 0.5

@@ -26,6 +26,13 @@ def test_deterministic_by_seed():
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 5
 
 
+def test_a_seed_is_the_same_scene_at_any_size():
+    _, small = render_video(3, n_frames=10, size=64)
+    _, large = render_video(3, n_frames=10, size=160)
+    assert [(t.kind, t.radius) for t in small.tracks] == [(t.kind, t.radius) for t in large.tracks]
+    np.testing.assert_allclose(small.lumen / 64, large.lumen / 160, atol=1e-3)
+
+
 def test_frames_shape_and_type(videos):
     frames, gt = videos[0]
     assert frames.shape == (40, 96, 96, 3) and frames.dtype == np.uint8
