@@ -199,9 +199,10 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
                 "files": len(rep.files),
                 "dropped": rep.dropped,
                 "cancelled": rep.cancelled,
+                "failed": rep.failed,
             }
         )
-        return 1 if rep.cancelled else 0
+        return 1 if rep.cancelled or rep.failed else 0
     except Exception as e:  # an entry point: report, never a traceback for expected failures
         from endoreview.interchange.exporter import ExportError
         from endoreview.interchange.model import InterchangeError

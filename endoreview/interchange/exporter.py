@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core_model.video import VideoError
 from endoreview.interchange.formats import coco, cvat, maskdir, tables, voc, yolo
 from endoreview.interchange.model import (
     BoxAnn,
@@ -93,6 +94,7 @@ class ExportReport:
     frames_written: int = 0
     names: dict[int, str] = field(default_factory=dict)  # video id -> exported name (not written to disk)
     cancelled: bool = False
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (video name, reason): frames not written
 
 
 def set_text_region(store: Store, video_ids: Sequence[int], rect: Sequence[int] | None) -> None:
@@ -215,7 +217,12 @@ class Exporter:
                     break
                 frames = range(v.frame_count) if opt.all_frames else sorted(_labelled_frames(item))
                 if opt.frames:
-                    rep.frames_written += self._write_frames(v, frames, out / sub / item.name, ext, opt, rep)
+                    try:
+                        rep.frames_written += self._write_frames(
+                            v, frames, out / sub / item.name, ext, opt, rep
+                        )
+                    except (VideoError, OSError) as e:
+                        rep.failed.append((item.name, f"frames not written: {e}"))
             if not opt.frames and opt.format.startswith("yolo"):
                 dropped.add("frame images (export with frames for a dataset YOLO tools can train on)")
         rep.dropped = sorted(dropped)
@@ -232,6 +239,7 @@ class Exporter:
             "dropped": rep.dropped,
             "selection": list(opt.states) if opt.states else opt.selection,
             "cancelled": rep.cancelled,
+            "failed": [list(f) for f in rep.failed],
         }
         p = rep.out_dir / "export_report.json"
         p.write_text(json.dumps(doc, indent=1), encoding="utf-8")
@@ -379,7 +387,11 @@ class Exporter:
             path = mv.path
             if private or opt.frames:
                 target = out / "videos" / f"{names[v.id]}.mp4"
-                self._reencode(v, target, opt)
+                try:
+                    self._reencode(v, target, opt)
+                except (VideoError, OSError) as e:
+                    rep.failed.append((names[v.id], f"video not written: {e}"))
+                    continue
                 path = f"videos/{target.name}"
                 rep.frames_written += v.frame_count
             new_videos.append(replace(mv, id=names[v.id], path=path))

@@ -381,3 +381,10 @@ def test_private_manifest_export_reencodes_blanked_pseudonymous_videos(store, la
     with VideoReader(m.resolve_path(v)) as r:
         assert len(r) == 8 and r[3][:12, 40:].mean() < 8 and r[3][20:, :30].mean() > 40
     assert any("re-encoded" in d for d in rep.dropped)
+
+
+def test_export_frames_of_a_missing_video_is_reported_not_fatal(store, labelled, tmp_path):
+    (tmp_path / "src" / "patient_smith_2024.mp4").rename(tmp_path / "moved.mp4")
+    rep = Exporter(store).export(tmp_path / "x", ExportOptions("coco", frames=True))
+    assert rep.failed and "frames not written" in rep.failed[0][1]
+    assert json.loads((tmp_path / "x" / "annotations.json").read_text())["annotations"]
