@@ -251,3 +251,13 @@ def test_loading_refuses_weights_that_do_not_match_the_heads(tmp_path):
     path.write_text(json.dumps(raw))
     with pytest.raises(CheckpointError, match="no task heads"):
         load_task_model(tmp_path / "m")
+
+
+def test_inference_preprocessing_is_the_fine_tuning_evaluation_transform():
+    from core_model.finetune.augment import AugmentConfig, normalize, transform_clip
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 90, 120, 3), dtype=np.uint8)
+    ours = torch.from_numpy(preprocess_frames(frames, PRE)).permute(1, 0, 2, 3)  # [3, T, S, S]
+    theirs, _ = transform_clip(frames, None, AugmentConfig(size=SIZE))
+    theirs = normalize(theirs, PRE.mean, PRE.std)
+    assert torch.allclose(ours, theirs, atol=1e-5)
