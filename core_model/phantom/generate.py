@@ -28,14 +28,15 @@ def generate_video(
 
     The video is H.264 (MPEG-4 Part 2 where libx264 is missing) at high quality (crf 18) with a keyframe every 32
     frames, so models see the content rather than the codec; the ground truth is exact for the rendered frames."""
-    from core_model.video import write_video
+    from core_model.video import default_codec, write_video
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"invalid video name {name!r}")
     frames, gt = render_video(seed, n_frames=n_frames, size=size, site=site, fps=fps)
-    video = write_video(out / f"{name}.mp4", frames, fps=fps, crf=crf, gop=min(n_frames, 32))
+    preset = "veryfast" if default_codec() == "libx264" else None
+    video = write_video(out / f"{name}.mp4", frames, fps=fps, crf=crf, gop=min(n_frames, 32), preset=preset)
     gt.save(out / f"{name}.json", video_file=video.name)
     log.info("phantom %s: seed %d, %s, %s", name, seed, gt.video_label, gt.segments)
     return video
