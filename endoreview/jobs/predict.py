@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit
-from endoreview.jobs.runner import CancelFlag, JobContext, setup_logging
+from endoreview.jobs.runner import SCRUBBER, CancelFlag, JobContext, setup_logging
 from endoreview.services.library import LibraryService, VideoImportError
 from endoreview.services.predictions import PredictionRecorder
 from endoreview.store import Store, StoreError
@@ -159,6 +159,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
         try:
             video = store.get_video(vid)
             path = library.resolve_path(video)
+            SCRUBBER.register(vid, path)
         except (StoreError, VideoImportError) as e:
             failures.append({"video_id": vid, "message": str(e)})
             emit("error", job=ctx.id, video_id=vid, message=str(e))
@@ -204,7 +205,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
 
 def _scrub(message: str, path: Path) -> str:
     """Error messages from decoders name the file; logs and events must not (patient identifiers)."""
-    return message.replace(str(path), "<video file>").replace(path.name, "<video file>")
+    return SCRUBBER.scrub(message.replace(str(path), "<video file>").replace(path.name, "<video file>"))
 
 
 if __name__ == "__main__":

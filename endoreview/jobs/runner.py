@@ -38,11 +38,46 @@ class CancelFlag:
         return self._event.is_set()
 
 
+class VideoNameScrubber(logging.Filter):
+    """Replaces every registered video path and file name in log records by ``<video ID>``: libraries we call
+    (decoders, the predictor) may log paths, and file names often carry patient identifiers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names: dict[str, str] = {}
+
+    def register(self, video_id: int, path: Path) -> None:
+        tag = f"<video {video_id}>"
+        for name in (str(path), str(path.resolve()), path.name, path.stem):
+            if len(name) >= 4:
+                self._names[name] = tag
+
+    def scrub(self, text: str) -> str:
+        for name in sorted(self._names, key=len, reverse=True):
+            if name in text:
+                text = text.replace(name, self._names[name])
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._names:
+            record.msg = self.scrub(record.getMessage())
+            record.args = None
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return True
+
+
+SCRUBBER = VideoNameScrubber()
+
+
 def setup_logging(log_path: str | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler()]  # stderr: stdout is the protocol
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, encoding="utf-8"))
+    for h in handlers:
+        h.addFilter(SCRUBBER)
     logging.basicConfig(
         level=logging.INFO,
         handlers=handlers,

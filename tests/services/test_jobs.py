@@ -164,3 +164,24 @@ def test_bad_arguments_and_unreadable_videos_are_reported(sqlite_store, tmp_path
 )
 def test_protocol_parse_line(line, ok):
     assert (parse_line(line) is not None) == ok
+
+
+def test_job_logs_never_show_video_file_names(tmp_path):
+    import logging
+
+    from endoreview.jobs.runner import VideoNameScrubber
+
+    scrubber = VideoNameScrubber()
+    scrubber.register(7, tmp_path / "Doe_John_1960-01-01.mp4")
+    record = logging.LogRecord(
+        "core_model",
+        logging.ERROR,
+        __file__,
+        1,
+        "cannot decode %s at frame %d",
+        (str(tmp_path / "Doe_John_1960-01-01.mp4"), 3),
+        None,
+    )
+    assert scrubber.filter(record)
+    assert record.getMessage() == "cannot decode <video 7> at frame 3"
+    assert scrubber.scrub("opened Doe_John_1960-01-01.mp4") == "opened <video 7>"
