@@ -309,6 +309,17 @@ def test_manifest_and_csv_round_trip(store, labelled, tmp_path):
         sorted((lab.frame, lab.rle["counts"]) for lab in other.labels_for_video(v2.id, kinds=["mask"]))
         == want
     )
+
+    def rest(st, vid):
+        labs = st.labels_for_video(
+            vid, kinds=["box", "segment", "video_class"], states=["manual", "accepted", "edited"]
+        )
+        return sorted(
+            (lab.kind, lab.frame, lab.bbox, lab.track_id, lab.start_frame, lab.end_frame, lab.class_name)
+            for lab in labs
+        )
+
+    assert rest(other, v2.id) == rest(store, labelled.id)
     ex.export(tmp_path / "c", ExportOptions("csv"))
     assert (tmp_path / "c" / "segments.csv").read_text().splitlines()[1] == "patient_smith_2024,0,6,polyp"
     assert "patient_smith_2024,abnormal" in (tmp_path / "c" / "video_labels.csv").read_text()
