@@ -9,7 +9,8 @@ same events as JSON lines. ``core_model.inference.planning`` defines the clip sa
 merged.
 """
 
+from core_model.inference.merge import FrameMerger
 from core_model.inference.planning import Clip, plan_clips
 from core_model.inference.predictor import Predictor, Preprocess, encode_rle, preprocess_frames
 
-__all__ = ["Clip", "Predictor", "Preprocess", "encode_rle", "plan_clips", "preprocess_frames"]
+__all__ = ["Clip", "FrameMerger", "Predictor", "Preprocess", "encode_rle", "plan_clips", "preprocess_frames"]

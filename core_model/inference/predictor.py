@@ -36,7 +36,6 @@ model's ``img_size``, scaled to [0, 1] and normalised with the model's mean/std;
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import threading
@@ -51,6 +50,7 @@ import torch.nn.functional as F
 
 from core_model import runtime
 from core_model.heads.task_model import EndoFMTaskModel
+from core_model.inference.merge import FrameMerger, encode_rle
 from core_model.inference.planning import Clip, plan_clips
 
 log = logging.getLogger(__name__)
@@ -84,18 +84,6 @@ class Preprocess:
             frame_stride=int(d.get("frame_stride", 1) or 1),
             clip_stride=int(clip_stride) if clip_stride else None,
         )
-
-
-def encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    """bool/uint8 ``[H, W]`` -> COCO RLE ``{"size": [h, w], "counts": str}`` (pycocotools, imported here)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"]
-    return {
-        "size": [int(rle["size"][0]), int(rle["size"][1])],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-    }
 
 
 def preprocess_frames(frames: np.ndarray, pre: Preprocess) -> np.ndarray:
@@ -311,17 +299,7 @@ class Predictor:
             "tasks": self.tasks,
             "classes": self._classes(),
         }
-        cls_head = heads["classification"] if "classification" in heads else None
-        seg_head = heads["segmentation"] if "segmentation" in heads else None
-        det_head = heads["detection"] if "detection" in heads else None
-        n_cls = len(cls_head.classes) if cls_head is not None else 0
-        cls_sum = np.zeros((n, n_cls), dtype=np.float64)
-        cls_cnt = np.zeros(n, dtype=np.int64)
-        video_sum = np.zeros(n_cls, dtype=np.float64)
-        seg_acc: dict[int, list] = {}  # frame -> [sum of probs [K, S_h, S_w] on device, count]
-        det_best: dict[
-            int, tuple[float, dict[str, torch.Tensor]]
-        ] = {}  # frame -> (offset from centre, result)
+        merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
         batches = [clips[i : i + self.batch_size] for i in range(0, len(clips), self.batch_size)]
         prefetch = _Prefetcher(reader, batches, pre, pin=self.device.type == "cuda")
         next_target = 0  # index into targets of the next frame to emit
@@ -334,53 +312,14 @@ class Predictor:
                 x = batch.x.to(self.device, non_blocking=True)
                 with torch.no_grad(), runtime.autocast(self.device, enabled=self.amp):
                     outputs = self.model(x)
-                if cls_head is not None:
-                    probs = cls_head.predict(outputs["classification"]).cpu().numpy()  # [B, C]
-                    for clip, p in zip(batch.clips, probs):
-                        cls_sum[clip.start : clip.span_end] += p
-                        cls_cnt[clip.start : clip.span_end] += 1
-                        video_sum += p
-                if seg_head is not None:
-                    seg = seg_head.predict(outputs["segmentation"])  # [B, T, K, S_h, S_w] float32
-                    for clip, clip_probs in zip(batch.clips, seg):
-                        for pos, f in enumerate(clip.indices):
-                            if pos and f == clip.indices[pos - 1]:
-                                continue  # a repeated last frame (clip past the end of a short video)
-                            acc = seg_acc.get(f)
-                            if acc is None:
-                                seg_acc[f] = [clip_probs[pos].clone(), 1]
-                            else:
-                                acc[0] += clip_probs[pos]
-                                acc[1] += 1
-                if det_head is not None:
-                    dets = det_head.predict(outputs["detection"])  # B*T dicts, rows b*T + t
-                    t_len = pre.num_frames
-                    for b, clip in enumerate(batch.clips):
-                        for pos, f in enumerate(clip.indices):
-                            off = clip.offset_from_centre(f)
-                            if f not in det_best or off < det_best[f][0]:
-                                det_best[f] = (off, {k: v.cpu() for k, v in dets[b * t_len + pos].items()})
+                merger.add(batch.clips, outputs)
                 # every clip still to run starts after `limit`: frames before it are final
                 limit = batches[bi + 1][0].start if bi + 1 < len(batches) else n
                 while next_target < len(targets) and targets[next_target] < limit:
                     f = targets[next_target]
-                    yield self._frame_event(
-                        video,
-                        f,
-                        batch.frame_hw,
-                        cls_head,
-                        cls_sum,
-                        cls_cnt,
-                        seg_head,
-                        seg_acc,
-                        det_head,
-                        det_best,
-                    )
+                    yield merger.frame_event(video, f, batch.frame_hw)
                     next_target += 1
-                for f in [f for f in seg_acc if f < limit]:
-                    del seg_acc[f]
-                for f in [f for f in det_best if f < limit]:
-                    del det_best[f]
+                merger.release_before(limit)
                 if on_progress is not None:
                     on_progress(next_target, len(targets))
                 now = time.perf_counter()
@@ -403,51 +342,6 @@ class Predictor:
             "clips": len(clips),
             "seconds": round(seconds, 3),
             "clips_per_s": round(len(clips) / seconds, 3) if seconds > 0 else None,
-            "probs": {},
+            "probs": merger.video_probs(),
         }
-        if cls_head is not None and clips:
-            mean = video_sum / len(clips)
-            done["probs"] = {c: round(float(p), 5) for c, p in zip(cls_head.classes, mean)}
         yield done
-
-    # ------------------------------------------------------------------------------------------------ one frame
-    def _frame_event(
-        self, video, f, frame_hw, cls_head, cls_sum, cls_cnt, seg_head, seg_acc, det_head, det_best
-    ):
-        h, w = frame_hw
-        event: dict[str, Any] = {
-            "event": "frame",
-            "video": video,
-            "frame": int(f),
-            "probs": {},
-            "masks": [],
-            "boxes": [],
-        }
-        if cls_head is not None and cls_cnt[f] > 0:
-            p = cls_sum[f] / cls_cnt[f]
-            event["probs"] = {c: round(float(v), 5) for c, v in zip(cls_head.classes, p)}
-        if seg_head is not None and f in seg_acc:
-            total, count = seg_acc[f]
-            probs = (total / count).unsqueeze(0)  # [1, K, S_h, S_w]
-            if tuple(probs.shape[-2:]) != (h, w):
-                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-            for label, score, mask in seg_head.frame_masks(probs[0]):
-                event["masks"].append({"label": label, "score": round(score, 4), "rle": encode_rle(mask)})
-        if det_head is not None and f in det_best:
-            res = det_best[f][1]
-            sy = h / self.preprocess.img_size[0]
-            sx = w / self.preprocess.img_size[1]
-            keep = res["scores"] >= self.box_threshold
-            boxes, scores, labels = res["boxes"][keep], res["scores"][keep], res["labels"][keep]
-            for box, score, label in list(zip(boxes.tolist(), scores.tolist(), labels.tolist()))[
-                : self.max_boxes
-            ]:
-                x0, y0, x1, y1 = box
-                bbox = [round(min(max(x0 * sx, 0.0), w), 2), round(min(max(y0 * sy, 0.0), h), 2)]
-                bbox += [round(min(max(x1 * sx, 0.0), w), 2), round(min(max(y1 * sy, 0.0), h), 2)]
-                if not all(math.isfinite(v) for v in bbox):
-                    continue
-                event["boxes"].append(
-                    {"label": det_head.classes[int(label)], "score": round(float(score), 4), "bbox": bbox}
-                )
-        return event
