@@ -204,15 +204,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load_predictor(args):
     """The Predictor, or a readable message saying why the model cannot be used."""
+    from core_model import runtime
     from core_model.inference.predictor import Predictor
 
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         return f"model directory {model_dir} does not exist"
     try:
+        device = runtime.pick_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        return f"--device {args.device}: {exc}"
+    try:
         return Predictor(
             model_dir,
-            device=args.device,
+            device=device,
             batch_size=args.batch_size,
             amp=not args.no_amp,
             frame_stride=args.frame_stride,

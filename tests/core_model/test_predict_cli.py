@@ -195,3 +195,22 @@ def test_an_image_sequence_folder_is_one_video(model_dir, tmp_path):
     events = _events(out)
     assert [e["frame"] for e in events if e["event"] == "frame"] == list(range(6))
     assert all(m["rle"]["size"] == [64, 64] for e in events if e["event"] == "frame" for m in e["masks"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error(model_dir, videos, tmp_path, capsys):
+    out = tmp_path / "preds.jsonl"
+    rc = endofm(
+        [
+            "predict",
+            str(videos / "case1.mp4"),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--device",
+            "cuda",
+        ]
+    )
+    assert rc == 2
+    assert "CUDA is not available" in capsys.readouterr().err
