@@ -9,8 +9,9 @@ for event in pred.predict_video("video.mp4", frames=None, on_progress=None, shou
 
 Events (``"video"`` is the path as given):
 
-- ``{"event": "video_start", "video", "num_frames", "fps", "width", "height", "clips", "frames", "tasks", "classes"}``
-  (``frames``: how many frame events will follow; ``classes``: per task, the label names).
+- ``{"event": "video_start", "video", "num_frames", "fps", "width", "height", "clips", "frames", "tasks", "classes",
+  "sampling"}`` (``frames``: how many frame events will follow; ``classes``: per task, the label names;
+  ``sampling``: ``clip_len``, ``frame_stride``, ``clip_stride``, ``img_size`` [h, w]: what this run used).
 - ``{"event": "frame", "video", "frame": i, "probs": {class: p}, "masks": [{"label", "score", "rle"}],
   "boxes": [{"label", "score", "bbox": [x0, y0, x1, y1]}]}``, in increasing frame order, as soon as frame i is final.
   Masks are COCO RLE at the original frame size; boxes are in original frame pixels (docs/interfaces.md). A task the
@@ -298,6 +299,12 @@ class Predictor:
             "frames": len(targets),
             "tasks": self.tasks,
             "classes": self._classes(),
+            "sampling": {
+                "clip_len": pre.num_frames,
+                "frame_stride": pre.frame_stride,
+                "clip_stride": pre.clip_stride or max(1, pre.num_frames * pre.frame_stride // 2),
+                "img_size": list(pre.img_size),
+            },
         }
         merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
         batches = [clips[i : i + self.batch_size] for i in range(0, len(clips), self.batch_size)]
