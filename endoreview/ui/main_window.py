@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -200,7 +200,11 @@ class MainWindow(QMainWindow):
             elif paths:
                 self.library_ctl.import_paths(list(paths))
 
-        self.runner.submit("open store", self.backend.open, on_done=opened, on_error=self._store_failed)
+        def open_store() -> None:
+            self.runner.submit("open store", self.backend.open, on_done=opened, on_error=self._store_failed)
+
+        # after the first paint: the database modules take a while to import and share the interpreter lock
+        QTimer.singleShot(50, open_store)
 
     def _store_failed(self, exc: BaseException) -> None:
         self.library.set_empty_text(f"The label database could not be opened:\n{exc}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QGraphicsItem
 
 from endoreview.ui.palette import STATE_COLOURS, colour_for
 from endoreview.ui.tracks import LabelTrack, PredictionTrack, disagreements
@@ -105,6 +106,7 @@ class TimelineWidget(pg.PlotWidget):
                 (a, b), orientation="horizontal", movable=False, brush=pg.mkBrush(255, 255, 255, 8)
             )
             band.setZValue(-20)
+            band.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
             for line in band.lines:
                 line.setPen(pg.mkPen(None))
             self.addItem(band)
@@ -219,6 +221,10 @@ class TimelineWidget(pg.PlotWidget):
     def _add(self, item: pg.GraphicsObject) -> None:
         self.addItem(item)
         self._items.append(item)
+        # static lanes are blitted from a cache when only the playhead moves
+        for it in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
+            if it is not None:
+                it.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
     # ---- playhead ---------------------------------------------------------------------------------------------
     def set_playhead(self, index: int, follow: bool = True) -> None:

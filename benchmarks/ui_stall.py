@@ -1,0 +1,263 @@
+"""Event-loop stalls of the app: start-up time, and the longest / p99 stall while scrubbing and while a job runs.
+
+A 2 ms heartbeat timer on the GUI thread records when it actually fires; a stall is a gap between beats beyond the
+interval (the time the UI could not react). Phases, one JSON object per line (the last is the summary):
+
+1. ``startup``: ``python -m endoreview`` until its window is shown and the event loop runs (median of 3 runs),
+   and whether torch got imported (it must not);
+2. ``scrub_original`` / ``scrub_proxy``: the real main window on a 1080p GOP-250 video, seeking every 16 ms to
+   random frames (a fast drag across the timeline), first before the proxy exists (the original is decoded with
+   read-ahead), then with the proxy;
+3. ``job``: an "Analyse" job runs (the demo model when installed, otherwise the tests' fast predictor) while the
+   video plays, its JSON lines and result reloads arriving on the GUI thread.
+
+    python benchmarks/ui_stall.py --small     # about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scrub import cpu_name, emit, make_video  # noqa: E402
+
+
+def startup_runs(n: int, data_dir: Path) -> dict:
+    walls, internal, cpu, torch = [], [], [], []
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        ENDOREVIEW_DATA_DIR=str(data_dir),
+        ENDOREVIEW_EXIT_AFTER_STARTUP="1",
+    )
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p = subprocess.Popen(
+            [sys.executable, "-m", "endoreview"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
+        line = p.stdout.readline()
+        walls.append(time.perf_counter() - t0)
+        p.wait(timeout=60)
+        rep = json.loads(line)
+        internal.append(rep["startup_s"])
+        cpu.append(rep["cpu_s"])
+        torch.append(rep["torch_imported"])
+    return {
+        "runs": n,
+        "wall_median_s": round(statistics.median(walls), 3),
+        "wall_max_s": round(max(walls), 3),
+        "in_process_median_s": round(statistics.median(internal), 3),
+        "torch_imported": any(torch),
+    }
+
+
+class Heartbeat:
+    def __init__(self, interval_ms: int = 2) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.interval = interval_ms / 1000
+        self.beats: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
+        self.timer.start(interval_ms)
+
+    def take(self) -> dict:
+        b = np.asarray(self.beats)
+        self.beats = []
+        gaps = np.diff(b) if b.size > 1 else np.zeros(1)
+        stall = np.maximum(gaps - self.interval, 0)
+        return {
+            "beats": int(b.size),
+            "stall_max_ms": round(1e3 * float(stall.max()), 1),
+            "stall_p99_ms": round(1e3 * float(np.percentile(stall, 99)), 1),
+            "stall_p50_ms": round(1e3 * float(np.percentile(stall, 50)), 2),
+        }
+
+
+def child(args: argparse.Namespace) -> int:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QTimer
+
+    from endoreview.media.guard import violations
+    from endoreview.ui.app import create_main_window, ensure_app
+
+    app = ensure_app()
+    win = create_main_window(SimpleNamespace(db=None, reviewer="bench"))
+    win.resize(1366, 768)
+    win.show()
+
+    def spin(cond, timeout: float) -> bool:
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            app.processEvents()
+            if cond():
+                return True
+            time.sleep(0.001)
+        return False
+
+    win.media.stop()  # phase 1 scrubs the original: no proxy yet
+    from endoreview.ui.proxies import MediaQueue
+
+    win.start(paths=[args.video])
+    spin(lambda: bool(win.library.model.rows), 120)
+    row = win.library.model.rows[0]
+    win.open_video(row.video_id)
+    spin(lambda: win.player.shown is not None, 60)
+    n = row.frame_count
+    rng = np.random.default_rng(3)
+    hb = Heartbeat()
+
+    def scrub_for(seconds: float) -> None:
+        t = QTimer()
+        t.timeout.connect(lambda: win.player.seek(int(rng.integers(0, n))))
+        t.start(16)
+        spin(lambda: False, seconds)
+        t.stop()
+
+    hb.take()
+    scrub_for(args.seconds)
+    emit({"step": "scrub_original", **hb.take()})
+    # build the proxy in the background (as the app does at import), then scrub again
+    win.media = MediaQueue(win)
+    win.media.proxyReady.connect(win.review_ctl._on_proxy)
+    from endoreview.ui.proxies import MediaRequest
+
+    win.media.request(MediaRequest(row.video_id, row.path, n, thumbs=False), urgent=True)
+    spin(lambda: win.player._proxy is not None, 300)
+    hb.take()
+    scrub_for(args.seconds)
+    emit({"step": "scrub_proxy", **hb.take()})
+    # a job while the video plays
+    if args.predictor:
+        win.backend.predictor = args.predictor
+    if args.model:
+        win.analysis_ctl.analyse([row.video_id], model_dir=args.model)
+    else:
+        win.analysis_ctl.analyse([row.video_id])
+    spin(lambda: bool(win.jobs.jobs), 30)
+    win.player.seek(0)
+    win.player.play()
+    hb.take()
+    t0 = time.perf_counter()
+    spin(lambda: not win.jobs.running or time.perf_counter() - t0 > args.job_seconds, args.job_seconds + 5)
+    stats = hb.take()
+    job = win.jobs.jobs[0].entry if win.jobs.jobs else None
+    emit(
+        {
+            "step": "job",
+            **stats,
+            "job_state": job.state if job else None,
+            "job_seconds": round(time.perf_counter() - t0, 1),
+            "gui_thread_violations": len(violations()),
+        }
+    )
+    win.jobs.cancel_all()
+    spin(lambda: not win.jobs.running, 10)
+    win.close()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", action="store_true")
+    ap.add_argument("--seconds", type=float, default=None, help="scrubbing time per phase")
+    ap.add_argument("--job-seconds", type=float, default=None)
+    ap.add_argument("--keep", help="folder for the generated video")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--video", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help="model directory for the job phase (default: active or demo model)")
+    ap.add_argument("--predictor", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    args.seconds = args.seconds or (8.0 if args.small else 30.0)
+    args.job_seconds = args.job_seconds or (15.0 if args.small else 60.0)
+    if args.child:
+        return child(args)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="stall-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="stall-data-"))
+    start = startup_runs(3, data / "startup")
+    emit({"step": "startup", **start})
+    video = work / "stall_1080p.mp4"
+    if not video.exists():
+        make_video(video, int((10 if args.small else 60) * 30))
+    from endoreview.ui.backend import demo_model_dir
+
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--video",
+        str(video),
+        "--seconds",
+        str(args.seconds),
+        "--job-seconds",
+        str(args.job_seconds),
+    ]
+    predictor_note = "demo model"
+    if args.model:
+        cmd += ["--model", args.model]
+        predictor_note = args.model
+    elif demo_model_dir() is None:
+        model = work / "no_weights_model"
+        model.mkdir(exist_ok=True)
+        (model / "model.json").write_text("{}")
+        cmd += ["--model", str(model), "--predictor", "tests.ui.job_predictor:HalfVideoPredictor"]
+        predictor_note = "tests' fast predictor (demo model not installed)"
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        ENDOREVIEW_DATA_DIR=str(data / "app"),
+        PYTHONPATH=str(REPO),
+        JOB_PREDICTOR_DELAY="0.02",
+    )
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    res = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            obj = json.loads(line)
+            res[obj["step"]] = obj
+            emit(obj)
+    if out.returncode != 0 or "job" not in res:
+        emit({"step": "error", "stderr": out.stderr[-3000:]})
+        return 1
+    emit(
+        {
+            "summary": "ui_stall",
+            "machine": cpu_name(),
+            "cpus": os.cpu_count(),
+            "startup_wall_median_s": start["wall_median_s"],
+            "startup_torch_imported": start["torch_imported"],
+            "scrub_original_stall_max_ms": res["scrub_original"]["stall_max_ms"],
+            "scrub_original_stall_p99_ms": res["scrub_original"]["stall_p99_ms"],
+            "scrub_proxy_stall_max_ms": res["scrub_proxy"]["stall_max_ms"],
+            "scrub_proxy_stall_p99_ms": res["scrub_proxy"]["stall_p99_ms"],
+            "job_stall_max_ms": res["job"]["stall_max_ms"],
+            "job_stall_p99_ms": res["job"]["stall_p99_ms"],
+            "job_predictor": predictor_note,
+            "gui_thread_violations": res["job"]["gui_thread_violations"],
+        }
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
