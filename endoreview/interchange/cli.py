@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--base", type=int, default=1, help="first frame number of 1-based list files (default 1)"
     )
     imp.add_argument(
+        "--name-base",
+        type=int,
+        choices=[0, 1],
+        help="image-based label files: the number in each image file name is the frame (0- or 1-based)",
+    )
+    imp.add_argument(
         "--state", choices=["manual", "suggested", "accepted"], help="review state of imported labels"
     )
     imp.add_argument("--chunk-size", type=int, default=500)
@@ -156,7 +162,12 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
                         r = imp.import_dataset(p, layout=args.layout, base=args.base, **kw)
                     else:
                         r = imp.import_annotations(
-                            p, layout=args.layout, video_id=args.video_id, base=args.base, **kw
+                            p,
+                            layout=args.layout,
+                            video_id=args.video_id,
+                            base=args.base,
+                            name_base=args.name_base,
+                            **kw,
                         )
                     for k in ("videos_created", "videos_existing", "failed", "skipped", "issues"):
                         getattr(rep, k).extend(getattr(r, k))

@@ -14,14 +14,14 @@ from pathlib import Path
 from endoreview.interchange.formats.coco import read_coco
 from endoreview.interchange.formats.cvat import read_cvat_video
 from endoreview.interchange.formats.tables import add_video_labels, read_segment_csv, read_video_label_csv
-from endoreview.interchange.formats.voc import read_voc
+from endoreview.interchange.formats.voc import read_voc, read_voc_folder
 from endoreview.interchange.formats.yolo import read_yolo
 from endoreview.interchange.layouts import cvc, kumc, simple
 from endoreview.interchange.layouts.archive import extract_zip, is_archive
 from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, VideoItem
-from endoreview.interchange.util import list_images
+from endoreview.interchange.util import list_images, set_frame_names
 
-FOLDER_LAYOUTS = ("polypdiag", "cvc", "kumc", "kvasir", "yolo", "case-folders")
+FOLDER_LAYOUTS = ("polypdiag", "cvc", "kumc", "kvasir", "yolo", "voc", "case-folders")
 FILE_FORMATS = (
     "coco",
     "manifest",
@@ -48,6 +48,8 @@ def detect_folder(root: Path) -> str | None:
         return "kvasir"
     if (root / "images").is_dir() and (root / "labels").is_dir():
         return "yolo"
+    if (root / "Annotations").is_dir() and any((root / "Annotations").rglob("*.xml")):
+        return "voc"
     if simple.find_case_folders(root) or simple.find_nested_case_roots(root):
         return "case-folders"
     return None
@@ -109,6 +111,7 @@ def read_path(
             "kvasir": simple.read_kvasir,
             "yolo": read_yolo,
             "case-folders": simple.read_case_folders,
+            "voc": read_voc_folder,
         }
         if layout not in readers:
             raise InterchangeError(
@@ -157,6 +160,9 @@ def read_voc_file(path: Path) -> Collection:
         height=info["height"],
     )
     item.boxes = [BoxAnn(0, label, box, prov, None, score) for label, box, prov, score in objs]
+    set_frame_names(item, [image.name if image else path.name])
+    if info["frame_index_base"] is not None:
+        item.metadata["frame_name_base"] = info["frame_index_base"]
     col.videos.append(item)
     return col
 

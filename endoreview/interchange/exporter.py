@@ -267,7 +267,7 @@ class Exporter:
         classes = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
         idx = {c: i for i, c in enumerate(classes)}
         (out / "data.yaml").write_text(
-            "path: .\ntrain: images\nval: images\nnames:\n"
+            "path: .\ntrain: images\nval: images\nframe_index_base: 0  # file names are 0-based frame numbers\nnames:\n"
             + "".join(f"  {i}: {json.dumps(c)}\n" for i, c in enumerate(classes)),
             encoding="utf-8",
         )

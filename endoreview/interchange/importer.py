@@ -37,7 +37,7 @@ from endoreview.interchange.model import (
     VideoItem,
 )
 from endoreview.interchange.raster import IMAGE_EXTS
-from endoreview.interchange.util import is_junk
+from endoreview.interchange.util import is_junk, remap_frames_by_name
 from endoreview.services.library import LibraryService, VideoImportError, read_metadata
 from endoreview.store import Store, StoreError
 from endoreview.store.records import LabelKind, LabelOrigin, NewLabel, ReviewState, Video
@@ -257,7 +257,11 @@ class Importer:
                 },
             }
             if item.metadata:
-                meta["import"]["dataset_meta"] = {k: v for k, v in item.metadata.items() if k != "list_path"}
+                meta["import"]["dataset_meta"] = {
+                    k: v
+                    for k, v in item.metadata.items()
+                    if k not in ("list_path", "frame_names", "frame_name_base")
+                }
             if created:
                 video = self.store.update_video(video.id, video.version, meta=meta)
             added = self._write_labels([(video, item)], f"Import {layout}: {item.name}", should_cancel)
@@ -302,6 +306,7 @@ class Importer:
         layout: str | None = None,
         video_id: int | None = None,
         base: int = 1,
+        name_base: int | None = None,
         on_progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
     ) -> ImportReport:
@@ -328,6 +333,7 @@ class Importer:
             report.issues += col.issues
             pairs = self._match_videos(col, video_id, path)
             report.issues += self._class_issues([it for _, it in pairs])
+            self._frames_from_names(pairs, name_base, path)
             for video, item in pairs:
                 validate_item(item, video.frame_count, video.width, video.height)
             if on_progress:
@@ -409,6 +415,26 @@ class Importer:
                 )
             out.append((next(iter(cands.values())), it))
         return out
+
+    def _frames_from_names(self, pairs, name_base: int | None, path: Path) -> None:
+        """Image-based files (COCO without frame ids, YOLO, VOC) index frames by position among the listed
+        images. Attached to a video, that is only right when every frame is listed; otherwise the number in each
+        file name is the frame (``name_base`` 0 or 1, or the base the file declares)."""
+        for video, it in pairs:
+            names = it.metadata.get("frame_names")
+            if names is None:
+                continue
+            base = name_base if name_base is not None else it.metadata.get("frame_name_base")
+            if base is not None:
+                remap_frames_by_name(it, int(base), str(path))
+            elif len(names) == video.frame_count:
+                it.metadata.pop("frame_names")
+            else:
+                raise InterchangeError(
+                    path,
+                    f"lists {len(names)} image(s) of video {it.name!r}, which has {video.frame_count} frames, and gives "
+                    "no frame numbers: pass name_base=0 or 1 (CLI --name-base) to take them from the file names",
+                )
 
     def _class_issues(self, items: Sequence[VideoItem]) -> list[Issue]:
         """Class names the project's label set does not know (the labels are kept; the set can be extended)."""

@@ -213,3 +213,30 @@ def parse_xml(data: bytes, file: str | os.PathLike) -> XNode:
     if not root:
         raise InterchangeError(file, "XML has no root element")
     return root[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Frames given by position vs by the number in the file name
+# ----------------------------------------------------------------------------------------------------------------
+def set_frame_names(item, names: list[str]) -> None:
+    """Record that ``item``'s annotation frames are positions in ``names`` (file names), not frame numbers yet."""
+    item.metadata["frame_names"] = list(names)
+
+
+def remap_frames_by_name(item, base: int, src: str) -> None:
+    """Turn position-indexed frames into the number in each frame's file name minus ``base`` (0 or 1)."""
+    names = item.metadata.pop("frame_names", None)
+    if names is None:
+        return
+    numbers = []
+    for n in names:
+        k = frame_number(n)
+        if k is None:
+            raise InterchangeError(src, f"file name {n!r} carries no frame number")
+        if k - base < 0:
+            raise InterchangeError(src, f"file name {n!r} gives frame {k - base} with {base}-based numbering")
+        numbers.append(k - base)
+    for a in (*item.masks, *item.boxes):
+        a.frame = numbers[a.frame]
+    item.frame_files = None
+    item.num_frames = None

@@ -399,3 +399,41 @@ def test_export_frames_of_a_missing_video_is_reported_not_fatal(store, labelled,
     rep = Exporter(store).export(tmp_path / "x", ExportOptions("coco", frames=True))
     assert rep.failed and "frames not written" in rep.failed[0][1]
     assert json.loads((tmp_path / "x" / "annotations.json").read_text())["annotations"]
+
+
+def test_image_based_exports_land_on_the_right_frames_when_attached(store, labelled, tmp_path):
+    """VOC and YOLO exports hold only labelled frames; re-attached to the video they must keep their frame numbers."""
+    ex = Exporter(store)
+    ex.export(tmp_path / "voc", ExportOptions("voc", selection="reviewed"))
+    ex.export(tmp_path / "yolo", ExportOptions("yolo-det", selection="reviewed", frames=True))
+    want = sorted(
+        (lab.frame, lab.bbox) for lab in store.labels_for_video(labelled.id, kinds=["box"], states=["manual"])
+    )
+    for fmt in ("voc", "yolo"):
+        other = _fresh(tmp_path, f"att-{fmt}")
+        imp = Importer(other, work_dir=tmp_path / f"w-{fmt}")
+        imp.import_videos([tmp_path / "src" / "patient_smith_2024.mp4"])
+        vid = other.list_videos()[0].id
+        rep = imp.import_annotations(tmp_path / fmt)
+        assert rep.ok, rep.failed
+        got = sorted((lab.frame, lab.bbox) for lab in other.labels_for_video(vid, kinds=["box"]))
+        assert [f for f, _ in got] == [f for f, _ in want]
+        for (_, a), (_, b) in zip(got, want):
+            assert max(abs(p - q) for p, q in zip(a, b)) <= (
+                0.5 if fmt == "voc" else 1.0
+            )  # VOC: y0 = 3.5 rounded outward
+        other.close()
+
+
+def test_coco_without_frame_ids_needs_frame_numbers_to_attach(store, importer, tmp_path):
+    importer.import_videos([_video(tmp_path / "v" / "clipA.mp4", n=8)])
+    doc = {
+        "images": [{"id": 1, "file_name": "clipA/frame_0005.jpg", "width": 64, "height": 48}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}],
+        "categories": [{"id": 1, "name": "polyp"}],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    rep = importer.import_annotations(tmp_path / "c.json")
+    assert rep.failed and "name_base" in rep.failed[0][1] and _all_labels(store) == []
+    rep = importer.import_annotations(tmp_path / "c.json", name_base=1)
+    assert rep.ok and [lab.frame for lab in _all_labels(store)] == [4]  # frame_0005 (1-based) is frame 4

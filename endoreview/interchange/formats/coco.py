@@ -32,7 +32,7 @@ from endoreview.interchange.model import (
     Provenance,
     VideoItem,
 )
-from endoreview.interchange.util import check_box, natural_key, safe_join
+from endoreview.interchange.util import check_box, natural_key, safe_join, set_frame_names
 
 
 def _num(v: Any) -> bool:
@@ -132,6 +132,7 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
             safe_join(image_root, e[0], src, field=f"images[{e[2]}].file_name") for e in entries
         ]
         item.num_frames = len(entries)
+        set_frame_names(item, [PurePosixPath(e[0].replace("\\", "/")).name for e in entries])
         for k, (_fname, im, _i) in enumerate(entries):
             item.width, item.height = im["width"], im["height"]
             frame_of[im["id"]] = (item, k, im["width"], im["height"])

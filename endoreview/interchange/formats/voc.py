@@ -12,8 +12,16 @@ import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from endoreview.interchange.model import InterchangeError, Issue, Provenance
-from endoreview.interchange.util import check_box, parse_float, parse_int, parse_xml
+from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, Issue, Provenance, VideoItem
+from endoreview.interchange.util import (
+    check_box,
+    is_junk,
+    natural_key,
+    parse_float,
+    parse_int,
+    parse_xml,
+    set_frame_names,
+)
 
 
 def read_voc(
@@ -40,7 +48,15 @@ def read_voc(
         if width <= 0 or height <= 0:
             # some tools write 0x0 when they did not know the size: treat as unknown
             width = height = None
-    info = {"filename": root.findtext("filename") or "", "width": width, "height": height}
+    info = {
+        "filename": root.findtext("filename") or "",
+        "width": width,
+        "height": height,
+        "frame_index_base": None,
+    }
+    fib = root.path("source", "frame_index_base")
+    if fib is not None and fib.text.strip() in ("0", "1"):
+        info["frame_index_base"] = int(fib.text.strip())  # written by EndoReview: the file name is the frame
     issues: list[Issue] = []
     out = []
     for k, obj in enumerate(root.findall("object")):
@@ -81,6 +97,7 @@ def voc_xml(
         "<annotation>",
         f"  <folder>{escape(folder)}</folder>",
         f"  <filename>{escape(filename)}</filename>",
+        "  <source><database>EndoReview</database><frame_index_base>0</frame_index_base></source>",
         f"  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>",
     ]
     for label, (x0, y0, x1, y1), score in boxes:
@@ -99,3 +116,46 @@ def voc_xml(
         lines.append("  </object>")
     lines.append("</annotation>")
     return "\n".join(lines) + "\n", sorted(dropped)
+
+
+def read_voc_folder(root: str | os.PathLike) -> Collection:
+    """A folder of VOC XMLs (``Annotations/<video>/*.xml`` or XMLs directly): one sequence per folder, frames by
+    position in natural name order, with the file names kept so that attaching them to a video can use the frame
+    numbers in the names (EndoReview's exports declare ``<source><frame_index_base>``)."""
+    root = Path(root)
+    ann_root = root / "Annotations" if (root / "Annotations").is_dir() else root
+    img_root = root / "JPEGImages"
+    col = Collection(layout="voc", root=root)
+    dirs = [ann_root] + sorted(
+        (d for d in ann_root.iterdir() if d.is_dir() and not is_junk(d.name)),
+        key=lambda d: natural_key(d.name),
+    )
+    for d in dirs:
+        xmls = sorted((x for x in d.glob("*.xml") if not is_junk(x.name)), key=lambda x: natural_key(x.name))
+        if not xmls:
+            continue
+        name = root.name if d == ann_root else d.name
+        item = VideoItem(name=name)
+        bases = set()
+        for k, x in enumerate(xmls):
+            info, objs, issues = read_voc(x)
+            col.issues += issues
+            bases.add(info["frame_index_base"])
+            item.width, item.height = info["width"], info["height"]
+            item.boxes += [BoxAnn(k, label, box, prov, None, score) for label, box, prov, score in objs]
+        set_frame_names(item, [x.name for x in xmls])
+        if len(bases) == 1 and None not in bases:
+            item.metadata["frame_name_base"] = bases.pop()
+        rel = d.relative_to(ann_root)
+        frames = (
+            [next(iter(sorted((img_root / rel).glob(x.stem + ".*"))), None) for x in xmls]
+            if img_root.is_dir()
+            else []
+        )
+        if frames and all(f is not None for f in frames):
+            item.frame_files = frames
+            item.num_frames = len(frames)
+        col.videos.append(item)
+    if not col.videos:
+        raise InterchangeError(root, "no Pascal VOC XML files found")
+    return col

@@ -16,7 +16,15 @@ import numpy as np
 
 from endoreview.interchange import raster
 from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, Issue, MaskAnn, Provenance
-from endoreview.interchange.util import check_box, is_junk, list_images, natural_key, parse_float, parse_int
+from endoreview.interchange.util import (
+    check_box,
+    is_junk,
+    list_images,
+    natural_key,
+    parse_float,
+    parse_int,
+    set_frame_names,
+)
 
 _NAME_FILES = ("data.yaml", "dataset.yaml", "classes.txt", "obj.names")
 
@@ -47,6 +55,21 @@ def read_names(root: Path) -> list[str] | None:
             raise InterchangeError(p, "missing 'names' (list or index -> name mapping)", field="names")
         return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
     return None
+
+
+def read_frame_base(root: Path) -> int | None:
+    """``frame_index_base`` from data.yaml (written by EndoReview: file names are frame numbers)."""
+    p = root / "data.yaml"
+    if not p.is_file():
+        return None
+    import yaml
+
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return None
+    base = doc.get("frame_index_base") if isinstance(doc, dict) else None
+    return base if base in (0, 1) else None
 
 
 def parse_label_file(
@@ -142,6 +165,11 @@ def read_yolo(root: str | os.PathLike) -> Collection:
         )
         item.boxes += boxes
         item.masks += masks
+    base = read_frame_base(root)
+    for item in col.videos:
+        set_frame_names(item, [f.name for f in item.frame_files])
+        if base is not None:  # EndoReview exports name files by frame number and say so in data.yaml
+            item.metadata["frame_name_base"] = base
     return col
 
 
