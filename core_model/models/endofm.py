@@ -100,12 +100,25 @@ class Block(nn.Module):
         r = drop_path(r, self.drop_path, self.training)  # per spatial location, before temporal_fc
         return p + self.temporal_fc(r.view(B, NT, D))
 
+    def _spatial_input(self, c: torch.Tensor, p: torch.Tensor, T: int) -> torch.Tensor:
+        """norm1 of [CLS repeated per frame ; frame t's patches]: [B*T, 1+N, D].
+
+        LayerNorm is per token, so it runs before the regrouping; under autocast its output is cast to the autocast
+        dtype first, so the one transposing copy moves half the bytes and the qkv GEMM needs no cast of its own."""
+        B, NT, D = p.shape
+        N = NT // T
+        nc, np_ = self.norm1(c), self.norm1(p)
+        if torch.is_autocast_enabled(p.device.type):
+            dt = torch.get_autocast_dtype(p.device.type)
+            nc, np_ = nc.to(dt), np_.to(dt)
+        # [B, 1, D] + [B, (n t), D] -> [B, T, 1+N, D]
+        s = torch.cat([nc.unsqueeze(1).expand(B, T, 1, D), np_.view(B, N, T, D).transpose(1, 2)], dim=2)
+        return s.view(B * T, 1 + N, D)
+
     def _spatial(self, c: torch.Tensor, p: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         B, NT, D = p.shape
         N = NT // T
-        # s: [B, T, 1+N, D] = [CLS repeated per frame ; frame t's patches]  (one transposing copy)
-        s = torch.cat([c.unsqueeze(1).expand(B, T, 1, D), p.view(B, N, T, D).transpose(1, 2)], dim=2)
-        y = self.proj_drop(self.attn(self.norm1(s.view(B * T, 1 + N, D))))
+        y = self.proj_drop(self.attn(self._spatial_input(c, p, T)))
         y = drop_path(y, self.drop_path, self.training).view(B, T, 1 + N, D)  # per frame
         c = c + y[:, :, 0].mean(dim=1, keepdim=True)  # CLS residual: mean over frames
         p = (p.view(B, N, T, D) + y[:, :, 1:].transpose(1, 2)).reshape(B, NT, D)
@@ -126,10 +139,7 @@ class Block(nn.Module):
     def spatial_attention(self, c: torch.Tensor, p: torch.Tensor, T: int) -> torch.Tensor:
         """Spatial attention probabilities of this block: [B*T, heads, 1+N, 1+N]."""
         p = self._temporal(p, T)
-        B, NT, D = p.shape
-        N = NT // T
-        s = torch.cat([c.unsqueeze(1).expand(B, T, 1, D), p.view(B, N, T, D).transpose(1, 2)], dim=2)
-        return self.attn.attention_probs(self.norm1(s.view(B * T, 1 + N, D)))
+        return self.attn.attention_probs(self._spatial_input(c, p, T))
 
 
 class EndoFM(nn.Module):

@@ -1,0 +1,309 @@
+"""Backbone throughput: clips/s and peak memory of our Endo-FM backbone vs the naive official code path, same run.
+
+Full size (GPU): ``endofm_base`` at 8x224, inference (bf16 autocast and fp32, batch 32) and a training step (AdamW,
+bf16 autocast and fp32, batch 8, DropPath 0.1 active), for ``reference`` (``core_model.models.reference``: the
+official code path, explicit softmax attention, einops), ``ours`` (SDPA, layout without extra copies) and, unless
+``--no-compile``, ``ours+compile`` (``torch.compile``). Rows run in order of importance and stop cleanly when
+``--budget-s`` is spent, so the script fits a 15-minute GPU window.
+
+``--small``: CPU-sized check of every code path (about a minute on 2 cores): ``endofm_tiny`` (112 px, batch 2) for
+all four modes and ``endofm_base`` inference (fp32, batch 1, 8x224) for both implementations.
+
+Output: one JSON object per line (``{"event": "row", ...}`` per measurement) and a final ``{"event": "summary"}``
+naming the machine, with the ratios the issue's bar asks for (ours / reference, bf16). Medians over the timed
+iterations; peak memory is ``torch.cuda.max_memory_allocated`` (GPU only; null on CPU).
+
+    python benchmarks/backbone_throughput.py                 # GPU, full size
+    python benchmarks/backbone_throughput.py --small         # CPU check
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core_model.models import EndoFM, get_config  # noqa: E402
+from core_model.models.reference import ReferenceEndoFM  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    impl: str  # reference | ours | ours+compile | ours+bf16weights | ours+compile+bf16weights
+    mode: str  # infer | train
+    precision: str  # bf16 | fp32
+    batch: int
+    frames: int
+    size: int
+    iters: int | None = None  # None: --iters
+    warmup: int | None = None  # None: --warmup
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(case: Case, device: torch.device, compile_mode: str | None, grad_ckpt: bool) -> torch.nn.Module:
+    cfg = get_config(case.model)
+    torch.manual_seed(0)
+    if case.impl == "reference":
+        model: torch.nn.Module = ReferenceEndoFM(cfg)
+    else:
+        model = EndoFM(cfg)
+        model.set_grad_checkpointing(grad_ckpt and case.mode == "train")
+    model = model.to(device)
+    if "bf16weights" in case.impl:
+        model = model.to(torch.bfloat16)
+    if "compile" in case.impl:
+        model = torch.compile(model, mode=compile_mode) if compile_mode else torch.compile(model)
+    return model
+
+
+def run_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    model = build(case, device, args.compile_mode, args.grad_checkpointing)
+    dtype = torch.bfloat16 if case.precision == "bf16" else None
+    in_dtype = torch.bfloat16 if "bf16weights" in case.impl else torch.float32
+    x = torch.randn(case.batch, 3, case.frames, case.size, case.size, device=device, dtype=in_dtype)
+    use_amp = dtype is not None and "bf16weights" not in case.impl
+
+    def amp():
+        return torch.autocast(device.type, dtype=dtype) if use_amp else contextlib.nullcontext()
+
+    if case.mode == "infer":
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), amp():
+                model(x)
+
+    else:
+        model.train()
+        fused = device.type == "cuda" and case.impl != "reference"  # ours trains with the fused AdamW kernel
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=fused or None)
+
+        def step() -> None:
+            with amp():
+                loss = model(x).float().square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    warmup = args.warmup if case.warmup is None else case.warmup
+    iters = args.iters if case.iters is None else case.iters
+    for _ in range(warmup):
+        step()
+    sync(device)
+    warm_s = time.perf_counter() - t0
+    times = []
+    deadline = time.perf_counter() + args.max_case_s
+    for i in range(iters):
+        t = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t)
+        if time.perf_counter() > deadline and i >= min(2, iters - 1):
+            break
+    med = statistics.median(times)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    row = {
+        "event": "row",
+        **case.__dict__,
+        "clips_per_s": round(case.batch / med, 3),
+        "median_step_s": round(med, 5),
+        "iters": len(times),
+        "warmup_s": round(warm_s, 2),
+        "peak_mem_gib": None if peak is None else round(peak, 3),
+    }
+    if case.mode == "train":
+        row["optimizer"] = "AdamW(fused)" if device.type == "cuda" and case.impl != "reference" else "AdamW"
+        row["grad_checkpointing"] = bool(args.grad_checkpointing and case.impl != "reference")
+    step = None  # drop the model, optimizer and input before the next row
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def plan(args: argparse.Namespace, device: torch.device) -> list[Case]:
+    if args.small:
+        t = get_config("endofm_tiny")
+        cases = []
+        for mode, batch in (("infer", 2), ("train", 2)):
+            for prec in ("bf16", "fp32"):
+                for impl in ("reference", "ours"):
+                    cases.append(Case("endofm_tiny", impl, mode, prec, batch, t.num_frames, t.img_size))
+        for impl in ("reference", "ours"):
+            cases.append(Case("endofm_base", impl, "infer", "fp32", 1, 8, 224, iters=2, warmup=0))
+        if args.compile:
+            cases.append(Case("endofm_tiny", "ours+compile", "infer", "fp32", 2, t.num_frames, t.img_size))
+        return cases
+    impls = ["reference", "ours"] + ([] if args.no_compile else ["ours+compile"])
+    b_inf, b_train = args.batch_infer, args.batch_train
+    cases = []
+    for mode, batch in (("infer", b_inf), ("train", b_train)):  # bf16 first: the bar is in bf16
+        cases += [Case("endofm_base", i, mode, "bf16", batch, 8, 224) for i in impls if i != "ours+compile"]
+    for mode, batch in (("infer", b_inf), ("train", b_train)):
+        cases += [Case("endofm_base", i, mode, "fp32", batch, 8, 224) for i in impls if i != "ours+compile"]
+    if "ours+compile" in impls:
+        cases += [
+            Case("endofm_base", "ours+compile", m, "bf16", b, 8, 224)
+            for m, b in (("infer", b_inf), ("train", b_train))
+        ]
+    cases.append(Case("endofm_base", "ours+bf16weights", "infer", "bf16", b_inf, 8, 224))
+    if "ours+compile" in impls:
+        cases.append(Case("endofm_base", "ours+compile+bf16weights", "infer", "bf16", b_inf, 8, 224))
+    if "ours+compile" in impls:
+        cases += [
+            Case("endofm_base", "ours+compile", m, "fp32", b, 8, 224)
+            for m, b in (("infer", b_inf), ("train", b_train))
+        ]
+    return cases
+
+
+def summarize(rows: list[dict[str, Any]], device: torch.device, skipped: list[str]) -> dict[str, Any]:
+    def get(model, impl, mode, prec):
+        for r in rows:
+            if (r["model"], r["impl"], r["mode"], r["precision"]) == (
+                model,
+                impl,
+                mode,
+                prec,
+            ) and "clips_per_s" in r:
+                return r
+        return None
+
+    figures: dict[str, Any] = {}
+    models = sorted({r["model"] for r in rows})
+    for model in models:
+        for mode in ("infer", "train"):
+            for prec in ("bf16", "fp32"):
+                ref = get(model, "reference", mode, prec)
+                for impl in ("ours", "ours+compile", "ours+bf16weights", "ours+compile+bf16weights"):
+                    ours = get(model, impl, mode, prec)
+                    if ref and ours:
+                        key = f"{model}/{mode}/{prec}/{impl}_vs_reference"
+                        figures[key] = {
+                            "speedup": round(ours["clips_per_s"] / ref["clips_per_s"], 3),
+                            "ours_clips_per_s": ours["clips_per_s"],
+                            "reference_clips_per_s": ref["clips_per_s"],
+                            "ours_peak_gib": ours["peak_mem_gib"],
+                            "reference_peak_gib": ref["peak_mem_gib"],
+                        }
+    cpu_clips = {
+        f"{r['model']}/{r['impl']}/{r['mode']}/{r['precision']}/b{r['batch']}": r["clips_per_s"]
+        for r in rows
+        if "clips_per_s" in r
+    }
+    bar = None
+    if device.type == "cuda":
+
+        def best(mode):
+            cands = [
+                figures.get(f"endofm_base/{mode}/bf16/{i}_vs_reference") for i in ("ours", "ours+compile")
+            ]
+            cands = [c for c in cands if c]
+            return max(cands, key=lambda c: c["speedup"]) if cands else None
+
+        inf, tr = best("infer"), best("train")
+        bar = {
+            "inference_bf16_speedup": inf and inf["speedup"],
+            "inference_bf16_ge_2x": bool(inf and inf["speedup"] >= 2.0),
+            "train_bf16_speedup": tr and tr["speedup"],
+            "train_bf16_ge_1.7x": bool(tr and tr["speedup"] >= 1.7),
+            "train_bf16_peak_not_higher": bool(tr and tr["ours_peak_gib"] <= tr["reference_peak_gib"]),
+        }
+    return {
+        "event": "summary",
+        "machine": machine_name(device),
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "figures": figures,
+        "clips_per_s": cpu_clips,
+        "bar": bar,
+        "skipped": skipped,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--small", action="store_true", help="CPU-sized check of every code path (~1 min)")
+    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
+    p.add_argument("--batch-infer", type=int, default=32)
+    p.add_argument("--batch-train", type=int, default=8)
+    p.add_argument("--iters", type=int, default=10, help="timed iterations per row (median reported)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--max-case-s", type=float, default=60.0, help="stop timing a row after this long (>= 3 iters)"
+    )
+    p.add_argument("--budget-s", type=float, default=600.0, help="skip remaining rows after this long")
+    p.add_argument("--no-compile", action="store_true", help="full size: skip the torch.compile rows")
+    p.add_argument("--compile", action="store_true", help="--small: add a torch.compile row")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode (default, max-autotune, ...)")
+    p.add_argument(
+        "--grad-checkpointing", action="store_true", help="ours: checkpoint every block in training"
+    )
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls in fp32 rows (off: true fp32)")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.small:
+        args.iters, args.warmup = min(args.iters, 3), min(args.warmup, 1)
+    elif device.type != "cuda":
+        print(json.dumps({"event": "warning", "message": "full size on CPU takes very long; use --small"}))
+    torch.backends.cuda.matmul.allow_tf32 = bool(args.tf32)
+    torch.backends.cudnn.allow_tf32 = bool(args.tf32)
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for case in plan(args, device):
+        label = f"{case.model}/{case.impl}/{case.mode}/{case.precision}/b{case.batch}"
+        if time.perf_counter() - start > args.budget_s:
+            skipped.append(label)
+            continue
+        try:
+            row = run_case(case, device, args)
+        except torch.OutOfMemoryError as exc:
+            row = {"event": "row", **case.__dict__, "error": f"out of memory: {str(exc).splitlines()[0]}"}
+        except Exception as exc:  # noqa: BLE001 - a failed row is reported, the run goes on
+            row = {"event": "row", **case.__dict__, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        row["elapsed_s"] = round(time.perf_counter() - start, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps(summarize(rows, device, skipped)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
