@@ -491,7 +491,3 @@ def _apply_blank(img: np.ndarray, rect: tuple[int, ...] | None) -> np.ndarray:
     img = np.array(img, copy=True)
     img[y0:y1, x0:x1] = 0
     return img
-
-
-def dropped_text(dropped: list[str]) -> str:
-    return "; ".join(dropped) if dropped else "nothing"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,3 +172,22 @@ def test_found_by_fuzzing(tmp_path):
     p = tmp_path / "t.csv"
     p.write_bytes(b"video,start_frame,end_frame,label\n\r0")
     _ok_or_interchange_error(tables.read_segment_csv, p)
+
+
+@pytest.fixture(scope="module")
+def kvasir_root(tmp_path_factory):
+    from tests.interchange.builders import make_kvasir
+
+    root = tmp_path_factory.mktemp("kv") / "Kvasir-SEG"
+    make_kvasir(root, n=1)
+    return root
+
+
+@FUZZ
+@given(doc=json_values)
+def test_kvasir_bbox_json_never_crashes(kvasir_root, doc):
+    from endoreview.interchange.layouts.simple import read_kvasir
+
+    name = next((kvasir_root / "images").iterdir()).stem
+    (kvasir_root / "kavsir_bboxes.json").write_text(json.dumps({name: doc}, allow_nan=True))
+    _ok_or_interchange_error(read_kvasir, kvasir_root)

@@ -21,8 +21,6 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from endoreview.interchange import raster
 from endoreview.interchange.model import (
     BoxAnn,
@@ -337,7 +335,3 @@ def write_coco(col: Collection, path: str | os.PathLike, **kw: Any) -> list[str]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc), encoding="utf-8")
     return dropped
-
-
-def masks_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return bool(np.array_equal(raster.decode_rle(a), raster.decode_rle(b)))

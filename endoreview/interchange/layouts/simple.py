@@ -17,7 +17,7 @@ from endoreview.interchange.model import (
     VideoItem,
     VideoLabelAnn,
 )
-from endoreview.interchange.util import check_box, is_junk, list_images, natural_key, parse_int, safe_join
+from endoreview.interchange.util import check_box, is_junk, list_images, natural_key, safe_join
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 POLYPDIAG_CLASSES = {"0": "normal", "1": "abnormal"}
@@ -311,7 +311,3 @@ def _video_for(p: Path, rel: str) -> VideoItem:
         item = VideoItem(name=name, source=p)
     item.metadata["list_path"] = rel
     return item
-
-
-def count_check(n: str, file, line) -> int:
-    return parse_int(n, file, line=line)
