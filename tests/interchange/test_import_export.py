@@ -232,6 +232,11 @@ def test_mask_formats_round_trip_pixel_exact(store, labelled, tmp_path, fmt):
     imp.import_videos([tmp_path / "src" / "patient_smith_2024.mp4"])
     target = other.list_videos()[0]
     if fmt == "coco":
+        from pycocotools.coco import COCO
+
+        api = COCO(str(tmp_path / fmt / "annotations.json"))  # the reference reader accepts it as written
+        first = api.loadAnns(api.getAnnIds())[0]
+        assert api.annToMask(first).shape == (48, 64) and api.annToMask(first).sum() == first["area"]
         res = imp.import_annotations(tmp_path / fmt / "annotations.json")
     elif fmt == "cvat-video":
         res = imp.import_annotations(next((tmp_path / fmt).glob("*.xml")), video_id=target.id)
