@@ -635,7 +635,8 @@ def materialise_sequence(frames: Sequence[Path], dest: Path) -> Path:
     """A folder whose images are exactly ``frames`` in order (``000000.ext`` ...), as links (copies where links fail)."""
     names = [f"{k:06d}{f.suffix.lower()}" for k, f in enumerate(frames)]
     if dest.is_dir() and sorted(p.name for p in dest.iterdir()) == sorted(names):
-        return dest
+        if all(_same_file(dest / n, f) for n, f in zip(names, frames)):
+            return dest  # already there (a re-import): keep it, so the video's content hash is unchanged
     tmp = dest.with_name(dest.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -653,6 +654,23 @@ def materialise_sequence(frames: Sequence[Path], dest: Path) -> Path:
         shutil.rmtree(dest)
     tmp.rename(dest)
     return dest
+
+
+def _same_file(link: Path, target: Path) -> bool:
+    try:
+        if link.is_symlink():
+            return link.resolve() == target.resolve()
+        return (
+            link.stat().st_size == target.stat().st_size
+            and link.samefile(target)
+            or _same_bytes(link, target)
+        )
+    except OSError:
+        return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def video_names(v: Video) -> set[str]:

@@ -442,3 +442,16 @@ def test_coco_without_frame_ids_needs_frame_numbers_to_attach(store, importer, t
     assert rep.failed and "name_base" in rep.failed[0][1] and _all_labels(store) == []
     rep = importer.import_annotations(tmp_path / "c.json", name_base=1)
     assert rep.ok and [lab.frame for lab in _all_labels(store)] == [4]  # frame_0005 (1-based) is frame 4
+
+
+def test_materialised_sequence_follows_the_frames(tmp_path):
+    from endoreview.interchange.importer import materialise_sequence
+    from tests.interchange.builders import frame_image, write_img
+
+    a = [write_img(tmp_path / "a" / f"{k}.png", frame_image(8, 8, k)) for k in (3, 1, 2)]
+    d = materialise_sequence(a, tmp_path / "seq")
+    assert [p.name for p in sorted(d.iterdir())] == ["000000.png", "000001.png", "000002.png"]
+    assert (d / "000000.png").read_bytes() == a[0].read_bytes()
+    b = [write_img(tmp_path / "b" / f"{k}.png", frame_image(8, 8, 10 + k)) for k in range(3)]
+    materialise_sequence(b, tmp_path / "seq")  # same names, other frames: rebuilt, not reused
+    assert (d / "000000.png").read_bytes() == b[0].read_bytes()
