@@ -1,0 +1,1 @@
+"""Annotation formats: readers and writers to and from the intermediate representation."""

@@ -1,0 +1,1 @@
+"""Public dataset layouts as they ship (folders and zips)."""
