@@ -18,7 +18,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from endoreview.store import convert
 from endoreview.store import schema as s
-from endoreview.store.database import describe_url, sqlite_path
+from endoreview.store.database import BUSY_TIMEOUT_MS, SQLITE_PRAGMAS, describe_url, sqlite_path
 from endoreview.store.errors import (
     DiskFullError,
     InvalidInputError,
@@ -139,8 +139,16 @@ class Tx:
 class StoreBase:
     """Engine, identity (reviewer + host) and the unit-of-work helpers shared by every part of the store."""
 
-    def __init__(self, engine: Engine, *, reviewer: str | None = None, host: str | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        reviewer: str | None = None,
+        host: str | None = None,
+        sqlite_pragmas: Mapping[str, Any] | None = None,
+    ):
         self.engine = engine
+        self._pragmas = {**SQLITE_PRAGMAS, **(sqlite_pragmas or {})}
         self.reviewer = reviewer or default_reviewer()
         self.host = host or socket.gethostname()
         self.dialect = engine.dialect.name
@@ -217,13 +225,17 @@ class StoreBase:
         each statement sees every committed write) without SQLAlchemy's per-statement overhead; elsewhere it goes
         through a pooled SQLAlchemy connection.
         """
-        if self.dialect != "sqlite":
+        if self.dialect != "sqlite" or self.path is None:
             with self._read_conn() as conn:
-                return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), params)]
+                sql = sql.replace("?", "%s") if self.dialect != "sqlite" else sql
+                return [tuple(r) for r in conn.exec_driver_sql(sql, params)]
         con = getattr(self._local, "raw", None)
-        if con is None:
-            with self._translate("reading"):
-                con = self.engine.raw_connection()
+        if con is None:  # outside the engine's pool, so reader threads never starve writers of connections
+            con = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            for name, value in self._pragmas.items():
+                con.execute(f"PRAGMA {name}={value}")
             with self._raw_lock:
                 self._raw_cons.append(con)
             self._local.raw = con

@@ -51,6 +51,6 @@ class Store(AnnotationsMixin, HistoryMixin, CatalogMixin):
         engine = open_engine(
             url, sqlite_pragmas=sqlite_pragmas, backup_dir=backup_dir, mounts_file=mounts_file
         )
-        store = cls(engine, reviewer=reviewer, host=host)
+        store = cls(engine, reviewer=reviewer, host=host, sqlite_pragmas=sqlite_pragmas)
         log.info("opened label database %s as %s@%s", store.url, store.reviewer, store.host)
         return store

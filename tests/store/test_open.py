@@ -232,7 +232,7 @@ def test_a_busy_database_is_retried_not_reported(tmp_path, caplog):
     with Store.open(str(f), reviewer="alice", sqlite_pragmas={"busy_timeout": 20}) as s:
         populate(s)
         video = s.list_videos()[0]
-        other = sqlite3.connect(f, isolation_level=None)
+        other = sqlite3.connect(f, isolation_level=None, check_same_thread=False)
         other.execute("BEGIN IMMEDIATE")  # a writer in another connection holds the lock ...
         release = threading.Timer(0.6, lambda: other.execute("COMMIT"))
         release.start()  # ... for 0.6 s, thirty times the busy timeout
