@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -37,6 +36,19 @@ from endoreview.interchange.model import (
     VideoItem,
 )
 from endoreview.interchange.raster import IMAGE_EXTS
+from endoreview.interchange.units import (
+    already_imported,
+    describe_sources,
+    expand_video_paths,
+    is_manifest,
+    is_mask_folder,
+    item_keys,
+    label_sources,
+    materialise_sequence,
+    safe_name,
+    validate_item,
+    video_names,
+)
 from endoreview.interchange.util import is_junk, remap_frames_by_name
 from endoreview.services.library import LibraryService, VideoImportError, read_metadata
 from endoreview.store import Store, StoreError
@@ -44,7 +56,6 @@ from endoreview.store.records import LabelKind, LabelOrigin, NewLabel, ReviewSta
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
 _HAS_PROVENANCE_FIELD = "provenance" in {f.name for f in fields(NewLabel)}
@@ -199,8 +210,8 @@ class Importer:
         seq_root = (
             self.work_dir
             / "sequences"
-            / _safe(col.layout or "dataset")
-            / _safe(str(col.root.name if col.root else "root"))
+            / safe_name(col.layout or "dataset")
+            / safe_name(str(col.root.name if col.root else "root"))
         )
         for i, item in enumerate(col.videos):
             if should_cancel is not None and should_cancel():
@@ -236,8 +247,8 @@ class Importer:
         n, w, h = md["frame_count"], md["width"], md["height"]
         validate_item(item, n, w, h)
         video, created = self.library.import_video(self.project_id, path)
-        sources = _sources(item)
-        if not created and _already_imported(video, sources):
+        sources = label_sources(item)
+        if not created and already_imported(video, sources):
             report.videos_existing.append(video.id)
             report.issues.append(
                 Issue(
@@ -296,7 +307,7 @@ class Importer:
         )
         if [p.resolve() for p in in_folder] == [f.resolve() for f in files]:
             return parent
-        return materialise_sequence(files, seq_root / _safe(item.name))
+        return materialise_sequence(files, seq_root / safe_name(item.name))
 
     # ================================================================== annotation files
     def import_annotations(
@@ -315,11 +326,11 @@ class Importer:
         report = ImportReport()
         path = Path(path)
         try:
-            if layout == "manifest" or (layout is None and path.suffix == ".json" and _is_manifest(path)):
+            if layout == "manifest" or (layout is None and path.suffix == ".json" and is_manifest(path)):
                 from endoreview.interchange.manifest import read_manifest_collection
 
                 col = read_manifest_collection(path)
-            elif layout == "mask-folder" or (layout is None and _is_mask_folder(path)):
+            elif layout == "mask-folder" or (layout is None and is_mask_folder(path)):
                 col = self._read_mask_folders(path, video_id, base)
             elif video_id is not None and (layout or detect_file(path)) == "cvat-video":
                 target = self.store.get_video(
@@ -407,7 +418,7 @@ class Importer:
                 by_name.setdefault(key, []).append(v)
         out = []
         for it in items:
-            cands = {v.id: v for key in _item_keys(it) for v in by_name.get(key, [])}
+            cands = {v.id: v for key in item_keys(it) for v in by_name.get(key, [])}
             if len(cands) != 1:
                 reason = "matches no video in the project" if not cands else f"matches {len(cands)} videos"
                 raise InterchangeError(
@@ -518,7 +529,7 @@ class Importer:
                     raise Cancelled()
                 chunk = work[start : start + self.chunk_size]
                 srcs = sorted({p.source for _, _, p in chunk})
-                what = _describe_sources(srcs)
+                what = describe_sources(srcs)
                 part = (
                     f" ({start // self.chunk_size + 1}/{-(-total // self.chunk_size)})"
                     if total > self.chunk_size
@@ -553,185 +564,3 @@ class Importer:
                 labels[str(lid)] = [sources.index(prov.source), prov.line, prov.field]
             meta["import_provenance"] = {"sources": sources, "labels": labels}
             self.store.update_video(vid, video.version, meta=meta)
-
-
-# ====================================================================== helpers
-def validate_item(item: VideoItem, n: int, w: int, h: int) -> None:
-    """Check every label of ``item`` against the video (frame count, size); raises naming file + line/field."""
-    for a in item.masks:
-        if not 0 <= a.frame < n:
-            raise InterchangeError.at(
-                a.provenance, f"frame {a.frame} does not exist (video has {n} frames, 0-based)"
-            )
-        size = list(a.rle.get("size", []))
-        if size != [h, w]:
-            raise InterchangeError.at(
-                a.provenance,
-                f"mask is {size[1] if len(size) == 2 else '?'}x{size[0] if size else '?'} but the video is {w}x{h}",
-            )
-    for b in item.boxes:
-        if not 0 <= b.frame < n:
-            raise InterchangeError.at(
-                b.provenance, f"frame {b.frame} does not exist (video has {n} frames, 0-based)"
-            )
-        x0, y0, x1, y1 = b.bbox
-        if x0 < -0.5 or y0 < -0.5 or x1 > w + 0.5 or y1 > h + 0.5 or x1 <= x0 or y1 <= y0:
-            raise InterchangeError.at(
-                b.provenance, f"box {list(b.bbox)} lies outside the {w}x{h} frame or has no area"
-            )
-    for s in item.segments:
-        if not 0 <= s.start < s.end <= n:
-            raise InterchangeError.at(
-                s.provenance, f"segment [{s.start}, {s.end}) does not fit the video's {n} frames"
-            )
-
-
-def expand_video_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files and folders -> import units (video files, DICOM files, image-sequence folders) and skipped files.
-
-    A folder is an image sequence when it holds images and no video files; images beside videos (cover pictures,
-    thumbnails) are skipped and reported."""
-    units: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-
-    def consider_file(p: Path) -> None:
-        if is_junk(p.name):
-            return
-        if p.suffix.lower() in VIDEO_EXTS or is_dicom(p):
-            units.append(p)
-        elif p.suffix.lower() not in IMAGE_EXTS:
-            skipped.append((str(p), "not a video, DICOM video or image-sequence folder"))
-
-    for raw in paths:
-        p = Path(raw).expanduser()
-        if not p.exists():
-            skipped.append((str(p), "does not exist"))
-        elif p.is_file():
-            if p.suffix.lower() in VIDEO_EXTS or is_dicom(p):
-                units.append(p)
-            else:
-                skipped.append((str(p), "not a video or DICOM video"))
-        else:
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not is_junk(d))
-                r = Path(root)
-                visible = [f for f in files if not is_junk(f)]
-                has_images = any(Path(f).suffix.lower() in IMAGE_EXTS for f in visible)
-                has_videos = any(Path(f).suffix.lower() in VIDEO_EXTS for f in visible)
-                if has_images and not has_videos:
-                    units.append(r)  # an image folder is one video (its images are the frames)
-                for f in sorted(visible):
-                    p_f = r / f
-                    if has_images and has_videos and p_f.suffix.lower() in IMAGE_EXTS:
-                        skipped.append(
-                            (str(p_f), "an image beside videos (not a frame of an image-sequence folder)")
-                        )
-                    else:
-                        consider_file(p_f)
-    return units, skipped
-
-
-def materialise_sequence(frames: Sequence[Path], dest: Path) -> Path:
-    """A folder whose images are exactly ``frames`` in order (``000000.ext`` ...), as links (copies where links fail)."""
-    names = [f"{k:06d}{f.suffix.lower()}" for k, f in enumerate(frames)]
-    if dest.is_dir() and sorted(p.name for p in dest.iterdir()) == sorted(names):
-        if all(_same_file(dest / n, f) for n, f in zip(names, frames)):
-            return dest  # already there (a re-import): keep it, so the video's content hash is unchanged
-    tmp = dest.with_name(dest.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, f in zip(names, frames):
-        target = tmp / name
-        try:
-            target.symlink_to(f.resolve())
-        except OSError:
-            try:
-                os.link(f, target)
-            except OSError:
-                shutil.copy2(f, target)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-    return dest
-
-
-def _same_file(link: Path, target: Path) -> bool:
-    try:
-        if link.is_symlink():
-            return link.resolve() == target.resolve()
-        return (
-            link.stat().st_size == target.stat().st_size
-            and link.samefile(target)
-            or _same_bytes(link, target)
-        )
-    except OSError:
-        return False
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
-
-
-def video_names(v: Video) -> set[str]:
-    """Names a video answers to when matching annotation files: import name, file name, stem, pseudonymous id."""
-    meta = v.meta or {}
-    out = {Path(v.path).name, Path(v.path).stem}
-    if meta.get("name"):
-        out |= {str(meta["name"]), Path(str(meta["name"])).stem}
-    imp = meta.get("import") or {}
-    if imp.get("name"):
-        out.add(str(imp["name"]))
-    if meta.get("pseudonymous_id"):
-        out.add(str(meta["pseudonymous_id"]))
-    return out
-
-
-def _item_keys(item: VideoItem) -> list[str]:
-    keys = [item.name, Path(item.name).name, Path(item.name).stem]
-    if item.source is not None:
-        keys += [item.source.name, item.source.stem]
-    return keys
-
-
-def _sources(item: VideoItem) -> set[str]:
-    return {a.provenance.source for a in (*item.masks, *item.boxes, *item.segments, *item.video_labels)}
-
-
-def _already_imported(video: Video, sources: set[str]) -> bool:
-    known = set(((video.meta or {}).get("import_provenance") or {}).get("sources", []))
-    return bool(sources) and sources <= known
-
-
-def _describe_sources(srcs: list[str]) -> str:
-    """'a.json' or 'masks/1.jpg, kavsir_bboxes.json in /data/Kvasir-SEG' (at most 3 names, then a count)."""
-    if len(srcs) == 1:
-        return srcs[0]
-    try:
-        common = os.path.commonpath(srcs)
-        rels = [os.path.relpath(x, common) for x in srcs]
-    except ValueError:
-        common, rels = "", srcs
-    text = ", ".join(rels[:3]) + (f" and {len(rels) - 3} more" if len(rels) > 3 else "")
-    return f"{text} in {common}" if common else text
-
-
-def _is_mask_folder(path: Path) -> bool:
-    from endoreview.interchange.formats.maskdir import LABELMAP
-
-    return path.is_dir() and (
-        (path / LABELMAP).is_file() or any((d / LABELMAP).is_file() for d in path.iterdir() if d.is_dir())
-    )
-
-
-def _is_manifest(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(2048)
-    except OSError:
-        return False
-    return b"endoreview.training-manifest" in head
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))[:150] or "_"
