@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument(
         "--run-id", action="append", type=int, dest="run_ids", help="labels of this prediction run"
     )
+    exp.add_argument(
+        "--video-status",
+        choices=["unreviewed", "in_review", "reviewed"],
+        help="only videos in this review status",
+    )
     exp.add_argument("--frames", action="store_true", help="also write the labelled frames as images")
     exp.add_argument("--all-frames", action="store_true", help="with --frames: every frame")
     exp.add_argument("--png", action="store_true", help="frames as PNG instead of JPEG")
@@ -188,6 +193,7 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
             states=args.states,
             video_ids=args.video_ids,
             run_ids=args.run_ids,
+            video_status=args.video_status,
             project_id=None if args.video_ids else project_id,
             frames=args.frames,
             all_frames=args.all_frames,

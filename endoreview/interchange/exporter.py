@@ -4,7 +4,8 @@ Formats (``ExportOptions.format``): ``coco`` (RLE masks), ``coco-polygons``, ``y
 ``png-masks``, ``cvat-video``, ``csv`` (segments + video labels), ``manifest`` (the training manifest).
 
 Selection: ``selection="all"`` (every label, suggestions included), ``"reviewed"`` (accepted, edited, manual) or
-``states=[...]``; ``video_ids`` (a video set; default: the whole project); ``run_ids`` (labels of those prediction
+``states=[...]``; ``video_ids`` (a video set; default: the whole project) and/or ``video_status`` (e.g. only
+videos whose review is finished); ``run_ids`` (labels of those prediction
 runs only). Rejected labels are negatives: only the manifest can express them; other formats drop them and say so.
 
 Privacy: ``pseudonymize`` replaces video names with ``v<12 hex>`` (a hash of the video content id, stable across
@@ -75,6 +76,7 @@ class ExportOptions:
     video_ids: Sequence[int] | None = None
     run_ids: Sequence[int] | None = None
     project_id: int | None = None
+    video_status: str | None = None  # only videos in this review status (unreviewed | in_review | reviewed)
     frames: bool = False  # write the labelled frames as images
     all_frames: bool = False  # ... every frame, not only labelled ones
     image_format: str = "jpg"  # jpg | png
@@ -126,8 +128,12 @@ class Exporter:
     # ------------------------------------------------------------------ selection
     def _videos(self, opt: ExportOptions) -> list[Video]:
         if opt.video_ids is not None:
-            return [self.store.get_video(v) for v in opt.video_ids]
-        return self.store.list_videos(opt.project_id)
+            videos = [self.store.get_video(v) for v in opt.video_ids]
+        else:
+            videos = self.store.list_videos(opt.project_id)
+        if opt.video_status is not None:
+            videos = [v for v in videos if str(v.review_status) == str(opt.video_status)]
+        return videos
 
     def _labels(self, video: Video, opt: ExportOptions) -> list[Label]:
         states = None

@@ -335,6 +335,12 @@ def test_selection_by_state_and_privacy(store, labelled, tmp_path):
     ex = Exporter(store)
     rep = ex.export(tmp_path / "rej", ExportOptions("voc", states=["rejected"]))
     assert rep.labels == 0 and any("rejected" in d for d in rep.dropped)
+    assert ex.export(tmp_path / "st", ExportOptions("csv", video_status="reviewed")).videos == 0
+    from endoreview.services.library import LibraryService
+
+    LibraryService(store).set_review_status(labelled.id, "reviewed")
+    assert ex.export(tmp_path / "st2", ExportOptions("csv", video_status="reviewed")).videos == 1
+    labelled = store.get_video(labelled.id)
     set_text_region(store, [labelled.id], [0, 0, 20, 10])
     rep = ex.export(
         tmp_path / "p",
