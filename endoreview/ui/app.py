@@ -67,6 +67,15 @@ def apply_theme(app: Any) -> None:
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 130))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 130))
     app.setPalette(pal)
+    # readable text on large monitors that Qt does not scale (device pixel ratio 1 at 2560 px and wider)
+    screen = app.primaryScreen()
+    font = app.font()
+    base = 10.0
+    if screen is not None and screen.devicePixelRatio() < 1.5 and screen.size().width() >= 2400:
+        base = 12.0
+    if font.pointSizeF() < base:
+        font.setPointSizeF(base)
+        app.setFont(font)
 
 
 def ensure_app(argv: list[str] | None = None) -> Any:

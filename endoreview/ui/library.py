@@ -54,6 +54,8 @@ class LibraryRow:
 
 COLUMNS = ("Preview", "Name", "Duration", "Resolution", "Status", "Reviewer", "Model found", "Uncertainty")
 THUMB_H = 54
+STRIP_TILES = 6  # frames per thumbnail strip (endoreview.ui.proxies makes them)
+SHOWN_TILES = 3
 
 
 def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
@@ -109,8 +111,8 @@ class LibraryModel(QAbstractTableModel):
             return None
         if r.video_id not in self._pixmaps:
             strip = r.thumb
-            tile_w = max(1, int(round(strip.shape[0] * 16 / 9)))
-            self._pixmaps[r.video_id] = to_pixmap(strip[:, : tile_w * 3], THUMB_H)
+            tile_w = max(1, strip.shape[1] // STRIP_TILES)
+            self._pixmaps[r.video_id] = to_pixmap(strip[:, : tile_w * SHOWN_TILES], THUMB_H)
         return self._pixmaps[r.video_id]
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):  # noqa: ANN001
@@ -165,7 +167,9 @@ class LibraryModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.SizeHintRole and col == 0:
             from PySide6.QtCore import QSize
 
-            return QSize(int(THUMB_H * 16 / 9 * 3) + 8, THUMB_H + 6)
+            pm = self._pixmap(r)
+            width = pm.width() if pm is not None else int(THUMB_H * 16 / 9 * SHOWN_TILES)
+            return QSize(width + 8, THUMB_H + 6)
         return None
 
 
@@ -235,9 +239,9 @@ class LibraryWidget(QWidget):
         self.table.setWordWrap(False)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        hh.setSectionResizeMode(6, QHeaderView.ResizeMode.Interactive)
-        hh.resizeSection(6, 220)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
+        hh.resizeSection(1, 280)
+        hh.setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(self._open)
         self.notice = QLabel()
         self.notice.setObjectName("libraryNotice")
@@ -269,7 +273,7 @@ class LibraryWidget(QWidget):
         from PySide6.QtCore import QSize
 
         self.model.set_rows(rows)
-        self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * 3), THUMB_H))
+        self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * SHOWN_TILES), THUMB_H))
         self.empty.setVisible(not rows)
         if not rows:
             self.empty.setText(

@@ -14,9 +14,11 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QSizePolicy,
     QSplitter,
     QTabWidget,
     QToolBar,
+    QWidget,
 )
 
 from endoreview import RESEARCH_NOTICE
@@ -57,9 +59,10 @@ class MainWindow(QMainWindow):
         review = QSplitter(Qt.Orientation.Vertical)
         review.addWidget(self.player_widget)
         review.addWidget(self.timeline)
-        review.setStretchFactor(0, 4)
-        review.setStretchFactor(1, 1)
+        review.setStretchFactor(0, 1)
+        review.setStretchFactor(1, 0)
         review.setChildrenCollapsible(False)
+        review.setSizes([10_000, 230])  # the frame gets the room; the timeline a fixed strip
         self.review_page = review
         self.tabs = QTabWidget()
         self.tabs.addTab(self.library, icon("library"), "Library")
@@ -74,8 +77,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.jobs_dock = dock
         self.notice = QLabel(RESEARCH_NOTICE)
-        self.notice.setStyleSheet("color:#ffb74d;")
-        self.statusBar().addPermanentWidget(self.notice)
+        self.notice.setObjectName("researchNotice")
+        self.notice.setStyleSheet("color:#ffb74d; padding-right: 8px;")
+        self.notice.setWordWrap(True)
+        self.notice.setMinimumWidth(380)
 
         # controllers
         self.library_ctl = LibraryController(backend, self.runner, self.media, self.library, self)
@@ -93,6 +98,7 @@ class MainWindow(QMainWindow):
         self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
         self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
         self.demo_ctl.noticeChanged.connect(self.library.set_notice)
+        self.analysis_ctl.started.connect(lambda _job: self.jobs_dock.show())
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
@@ -132,6 +138,11 @@ class MainWindow(QMainWindow):
             self.act_help,
         ):
             tb.addAction(a)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        tb.addWidget(self.notice)
+        self.jobs_dock.hide()  # shown when a job starts (or from the toolbar)
         m = self.menuBar().addMenu("&File")
         m.addAction(self.act_import)
         m.addAction(self.act_import_folder)

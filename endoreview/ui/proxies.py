@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Signal
 
 from endoreview.media.proxy import ProxyError, ProxyInfo, ProxyReader, build_proxy, find_proxy
 from endoreview.media.thumbs import load_or_make_strip
+from endoreview.ui.library import STRIP_TILES
 
 log = logging.getLogger(__name__)
 
@@ -120,5 +121,5 @@ class MediaQueue(QObject):
                 from core_model.video import VideoReader
 
                 opener, n = (lambda: VideoReader(src)), req.frame_count
-            _, strip = load_or_make_strip(src, opener, n, n=6, height=72)
+            _, strip = load_or_make_strip(src, opener, n, n=STRIP_TILES, height=72)
             self.thumbReady.emit(req.video_id, strip)

@@ -45,6 +45,29 @@ def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends - starts
 
 
+class TimeAxis(pg.AxisItem):
+    """Bottom axis in video time (m:ss, with tenths when zoomed in); the x values stay frame indices."""
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self.fps = 30.0
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803, ANN001, ANN201 - pyqtgraph API
+        """Ticks at round times (1 s, 5 s, 1 min …), not at round frame numbers."""
+        fps = max(self.fps, 1e-6)
+        levels = super().tickSpacing(minVal / fps, maxVal / fps, size)
+        return [(spacing * fps, offset * fps) for spacing, offset in levels]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+        fine = spacing / max(self.fps, 1e-6) < 1.0
+        out = []
+        for v in values:
+            t = max(0.0, v / max(self.fps, 1e-6))
+            m, sec = divmod(t, 60)
+            out.append(f"{int(m)}:{sec:04.1f}" if fine else f"{int(m)}:{int(round(sec)):02d}")
+        return out
+
+
 class _SeekViewBox(pg.ViewBox):
     seekRequested = Signal(float)
 
@@ -82,7 +105,8 @@ class TimelineWidget(pg.PlotWidget):
 
     def __init__(self, parent=None) -> None:  # noqa: ANN001
         self._vb = _SeekViewBox()
-        super().__init__(parent, viewBox=self._vb, background="#15151b")
+        self.time_axis = TimeAxis()
+        super().__init__(parent, viewBox=self._vb, background="#15151b", axisItems={"bottom": self.time_axis})
         self.frame_count = 0
         self.fps = 30.0
         self.threshold = 0.5
@@ -98,7 +122,9 @@ class TimelineWidget(pg.PlotWidget):
         left = pi.getAxis("left")
         left.setTicks([[((a + b) / 2, name) for name, (a, b) in ext.items()]])
         left.setWidth(120)
-        pi.getAxis("bottom").setLabel("frame")
+        self.empty_text = pg.TextItem("", color="#b0b0b8", anchor=(0.5, 0.5))
+        self.empty_text.setZValue(40)
+        self._vb.addItem(self.empty_text, ignoreBounds=True)
         top = max(b for _, b in ext.values())
         self._vb.setYRange(-0.05, top + 0.05, padding=0)
         for _name, (a, b) in ext.items():
@@ -126,6 +152,7 @@ class TimelineWidget(pg.PlotWidget):
     # ---- content ----------------------------------------------------------------------------------------------
     def set_video(self, frame_count: int, fps: float) -> None:
         self.frame_count, self.fps = int(frame_count), float(fps or 30.0)
+        self.time_axis.fps = self.fps
         self._vb.setLimits(xMin=-0.5, xMax=max(1, frame_count) + 0.5, minXRange=min(30, max(2, frame_count)))
         self._vb.setXRange(0, max(1, frame_count), padding=0)
         self.set_tracks(None, None)
@@ -142,6 +169,14 @@ class TimelineWidget(pg.PlotWidget):
         ext = lane_extents()
         x = np.arange(self.frame_count, dtype=np.float64)
         pred, labels = self.pred, self.labels
+        if pred is None or pred.empty:
+            a, b = ext["Detection"]
+            self.empty_text.setText(
+                "No model output for this video yet: Analyse (Ctrl+R) runs the model in the background."
+            )
+            self.empty_text.setPos(self.frame_count / 2, (a + b) / 2)
+        else:
+            self.empty_text.setText("")
         if pred is not None and self.frame_count:
             a, b = ext["Class probability"]
             for k, cls in enumerate(pred.classes):

@@ -212,6 +212,10 @@ class PlayerWidget(QWidget):
                 )
             if self.video_label:
                 parts.append(f"<span style='color:#ddd'>video: <b>{self.video_label}</b></span>")
+        if self.controller.source is not None and (self.track is None or self.track.empty):
+            parts.append(
+                "<span style='color:#b0b0b8'>Not analysed yet: no model output for this video.</span>"
+            )
         text = "&nbsp;&nbsp;".join(parts)
         if text != self.banner.text():
             self.banner.setText(text)

@@ -1,0 +1,139 @@
+"""Screenshots of the main views, taken from the real app under Xvfb on the built-in demo.
+
+    python scripts/screenshots.py                      # 1366x768 and 2560x1440 into docs/screens/
+    python scripts/screenshots.py --sizes 1366x768 --data-dir /tmp/er-demo   # reuse a demo data folder
+
+For each screen size a fresh X server (Xvfb) and a fresh app process: the empty first launch, the library after
+the demo is set up (and analysed when the demo model is installed), the player with overlays and timeline, the
+jobs panel and the shortcuts dialog. Files: ``docs/screens/<view>-<W>x<H>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shoot(out_dir: Path, size: str) -> int:
+    """Runs inside the Xvfb display: drive the app and save PNGs."""
+    from types import SimpleNamespace
+
+    from endoreview.ui.app import create_main_window, ensure_app
+
+    w, h = (int(v) for v in size.split("x"))
+    app = ensure_app()
+    win = create_main_window(SimpleNamespace(db=None, reviewer="dr_demo"))
+    win.setGeometry(0, 0, w, h)
+    win.showMaximized()
+
+    def spin(cond, timeout: float) -> bool:
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            app.processEvents()
+            if cond():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def save(name: str) -> None:
+        spin(lambda: False, 0.6)
+        screen = app.primaryScreen()
+        pix = screen.grabWindow(0)
+        path = out_dir / f"{name}-{w}x{h}.png"
+        pix.save(str(path))
+        print(path, flush=True)
+
+    win.start()
+    spin(lambda: win.library_ctl.ready and "empty" in win.library.empty.text(), 60)
+    if not win.library.model.rows:
+        save("01-first-launch")
+    win.demo_ctl.start()
+    spin(lambda: win.demo_ctl.result is not None, 600)
+    spin(lambda: len(win.library.model.rows) >= 1, 60)
+    if win.jobs.jobs:  # analysing with the demo model
+        spin(lambda: any(j.entry.fraction > 0.3 for j in win.jobs.jobs), 300)
+        save("02-analysing")
+        spin(lambda: not win.jobs.running, 900)
+        win.library_ctl.refresh()
+    spin(lambda: all(r.thumb is not None for r in win.library.model.rows), 120)
+    save("03-library")
+    rows = win.library.model.rows
+    target = next((r for r in rows if r.finding), rows[0])
+    win.open_video(target.video_id)
+    spin(lambda: win.player.shown is not None and win.player.shown[1], 60)
+    spin(lambda: win.review_ctl.tracks is not None, 30)
+    pred = win.review_ctl.tracks.predictions if win.review_ctl.tracks else None
+    frame = 0
+    if pred is not None and pred.boxes:
+        frame = sorted(pred.boxes)[len(pred.boxes) // 2]
+    elif pred is not None and pred.masks:
+        frame = sorted(pred.masks)[len(pred.masks) // 2]
+    else:
+        frame = target.frame_count // 2
+    win.player.seek(frame)
+    spin(lambda: win.player.shown == (frame, True), 30)
+    save("04-player")
+    win.player_widget.view.zoom(2.0)
+    save("05-player-zoomed")
+    win.player_widget.view.fit()
+    win.tabs.setCurrentIndex(0)
+    win.show_help()
+    save("06-shortcuts")
+    win._help.close()
+    win.close()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1366x768,2560x1440")
+    ap.add_argument("--out", default=str(REPO / "docs" / "screens"))
+    ap.add_argument("--data-dir", help="user data folder for the demo (default: a new temporary one)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        return shoot(out, args.child)
+    if shutil.which("Xvfb") is None:
+        print(
+            "Xvfb is needed: apt-get install -y xvfb libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0 libxcb-cursor0"
+        )
+        return 2
+    data = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="er-screens-"))
+    code = 0
+    for k, size in enumerate(args.sizes.split(",")):
+        display = f":{91 + k}"
+        xvfb = subprocess.Popen(
+            ["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
+        )
+        try:
+            time.sleep(1.0)
+            env = dict(
+                os.environ,
+                DISPLAY=display,
+                QT_QPA_PLATFORM="xcb",
+                ENDOREVIEW_DATA_DIR=str(data / size),
+                PYTHONPATH=str(REPO),
+            )
+            env.pop("ENDOREVIEW_DB_URL", None)
+            r = subprocess.run(
+                [sys.executable, __file__, "--child", size, "--out", str(out)], env=env, cwd=REPO
+            )
+            code = code or r.returncode
+        finally:
+            xvfb.terminate()
+            xvfb.wait(timeout=10)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
