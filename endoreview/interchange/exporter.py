@@ -1,7 +1,8 @@
 """Export labels and prediction runs from the store to the formats other tools read.
 
 Formats (``ExportOptions.format``): ``coco`` (RLE masks), ``coco-polygons``, ``yolo-det``, ``yolo-seg``, ``voc``,
-``png-masks``, ``cvat-video``, ``csv`` (segments + video labels), ``manifest`` (the training manifest).
+``png-masks``, ``cvat-video``, ``csv`` (segments + video labels), ``manifest`` (the training manifest),
+``endofm-pretrain`` (Endo-FM's ``train.csv`` list of videos).
 
 Selection: ``selection="all"`` (every label, suggestions included), ``"reviewed"`` (accepted, edited, manual) or
 ``states=[...]``; ``video_ids`` (a video set; default: the whole project) and/or ``video_status`` (e.g. only
@@ -57,6 +58,7 @@ FORMATS = (
     "cvat-video",
     "csv",
     "manifest",
+    "endofm-pretrain",
 )
 REVIEWED = (ReviewState.ACCEPTED, ReviewState.EDITED, ReviewState.MANUAL)
 TEXT_REGION_KEY = "burned_in_text_rect"
@@ -190,6 +192,9 @@ class Exporter:
         rep.names = names
         if opt.format == "manifest":
             self._export_manifest(out, videos, names, opt, rep, on_progress, should_cancel)
+            return self._finish(rep, opt)
+        if opt.format == "endofm-pretrain":
+            self._export_pretrain(out, videos, names, opt, rep, on_progress, should_cancel)
             return self._finish(rep, opt)
         dropped: set[str] = {ALWAYS_DROPPED}
         col = Collection(layout=opt.format)
@@ -416,6 +421,39 @@ class Exporter:
             )
 
     # ------------------------------------------------------------------ frames
+    def _export_pretrain(self, out, videos, names, opt, rep, on_progress, should_cancel):
+        """Endo-FM's pre-training list: ``train.csv`` with ``<video path>,-1`` per video (reference §4.1).
+        Endo-FM decodes with PyAV, so image-sequence videos (and every video when privacy options are on) are
+        written as MP4 under ``videos/`` and listed relative to the list."""
+        private = opt.pseudonymize or opt.blank_text or opt.strip_metadata
+        lines = []
+        for i, v in enumerate(videos):
+            if should_cancel is not None and should_cancel():
+                rep.cancelled = True
+                break
+            if on_progress:
+                on_progress(i, len(videos), names[v.id])
+            src = self.library.resolve_path(v)
+            if private or src.is_dir():
+                target = out / "videos" / f"{names[v.id]}.mp4"
+                try:
+                    self._reencode(v, target, opt)
+                except (VideoError, OSError) as e:
+                    rep.failed.append((names[v.id], f"video not written: {e}"))
+                    continue
+                rep.frames_written += v.frame_count
+                lines.append(f"videos/{target.name}")
+            else:
+                lines.append(str(src))
+            rep.videos += 1
+        p = out / "train.csv"
+        p.write_text(tables.pretrain_csv_text(lines), encoding="utf-8")
+        rep.files.append(p)
+        rep.dropped += [
+            ALWAYS_DROPPED,
+            "every label (pre-training is self-supervised: the list holds videos only)",
+        ]
+
     def _reader(self, v: Video):
         from core_model.video import VideoReader
 

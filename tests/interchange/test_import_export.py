@@ -461,3 +461,24 @@ def test_materialised_sequence_follows_the_frames(tmp_path):
     b = [write_img(tmp_path / "b" / f"{k}.png", frame_image(8, 8, 10 + k)) for k in range(3)]
     materialise_sequence(b, tmp_path / "seq")  # same names, other frames: rebuilt, not reused
     assert (d / "000000.png").read_bytes() == b[0].read_bytes()
+
+
+def test_endofm_pretrain_list_reads_back(store, importer, labelled, tmp_path):
+    from tests.interchange.builders import frame_image, write_img
+
+    for k in range(4):
+        write_img(tmp_path / "seq" / f"{k}.png", frame_image(32, 32, k))
+    importer.import_videos([tmp_path / "seq"])
+    ex = Exporter(store)
+    rep = ex.export(tmp_path / "pt", ExportOptions("endofm-pretrain"))
+    lines = (tmp_path / "pt" / "train.csv").read_text().splitlines()
+    assert rep.videos == 2 and len(lines) == 2 and all(line.endswith(",-1") for line in lines)
+    assert "videos/seq.mp4,-1" in lines  # the image sequence became an MP4 that Endo-FM's PyAV loader decodes
+    ex.export(tmp_path / "pp", ExportOptions("endofm-pretrain", pseudonymize=True))
+    from endoreview.interchange.detect import read_path
+
+    col = read_path(tmp_path / "pp" / "train.csv")
+    from core_model.video import VideoReader
+
+    counts = sorted(len(VideoReader(v.source)) for v in col.videos)
+    assert counts == [4, 8] and not any("smith" in v.name for v in col.videos)
