@@ -64,12 +64,15 @@ class Attention(nn.Module):
         return qkv[0], qkv[1], qkv[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [S, L, D] (S sequences of L tokens)
+        return self.proj(self.attend(x))
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention before the output projection: x [S, L, D] (S sequences of L tokens) -> [S, L, D]."""
         S, L, D = x.shape
         q, k, v = self._qkv(x)
         drop = self.attn_drop if self.training else 0.0
         o = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)  # [S, heads, L, hd]
-        return self.proj(o.transpose(1, 2).reshape(S, L, D))
+        return o.transpose(1, 2).reshape(S, L, D)
 
     def attention_probs(self, x: torch.Tensor) -> torch.Tensor:
         """softmax(q k^T * scale): [S, heads, L, L] (the official ``get_attn`` output)."""
@@ -96,9 +99,22 @@ class Block(nn.Module):
     def _temporal(self, p: torch.Tensor, T: int) -> torch.Tensor:
         B, NT, D = p.shape
         # (h w t) order: [B, N*T, D] -> [B*N, T, D] is a free view
-        r = self.proj_drop(self.temporal_attn(self.temporal_norm1(p).view(B * (NT // T), T, D)))
+        xt = self.temporal_norm1(p).view(B * (NT // T), T, D)
+        if not self.training:
+            # eval: nothing sits between temporal_attn.proj and temporal_fc, so they are one linear map
+            # fc(proj(o)) = o @ (Wfc Wproj)^T + (Wfc bproj + bfc): one GEMM fewer per block (exact up to rounding)
+            w, b = self._merged_temporal_out()
+            return p + F.linear(self.temporal_attn.attend(xt).view(B, NT, D), w, b)
+        r = self.proj_drop(self.temporal_attn(xt))
         r = drop_path(r, self.drop_path, self.training)  # per spatial location, before temporal_fc
         return p + self.temporal_fc(r.view(B, NT, D))
+
+    def _merged_temporal_out(self) -> tuple[torch.Tensor, torch.Tensor]:
+        fc, proj = self.temporal_fc, self.temporal_attn.proj
+        with torch.autocast(fc.weight.device.type, enabled=False):  # merge in the weights' own precision
+            w = fc.weight @ proj.weight
+            b = torch.addmv(fc.bias, fc.weight, proj.bias)
+        return w, b
 
     def _spatial_input(self, c: torch.Tensor, p: torch.Tensor, T: int) -> torch.Tensor:
         """norm1 of [CLS repeated per frame ; frame t's patches]: [B*T, 1+N, D].

@@ -75,6 +75,7 @@ def test_named_sizes_and_overrides():
         (1, 3, 3, 80, 96),
         (1, 3, 1, 64, 96),
         (1, 3, 8, 16, 64),
+        (1, 3, 2, 32, 128),  # a 2x8 grid has 16 patches = the 4x4 table: the official code uses it unchanged
     ],
 )
 def test_fast_path_equals_naive_official_path(shape):
