@@ -191,13 +191,15 @@ def test_coco_dataset_with_missing_image_fails_that_video_only(store, tmp_path):
     assert rep.failed[0][0] == "caseB" and "7.jpg" in rep.failed[0][1]
 
 
-def test_format_layer_imports_no_qt_no_torch_no_database():
+def test_import_hygiene_no_qt_no_torch_and_format_layer_without_database():
     import subprocess
     import sys
 
     code = (
-        "import sys; import endoreview.interchange.detect, endoreview.interchange.exporter, endoreview.interchange.importer;"
-        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+        "import sys; import endoreview.interchange.detect;"
+        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph', 'sqlalchemy') if m in sys.modules];"
+        "import endoreview.interchange.importer, endoreview.interchange.exporter, endoreview.interchange.cli;"
+        "bad += [m for m in ('torch', 'PySide6', 'pyqtgraph') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
