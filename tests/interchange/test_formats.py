@@ -380,3 +380,17 @@ def test_mask_folder_one_based_names_convert_to_zero_based(tmp_path):
     assert [a.frame for a in got] == [0, 2]
     with pytest.raises(InterchangeError, match="does not exist"):
         maskdir.read_mask_folder(tmp_path, num_frames=2, width=20, height=20, base=1)
+
+
+def test_palette_label_map_png_reads_indices(tmp_path):
+    from PIL import Image
+
+    lm = np.zeros((10, 12), np.uint8)
+    lm[2:5, 3:7] = 2
+    im = Image.fromarray(lm, mode="P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    im.save(tmp_path / "000003.png")
+    maskdir.write_labelmap(tmp_path, ["background", "adenoma", "polyp"])
+    got = maskdir.read_mask_folder(tmp_path, num_frames=5, width=12, height=10)
+    assert [(m.frame, m.label) for m in got] == [(3, "polyp")]
+    assert raster.decode_rle(got[0].rle).sum() == 12

@@ -110,12 +110,25 @@ def read_labelmap(folder: Path) -> list[str] | None:
     return classes
 
 
+def _read_indices(path: Path) -> np.ndarray:
+    """Pixel values as stored: palette PNGs give their indices (OpenCV would expand them to colours)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode in ("P", "L", "I;16", "I"):
+                return np.asarray(im)
+    except Exception:  # not something PIL reads: fall back to OpenCV, which reports the file
+        pass
+    return raster.read_image(path)
+
+
 def load_labelmap_masks(
     path: Path, frame: int, classes: list[str], height: int, width: int, issues: list[Issue]
 ) -> list[MaskAnn]:
-    img = raster.read_image(path)
+    img = _read_indices(path)
     if img.ndim == 3:
-        raise InterchangeError(path, "a label-map mask must be single-channel")
+        raise InterchangeError(path, "a label-map mask must be single-channel (grey or palette PNG)")
     lm = raster.fit_to_frame(raster.label_map(img), height, width, path, issues)
     out = []
     for v in np.unique(lm):
