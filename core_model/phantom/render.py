@@ -256,7 +256,7 @@ def render_video(
             col = colour[None, None, :] * (shade * (1 + p.texture_strength * tex) * lp)[..., None]
             a3 = alpha[..., None]
             under = img[y0:y1, x0:x1] * (1 - 0.6 * shadow)[..., None]
-            col = 0.7 * col + 0.3 * under  # a little of the wall (vessels, shading) shows through
+            col = 0.85 * col + 0.15 * under  # a little of the wall (vessels, shading) shows through
             img[y0:y1, x0:x1] = under * (1 - a3) + col * a3
             spec[y0:y1, x0:x1] = spec[y0:y1, x0:x1] * (1 - alpha) + alpha * pspec * min(lp * 0.8, 0.6)
             masks[t, y0:y1, x0:x1][inside] = p.track_id
