@@ -394,3 +394,17 @@ def test_palette_label_map_png_reads_indices(tmp_path):
     got = maskdir.read_mask_folder(tmp_path, num_frames=5, width=12, height=10)
     assert [(m.frame, m.label) for m in got] == [(3, "polyp")]
     assert raster.decode_rle(got[0].rle).sum() == 12
+
+
+def test_coco_mask_and_its_own_box_stay_one_annotation(tmp_path):
+    m = disk(30, 40, 20, 15, 6)
+    v = VideoItem("v", width=40, height=30, num_frames=1)
+    v.masks.append(MaskAnn(0, "polyp", raster.encode_mask(m), P))
+    v.boxes.append(BoxAnn(0, "polyp", raster.mask_bbox(m), P))
+    v.boxes.append(BoxAnn(0, "polyp", (1.0, 1.0, 4.0, 4.0), P))
+    doc, _ = coco.coco_document(Collection(videos=[v]))
+    assert len(doc["annotations"]) == 2 and sum("segmentation" in a for a in doc["annotations"]) == 1
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(doc))
+    back = coco.read_coco(p).video("v")
+    assert len(back.masks) == 1 and sorted(b.bbox for b in back.boxes) == sorted(b.bbox for b in v.boxes)

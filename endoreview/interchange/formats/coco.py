@@ -278,8 +278,14 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                 ann_id += 1
                 m = raster.decode_rle(a.rle)
                 mb = raster.mask_bbox(m)
-                paired = boxes_by_key.get((a.label, a.track_id)) if a.track_id is not None else None
-                box = paired.pop(0) if paired else None
+                cands = boxes_by_key.get((a.label, a.track_id), [])
+                if (
+                    a.track_id is None
+                ):  # untracked: only the box that is exactly this mask's box is the same object
+                    cands = [b for b in cands if mb is not None and tuple(b.bbox) == mb]
+                box = cands[0] if cands else None
+                if box is not None:
+                    boxes_by_key[(a.label, a.track_id)].remove(box)
                 x0, y0, x1, y1 = box.bbox if box else (mb or (0.0, 0.0, 0.0, 0.0))
                 ann = {
                     "id": ann_id,
