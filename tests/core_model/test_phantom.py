@@ -166,27 +166,28 @@ def test_cli_writes_videos_ground_truth_and_a_valid_manifest(tmp_path, capsys):
     from core_model.data.manifest import load_manifest
 
     out = tmp_path / "phantoms"
-    assert (
-        endofm(
-            [
-                "phantom",
-                str(out),
-                "--videos",
-                "3",
-                "--frames",
-                "16",
-                "--size",
-                "64",
-                "--site",
-                "mixed",
-                "--seed",
-                "4",
-            ]
-        )
-        == 0
-    )
+    sheet = tmp_path / "sheet.png"
+    argv = [
+        "phantom",
+        str(out),
+        "--videos",
+        "3",
+        "--frames",
+        "16",
+        "--size",
+        "64",
+        "--site",
+        "mixed",
+        "--seed",
+        "4",
+    ]
+    assert endofm([*argv, "--sheet", str(sheet)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert lines[-1]["event"] == "done" and sum(x["event"] == "progress" for x in lines) == 3
+    import cv2
+
+    img = cv2.imread(str(sheet))  # 2 sites x 3 videos rows, 4 frames each
+    assert img is not None and img.shape == (6 * 64, 4 * 64, 3)
     m = load_manifest(out / "manifest.json")
     assert len(m.videos) == 3 and {v.site for v in m.videos} == {"default", "site_b"}
     assert {v.split for v in m.videos} <= {"train", "val"} and any(v.split == "val" for v in m.videos)
