@@ -71,13 +71,20 @@ def pseudonymous_id(ds) -> str:
 
 
 def _fps(ds) -> tuple[float, bool]:
+    def num(key: str) -> float | None:
+        try:
+            v = float(getattr(ds, key, None))
+        except (TypeError, ValueError):
+            return None
+        return v if 0 < v < 1e6 else None
+
     for key in ("CineRate", "RecommendedDisplayFrameRate"):
-        v = getattr(ds, key, None)
-        if v not in (None, "") and float(v) > 0:
-            return float(v), True
-    ft = getattr(ds, "FrameTime", None)
-    if ft not in (None, "") and float(ft) > 0:
-        return 1000.0 / float(ft), True
+        v = num(key)
+        if v is not None:
+            return v, True
+    ft = num("FrameTime")  # milliseconds per frame
+    if ft is not None:
+        return 1000.0 / ft, True
     return 30.0, False
 
 
