@@ -36,6 +36,9 @@ class TaskHead(nn.Module):
     def loss(self, outputs: Any, targets: Any) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def predict(self, outputs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def config(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
