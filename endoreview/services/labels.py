@@ -105,7 +105,7 @@ class LabelService:
         return self.create(new, "Mark segment")[0]
 
     def set_video_class(self, video_id: int, class_name: str) -> Label:
-        """The reviewer's class for the whole video; earlier reviewer-made video classes are replaced."""
+        """The reviewer's class for the whole video (one action); earlier reviewer-made video classes go."""
         old = [
             lab
             for lab in self.store.labels_for_video(video_id, kinds=[LabelKind.VIDEO_CLASS])
@@ -113,12 +113,30 @@ class LabelService:
         ]
         if len(old) == 1 and old[0].state != ReviewState.ACCEPTED:
             out = self.store.edit_label(old[0].id, old[0].version, class_name=class_name)
-            self._done()
-            return out
-        if old:
-            self.store.delete_labels([x.id for x in old], {x.id: x.version for x in old})
-            self._done()
-        return self.create(NewLabel(video_id, LabelKind.VIDEO_CLASS, class_name, origin=LabelOrigin.DRAWN))[0]
+        else:
+            new = NewLabel(video_id, LabelKind.VIDEO_CLASS, class_name, origin=LabelOrigin.DRAWN)
+            out = self.store.replace_labels(
+                [x.id for x in old],
+                [new],
+                expected_versions={x.id: x.version for x in old},
+                summary="Set video class",
+            )[0]
+        self._done()
+        return out
+
+    def replace(
+        self, remove: Iterable[Label], add: Sequence[NewLabel], summary: str = "Replace labels"
+    ) -> list[Label]:
+        """Swap labels in one undoable action (e.g. a redrawn mask replacing several pieces)."""
+        remove = list(remove)
+        out = self.store.replace_labels(
+            [x.id for x in remove],
+            list(add),
+            expected_versions={x.id: x.version for x in remove},
+            summary=summary,
+        )
+        self._done()
+        return out
 
     def accept(self, labels: Iterable[Label]) -> list[Label]:
         labels = list(labels)

@@ -333,6 +333,39 @@ class AnnotationsMixin(StoreBase):
 
         return self._write(f"Delete {len(label_ids)} label(s)", fn)
 
+    def replace_labels(
+        self,
+        remove: Sequence[int],
+        add: Sequence[r.NewLabel],
+        *,
+        expected_versions: dict[int, int] | None = None,
+        summary: str = "Replace labels",
+    ) -> list[r.Label]:
+        """Delete ``remove`` and create ``add`` as one action (one transaction, one undo step)."""
+        expected_versions = expected_versions or {}
+
+        def fn(tx: Tx) -> list[r.Label]:
+            for row in tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(remove)))).all():
+                exp = expected_versions.get(row.id)
+                if exp is not None and row.version != exp:
+                    raise StaleWriteError(f"This {row.kind} label", row.updated_by, row.updated_at)
+                tx.video_id = row.video_id
+                tx.delete(row)
+            out = []
+            counts: dict[int, int] = {}
+            for new in add:
+                if new.video_id not in counts:
+                    counts[new.video_id] = _get(tx.session, s.VideoRow, new.video_id, "Video").frame_count
+                tx.video_id = tx.video_id or new.video_id
+                out.append(
+                    convert.label(
+                        tx.add(s.LabelRow(**label_values(new, counts[new.video_id], tx.actor, tx.now)))
+                    )
+                )
+            return out
+
+        return self._write(summary, fn)
+
     # ------------------------------------------------------------------ predictions
     def start_prediction_run(
         self, video_id: int, model_version_id: int | None, params: dict[str, Any] | None = None

@@ -4,7 +4,8 @@ Changing anything here needs a new Alembic migration in ``endoreview/store/migra
 of a released version is frozen in its migration, never in this file) and a new file in
 ``tests/data/db_versions/``.
 
-Conventions: times are UTC (:class:`UTCDateTime`); every row a user can edit has ``version`` (optimistic
+Conventions: ids are never reused (``AUTOINCREMENT`` on SQLite), so the audit log's ``row_id`` always means one
+row; times are UTC (:class:`UTCDateTime`); every row a user can edit has ``version`` (optimistic
 concurrency, bumped by SQLAlchemy's ``version_id_col``), ``updated_by`` and ``updated_at``. Masks are stored as
 COCO RLE counts strings, never pixels. ``audit_log`` and ``change_sets`` are append-only (triggers refuse UPDATE
 and DELETE on them).
@@ -85,6 +86,7 @@ class Editable:
 
 class ReviewerRow(Base):
     __tablename__ = "reviewers"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(50), default="reviewer")
@@ -93,6 +95,7 @@ class ReviewerRow(Base):
 
 class LabelSetRow(Base):
     __tablename__ = "label_sets"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -100,7 +103,10 @@ class LabelSetRow(Base):
 
 class LabelClassRow(Base):
     __tablename__ = "label_classes"
-    __table_args__ = (UniqueConstraint("label_set_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("label_set_id", "name"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     label_set_id: Mapped[int] = mapped_column(ForeignKey("label_sets.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
@@ -112,6 +118,7 @@ class LabelClassRow(Base):
 
 class ProjectRow(Editable, Base):
     __tablename__ = "projects"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -125,6 +132,7 @@ class VideoRow(Editable, Base):
     __table_args__ = (
         CheckConstraint(_in("review_status", ReviewStatus), name="review_status"),
         Index(None, "project_id", "review_status"),
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
@@ -147,6 +155,7 @@ class VideoRow(Editable, Base):
 
 class ModelVersionRow(Base):
     __tablename__ = "model_versions"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     architecture: Mapped[str] = mapped_column(String(100))
@@ -162,6 +171,7 @@ class ModelVersionRow(Base):
 
 class PredictionRunRow(Base):
     __tablename__ = "prediction_runs"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     model_version_id: Mapped[int | None] = mapped_column(
@@ -178,6 +188,7 @@ class FrameProbsRow(Base):
     """Per-frame class probabilities of one prediction run (one row per frame)."""
 
     __tablename__ = "frame_probs"
+    __table_args__ = {"sqlite_autoincrement": True}
     run_id: Mapped[int] = mapped_column(
         ForeignKey("prediction_runs.id", ondelete="CASCADE"), primary_key=True
     )
@@ -197,6 +208,7 @@ class LabelRow(Editable, Base):
         Index(None, "video_id", "frame", "kind", "state"),  # frame lookup + covering index for the timeline
         Index(None, "video_id", "kind", "start_frame"),
         Index(None, "run_id"),
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
@@ -230,6 +242,7 @@ class ChangeSetRow(Base):
     """One user action (append-only). Its id is the change counter other workstations poll."""
 
     __tablename__ = "change_sets"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(primary_key=True)
     actor: Mapped[str] = mapped_column(String(200))
     host: Mapped[str] = mapped_column(String(200))
@@ -250,12 +263,18 @@ class AuditRow(Base):
     op: Mapped[str] = mapped_column(String(10))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    __table_args__ = (Index(None, "table_name", "row_id"),)
+    __table_args__ = (
+        Index(None, "table_name", "row_id"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class JobRow(Base):
     __tablename__ = "jobs"
-    __table_args__ = (CheckConstraint(_in("state", JobState), name="state"),)
+    __table_args__ = (
+        CheckConstraint(_in("state", JobState), name="state"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(50))
     params: Mapped[dict[str, Any]]

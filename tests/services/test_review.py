@@ -105,6 +105,15 @@ def test_review_actions_with_undo_and_redo(store, video):
     vc = svc.set_video_class(video.id, "normal")
     vc2 = svc.set_video_class(video.id, "abnormal")
     assert vc2.id == vc.id and vc2.class_name == "abnormal"
+    suggested_vc = next(
+        x for x in svc.video_labels(video.id, kinds=["video_class"]) if x.state == "suggested"
+    )
+    svc.accept([suggested_vc])
+    vc3 = svc.set_video_class(video.id, "normal")  # two reviewed video classes -> replaced by one, one action
+    assert [x.class_name for x in svc.video_labels(video.id, kinds=["video_class"])] == ["normal"]
+    assert svc.undo() == "Undo: Set video class"
+    assert {x.id for x in svc.video_labels(video.id, kinds=["video_class"])} == {vc.id, suggested_vc.id}
+    assert vc3.id not in {x.id for x in svc.video_labels(video.id)}  # ids are never reused
     # the audit log shows the undo as a change of its own, by its author
     summaries = [c.summary for c in store.changes_since(0)]
     assert "Undo: Draw box" in summaries and "Redo: Draw box" in summaries

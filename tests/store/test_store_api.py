@@ -243,3 +243,11 @@ def test_jobs_table(store):
     done = store.update_job(job.id, state="succeeded", result={"runs": [1]})
     assert done.started_at is not None and done.finished_at is not None and done.result == {"runs": [1]}
     assert [j.id for j in store.list_jobs(state="succeeded")] == [job.id]
+
+
+def test_ids_are_never_reused_so_history_means_one_object(store, video):
+    a = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4))])[0]
+    store.delete_labels([a.id])
+    b = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4))])[0]
+    assert b.id != a.id
+    assert [h.op for h in store.history("labels", a.id)] == ["insert", "delete"]

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("video_id", sa.Integer(), nullable=True),
         sa.Column("undoes_id", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_change_sets")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("change_sets", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_change_sets_video_id"), ["video_id"], unique=False)
@@ -52,6 +53,7 @@ def upgrade() -> None:
             "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name=op.f("ck_jobs_state")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "label_sets",
@@ -60,6 +62,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_label_sets")),
         sa.UniqueConstraint("name", name=op.f("uq_label_sets_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "model_versions",
@@ -82,6 +85,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
         sa.UniqueConstraint("name", name=op.f("uq_model_versions_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "reviewers",
@@ -91,6 +95,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reviewers")),
         sa.UniqueConstraint("name", name=op.f("uq_reviewers_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "audit_log",
@@ -105,6 +110,7 @@ def upgrade() -> None:
             ["change_set_id"], ["change_sets.id"], name=op.f("fk_audit_log_change_set_id_change_sets")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_log_change_set_id"), ["change_set_id"], unique=False)
@@ -129,6 +135,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_label_classes")),
         sa.UniqueConstraint("label_set_id", "name", name=op.f("uq_label_classes_label_set_id_name")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("label_classes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_label_classes_label_set_id"), ["label_set_id"], unique=False)
@@ -148,6 +155,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_projects")),
         sa.UniqueConstraint("name", name=op.f("uq_projects_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "videos",
@@ -178,6 +186,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["project_id"], ["projects.id"], name=op.f("fk_videos_project_id_projects")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_videos")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("videos", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_videos_content_hash"), ["content_hash"], unique=False)
@@ -205,6 +214,7 @@ def upgrade() -> None:
             ["video_id"], ["videos.id"], name=op.f("fk_prediction_runs_video_id_videos"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_prediction_runs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("prediction_runs", schema=None) as batch_op:
         batch_op.create_index(
@@ -224,6 +234,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_id", "frame", name=op.f("pk_frame_probs")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "labels",
@@ -282,6 +293,7 @@ def upgrade() -> None:
             ["video_id"], ["videos.id"], name=op.f("fk_labels_video_id_videos"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_labels_run_id"), ["run_id"], unique=False)
