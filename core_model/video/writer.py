@@ -81,7 +81,10 @@ def write_video(
         opts["bf"] = str(int(bframes))
     if preset is not None and is_x264:
         opts["preset"] = preset
+    if codec == "libx265":
+        opts["x265-params"] = "log-level=error"
     opts.update(options or {})
+    pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # the JPEG encoder wants full-range YUV
     rate = Fraction(fps).limit_denominator(1001)
     count = 0
     try:
@@ -98,7 +101,7 @@ def write_video(
                     if h % 2 or w % 2:
                         raise VideoError(path, f"frame size {w}x{h} must be even for yuv420p video")
                     stream = container.add_stream(codec, rate=rate, options=opts)
-                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                    stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
                     if gop is not None:
                         stream.codec_context.gop_size = int(gop)
                 elif (h, w) != (stream.height, stream.width):

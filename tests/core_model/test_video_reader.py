@@ -102,12 +102,26 @@ def test_avi_with_bframes_is_frame_exact(tmp_path):
         assert [read_code(r[i]) for i in idx] == idx
 
 
-def test_mpeg4_and_vp9_files(tmp_path):
-    for name, codec in (("a.mp4", "mpeg4"), ("b.webm", "libvpx-vp9")):
-        p = write_video(tmp_path / name, (code_frame(i) for i in range(20)), codec=codec, crf=20)
-        with VideoReader(p) as r:
-            assert r.meta.codec in ("mpeg4", "vp9")
-            assert [read_code(f) for f in r.get_batch([19, 7, 0])] == [19, 7, 0]
+@pytest.mark.parametrize(
+    ("name", "codec", "decoded_as"),
+    [
+        ("a.mp4", "mpeg4", "mpeg4"),
+        ("b.webm", "libvpx-vp9", "vp9"),
+        ("c.mp4", "libx265", "hevc"),
+        ("d.avi", "mjpeg", "mjpeg"),
+        ("e.mov", "libx264", "h264"),
+    ],
+)
+def test_other_codecs_and_containers(tmp_path, name, codec, decoded_as):
+    import av
+
+    if codec not in av.codecs_available:
+        pytest.skip(f"{codec} encoder not in this PyAV build")
+    p = write_video(tmp_path / name, (code_frame(i) for i in range(20)), codec=codec, crf=20)
+    for backend in _backends():
+        with VideoReader(p, backend=backend) as r:
+            assert r.meta.codec == decoded_as and len(r) == 20
+            assert [read_code(f) for f in r.get_batch([19, 7, 0, 8])] == [19, 7, 0, 8]
 
 
 def test_variable_frame_rate_maps_index_to_pts(tmp_path):
