@@ -408,3 +408,22 @@ def test_coco_mask_and_its_own_box_stay_one_annotation(tmp_path):
     p.write_text(json.dumps(doc))
     back = coco.read_coco(p).video("v")
     assert len(back.masks) == 1 and sorted(b.bbox for b in back.boxes) == sorted(b.bbox for b in v.boxes)
+
+
+def test_cvat_for_images_reads_frames_by_image_id(tmp_path):
+    p = tmp_path / "img.xml"
+    p.write_text(
+        "<annotations><version>1.1</version><meta><task><name>clip</name></task></meta>"
+        '<image id="4" name="frame_000004.png" width="40" height="30">'
+        '<box label="polyp" occluded="0" xtl="1" ytl="2" xbr="11" ybr="12" z_order="0"/>'
+        '<mask label="polyp" occluded="0" rle="1, 3" left="5" top="6" width="2" height="2" z_order="0"/>'
+        "</image></annotations>"
+    )
+    col = cvat.read_cvat_video(p)
+    v = col.video("clip")
+    assert col.layout == "cvat-images" and [(b.frame, b.bbox) for b in v.boxes] == [
+        (4, (1.0, 2.0, 11.0, 12.0))
+    ]
+    assert [m.frame for m in v.masks] == [4] and raster.decode_rle(v.masks[0].rle).sum() == 3
+    with pytest.raises(InterchangeError, match="not a frame"):
+        cvat.read_cvat_video(p, num_frames=3)

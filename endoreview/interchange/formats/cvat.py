@@ -1,4 +1,5 @@
-"""CVAT for video 1.1 XML: tracks of boxes, polygons and masks with keyframes and ``outside`` flags.
+"""CVAT for video 1.1 XML: tracks of boxes, polygons and masks with keyframes and ``outside`` flags (and, read only,
+CVAT for images 1.1: per-image boxes, polygons and masks, the image ``id`` being the frame).
 
 Reading follows CVAT's semantics:
 
@@ -114,9 +115,7 @@ def read_cvat_video(
         task = meta.find("task") or meta.find("job")
     col = Collection(layout="cvat-video")
     if root.findall("image") and not root.findall("track"):
-        raise InterchangeError(
-            src, "this is 'CVAT for images' (<image> elements); export 'CVAT for video 1.1'"
-        )
+        return _read_cvat_images(root, task, src, video_name, num_frames, col)
     w = width or _meta_int(task, "original_size", "width")
     h = height or _meta_int(task, "original_size", "height")
     if w is None or h is None:
@@ -183,6 +182,38 @@ def read_cvat_video(
                     item.masks.append(MaskAnn(f, label, geom, prov, tid))
     for tag in root.findall("tag"):
         col.warn(src, "frame tags are not imported", line=tag.line)
+    return col
+
+
+def _read_cvat_images(
+    root: XNode, task: XNode | None, src: str, video_name: str | None, num_frames: int | None, col: Collection
+) -> Collection:
+    """'CVAT for images 1.1': ``<image id= name= width= height=>`` with boxes, polygons and masks. The image ``id``
+    is the task's 0-based frame number."""
+    col.layout = "cvat-images"
+    name = video_name or (task.findtext("name") if task is not None else None) or Path(src).stem
+    item = col.get_or_add(name, num_frames=num_frames)
+    for im in root.findall("image"):
+        fr = parse_int(im.attrib.get("id", ""), src, line=im.line, field="id")
+        w = parse_int(im.attrib.get("width", ""), src, line=im.line, field="width")
+        h = parse_int(im.attrib.get("height", ""), src, line=im.line, field="height")
+        if fr < 0 or (num_frames is not None and fr >= num_frames) or w <= 0 or h <= 0:
+            raise InterchangeError(src, f"image {fr} ({w}x{h}) is not a frame of the video", line=im.line)
+        item.width, item.height = w, h
+        for s in im.children:
+            if s.tag not in ("box", "polygon", "mask"):
+                if s.tag != "tag":
+                    col.warn(src, f"<{s.tag}> shapes are not supported; skipped", line=s.line)
+                continue
+            label = s.attrib.get("label")
+            if not label:
+                raise InterchangeError(src, f"<{s.tag}> without label", line=s.line, field="label")
+            geom = _shape_geometry(s, src, w, h, col)
+            prov = Provenance(src, line=s.line, field=f"image {fr}")
+            if s.tag == "box":
+                item.boxes.append(BoxAnn(fr, label, geom, prov))
+            else:
+                item.masks.append(MaskAnn(fr, label, geom, prov))
     return col
 
 
