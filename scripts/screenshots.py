@@ -31,6 +31,8 @@ def shoot(out_dir: Path, size: str) -> int:
     w, h = (int(v) for v in size.split("x"))
     app = ensure_app()
     win = create_main_window(SimpleNamespace(db=None, reviewer="dr_demo"))
+    if os.environ.get("SCREENSHOT_PREDICTOR"):
+        win.backend.predictor = os.environ["SCREENSHOT_PREDICTOR"]
     win.setGeometry(0, 0, w, h)
     win.showMaximized()
 
@@ -58,6 +60,13 @@ def shoot(out_dir: Path, size: str) -> int:
     win.demo_ctl.start()
     spin(lambda: win.demo_ctl.result is not None, 600)
     spin(lambda: len(win.library.model.rows) >= 1, 60)
+    if win.demo_ctl.result.notice and os.environ.get(
+        "SCREENSHOT_PREDICTOR"
+    ):  # preview without the demo model
+        stand_in = Path(tempfile.mkdtemp(prefix="preview-model-"))
+        (stand_in / "model.json").write_text("{}")
+        win.analysis_ctl.analyse(list(win.demo_ctl.result.video_ids), model_dir=str(stand_in))
+        spin(lambda: bool(win.jobs.jobs), 30)
     if win.jobs.jobs:  # analysing with the demo model
         spin(lambda: any(j.entry.fraction > 0.3 for j in win.jobs.jobs), 300)
         save("02-analysing")
@@ -98,6 +107,10 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "docs" / "screens"))
     ap.add_argument("--data-dir", help="user data folder for the demo (default: a new temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--predictor", help=argparse.SUPPRESS
+    )  # MODULE:CALLABLE for previews without the demo model
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +138,8 @@ def main() -> int:
                 PYTHONPATH=str(REPO),
             )
             env.pop("ENDOREVIEW_DB_URL", None)
+            if args.predictor:
+                env["SCREENSHOT_PREDICTOR"] = args.predictor
             r = subprocess.run(
                 [sys.executable, __file__, "--child", size, "--out", str(out)], env=env, cwd=REPO
             )

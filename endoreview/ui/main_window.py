@@ -76,11 +76,13 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.jobs_dock = dock
-        self.notice = QLabel(RESEARCH_NOTICE)
+        dock.setMinimumWidth(300)
+        self.notice = QLabel(
+            RESEARCH_NOTICE.split(".")[0] + "."
+        )  # the full sentence sits on every model output
         self.notice.setObjectName("researchNotice")
         self.notice.setStyleSheet("color:#ffb74d; padding-right: 8px;")
-        self.notice.setWordWrap(True)
-        self.notice.setMinimumWidth(380)
+        self.notice.setToolTip(RESEARCH_NOTICE)
 
         # controllers
         self.library_ctl = LibraryController(backend, self.runner, self.media, self.library, self)
@@ -98,7 +100,7 @@ class MainWindow(QMainWindow):
         self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
         self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
         self.demo_ctl.noticeChanged.connect(self.library.set_notice)
-        self.analysis_ctl.started.connect(lambda _job: self.jobs_dock.show())
+        self.analysis_ctl.started.connect(lambda _job: self.show_jobs())
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
@@ -239,6 +241,11 @@ class MainWindow(QMainWindow):
         if not ids and self.review_ctl.info is not None:
             ids = [self.review_ctl.info.video_id]
         self.analysis_ctl.analyse(ids)
+
+    def show_jobs(self) -> None:
+        if not self.jobs_dock.isVisible():
+            self.jobs_dock.show()
+            self.resizeDocks([self.jobs_dock], [max(300, self.width() // 5)], Qt.Orientation.Horizontal)
 
     def show_help(self) -> None:
         dlg = ShortcutHelpDialog(self)

@@ -144,7 +144,10 @@ class TimelineWidget(pg.PlotWidget):
         self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
         self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
         self.setMinimumHeight(150)
-        self.legend = pi.addLegend(offset=(-10, 4), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 200))
+        # one row, bottom right, over the mostly empty "Disagree" lane
+        self.legend = pi.addLegend(
+            offset=(-6, -26), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 220), colCount=8
+        )
 
     def _clamp(self, x: float) -> int:
         return int(max(0, min(self.frame_count - 1, round(x)))) if self.frame_count else 0
@@ -182,7 +185,7 @@ class TimelineWidget(pg.PlotWidget):
             for k, cls in enumerate(pred.classes):
                 col = colour_for(cls, tuple(pred.classes))
                 item = pg.PlotDataItem(
-                    x, a + pred.probs[:, k] * (b - a), pen=pg.mkPen(col, width=2), connect="finite", name=cls
+                    x, a + pred.probs[:, k] * (b - a), pen=pg.mkPen(col, width=2), connect="finite"
                 )
                 self._add(item)
                 item.setDownsampling(auto=True, method="peak")
