@@ -191,3 +191,18 @@ def test_kvasir_bbox_json_never_crashes(kvasir_root, doc):
     name = next((kvasir_root / "images").iterdir()).stem
     (kvasir_root / "kavsir_bboxes.json").write_text(json.dumps({name: doc}, allow_nan=True))
     _ok_or_interchange_error(read_kvasir, kvasir_root)
+
+
+CVAT_IMAGES = (
+    '<annotations><version>1.1</version><image id="4" name="f.png" width="40" height="30">'
+    '<box label="polyp" xtl="1" ytl="2" xbr="11" ybr="12"/><polygon label="p" points="1,1;5,1;5,5"/>'
+    '<mask label="polyp" rle="1, 3" left="5" top="6" width="2" height="2"/></image></annotations>'
+)
+
+
+@FUZZ
+@given(cut=st.integers(0, len(CVAT_IMAGES)), junk=st.text(max_size=8))
+def test_cvat_images_mutations(cut, junk):
+    _ok_or_interchange_error(
+        cvat.read_cvat_video, "c.xml", data=(CVAT_IMAGES[:cut] + junk + CVAT_IMAGES[cut:]).encode()
+    )
