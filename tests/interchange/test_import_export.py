@@ -39,13 +39,15 @@ def test_import_videos_recursive_skips_reports_progress_and_dicom(store, importe
     _video(src / "a.mp4")
     _video(src / "deeper" / "b.mkv", seed=1)
     (src / "notes.txt").write_text("not a video")
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 truncated")
     frames = np.random.default_rng(3).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
     raw = make_dicom_video(src / "deeper" / "IMG0001", frames)  # PACS exports often have no suffix
     progress = []
     rep = importer.import_videos([src], on_progress=lambda d, t, n: progress.append((d, t)))
-    assert len(rep.videos_created) == 3 and not rep.failed
+    assert len(rep.videos_created) == 3
+    assert [p for p, _ in rep.failed] == [str(src / "broken.mp4")] and "broken.mp4" in rep.failed[0][1]
     assert [p for p, _ in rep.skipped] == [str(src / "notes.txt")]
-    assert progress[0] == (0, 3) and progress[-1] == (3, 3)
+    assert progress[0] == (0, 4) and progress[-1] == (4, 4)
     dicom = next(v for v in store.list_videos() if "pseudonymous_id" in v.meta)
     assert dicom.frame_count == 12 and dicom.fps == 25.0
     from core_model.video import VideoReader
@@ -57,6 +59,10 @@ def test_import_videos_recursive_skips_reports_progress_and_dicom(store, importe
         assert secret not in db
     again = importer.import_videos([src])
     assert len(again.videos_existing) == 3 and not again.videos_created
+    cancelled = Exporter(store).export(tmp_path / "x", ExportOptions("coco"), should_cancel=lambda: True)
+    assert (
+        cancelled.cancelled and json.loads((tmp_path / "x" / "export_report.json").read_text())["cancelled"]
+    )
 
 
 def test_import_videos_cancel_keeps_finished_units(store, importer, tmp_path):
