@@ -132,6 +132,9 @@ class RunConfig:
         "auto"  # auto (bf16 if supported, else fp16 + scaler on GPU; fp32 on CPU) | bf16 | fp16 | fp32
     )
     device: str | None = None  # None: runtime.pick_device()
+    num_threads: int | None = (
+        None  # torch CPU threads for this run (None: torch's default); restored afterwards
+    )
     saveckp_freq: int = 5  # also keep checkpoint{epoch:04}.pth every N epochs (0-based epoch % N == 0)
     teacher_train_mode: bool = True  # official quirk: the teacher's DropPath stays active
     log_every: int = 1  # progress event every N steps
@@ -171,6 +174,8 @@ class PretrainConfig:
             raise ConfigError("optim.warmup_epochs must be within [0, epochs]")
         if self.run.precision not in ("auto", "bf16", "fp16", "fp32"):
             raise ConfigError(f"run.precision: one of auto, bf16, fp16, fp32; got {self.run.precision!r}")
+        if self.run.num_threads is not None and self.run.num_threads < 1:
+            raise ConfigError("run.num_threads must be >= 1 (or null for torch's default)")
         if self.head.nlayers < 1:
             raise ConfigError("head.nlayers must be >= 1")
 
@@ -211,6 +216,11 @@ def _convert(value: Any, typ: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
         return value
     if typ is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)

@@ -300,7 +300,18 @@ def train(
     """Run (or resume) pretraining into ``out_dir``. ``stop_after_epochs`` ends this invocation after that many
     epochs (a later ``resume`` continues), e.g. to fit a cluster's job-time limit."""
     cfg.validate()
-    out = Path(out_dir)
+    threads = torch.get_num_threads()
+    if cfg.run.num_threads is not None:
+        torch.set_num_threads(cfg.run.num_threads)
+    try:
+        return _train(cfg, Path(out_dir), resume, emit, stop_after_epochs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    cfg: PretrainConfig, out: Path, resume: bool, emit: Emit | None, stop_after_epochs: int | None
+) -> TrainResult:
     # -------------------------------------------------------------------------------- runtime
     if resume and not (out / "checkpoint.pth").is_file():
         raise ResumeError(

@@ -22,6 +22,7 @@ TINY_OVERRIDES = [
     "optim.warmup_epochs=1",
     "optim.lr=0.05",
     "run.saveckp_freq=1",
+    "run.num_threads=1",  # tiny tensors: one thread avoids OpenMP overhead on a shared 2-core machine
 ]
 
 
