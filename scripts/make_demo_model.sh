@@ -37,11 +37,11 @@ $PY -m core_model pretrain --json --out "$WORK/pretrain" \
     --set optim.epochs=8 --set optim.warmup_epochs=1 --set optim.lr=0.016 --set optim.momentum_teacher=0.99 \
     --set run.seed=0 >"$WORK/pretrain.jsonl"
 
-stamp "3/5 fine-tuning the three heads on the phantom labels (112 px, 4 frames, stride 2)"
+stamp "3/5 fine-tuning the three heads (and the backbone) on the phantom labels (112 px, 2 frames, stride 2)"
 $PY -m core_model finetune --manifest "$WORK/train/manifest.json" --out "$WORK/finetune" \
     --init "$WORK/pretrain/export/model" --tasks classification,segmentation,detection \
-    --epochs 10 --num-frames 4 --img-size 112 --frame-stride 2 --clips-per-video 2 --seed 0 \
-    --set eval_every=5 --set export_fp16=true >"$WORK/finetune.jsonl"
+    --epochs 40 --num-frames 2 --img-size 112 --frame-stride 2 --clips-per-video 2 --seed 0 \
+    --set eval_every=10 --set export_fp16=true >"$WORK/finetune.jsonl"
 
 stamp "4/5 held-out evaluation (same site, second site)"
 for site in default site_b; do

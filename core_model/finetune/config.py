@@ -14,6 +14,23 @@ from typing import Any
 from core_model.finetune.augment import AugmentConfig
 
 TASKS = ("classification", "segmentation", "detection")
+# the metric each task is judged by (Dice per frame with both-empty frames counting 1: what a reviewer sees;
+# the paper's per-sequence Dice rewards masks on empty frames)
+HEADLINE = {
+    "classification": "classification/f1",
+    "segmentation": "segmentation/dice_frame_strict",
+    "detection": "detection/f1",
+}
+
+
+def monitor_score(metrics: dict[str, float], monitor: str, tasks: tuple[str, ...]) -> float | None:
+    """The value of ``monitor`` in ``metrics`` (``mean``: mean of the tasks' headline metrics)."""
+    if monitor == "mean":
+        vals = [metrics[HEADLINE[t]] for t in tasks if HEADLINE[t] in metrics]
+        return sum(vals) / len(vals) if vals else None
+    return metrics.get(monitor)
+
+
 MODES = ("full", "lora", "linear")
 
 
@@ -108,14 +125,11 @@ class FinetuneConfig:
 
     @property
     def monitor_metric(self) -> str:
+        """The validation metric for best-epoch selection and early stopping: the task's headline metric, or
+        ``mean`` (the mean of each task's headline metric) for several tasks."""
         if self.monitor:
             return self.monitor
-        first = self.tasks[0]
-        return {
-            "classification": "classification/f1",
-            "segmentation": "segmentation/dice_seq",
-            "detection": "detection/f1",
-        }[first]
+        return HEADLINE[self.tasks[0]] if len(self.tasks) == 1 else "mean"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -235,7 +235,8 @@ def eval_clips(seq: SequenceRef, cfg: FinetuneConfig, per_frame: bool) -> list[n
 
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of a list of sequences. Training (``train=True``): ``cfg.clips_per_video`` random clips per sequence
-    per epoch, augmented; per-frame tasks pick, 3 times in 4, a window that holds a labelled frame. Evaluation:
+    per epoch, augmented; per-frame tasks pick, 1 time in 2, a window holding a frame with an object and 1 in 4
+    one holding another labelled frame. Evaluation:
     the deterministic ``eval_clips``, resized only."""
 
     def __init__(
@@ -262,6 +263,10 @@ class ClipDataset(torch.utils.data.Dataset):
                 np.array([f for f in range(s.start, s.end) if self.labels[i].labelled(f)], np.int64)
                 for i, s in enumerate(self.seqs)
             ]
+            self._positive = [
+                np.array([f for f in range(s.start, s.end) if self.labels[i].has_object(f)], np.int64)
+                for i, s in enumerate(self.seqs)
+            ]
         else:
             self.items = [(i, c) for i, s in enumerate(self.seqs) for c in eval_clips(s, cfg, per_frame)]
 
@@ -273,8 +278,11 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def _train_indices(self, i: int, rng: np.random.Generator) -> np.ndarray:
         seq, cfg = self.seqs[i], self.cfg
-        lab = self._labelled[i]
-        if self.per_frame and lab.size and cfg.window == "stride" and rng.uniform() < 0.75:
+        u = rng.uniform()
+        # per-frame tasks: half the clips hold a frame with an object (polyps are rare and small), a quarter
+        # some other labelled frame, a quarter anywhere
+        lab = self._positive[i] if u < 0.5 and self._positive[i].size else self._labelled[i]
+        if self.per_frame and lab.size and cfg.window == "stride" and u < 0.75:
             f = int(lab[rng.integers(0, lab.size)]) - seq.start  # a labelled frame, placed at a random slot
             span = cfg.frame_stride * (cfg.num_frames - 1) + 1
             max_start = max(seq.length - span, 0)

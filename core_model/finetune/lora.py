@@ -32,6 +32,24 @@ class LoRALinear(nn.Module):
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, self.rank))
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight ``W + s * B A`` (for code that reads ``.weight`` directly, e.g. the backbone's
+        eval-time merge of ``temporal_attn.proj`` into ``temporal_fc``)."""
+        return self.base.weight + (self.lora_b @ self.lora_a) * self.scaling
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [..., in] -> [..., out]
         return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scaling

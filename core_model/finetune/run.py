@@ -33,7 +33,7 @@ import torch
 
 from core_model import runtime
 from core_model.finetune import schedules as S
-from core_model.finetune.config import FinetuneConfig
+from core_model.finetune.config import FinetuneConfig, monitor_score
 from core_model.finetune.data import (
     ClipDataset,
     FrameCache,
@@ -330,7 +330,9 @@ def finetune(
         if val_ds is not None and not due:
             score = None  # not validated this epoch: neither best nor a reason to stop
         else:
-            score = val_metrics.get(monitor, -train_metrics["loss"])
+            score = monitor_score(val_metrics, monitor, cfg.tasks)
+            if score is None:
+                score = -train_metrics["loss"]
         improved = score is not None and _better(score, best)
         if improved:
             best, best_epoch, bad_epochs = score, epoch, 0
