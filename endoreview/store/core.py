@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
@@ -73,7 +73,7 @@ class Tx:
         self.summary = summary
         self.video_id = video_id
         self.undoes_id = undoes_id
-        self._change_set: s.ChangeSetRow | None = None
+        self._change_set_id: int | None = None
         self.now = s.utcnow()
 
     @property
@@ -81,23 +81,24 @@ class Tx:
         return self.store.reviewer
 
     def change_set_id(self) -> int:
-        if self._change_set is None:
-            cs = s.ChangeSetRow(
-                actor=self.actor,
-                host=self.store.host,
-                at=self.now,
-                summary=self.summary,
-                video_id=self.video_id,
-                undoes_id=self.undoes_id,
+        """The id of this action's change set, created on first use (a Core insert: cheap, no flush)."""
+        if self._change_set_id is None:
+            result = self.session.execute(
+                insert(s.ChangeSetRow).values(
+                    actor=self.actor,
+                    host=self.store.host,
+                    at=self.now,
+                    summary=self.summary,
+                    video_id=self.video_id,
+                    undoes_id=self.undoes_id,
+                )
             )
-            self.session.add(cs)
-            self.session.flush()
-            self._change_set = cs
-        return self._change_set.id
+            self._change_set_id = int(result.inserted_primary_key[0])
+        return self._change_set_id
 
     def audit(self, table: str, row_id: int, op: str, before: dict | None, after: dict | None) -> None:
-        self.session.add(
-            s.AuditRow(
+        self.session.execute(
+            insert(s.AuditRow).values(
                 change_set_id=self.change_set_id(),
                 table_name=table,
                 row_id=row_id,
@@ -206,7 +207,7 @@ class StoreBase:
                         tx = Tx(self, session, summary, video_id, undoes_id)
                         result = fn(tx)
                         session.flush()
-                self._local.last_change_id = tx._change_set.id if tx._change_set is not None else None
+                self._local.last_change_id = tx._change_set_id
                 return result
             except _Busy as busy:
                 if time.monotonic() > deadline:
