@@ -290,54 +290,42 @@ class DetectionHead(TaskHead):
     # ----------------------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def predict(self, out: DetectionOutput) -> list[dict[str, torch.Tensor]]:
-        cls, reg, ctr = self._flatten(out)
-        xy, strides, _ = self._locations(out, cls.device)
+        """Boxes for every frame at once (no per-frame Python loop: one NMS call for the whole batch)."""
+        cls, reg, ctr = self._flatten(out)  # [N, L, C], [N, L, 4], [N, L]
+        n_frames, n_classes = cls.shape[0], cls.shape[2]
+        device = cls.device
+        xy, strides, _ = self._locations(out, device)
         level_of = torch.cat(
-            [torch.full((c.shape[-2] * c.shape[-1],), i, device=cls.device) for i, c in enumerate(out.cls)]
+            [torch.full((c.shape[-2] * c.shape[-1],), i, device=device) for i, c in enumerate(out.cls)]
+        )
+        prob = torch.sigmoid(cls)
+        frame, loc, label = torch.nonzero(prob > self.score_threshold, as_tuple=True)
+        p = prob[frame, loc, label]
+        # at most pre_nms_top_n candidates per frame and level, the most probable ones (FCOS)
+        keep = _rank_within(frame * len(out.cls) + level_of[loc], p) < self.pre_nms_top_n
+        frame, loc, label, p = frame[keep], loc[keep], label[keep], p[keep]
+        scores = torch.sqrt(p * torch.sigmoid(ctr[frame, loc]))
+        d = reg[frame, loc] * strides[loc, None]  # (l, t, r, b) in pixels
+        c = xy[loc]
+        boxes = torch.stack(
+            [c[:, 0] - d[:, 0], c[:, 1] - d[:, 1], c[:, 0] + d[:, 2], c[:, 1] + d[:, 3]], dim=1
         )
         h, w = out.image_size
-        results = []
-        for n in range(cls.shape[0]):
-            prob = torch.sigmoid(cls[n])  # [L, C]
-            centerness = torch.sigmoid(ctr[n])  # [L]
-            cand_boxes, cand_scores, cand_labels = [], [], []
-            for lvl in range(len(out.cls)):
-                sel = level_of == lvl
-                p_l = prob[sel]
-                loc, lab = torch.nonzero(p_l > self.score_threshold, as_tuple=True)
-                if loc.numel() == 0:
-                    continue
-                s = p_l[loc, lab]
-                if s.numel() > self.pre_nms_top_n:
-                    s, keep = s.topk(self.pre_nms_top_n)
-                    loc, lab = loc[keep], lab[keep]
-                glob = torch.nonzero(sel, as_tuple=True)[0][loc]
-                d = reg[n, glob] * strides[glob, None]
-                c = xy[glob]
-                boxes = torch.stack(
-                    [c[:, 0] - d[:, 0], c[:, 1] - d[:, 1], c[:, 0] + d[:, 2], c[:, 1] + d[:, 3]], 1
-                )
-                cand_boxes.append(boxes)
-                cand_scores.append(torch.sqrt(s * centerness[glob]))
-                cand_labels.append(lab)
-            if not cand_boxes:
-                results.append(
-                    {
-                        "boxes": cls.new_zeros(0, 4),
-                        "scores": cls.new_zeros(0),
-                        "labels": torch.zeros(0, dtype=torch.long, device=cls.device),
-                    }
-                )
-                continue
-            boxes = torch.cat(cand_boxes)
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-            scores, labels = torch.cat(cand_scores), torch.cat(cand_labels)
-            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-            keep = batched_nms(boxes, scores, labels, self.nms_threshold)[: self.detections_per_img]
-            results.append({"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]})
-        return results
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        frame, label, boxes, scores = frame[valid], label[valid], boxes[valid], scores[valid]
+        # class-wise NMS within each frame; the result is sorted by decreasing score
+        keep = batched_nms(boxes, scores, frame * n_classes + label, self.nms_threshold)
+        keep = keep[_rank_within(frame[keep], scores[keep]) < self.detections_per_img]
+        keep = keep[torch.argsort(frame[keep], stable=True)]  # grouped by frame, score order kept
+        counts = torch.bincount(frame[keep], minlength=n_frames).tolist()
+        return [
+            {"boxes": b, "scores": s_, "labels": lab}
+            for b, s_, lab in zip(
+                boxes[keep].split(counts), scores[keep].split(counts), label[keep].split(counts)
+            )
+        ]
 
     # ----------------------------------------------------------------------------------------------- config
     def config(self) -> dict[str, Any]:
@@ -373,3 +361,16 @@ class DetectionHead(TaskHead):
         "pre_nms_top_n",
         "detections_per_img",
     )
+
+
+def _rank_within(group: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """For each element, its rank by decreasing ``score`` among the elements of its ``group`` (0 = best)."""
+    if group.numel() == 0:
+        return group.clone()
+    order = torch.argsort(score, descending=True)
+    order = order[torch.argsort(group[order], stable=True)]  # by group, then by decreasing score
+    _, counts = torch.unique_consecutive(group[order], return_counts=True)
+    starts = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel(), device=order.device) - starts
+    return rank

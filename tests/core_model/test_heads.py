@@ -309,3 +309,62 @@ def test_all_three_heads_train_and_then_predict_what_they_were_shown():
         pred["detection"][0]["scores"].max().item() if pred["detection"][0]["scores"].numel() else 0.0
     )
     assert empty_best < frame["scores"][0].item()
+
+
+def _reference_predict(head: DetectionHead, out: DetectionOutput) -> list[dict[str, torch.Tensor]]:
+    """FCOS post-processing written the straightforward way: frame by frame, level by level."""
+    from torchvision.ops import batched_nms
+
+    cls, reg, ctr = head._flatten(out)
+    xy, strides, _ = head._locations(out, cls.device)
+    sizes = [c.shape[-2] * c.shape[-1] for c in out.cls]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    h, w = out.image_size
+    results = []
+    for n in range(cls.shape[0]):
+        boxes, scores, labels = [], [], []
+        for start, size in zip(starts, sizes):
+            prob = torch.sigmoid(cls[n, start : start + size])
+            loc, lab = torch.nonzero(prob > head.score_threshold, as_tuple=True)
+            s = prob[loc, lab]
+            if s.numel() > head.pre_nms_top_n:
+                s, top = s.topk(head.pre_nms_top_n)
+                loc, lab = loc[top], lab[top]
+            g = loc + start
+            d = reg[n, g] * strides[g, None]
+            b = torch.stack(
+                [xy[g, 0] - d[:, 0], xy[g, 1] - d[:, 1], xy[g, 0] + d[:, 2], xy[g, 1] + d[:, 3]], 1
+            )
+            boxes.append(b)
+            scores.append(torch.sqrt(s * torch.sigmoid(ctr[n, g])))
+            labels.append(lab)
+        b, s, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
+        b[:, 0::2] = b[:, 0::2].clamp(0, w)
+        b[:, 1::2] = b[:, 1::2].clamp(0, h)
+        ok = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+        b, s, lab = b[ok], s[ok], lab[ok]
+        keep = batched_nms(b, s, lab, head.nms_threshold)[: head.detections_per_img]
+        results.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})
+    return results
+
+
+def test_batched_fcos_postprocessing_matches_the_frame_by_frame_reference():
+    torch.manual_seed(3)
+    head = _det_head(score_threshold=0.3, pre_nms_top_n=7, detections_per_img=5, nms_threshold=0.5)
+    out = _fake_output(head, frames=4)
+    for lvl in range(len(out.cls)):
+        out.cls[lvl].normal_(0, 1.5)
+        out.reg[lvl].uniform_(0, 3)
+        out.ctr[lvl].normal_()
+    for level in out.cls:
+        level[2] = -10.0  # a frame with no candidate at all
+    fast, slow = head.predict(out), _reference_predict(head, out)
+    assert (
+        len(fast) == 4
+        and fast[2]["boxes"].shape == (0, 4)
+        and slow[2]["boxes"].shape[0] == fast[2]["boxes"].shape[0]
+    )
+    for a, b in zip(fast, slow):
+        assert a["boxes"].shape[0] <= 5
+        assert torch.equal(a["labels"], b["labels"])
+        assert torch.allclose(a["scores"], b["scores"]) and torch.allclose(a["boxes"], b["boxes"])
