@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="-", help="JSON-lines output file ('-': stdout)")
     ap.add_argument("--split", default=None, help="manifest inputs: only videos of this split")
     ap.add_argument("--frames", default=None, help="only these frames, e.g. 0,10,20:30 or 0:1000:25")
-    ap.add_argument("--batch-size", type=int, default=4, help="clips per forward pass (default 4)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="clips per forward pass (default 16 on a GPU, 4 on the CPU)",
+    )
     ap.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     ap.add_argument("--no-amp", action="store_true", help="fp32 on the GPU (default: bf16 autocast)")
     ap.add_argument(
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             frames = parse_frames(args.frames) if args.frames else None
             videos = expand_inputs(args.inputs, args.split)
-            if args.batch_size < 1 or args.max_boxes < 0:
+            if (args.batch_size is not None and args.batch_size < 1) or args.max_boxes < 0:
                 raise InputError("--batch-size must be >= 1 and --max-boxes >= 0")
         except InputError as exc:
             return fail(str(exc), 2)

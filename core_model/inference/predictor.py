@@ -191,7 +191,7 @@ class Predictor:
     """Runs an ``EndoFMTaskModel`` over videos. ``model``: a model directory (loaded with its metadata) or a model
     object plus its ``preprocess`` (a ``Preprocess`` or a ``ModelMeta.preprocess``-style dict).
 
-    ``frame_stride`` / ``clip_stride`` override the model's sampling; ``batch_size`` is clips per forward pass;
+    ``frame_stride`` / ``clip_stride`` override the model's sampling; ``batch_size`` is clips per forward pass (default 16 on CUDA, 4 on CPU);
     ``box_threshold`` / ``max_boxes`` filter what a frame event lists; ``device`` is passed to
     ``runtime.pick_device`` (``None``: CUDA if present, else CPU); ``amp=False`` forces fp32 on a GPU.
     """
@@ -202,7 +202,7 @@ class Predictor:
         preprocess: Preprocess | Mapping[str, Any] | None = None,
         *,
         device: str | torch.device | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         amp: bool = True,
         frame_stride: int | None = None,
         clip_stride: int | None = None,
@@ -232,6 +232,8 @@ class Predictor:
                 int(clip_stride) if clip_stride is not None else pre.clip_stride,
             )
         self.preprocess = pre
+        if batch_size is None:
+            batch_size = 16 if self.device.type == "cuda" else 4
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
