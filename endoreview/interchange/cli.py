@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--blank-text", action="store_true", help="black out each video's burned-in text region")
 
+    reg = sub.add_parser("text-region", help="set the burned-in text rectangle of videos from one source")
+    reg.add_argument("video_ids", nargs="+", type=int)
+    grp = reg.add_mutually_exclusive_group(required=True)
+    grp.add_argument("--rect", nargs=4, type=int, metavar=("X0", "Y0", "X1", "Y1"))
+    grp.add_argument("--clear", action="store_true")
+
     chk = sub.add_parser("check", help="parse a dataset or file without touching the database")
     chk.add_argument("path", type=Path)
     chk.add_argument("--layout")
@@ -151,6 +157,12 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
 
     store, project_id = _open(args)
     try:
+        if args.cmd == "text-region":
+            from endoreview.interchange.exporter import set_text_region
+
+            set_text_region(store, args.video_ids, None if args.clear else args.rect)
+            _emit({"event": "done", "videos": args.video_ids, "rect": None if args.clear else args.rect})
+            return 0
         if args.cmd == "import":
             from endoreview.interchange.importer import Importer
 
@@ -225,7 +237,9 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
         from endoreview.interchange.model import InterchangeError
         from endoreview.store import StoreError
 
-        if isinstance(e, InterchangeError | ExportError | StoreError | OSError):
+        if isinstance(
+            e, InterchangeError | ExportError | StoreError | OSError
+        ):  # ExportError: bad rectangle too
             _emit({"event": "error", "message": str(e)})
             return 2
         raise

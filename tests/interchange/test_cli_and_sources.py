@@ -51,6 +51,9 @@ def test_cli_import_check_export(tmp_path, capsys):
     done = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert "bad.csv:2" in done["failed"][0][1]
     assert main(["check", str(tmp_path / "missing")]) == 2
+    assert main(["--db", str(db), "text-region", "1", "--rect", "0", "0", "10", "5"]) == 0
+    assert main(["--db", str(db), "text-region", "1", "--rect", "0", "0", "999", "5"]) == 2
+    assert "not inside" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_dicom_bad_inputs(tmp_path):
