@@ -12,7 +12,7 @@ decord is missing) and ``opencv`` (``cv2.VideoCapture`` + ``CAP_PROP_POS_FRAMES`
 line timing the phantom generator (256x256, 64 frames). One JSON object per line; the last is the summary.
 
     python benchmarks/video_seek.py            # full: 750-frame files, 50 seeks (a few minutes)
-    python benchmarks/video_seek.py --small    # 260-frame files, 8 seeks (about a minute)
+    python benchmarks/video_seek.py --small    # 260-frame files, 5 seeks (about a minute of CPU)
 """
 
 from __future__ import annotations
@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cv2.setNumThreads(2)
     n = 260 if args.small else 750
-    seeks = args.seeks or (8 if args.small else 50)
-    n_seq = 120 if args.small else 500
+    seeks = args.seeks or (5 if args.small else 50)
+    n_seq = 60 if args.small else 500
     tmp = None
     work = args.workdir
     if work is None:
