@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -243,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "event": "summary",
         "machine": cpu_name(),
-        "cores": __import__("os").cpu_count(),
+        "cores": os.cpu_count(),
         "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "mode": "small" if args.small else "full",
         "results": {
             f"{r['file']}:{r['reader']}": {
