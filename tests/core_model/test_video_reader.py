@@ -232,3 +232,23 @@ def test_keyframes_and_sorted_runs_for_caches(tmp_path):
         assert kf.tolist() == list(range(0, 50, 10))
         run = r.get_batch(range(kf[2], kf[3]))
         assert [read_code(f) for f in run] == list(range(20, 30))
+
+
+@pytest.mark.slow
+def test_long_video_random_seeks_are_exact(tmp_path):
+    """3,000 frames (2 minutes at 25 fps), GOP 250 with B-frames: where decord2 was seen to return wrong frames."""
+    n = 3000
+    p = write_video(
+        tmp_path / "long.mp4",
+        (code_frame(i) for i in range(n)),
+        fps=25,
+        gop=250,
+        bframes=3,
+        preset="veryfast",
+    )
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, n, 60).tolist()
+    for backend in _backends():
+        with VideoReader(p, backend=backend) as r:
+            assert len(r) == n
+            assert [read_code(r[i]) for i in idx] == idx
