@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPushButton,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -199,6 +200,7 @@ class _Filter(QSortFilterProxyModel):
 class LibraryWidget(QWidget):
     openRequested = Signal(int)  # video id
     filesDropped = Signal(list)  # paths
+    demoRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -251,11 +253,15 @@ class LibraryWidget(QWidget):
         self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setStyleSheet("color:#bbb; font-size: 13pt; padding: 24px;")
+        self.demo_button = QPushButton(icon("demo"), "Open the demo (synthetic endoscopy videos)")
+        self.demo_button.clicked.connect(self.demoRequested.emit)
+        self.demo_button.setVisible(False)
         lay = QVBoxLayout(self)
         lay.addLayout(bar)
         lay.addWidget(self.notice)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.empty)
+        lay.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignHCenter)
         self.setAcceptDrops(True)
         self.set_empty_text("Loading library…")
 
@@ -264,9 +270,10 @@ class LibraryWidget(QWidget):
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
 
-    def set_empty_text(self, text: str) -> None:
+    def set_empty_text(self, text: str, offer_demo: bool = False) -> None:
         self.empty.setText(text)
         self.empty.setVisible(bool(text) and not self.model.rows)
+        self.demo_button.setVisible(offer_demo and not self.model.rows)
 
     def set_rows(self, rows: list[LibraryRow]) -> None:
         from PySide6.QtCore import QSize
@@ -274,6 +281,7 @@ class LibraryWidget(QWidget):
         self.model.set_rows(rows)
         self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * SHOWN_TILES), THUMB_H))
         self.empty.setVisible(not rows)
+        self.demo_button.setVisible(False)
         if not rows:
             self.empty.setText(
                 "The library is empty. Import videos (Ctrl+I), drop files here, or open the built-in demo."

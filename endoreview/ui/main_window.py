@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
             ctl.message.connect(self.show_message)
         self.library.openRequested.connect(self.open_video)
+        self.library.demoRequested.connect(self.demo_ctl.start)
         self.review_ctl.videoOpened.connect(lambda info: self._set_title(info.name))
         self.review_ctl.videoMissing.connect(lambda info: self.show_message(f"File not found: {info.path}"))
         self.library_ctl.refreshed.connect(self._on_library)
@@ -211,6 +212,7 @@ class MainWindow(QMainWindow):
             if demo:
                 self.demo_ctl.start()
             elif paths:
+                self.library_ctl.imported.connect(self._open_first_import)
                 self.library_ctl.import_paths(list(paths))
 
         def open_store() -> None:
@@ -218,6 +220,12 @@ class MainWindow(QMainWindow):
 
         # after the first paint: the database modules take a while to import and share the interpreter lock
         QTimer.singleShot(50, open_store)
+
+    def _open_first_import(self, summary) -> None:  # noqa: ANN001 - ImportSummary
+        """``endoreview VIDEO…``: open the first video given on the command line once it is imported."""
+        self.library_ctl.imported.disconnect(self._open_first_import)
+        if summary.video_ids:
+            self.open_video(summary.video_ids[0])
 
     def _store_failed(self, exc: BaseException) -> None:
         self.library.set_empty_text(f"The label database could not be opened:\n{exc}")
@@ -228,8 +236,9 @@ class MainWindow(QMainWindow):
             self.library.set_notice(f"Model findings are shown. {RESEARCH_NOTICE}")
         if not rows and not self.demo_ctl.running:
             self.library.set_empty_text(
-                "The library is empty.\nImport videos (Ctrl+I or drop files here), or click “Open demo” for "
-                "a guided example with synthetic endoscopy videos."
+                "The library is empty.\nImport videos (Ctrl+I or drop files here), or open the demo: "
+                "synthetic endoscopy videos analysed by the bundled demo model.",
+                offer_demo=True,
             )
 
     def open_video(self, video_id: int) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     win = main_window
     qtbot.waitUntil(lambda: "empty" in win.library.empty.text(), timeout=10000)
     assert win.library.empty.isVisible() and "demo" in win.library.empty.text()
+    assert win.library.demo_button.isVisible()
     summary = _import(qtbot, win, [indexed_video, tmp_path / "nope.mp4"])
     assert summary.imported == 1 and any("nope.mp4" in p for p, _ in summary.failed)
     row = win.library.model.rows[0]
@@ -112,6 +114,16 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     assert not win.player.playing
     qtbot.keyClick(win.timeline, Qt.Key.Key_M)
     assert not win.player_widget.chk_masks.isChecked()
+    vb = win.player_widget.view.vb
+    before = vb.viewRange()[0][1] - vb.viewRange()[0][0]
+    qtbot.keyClick(win.timeline, Qt.Key.Key_Plus)
+    assert vb.viewRange()[0][1] - vb.viewRange()[0][0] < before * 0.9  # zoomed in
+    qtbot.keyClick(win.timeline, Qt.Key.Key_0)
+    assert abs((vb.viewRange()[0][1] - vb.viewRange()[0][0]) - before) < 1.0  # fit again
+    qtbot.keyClick(win.timeline, Qt.Key.Key_F)
+    assert win.windowState() & Qt.WindowState.WindowFullScreen and not win.toolbar.isVisible()
+    qtbot.keyClick(win, Qt.Key.Key_Escape)
+    assert not win.windowState() & Qt.WindowState.WindowFullScreen and win.toolbar.isVisible()
     # the thumbnail strip and proxy arrive in the background
     qtbot.waitUntil(lambda: win.library.model.rows[0].thumb is not None, timeout=20000)
     win.show_help()
@@ -179,6 +191,27 @@ def test_analyse_finishes_and_results_reach_timeline_and_overlays(
     assert "abnormal" in win.player_widget.banner.text()
     # the library shows what the model found
     qtbot.waitUntil(lambda: "abnormal in 50% of frames" in win.library.model.rows[0].finding, timeout=10000)
+    # a reviewer rejects "abnormal" on frames 60-69: the timeline marks the disagreement and D jumps to it
+    done = []
+
+    def reject_segment() -> None:
+        lab = win.backend.labels.add_segment(vid, 60, 70, "abnormal")
+        done.append(win.backend.labels.reject([lab]))
+
+    t = threading.Thread(target=reject_segment)
+    t.start()
+    t.join()
+    assert done
+    win.review_ctl.reload_tracks()
+    qtbot.waitUntil(lambda: win.timeline.disagree_frames.tolist() == [60], timeout=10000)
+    win.player.seek(0)
+    win.timeline.setFocus()
+    qtbot.keyClick(win.timeline, Qt.Key.Key_D)
+    qtbot.waitUntil(lambda: win.player.current == 60, timeout=5000)
+    messages = []
+    win.review_ctl.message.connect(messages.append)
+    qtbot.keyClick(win.timeline, Qt.Key.Key_U)  # the stand-in model is never uncertain
+    assert messages and "low-confidence" in messages[-1]
 
 
 def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_video, model_dir, monkeypatch):
