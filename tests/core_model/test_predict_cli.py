@@ -214,3 +214,15 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_clear_error(model_dir, videos, 
     )
     assert rc == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_predict_reads_the_manifest_endofm_phantom_writes(model_dir, tmp_path, capsys):
+    assert endofm(["phantom", str(tmp_path / "ph"), "--videos", "2", "--frames", "8", "--size", "64"]) == 0
+    out = tmp_path / "preds.jsonl"
+    rc = endofm(
+        ["predict", str(tmp_path / "ph" / "manifest.json"), "--model", str(model_dir), "--out", str(out)]
+    )
+    assert rc == 0
+    events = _events(out)
+    assert sum(e["event"] == "video_done" for e in events) == 2
+    assert sum(e["event"] == "frame" for e in events) == 16
