@@ -43,7 +43,7 @@ def save_task_model(model_dir: str | os.PathLike, model: EndoFMTaskModel, meta: 
     """Write ``model`` into ``model_dir`` with ``meta``; ``meta.heads`` is replaced by the model's head configs
     and ``meta.arch["config"]`` by the backbone's config (the metadata always describes the weights saved)."""
     arch = dict(meta.arch)
-    arch["config"] = model.backbone.cfg.to_dict()
+    arch["config"] = model.backbone.cfg.replace(grad_checkpointing=False).to_dict()  # a training-time choice
     heads = {task: head.config() for task, head in model.heads.items()}
     return save_model_dir(model_dir, model, dataclasses.replace(meta, arch=arch, heads=heads))
 
