@@ -264,3 +264,12 @@ def test_inference_preprocessing_is_the_fine_tuning_evaluation_transform():
     theirs, _ = transform_clip(frames, None, AugmentConfig(size=SIZE))
     theirs = normalize(theirs, PRE.mean, PRE.std)
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_frame_stride_above_one_still_gives_every_frame_in_order(video):
+    model = _model(("segmentation",)).eval()
+    pre = Preprocess(num_frames=T, img_size=(SIZE, SIZE), frame_stride=3, clip_stride=6)
+    events = list(Predictor(model, pre, device="cpu", batch_size=3).predict_video(video))
+    frames = [e["frame"] for e in events if e["event"] == "frame"]
+    assert frames == list(range(21))  # sampled 3 apart, yet every frame gets its mask, in order
+    assert events[0]["clips"] > len(range(0, 21 - 9, 6))  # the regular grid plus clips filling the gaps
