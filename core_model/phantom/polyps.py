@@ -39,7 +39,7 @@ def make_polyp(rng: np.random.Generator, track_id: int, z: float) -> PolypSpec:
     if style == "redder":
         tint = (rng.uniform(1.0, 1.06), rng.uniform(0.88, 0.96), rng.uniform(0.9, 0.98))
     elif style == "paler":
-        tint = (rng.uniform(0.97, 1.02), rng.uniform(1.01, 1.07), rng.uniform(1.01, 1.07))
+        tint = (rng.uniform(0.97, 1.01), rng.uniform(1.0, 1.05), rng.uniform(1.0, 1.05))
     else:
         tint = tuple(rng.uniform(0.96, 1.04, 3))
     return PolypSpec(
@@ -123,7 +123,7 @@ def render_polyp(
         alpha = np.maximum(alpha, a_stalk)
     # shading: the light is at the camera, so the dome top is bright and the rim falls off
     # light from the camera: the dome top faces it and is closer (brighter), the rim turns away (darker)
-    shade = (0.12 + 0.95 * height**0.7) * (1.0 + 0.2 * height)
+    shade = (0.12 + 0.88 * height**0.7) * (1.0 + 0.1 * height)
     tex = cv2.resize(p.texture, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     spec = np.clip(height - 0.9, 0, None) * 10.0 * (0.2 + 0.8 * (tex > 0.3))
     # a soft contact shadow on the wall around the polyp (outside it), strongest on the side towards the lumen

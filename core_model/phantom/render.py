@@ -252,10 +252,14 @@ def render_video(
             inside = (alpha >= 0.5) & fov.mask[y0:y1, x0:x1]
             if int(inside.sum()) < min_area:
                 continue
-            colour = wall.base_colour * np.asarray(p.tint, np.float32)
-            col = colour[None, None, :] * (shade * (1 + p.texture_strength * tex) * lp)[..., None]
             a3 = alpha[..., None]
             under = img[y0:y1, x0:x1] * (1 - 0.6 * shadow)[..., None]
+            # the polyp takes the colour and brightness of the lit mucosa it sits on (so it is colour-matched),
+            # shifted by its tint; the dome shading (mean about 0.8, top about 1) redistributes that light top to rim
+            wall_lit = (img[y0:y1, x0:x1] * a3).sum(axis=(0, 1)) / max(float(alpha.sum()), 1e-6)
+            wall_lit = np.maximum(wall_lit, wall.base_colour * lp * 0.5)
+            colour = wall_lit * np.asarray(p.tint, np.float32) / 0.9
+            col = colour[None, None, :] * (shade * (1 + p.texture_strength * tex))[..., None]
             col = 0.85 * col + 0.15 * under  # a little of the wall (vessels, shading) shows through
             img[y0:y1, x0:x1] = under * (1 - a3) + col * a3
             spec[y0:y1, x0:x1] = spec[y0:y1, x0:x1] * (1 - alpha) + alpha * pspec * min(lp * 0.8, 0.6)
