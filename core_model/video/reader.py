@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ class VideoReader:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.path = Path(path)
         self._closed = False
+        self._probe = None
         self._keyframes: np.ndarray
         self._timestamps: np.ndarray
         if self.path.is_dir():
@@ -111,6 +113,7 @@ class VideoReader:
         vfr = is_variable_rate(ts)
         fps = n / duration if (vfr or not probe.avg_fps) and duration > 0 else probe.avg_fps
         self._backend = self._make_backend(probe, backend)
+        self._probe = probe if backend == "auto" else None  # kept for a fallback to PyAV
         self._rotation = probe.rotation
         self._timestamps = ts
         self._keyframes = probe.keyframes
@@ -182,10 +185,30 @@ class VideoReader:
         if not idx:
             return np.zeros((0, self.meta.height, self.meta.width, 3), dtype=np.uint8)
         uniq, inverse = np.unique(np.asarray(idx, dtype=np.int64), return_inverse=True)
-        frames = self._backend.read(uniq.tolist())  # [U, H, W, 3], decoded in ascending order
-        frames = rotate(frames, self._rotation)
+        frames = rotate(self._read(uniq.tolist()), self._rotation)  # [U, H, W, 3], decoded in ascending order
         out = frames if len(uniq) == len(idx) and np.all(uniq == idx) else frames[inverse.reshape(-1)]
         return np.ascontiguousarray(out, dtype=np.uint8)
+
+    def _read(self, indices: list[int]) -> np.ndarray:
+        expected = (
+            (self.meta.height, self.meta.width)
+            if self._rotation in (0, 180)
+            else (self.meta.width, self.meta.height)
+        )
+        try:
+            frames = self._backend.read(indices)
+            if frames.shape[1:3] != expected:
+                raise VideoError(self.path, f"decoder returned {frames.shape[2]}x{frames.shape[1]} frames")
+            return frames
+        except VideoError as e:
+            if self._backend.name != "decord" or self._probe is None:
+                raise
+            # "auto" chose decord and it failed on this file: PyAV serves it from now on
+            log.warning("%s; switching to PyAV", e)
+            self._backend.close()
+            self._backend = PyAVBackend(self._probe)
+            self.meta = replace(self.meta, backend=self._backend.name)
+            return self._backend.read(indices)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Every frame in order, decoded sequentially in chunks."""

@@ -252,3 +252,20 @@ def test_long_video_random_seeks_are_exact(tmp_path):
         with VideoReader(p, backend=backend) as r:
             assert len(r) == n
             assert [read_code(r[i]) for i in idx] == idx
+
+
+@pytest.mark.skipif(not decord_available(), reason="decord not installed")
+def test_auto_falls_back_to_pyav_when_decord_fails_mid_file(long_gop_h264, monkeypatch):
+    from core_model.video import backends
+
+    def broken(self, indices):
+        raise VideoError(self._path, "simulated decord failure")
+
+    with VideoReader(long_gop_h264) as r:
+        assert r.meta.backend == "decord"
+        monkeypatch.setattr(backends.DecordBackend, "read", broken)
+        assert [read_code(f) for f in r.get_batch([260, 5])] == [260, 5]
+        assert r.meta.backend == "pyav"
+    with VideoReader(long_gop_h264, backend="decord") as r:  # an explicit choice is not overridden
+        with pytest.raises(VideoError, match="simulated"):
+            r[3]
