@@ -11,7 +11,8 @@ all four modes and ``endofm_base`` inference (fp32, batch 1, 8x224) for both imp
 
 Output: one JSON object per line (``{"event": "row", ...}`` per measurement) and a final ``{"event": "summary"}``
 naming the machine, with the ratios the issue's bar asks for (ours / reference, bf16). Medians over the timed
-iterations; peak memory is ``torch.cuda.max_memory_allocated`` (GPU only; null on CPU).
+iterations; peak memory is ``torch.cuda.max_memory_allocated`` (GPU only; null on CPU). On a CPU the implementations
+of one configuration are timed interleaved (one step each in turn), so a shared machine's load hits them alike.
 
     python benchmarks/backbone_throughput.py                 # GPU, full size
     python benchmarks/backbone_throughput.py --small         # CPU check
@@ -27,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,8 @@ def build(case: Case, device: torch.device, compile_mode: str | None, grad_ckpt:
     return model
 
 
-def run_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+def make_step(case: Case, device: torch.device, args: argparse.Namespace) -> Callable[[], None]:
+    """One inference call or one training step (forward, backward, AdamW) of a freshly built model."""
     model = build(case, device, args.compile_mode, args.grad_checkpointing)
     dtype = torch.bfloat16 if case.precision == "bf16" else None
     in_dtype = torch.bfloat16 if "bf16weights" in case.impl else torch.float32
@@ -102,38 +105,23 @@ def run_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict
             with torch.inference_mode(), amp():
                 model(x)
 
-    else:
-        model.train()
-        fused = device.type == "cuda" and case.impl != "reference"  # ours trains with the fused AdamW kernel
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=fused or None)
+        return step
+    model.train()
+    fused = device.type == "cuda" and case.impl != "reference"  # ours trains with the fused AdamW kernel
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=fused or None)
 
-        def step() -> None:
-            with amp():
-                loss = model(x).float().square().mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+    def train_step() -> None:
+        with amp():
+            loss = model(x).float().square().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    warmup = args.warmup if case.warmup is None else case.warmup
-    iters = args.iters if case.iters is None else case.iters
-    for _ in range(warmup):
-        step()
-    sync(device)
-    warm_s = time.perf_counter() - t0
-    times = []
-    deadline = time.perf_counter() + args.max_case_s
-    for i in range(iters):
-        t = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t)
-        if time.perf_counter() > deadline and i >= min(2, iters - 1):
-            break
+    return train_step
+
+
+def _row(case: Case, device: torch.device, args, times: list[float], warm_s: float, peak) -> dict[str, Any]:
     med = statistics.median(times)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     row = {
         "event": "row",
         **case.__dict__,
@@ -146,11 +134,63 @@ def run_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict
     if case.mode == "train":
         row["optimizer"] = "AdamW(fused)" if device.type == "cuda" and case.impl != "reference" else "AdamW"
         row["grad_checkpointing"] = bool(args.grad_checkpointing and case.impl != "reference")
-    step = None  # drop the model, optimizer and input before the next row
+    return row
+
+
+def run_cases(cases: list[Case], device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Time ``cases`` together, one step of each in turn per iteration, so every implementation sees the same
+    machine load (a shared CPU). Peak memory is per case only when one case runs alone on a GPU."""
+    steps = [make_step(c, device, args) for c in cases]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    warm_s = []
+    for case, step in zip(cases, steps):
+        t0 = time.perf_counter()
+        for _ in range(args.warmup if case.warmup is None else case.warmup):
+            step()
+        sync(device)
+        warm_s.append(time.perf_counter() - t0)
+    iters = max(args.iters if c.iters is None else c.iters for c in cases)
+    times: list[list[float]] = [[] for _ in cases]
+    deadline = time.perf_counter() + args.max_case_s * len(cases)
+    for i in range(iters):
+        for k, step in enumerate(steps):
+            t = time.perf_counter()
+            step()
+            sync(device)
+            times[k].append(time.perf_counter() - t)
+        if time.perf_counter() > deadline and i >= min(2, iters - 1):
+            break
+    peak = None
+    if device.type == "cuda" and len(cases) == 1:
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+    rows = [_row(c, device, args, t, w, peak) for c, t, w in zip(cases, times, warm_s)]
+    steps.clear()  # drop the models, optimizers and inputs before the next rows
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    return row
+    return rows
+
+
+def run_case(case: Case, device: torch.device, args: argparse.Namespace) -> dict[str, Any]:
+    return run_cases([case], device, args)[0]
+
+
+def groups(cases: list[Case], interleave: bool) -> list[list[Case]]:
+    """Consecutive cases that differ only in the implementation form one interleaved group (if ``interleave``)."""
+    out: list[list[Case]] = []
+    for c in cases:
+        key = (c.model, c.mode, c.precision, c.batch, c.frames, c.size)
+        prev = out[-1][-1] if out else None
+        if (
+            interleave
+            and prev
+            and (prev.model, prev.mode, prev.precision, prev.batch, prev.frames, prev.size) == key
+        ):
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
 
 
 def plan(args: argparse.Namespace, device: torch.device) -> list[Case]:
@@ -272,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--grad-checkpointing", action="store_true", help="ours: checkpoint every block in training"
     )
+    p.add_argument(
+        "--no-interleave", action="store_true", help="CPU: time implementations one after the other"
+    )
     p.add_argument("--tf32", action="store_true", help="allow TF32 matmuls in fp32 rows (off: true fp32)")
     args = p.parse_args(argv)
 
@@ -285,22 +328,27 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for case in plan(args, device):
-        label = f"{case.model}/{case.impl}/{case.mode}/{case.precision}/b{case.batch}"
+    interleave = device.type != "cuda" and not args.no_interleave
+    for group in groups(plan(args, device), interleave):
+        labels = [f"{c.model}/{c.impl}/{c.mode}/{c.precision}/b{c.batch}" for c in group]
         if time.perf_counter() - start > args.budget_s:
-            skipped.append(label)
+            skipped += labels
             continue
         try:
-            row = run_case(case, device, args)
+            out = run_cases(group, device, args)
         except torch.OutOfMemoryError as exc:
-            row = {"event": "row", **case.__dict__, "error": f"out of memory: {str(exc).splitlines()[0]}"}
+            msg = f"out of memory: {str(exc).splitlines()[0]}"
+            out = [{"event": "row", **c.__dict__, "error": msg} for c in group]
         except Exception as exc:  # noqa: BLE001 - a failed row is reported, the run goes on
-            row = {"event": "row", **case.__dict__, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            msg = f"{type(exc).__name__}: {exc}"[:500]
+            out = [{"event": "row", **c.__dict__, "error": msg} for c in group]
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        row["elapsed_s"] = round(time.perf_counter() - start, 1)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        for row in out:
+            row["elapsed_s"] = round(time.perf_counter() - start, 1)
+            row["interleaved"] = len(group) > 1
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print(json.dumps(summarize(rows, device, skipped)), flush=True)
     return 0
 

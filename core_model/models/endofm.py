@@ -8,8 +8,10 @@ tables are resized with legacy ``nearest`` interpolation.
 
 Speed (identical maths): ``F.scaled_dot_product_attention`` on strided q/k/v views of one fused qkv projection,
 the CLS token kept apart from the patch tokens inside the blocks so the temporal attention reads the ``(h w t)``
-patch tensor with a free reshape (no slicing copies), one transposing copy per block for the spatial attention,
-optional gradient checkpointing per block. Works under bf16 autocast and ``torch.compile``.
+patch tensor with a free reshape (no slicing copies), one transposing copy per block for the spatial attention
+(made after norm1 and, under autocast, in bf16), in eval mode ``temporal_attn.proj`` and ``temporal_fc`` merged into
+one linear map (nothing sits between them without DropPath), optional gradient checkpointing per block. Works under
+bf16 autocast and ``torch.compile`` (no graph breaks).
 
 Shapes: ``x`` [B, 3, T, H, W]; N = (H // 16) * (W // 16) patches per frame; D = embed_dim.
 """

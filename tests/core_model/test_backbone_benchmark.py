@@ -64,7 +64,12 @@ def test_tiny_rows_measure_both_implementations(bench, monkeypatch):
         for impl in ("reference", "ours")
         for mode in ("infer", "train")
     ]
-    rows = [bench.run_case(c, torch.device("cpu"), args()) for c in tiny]
+    grouped = bench.groups(tiny, interleave=True)
+    assert [len(g) for g in grouped] == [1, 1, 1, 1]  # infer/train alternate: nothing to pair
+    tiny.sort(key=lambda c: c.mode)
+    grouped = bench.groups(tiny, interleave=True)
+    assert [[c.impl for c in g] for g in grouped] == [["reference", "ours"], ["reference", "ours"]]
+    rows = [r for g in grouped for r in bench.run_cases(g, torch.device("cpu"), args())]
     for r in rows:
         assert r["clips_per_s"] > 0 and r["iters"] == 1 and r["peak_mem_gib"] is None
     summary = bench.summarize(rows, torch.device("cpu"), [])
