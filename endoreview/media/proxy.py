@@ -124,7 +124,12 @@ def _source_frames(src: Path, w: int, h: int) -> tuple[Iterator, Fraction, int, 
 
     def gen() -> Iterator:
         try:
-            for frame in container.decode(stream):
+            for k, frame in enumerate(container.decode(stream)):
+                if k == 0 and int(round(getattr(frame, "rotation", 0) or 0)) % 360:
+                    # the reader shows such files upright; a proxy of the stored pictures would not match it
+                    raise ProxyError(
+                        src, f"rotated {frame.rotation:.0f} degrees: scrubbing reads the original"
+                    )
                 yield frame.reformat(width=w, height=h, format="yuv420p")
         finally:
             container.close()
@@ -156,11 +161,11 @@ def build_proxy(
         try:
             vs = probe.streams.video[0]
             sw, sh = vs.codec_context.width, vs.codec_context.height
-            rotation = 0
         finally:
             probe.close()
     except (av.FFmpegError, IndexError) as exc:
         raise ProxyError(src, f"not a readable video ({exc})") from exc
+
     w, h = proxy_size(sw, sh, spec)
     frames, rate, sw, sh, expected = _source_frames(src, w, h)
     rate = rate.limit_denominator(1001 * 1000)
@@ -224,7 +229,6 @@ def build_proxy(
     _sidecar(out).write_text(json.dumps(asdict(info), indent=1))
     if on_progress is not None:
         on_progress(n, n)
-    del rotation
     return info
 
 

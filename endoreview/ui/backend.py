@@ -16,6 +16,7 @@ from typing import Any
 from endoreview.media.guard import check_off_gui_thread
 from endoreview.media.proxy import ProxyInfo, find_proxy
 from endoreview.ui.library import LibraryRow
+from endoreview.ui.tasks import GuardedService
 from endoreview.ui.tracks import LabelTrack, PredictionTrack
 
 log = logging.getLogger(__name__)
@@ -109,16 +110,22 @@ class Backend:
         from endoreview.services.projects import ProjectService
         from endoreview.store import Store
 
-        self.store = Store.open(self.db_url, reviewer=self.reviewer)
-        self.library = LibraryService(self.store)
-        self.projects = ProjectService(self.store)
-        self.labels = LabelService(self.store)
+        raw = Store.open(self.db_url, reviewer=self.reviewer)
+        self._raw_store = raw
+        # every call through these refuses (strict) or records a call made on the GUI thread
+        self.store = GuardedService(raw)
+        self.library = GuardedService(LibraryService(raw))
+        self.projects = GuardedService(ProjectService(raw))
+        self.labels = GuardedService(LabelService(raw))
         self.project = self.projects.default_project()
         return f"{self.store.reviewer} · {self.project.name}"
 
     def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        """Release the database connection pool (no query runs; safe at exit on any thread)."""
+        raw = getattr(self, "_raw_store", None)
+        if raw is not None:
+            raw.close()
+            self._raw_store = None
             self.store = None
 
     # ---- library ------------------------------------------------------------------------------------------
@@ -298,7 +305,7 @@ class Backend:
             )
         if self.predictor:
             params["predictor"] = self.predictor
-        jobs = JobService(self.store)
+        jobs = JobService(self._raw_store)
         job = jobs.create("predict", **params)
         n = len(video_ids)
         title = f"Analyse {n} video{'s' if n != 1 else ''} with {name}"

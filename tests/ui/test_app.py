@@ -130,6 +130,16 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     assert win._help.table.rowCount() >= 20
 
 
+def test_database_calls_on_the_gui_thread_are_refused(qtbot, main_window, strict_guard):
+    from endoreview.media.guard import BlockingCallOnGuiThread
+
+    with pytest.raises(BlockingCallOnGuiThread):
+        main_window.backend.store.list_videos()
+    with pytest.raises(BlockingCallOnGuiThread):
+        main_window.backend.rows()
+    strict_guard.clear_violations()  # the two refusals above were the point of this test
+
+
 def test_missing_file_is_shown_as_missing(qtbot, main_window, tmp_path):
     win = main_window
     video = make_indexed_video(tmp_path / "moving.mp4", n=20)

@@ -157,6 +157,24 @@ def test_proxy_of_a_bad_file_names_the_file(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_no_proxy_for_a_rotated_video(tmp_path):
+    import av
+
+    p = tmp_path / "rot.mp4"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.set_display_rotation(90)
+        for _ in range(5):
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    with pytest.raises(ProxyError, match="rotated"):
+        build_proxy(p, tmp_path / "rot-proxy.mp4")
+    assert not (tmp_path / "rot-proxy.mp4").exists()
+
+
 def test_thumbnail_strip(indexed_video):
     assert strip_indices(90, 6) == [7, 22, 37, 52, 67, 82]
     strip = make_strip(ArraySource(90), 90, n=6, height=16)
