@@ -102,3 +102,19 @@ def test_two_process_gloo_group(tmp_path):
     assert [p.returncode for p in procs] == [0, 0]
     assert outs[0] == ["0", "True", "True", "0.5", "1.0"]
     assert outs[1] == ["1", "False", "False", "0.5", "1.0"]
+
+
+@pytest.mark.gpu
+def test_cuda_device_and_mixed_precision(monkeypatch):
+    monkeypatch.delenv("ENDOFM_DEVICE", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    dev = runtime.pick_device()
+    assert dev.type == "cuda" and dev.index == 0
+    assert runtime.pick_device("cuda") == dev
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert runtime.amp_dtype(dev) == expected
+    with runtime.autocast(dev):
+        y = torch.nn.Linear(8, 8).cuda()(torch.randn(4, 8, device=dev))
+    assert y.dtype == expected
+    with runtime.autocast(dev, enabled=False):
+        assert torch.nn.Linear(8, 8).cuda()(torch.randn(4, 8, device=dev)).dtype == torch.float32
