@@ -269,3 +269,26 @@ def test_auto_falls_back_to_pyav_when_decord_fails_mid_file(long_gop_h264, monke
     with VideoReader(long_gop_h264, backend="decord") as r:  # an explicit choice is not overridden
         with pytest.raises(VideoError, match="simulated"):
             r[3]
+
+
+def test_natural_key_orders_numbers_numerically():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from core_model.video import natural_key
+
+    @given(
+        st.lists(st.integers(0, 10**6), unique=True, min_size=1, max_size=30),
+        st.sampled_from(["", "img_", "Frame "]),
+    )
+    def check(numbers, prefix):
+        names = [f"{prefix}{n}.tif" for n in numbers]
+        assert sorted(names, key=natural_key) == [f"{prefix}{n}.tif" for n in sorted(numbers)]
+
+    check()
+    assert sorted(["b2.png", "B10.png", "a10.png", "a9.png"], key=natural_key) == [
+        "a9.png",
+        "a10.png",
+        "b2.png",
+        "B10.png",
+    ]
