@@ -257,36 +257,46 @@ class AnnotationsMixin(StoreBase):
             raise InvalidInputError("a review sets a label to accepted or rejected (edit it to change it)")
         expected_versions = expected_versions or {}
 
-        def fn(tx: Tx) -> list[r.Label]:
-            rows = tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(label_ids)))).all()
+        def fn(tx: Tx) -> list[int]:
+            t = s.LabelRow.__table__
+            rows = []
+            for a in range(0, len(label_ids), 500):
+                chunk = list(label_ids[a : a + 500])
+                rows += tx.session.execute(
+                    select(t.c.id, t.c.state, t.c.video_id).where(t.c.id.in_(chunk))
+                ).all()
             missing = set(label_ids) - {x.id for x in rows}
             if missing:
                 raise InvalidInputError(
-                    f"labels {sorted(missing)} do not exist (removed by someone else?) — reload"
+                    f"labels {sorted(missing)[:10]} do not exist (removed by someone else?) — reload"
                 )
-            out = []
-            for row in rows:
-                tx.video_id = row.video_id
-                if state == r.ReviewState.ACCEPTED and row.state != "suggested":
-                    continue
-                if row.state == str(state):
-                    continue
-                changes: dict[str, Any] = {
-                    "state": str(state),
-                    "reviewed_by": tx.actor,
-                    "reviewed_at": tx.now,
-                }
-                if reason is not None:
-                    changes["reason"] = reason
-                tx.update(row, expected_versions.get(row.id), f"This {row.kind} label", **changes)
-                out.append(convert.label(row))
-            return out
+            changes: dict[str, Any] = {"state": str(state), "reviewed_by": tx.actor, "reviewed_at": tx.now}
+            if reason is not None:
+                changes["reason"] = reason
+            todo = [
+                x
+                for x in rows
+                if x.state != str(state) and (state != r.ReviewState.ACCEPTED or x.state == "suggested")
+            ]
+            if todo:
+                tx.video_id = todo[0].video_id
+            tx.bulk_update(
+                s.LabelRow, [(x.id, expected_versions.get(x.id), changes) for x in todo], "This label"
+            )
+            return [x.id for x in todo]
 
-        return self._write(
-            summary
-            or f"{'Accept' if state == r.ReviewState.ACCEPTED else 'Reject'} {len(label_ids)} label(s)",
-            fn,
-        )
+        verb = "Accept" if state == r.ReviewState.ACCEPTED else "Reject"
+        return self.labels_by_id(self._write(summary or f"{verb} {len(label_ids)} label(s)", fn))
+
+    def labels_by_id(self, label_ids: Sequence[int]) -> list[r.Label]:
+        """The labels with these ids (missing ones are left out), in id order."""
+        out: list[r.Label] = []
+        ids = list(label_ids)
+        for a in range(0, len(ids), 500):
+            chunk = ids[a : a + 500]
+            sql = f"{convert.LABEL_SELECT} WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id"
+            out += [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(chunk))]
+        return sorted(out, key=lambda x: x.id)
 
     def accept_suggestions(
         self,
@@ -309,11 +319,9 @@ class AnnotationsMixin(StoreBase):
             q = q.where(s.LabelRow.score >= min_score)
 
         def fn(tx: Tx) -> int:
-            n = 0
-            for row in tx.session.scalars(q):
-                tx.update(row, None, "label", state="accepted", reviewed_by=tx.actor, reviewed_at=tx.now)
-                n += 1
-            return n
+            ids = tx.session.scalars(q.with_only_columns(s.LabelRow.id)).all()
+            changes = {"state": "accepted", "reviewed_by": tx.actor, "reviewed_at": tx.now}
+            return tx.bulk_update(s.LabelRow, [(i, None, changes) for i in ids], "label")
 
         return self._write("Accept all suggestions", fn, video_id=video_id)
 

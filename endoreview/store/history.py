@@ -32,6 +32,7 @@ UNDOABLE: dict[str, type] = {
     "model_versions": s.ModelVersionRow,
 }
 _SKIP_RESTORE = {"version", "updated_by", "updated_at"}
+VERSIONED = {"labels", "videos", "projects"}  # tables with optimistic row versions
 
 
 class HistoryMixin(StoreBase):
@@ -82,6 +83,21 @@ class HistoryMixin(StoreBase):
                 )
 
         def fn(tx: Tx) -> int:
+            entries = [e for e in original.entries if e.table != "reviewers"]
+            if (
+                entries
+                and all(e.op == "update" and e.table in VERSIONED for e in entries)
+                and len({e.table for e in entries}) == 1
+                and len({e.row_id for e in entries}) == len(entries)
+            ):  # e.g. a bulk accept of a whole video: restore every row in a few statements
+                model = UNDOABLE[entries[0].table]
+                items = []
+                for e in entries:
+                    values = convert.values_from_dict(model, e.before or {})
+                    changes = {k: v for k, v in values.items() if k not in _SKIP_RESTORE and k != "id"}
+                    items.append((e.row_id, (e.after or {}).get("version"), changes))
+                tx.bulk_update(model, items, f"This {entries[0].table[:-1]}")
+                return tx.change_set_id()
             for e in reversed(original.entries):
                 if e.table == "reviewers":
                     continue  # reviewers created on the way stay: harmless and referenced elsewhere

@@ -251,3 +251,40 @@ def test_ids_are_never_reused_so_history_means_one_object(store, video):
     b = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4))])[0]
     assert b.id != a.id
     assert [h.op for h in store.history("labels", a.id)] == ["insert", "delete"]
+
+
+def test_bulk_accept_of_a_long_video_and_its_undo_are_fast_and_exact(store, video):
+    import time
+
+    from endoreview.store.errors import StaleWriteError
+
+    run = store.start_prediction_run(video.id, None)
+    store.add_frame_predictions(
+        run.id,
+        [
+            FramePrediction(f % 100, boxes=({"label": "polyp", "score": 0.5, "bbox": [0, 0, 3, 3]},))
+            for f in range(3000)
+        ],
+    )
+    one = store.labels_for_frame(video.id, 5)[0]
+    store.edit_label(one.id, one.version, bbox=(1, 1, 3, 3))  # an edited one stays edited
+    t0 = time.perf_counter()
+    assert store.accept_suggestions(video.id) == 2999
+    accept_id = store.last_change_id()
+    assert store.count_labels(video.id) == {("box", "accepted"): 2999, ("box", "edited"): 1}
+    entry = store.history("labels", store.labels_for_frame(video.id, 7)[0].id)[-1]
+    assert entry.before["state"] == "suggested" and entry.after == {
+        "state": "accepted", "reviewed_by": "alice", "reviewed_at": entry.after["reviewed_at"], "version": 2
+    }  # fmt: skip
+    store.undo(accept_id)
+    assert store.count_labels(video.id) == {("box", "suggested"): 2999, ("box", "edited"): 1}
+    assert all(x.reviewed_by is None for x in store.labels_for_frame(video.id, 7))
+    assert time.perf_counter() - t0 < 60  # generous: thousands of audited rows must not take minutes
+    # a label changed after the accept makes its undo refuse, leaving everything as it is
+    store.accept_suggestions(video.id)
+    again = store.last_change_id()
+    lab = store.labels_for_frame(video.id, 9)[0]
+    store.set_label_states([lab.id], "rejected")
+    with pytest.raises(StaleWriteError, match="changed by alice"):
+        store.undo(again)
+    assert store.count_labels(video.id)[("box", "accepted")] == 2998
