@@ -1,0 +1,472 @@
+"""Correcting labels: mask geometry and one editing service whose every method is one undoable, audited action.
+
+Mask geometry (numpy + OpenCV, no Qt, no database): masks are ``uint8[H, W]`` 0/1 arrays in original-frame pixels;
+in the store they are COCO RLE dicts (``docs/interfaces.md``). :func:`paint_stroke` (brush / eraser),
+:func:`fill_polygon`, :func:`fill_holes`, :func:`grow_shrink`, :func:`rle_encode` / :func:`rle_decode`.
+
+:class:`EditingService` wraps a :class:`~endoreview.store.Store` with the actions of the correction tools: set a
+frame's mask (a brush stroke, an erase, a polygon, fill-hole, grow/shrink, a copy from the neighbouring frame),
+draw / move / resize / re-class / delete boxes, mark / resize / split / merge / delete segments, accept / edit /
+reject model suggestions (with a reason from :data:`REJECT_REASONS`), bulk-accept a frame range above a score, set
+the video class and the video's review status. Every method is one transaction = one audited change set, pushed on
+the service's single command stack: :meth:`EditingService.undo` reverts the last action as a new audited change
+set, :meth:`EditingService.redo` reverts that undo.
+
+Keyframes: a label a reviewer made or judged by hand (state manual / edited / accepted, origin neither
+``propagated`` nor ``interpolated``). Propagation and interpolation (:mod:`endoreview.services.propagation`) never
+overwrite a keyframe. Hand-editing a propagated or interpolated label turns it into a keyframe (origin ``drawn``).
+Editing a model suggestion keeps its link to the model (state ``edited``; the audit log keeps what it said).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from endoreview.store import Store
+from endoreview.store.records import (
+    Label,
+    LabelKind,
+    LabelOrigin,
+    NewLabel,
+    ReviewState,
+    ReviewStatus,
+)
+
+log = logging.getLogger(__name__)
+
+Point = tuple[float, float]
+
+REJECT_REASONS: tuple[str, ...] = (
+    "not a lesion (false positive)",
+    "wrong class",
+    "wrong extent / outline",
+    "poor image quality",
+    "duplicate",
+    "other",
+)
+HUMAN_STATES = (ReviewState.MANUAL, ReviewState.EDITED, ReviewState.ACCEPTED)
+DERIVED_ORIGINS = (LabelOrigin.PROPAGATED, LabelOrigin.INTERPOLATED)
+
+
+def rle_encode(mask: np.ndarray) -> dict[str, Any]:
+    from pycocotools import mask as mask_utils
+
+    m = np.asfortranarray((np.asarray(mask) > 0).astype(np.uint8))
+    rle = mask_utils.encode(m)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_decode(rle: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    r = {"size": list(rle["size"]), "counts": rle["counts"]}
+    if isinstance(r["counts"], str):
+        r["counts"] = r["counts"].encode("ascii")
+    m = mask_utils.decode(r)
+    return np.ascontiguousarray(m[..., 0] if m.ndim == 3 else m, np.uint8)
+
+
+def empty_mask(height: int, width: int) -> np.ndarray:
+    return np.zeros((int(height), int(width)), np.uint8)
+
+
+def paint_stroke(mask: np.ndarray, points: Sequence[Point], radius: float, value: int = 1) -> np.ndarray:
+    """Paint (``value=1``) or erase (``value=0``) a round brush of ``radius`` px along ``points``."""
+    import cv2
+
+    out = np.ascontiguousarray(mask, np.uint8).copy()
+    if not len(points):
+        return out
+    r = max(1, int(round(radius)))
+    pts = [(int(round(x)), int(round(y))) for x, y in points]
+    cv2.circle(out, pts[0], r, int(value), -1, lineType=cv2.LINE_8)
+    for a, b in zip(pts, pts[1:]):
+        cv2.line(out, a, b, int(value), 2 * r, lineType=cv2.LINE_8)
+        cv2.circle(out, b, r, int(value), -1, lineType=cv2.LINE_8)
+    return out
+
+
+def fill_polygon(mask: np.ndarray, points: Sequence[Point], value: int = 1) -> np.ndarray:
+    """Fill the closed polygon through ``points`` (at least 3) with ``value``."""
+    import cv2
+
+    if len(points) < 3:
+        raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
+    out = np.ascontiguousarray(mask, np.uint8).copy()
+    poly = np.round(np.asarray(points, np.float64)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(out, [poly], int(value))
+    return out
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill every background region not connected to the image border."""
+    import cv2
+
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    h, w = m.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = m
+    flood = padded.copy()
+    ff_mask = np.zeros((h + 4, w + 4), np.uint8)
+    cv2.floodFill(flood, ff_mask, (0, 0), 2)
+    holes = flood[1:-1, 1:-1] == 0
+    return (m | holes).astype(np.uint8)
+
+
+def grow_shrink(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow (``pixels > 0``) or shrink (``< 0``) the mask by ``|pixels|`` with a round structuring element."""
+    import cv2
+
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    n = int(pixels)
+    if n == 0:
+        return m
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(n) + 1, 2 * abs(n) + 1))
+    return (cv2.dilate(m, k) if n > 0 else cv2.erode(m, k)).astype(np.uint8)
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Tight box ``(x0, y0, x1, y1)`` (exclusive ends) of a mask, None when empty."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------- labels
+def is_keyframe(label: Label) -> bool:
+    """A label a human drew or judged (anchors propagation / interpolation, never overwritten by them)."""
+    return label.state in HUMAN_STATES and label.origin not in DERIVED_ORIGINS
+
+
+def point_in_label(label: Label, x: float, y: float) -> bool:
+    if label.bbox is not None:
+        x0, y0, x1, y1 = label.bbox
+        return x0 <= x < x1 and y0 <= y < y1
+    if label.rle is not None:
+        m = rle_decode(label.rle)
+        xi, yi = int(x), int(y)
+        return 0 <= yi < m.shape[0] and 0 <= xi < m.shape[1] and bool(m[yi, xi])
+    return False
+
+
+class EditingService:
+    """The correction tools' actions over a store; one command stack for undo/redo (see module docstring)."""
+
+    def __init__(self, store: Store, max_undo: int = 500) -> None:
+        self.store = store
+        self.max_undo = max_undo
+        self._undo: list[tuple[int, str]] = []
+        self._redo: list[tuple[int, str]] = []
+
+    # ------------------------------------------------------------------ command stack
+    def record(self, summary: str) -> None:
+        """Push this thread's last change set on the stack as one action named ``summary``."""
+        cs = self.store.last_change_id()
+        if cs is None or (self._undo and self._undo[-1][0] == cs):
+            return  # the action changed nothing
+        self._undo.append((cs, summary))
+        del self._undo[: -self.max_undo]
+        self._redo.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def undo(self) -> str | None:
+        """Revert the last action (stored and audited as an ``Undo: …`` change set); returns its summary."""
+        if not self._undo:
+            return None
+        cs, summary = self._undo[-1]
+        undone = self.store.undo(cs, summary=f"Undo: {summary}")
+        self._undo.pop()
+        self._redo.append((undone.id, summary))
+        return f"Undo: {summary}"
+
+    def redo(self) -> str | None:
+        if not self._redo:
+            return None
+        cs, summary = self._redo[-1]
+        redone = self.store.undo(cs, summary=f"Redo: {summary}")
+        self._redo.pop()
+        self._undo.append((redone.id, summary))
+        return f"Redo: {summary}"
+
+    # ------------------------------------------------------------------ reading
+    def frame_labels(self, video_id: int, frame: int) -> list[Label]:
+        return self.store.labels_for_frame(video_id, frame)
+
+    def mask_target(self, video_id: int, frame: int, class_name: str) -> Label | None:
+        """The mask a stroke on ``frame`` changes: the reviewer's own, else the best live suggestion."""
+        masks = [
+            x
+            for x in self.store.labels_for_frame(video_id, frame)
+            if x.kind == LabelKind.MASK and x.class_name == class_name and x.state != ReviewState.REJECTED
+        ]
+        human = [x for x in masks if x.state != ReviewState.SUGGESTED]
+        if human:
+            return human[0]
+        return max(masks, key=lambda x: x.score or 0.0) if masks else None
+
+    def frame_mask(self, video_id: int, frame: int, class_name: str, size: tuple[int, int]) -> np.ndarray:
+        """The editable mask of ``frame`` (``size`` = (h, w)), empty when there is none."""
+        t = self.mask_target(video_id, frame, class_name)
+        return rle_decode(t.rle) if t is not None and t.rle else empty_mask(*size)
+
+    # ------------------------------------------------------------------ masks
+    def set_mask(
+        self,
+        video_id: int,
+        frame: int,
+        mask: np.ndarray,
+        class_name: str = "polyp",
+        summary: str = "Brush stroke",
+    ) -> Label | None:
+        """Make ``mask`` the mask of ``class_name`` on ``frame`` (one action). Returns the label (None if erased)."""
+        target = self.mask_target(video_id, frame, class_name)
+        empty = not np.asarray(mask).any()
+        rle = None if empty else rle_encode(mask)
+        out: Label | None = None
+        if target is None:
+            if empty:
+                return None
+            new = NewLabel(video_id, LabelKind.MASK, class_name, frame=frame, rle=rle, track_id=1)
+            out = self.store.add_labels([new], summary)[0]
+        elif target.state == ReviewState.SUGGESTED or target.origin == LabelOrigin.PREDICTED:
+            if empty:
+                self.store.set_label_states(
+                    [target.id],
+                    ReviewState.REJECTED,
+                    expected_versions={target.id: target.version},
+                    reason="erased by the reviewer",
+                    summary=summary,
+                )
+            else:
+                out = self.store.edit_label(target.id, target.version, rle=rle)
+        elif target.origin in DERIVED_ORIGINS:  # a hand edit makes a propagated mask a keyframe
+            add = (
+                []
+                if empty
+                else [
+                    NewLabel(
+                        video_id, LabelKind.MASK, class_name, frame=frame, rle=rle, track_id=target.track_id
+                    )
+                ]
+            )
+            res = self.store.replace_labels(
+                [target.id], add, expected_versions={target.id: target.version}, summary=summary
+            )
+            out = res[0] if res else None
+        elif empty:
+            self.store.delete_labels([target.id], {target.id: target.version})
+        else:
+            out = self.store.edit_label(target.id, target.version, rle=rle)
+        self.record(summary)
+        return out
+
+    def copy_mask(self, video_id: int, src: int, dst: int, class_name: str = "polyp") -> Label | None:
+        """Copy the mask of frame ``src`` onto frame ``dst`` (replacing what ``dst`` had)."""
+        t = self.mask_target(video_id, src, class_name)
+        if t is None or not t.rle:
+            raise ValueError(f"frame {src + 1} has no {class_name} mask to copy")
+        return self.set_mask(video_id, dst, rle_decode(t.rle), class_name, f"Copy mask from frame {src + 1}")
+
+    # ------------------------------------------------------------------ boxes
+    def next_track_id(self, video_id: int, kind: str = "box") -> int:
+        ids = [x.track_id or 0 for x in self.store.labels_for_video(video_id, kinds=[kind])]
+        return max(ids, default=0) + 1
+
+    def add_box(
+        self,
+        video_id: int,
+        frame: int,
+        bbox: Sequence[float],
+        class_name: str = "polyp",
+        track_id: int | None = None,
+    ) -> Label:
+        tid = track_id if track_id is not None else self.next_track_id(video_id)
+        box = tuple(float(v) for v in bbox)
+        new = NewLabel(video_id, LabelKind.BOX, class_name, frame=frame, bbox=box, track_id=tid)  # type: ignore[arg-type]
+        out = self.store.add_labels([new], "Draw box")[0]
+        self.record("Draw box")
+        return out
+
+    def set_box(self, label: Label, bbox: Sequence[float], summary: str = "Move box") -> Label:
+        """Move or resize a box; a propagated / interpolated box becomes a keyframe."""
+        box = tuple(float(v) for v in bbox)
+        if label.origin in DERIVED_ORIGINS:
+            new = NewLabel(
+                label.video_id,
+                LabelKind.BOX,
+                label.class_name,
+                frame=label.frame,
+                bbox=box,  # type: ignore[arg-type]
+                track_id=label.track_id,
+            )
+            out = self.store.replace_labels(
+                [label.id], [new], expected_versions={label.id: label.version}, summary=summary
+            )[0]
+        else:
+            out = self.store.edit_label(label.id, label.version, bbox=box)
+        self.record(summary)
+        return out
+
+    def set_class(self, label: Label, class_name: str) -> Label:
+        out = self.store.edit_label(label.id, label.version, class_name=class_name)
+        self.record(f"Change class to {class_name}")
+        return out
+
+    def delete(self, labels: Iterable[Label]) -> int:
+        """Delete reviewer-made labels; model suggestions are rejected instead (they stay as training signal)."""
+        labels = list(labels)
+        preds = [x for x in labels if x.origin == LabelOrigin.PREDICTED]
+        own = [x for x in labels if x.origin != LabelOrigin.PREDICTED]
+        n = 0
+        if own:
+            n += self.store.delete_labels([x.id for x in own], {x.id: x.version for x in own})
+            self.record(f"Delete {len(own)} label(s)")
+        if preds:
+            n += len(self.reject(preds, "deleted by the reviewer"))
+        return n
+
+    # ------------------------------------------------------------------ segments
+    def add_segment(self, video_id: int, start: int, end: int, class_name: str) -> Label:
+        a, b = sorted((int(start), int(end)))
+        new = NewLabel(video_id, LabelKind.SEGMENT, class_name, start_frame=a, end_frame=b)
+        out = self.store.add_labels([new], f"Mark {class_name} segment")[0]
+        self.record(f"Mark {class_name} segment")
+        return out
+
+    def segments_at(self, video_id: int, frame: int) -> list[Label]:
+        return [
+            x
+            for x in self.store.labels_for_video(video_id, kinds=[LabelKind.SEGMENT])
+            if x.start_frame is not None and x.start_frame <= frame < (x.end_frame or 0)
+        ]
+
+    def set_segment_bounds(self, label: Label, start: int, end: int) -> Label:
+        a, b = sorted((int(start), int(end)))
+        out = self.store.edit_label(label.id, label.version, start_frame=a, end_frame=b)
+        self.record("Move segment edge")
+        return out
+
+    def _like(self, label: Label, **changes: Any) -> NewLabel:
+        fields = dict(
+            video_id=label.video_id,
+            kind=label.kind,
+            class_name=label.class_name,
+            origin=label.origin,
+            state=ReviewState.EDITED if label.state != ReviewState.MANUAL else ReviewState.MANUAL,
+            frame=label.frame,
+            start_frame=label.start_frame,
+            end_frame=label.end_frame,
+            rle=label.rle,
+            bbox=label.bbox,
+            track_id=label.track_id,
+            score=label.score,
+            model_version_id=label.model_version_id,
+            run_id=label.run_id,
+        )
+        fields.update(changes)
+        return NewLabel(**fields)
+
+    def split_segment(self, label: Label, at: int) -> list[Label]:
+        if not (label.start_frame or 0) < at < (label.end_frame or 0):
+            raise ValueError(f"split point frame {at + 1} is not inside the segment")
+        parts = [self._like(label, end_frame=at), self._like(label, start_frame=at)]
+        out = self.store.replace_labels(
+            [label.id], parts, expected_versions={label.id: label.version}, summary="Split segment"
+        )
+        self.record("Split segment")
+        return out
+
+    def merge_segments(self, labels: Sequence[Label]) -> Label:
+        labels = sorted(labels, key=lambda x: x.start_frame or 0)
+        if len(labels) < 2:
+            raise ValueError("select at least two segments to merge")
+        a = min(x.start_frame or 0 for x in labels)
+        b = max(x.end_frame or 0 for x in labels)
+        merged = self._like(labels[0], start_frame=a, end_frame=b)
+        out = self.store.replace_labels(
+            [x.id for x in labels],
+            [merged],
+            expected_versions={x.id: x.version for x in labels},
+            summary=f"Merge {len(labels)} segments",
+        )[0]
+        self.record(f"Merge {len(labels)} segments")
+        return out
+
+    # ------------------------------------------------------------------ reviewing suggestions
+    def suggestions_at(self, video_id: int, frame: int, point: Point | None = None) -> list[Label]:
+        """The model's open suggestions under ``point`` on ``frame`` (all of the frame's without a point;
+        the suggested segments covering the frame when it has no mask or box suggestions)."""
+        sug = [x for x in self.store.labels_for_frame(video_id, frame) if x.state == ReviewState.SUGGESTED]
+        if point is not None:
+            hit = [x for x in sug if point_in_label(x, *point)]
+            if hit:
+                return hit
+        if sug:
+            return sug
+        return [x for x in self.segments_at(video_id, frame) if x.state == ReviewState.SUGGESTED]
+
+    def accept(self, labels: Iterable[Label]) -> list[Label]:
+        labels = list(labels)
+        if not labels:
+            return []
+        out = self.store.set_label_states(
+            [x.id for x in labels], ReviewState.ACCEPTED, expected_versions={x.id: x.version for x in labels}
+        )
+        self.record(f"Accept {len(labels)} suggestion(s)")
+        return out
+
+    promote = accept  # a predicted box becomes a label by accepting it
+
+    def reject(self, labels: Iterable[Label], reason: str | None = None) -> list[Label]:
+        labels = list(labels)
+        if not labels:
+            return []
+        out = self.store.set_label_states(
+            [x.id for x in labels],
+            ReviewState.REJECTED,
+            expected_versions={x.id: x.version for x in labels},
+            reason=reason,
+        )
+        self.record(f"Reject {len(labels)} suggestion(s)")
+        return out
+
+    def bulk_accept(self, video_id: int, start: int, end: int, min_score: float) -> int:
+        """Accept every suggestion on frames ``[start, end)`` scoring at least ``min_score``."""
+        n = self.store.accept_suggestions(video_id, frames=(int(start), int(end)), min_score=float(min_score))
+        if n:
+            self.record(f"Accept {n} suggestion(s) ≥ {min_score:.2f}")
+        return n
+
+    # ------------------------------------------------------------------ video
+    def set_video_class(self, video_id: int, class_name: str) -> Label:
+        old = [
+            x
+            for x in self.store.labels_for_video(video_id, kinds=[LabelKind.VIDEO_CLASS])
+            if x.state in HUMAN_STATES
+        ]
+        new = NewLabel(video_id, LabelKind.VIDEO_CLASS, class_name)
+        out = self.store.replace_labels(
+            [x.id for x in old],
+            [new],
+            expected_versions={x.id: x.version for x in old},
+            summary=f"Set video class {class_name}",
+        )[0]
+        self.record(f"Set video class {class_name}")
+        return out
+
+    def set_review_status(self, video_id: int, status: ReviewStatus | str) -> None:
+        st = ReviewStatus(status)
+        self.store.update_video(video_id, None, review_status=st)
+        self.record(f"Mark video {st.value.replace('_', ' ')}")
