@@ -9,13 +9,14 @@ See docs/phantom.md for what is drawn and the ground-truth file format.
 
 from core_model.phantom.generate import generate_video
 from core_model.phantom.groundtruth import GroundTruthError, PhantomGroundTruth, Track, load_ground_truth
-from core_model.phantom.render import field_of_view, render_video
+from core_model.phantom.render import PhantomStream, field_of_view, render_video
 from core_model.phantom.sites import SITES, SiteStyle, get_site
 
 __all__ = [
     "SITES",
     "GroundTruthError",
     "PhantomGroundTruth",
+    "PhantomStream",
     "SiteStyle",
     "Track",
     "field_of_view",

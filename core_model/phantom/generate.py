@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from core_model.phantom.groundtruth import PhantomGroundTruth
-from core_model.phantom.render import render_video
+from core_model.phantom.render import PhantomStream
 from core_model.phantom.sites import SiteStyle
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,13 @@ def generate_video(
     out.mkdir(parents=True, exist_ok=True)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"invalid video name {name!r}")
-    frames, gt = render_video(seed, n_frames=n_frames, size=size, site=site, fps=fps)
+    stream = PhantomStream(
+        seed, n_frames=n_frames, size=size, site=site, fps=fps
+    )  # one frame in memory at a time
     preset = "veryfast" if default_codec() == "libx264" else None
-    video = write_video(out / f"{name}.mp4", frames, fps=fps, crf=crf, gop=min(n_frames, 32), preset=preset)
+    video = write_video(out / f"{name}.mp4", stream, fps=fps, crf=crf, gop=min(n_frames, 32), preset=preset)
+    gt = stream.ground_truth
+    assert gt is not None
     gt.save(out / f"{name}.json", video_file=video.name)
     log.info("phantom %s: seed %d, %s, %s", name, seed, gt.video_label, gt.segments)
     return video

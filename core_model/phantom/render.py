@@ -11,6 +11,7 @@ field-of-view mask -> burned-in overlay.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,18 +169,57 @@ class _Overlay:
         np.maximum(frame, self._cache[key], out=frame)
 
 
+class PhantomStream:
+    """The frames of a phantom video, rendered one at a time (memory stays at one frame plus the uint8 masks);
+    ``ground_truth`` is set once iteration has finished. ``render_video`` collects it into an array."""
+
+    def __init__(
+        self,
+        seed: int,
+        n_frames: int = 64,
+        size: int = 256,
+        site: str | SiteStyle = "default",
+        fps: float = 30.0,
+    ):
+        if n_frames < 1:
+            raise ValueError(f"n_frames must be at least 1, not {n_frames}")
+        if size < 32 or size % 2:
+            raise ValueError(f"size must be an even number of pixels >= 32, not {size}")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, not {fps}")
+        self.seed, self.n_frames, self.size, self.style, self.fps = (
+            int(seed),
+            int(n_frames),
+            int(size),
+            get_site(site),
+            float(fps),
+        )
+        self.ground_truth: PhantomGroundTruth | None = None
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return _render(self)
+
+
 def render_video(
     seed: int, n_frames: int = 64, size: int = 256, site: str | SiteStyle = "default", fps: float = 30.0
 ) -> tuple[np.ndarray, PhantomGroundTruth]:
     """Render a phantom colonoscopy video: (frames uint8 [T, H, W, 3] RGB, exact ground truth). Deterministic by
     ``seed``; about a third of the seeds give a video with no polyp."""
+    stream = PhantomStream(seed, n_frames, size, site, fps)
+    frames = np.empty((n_frames, size, size, 3), np.uint8)
+    for t, frame in enumerate(stream):
+        frames[t] = frame
+    assert stream.ground_truth is not None
+    return frames, stream.ground_truth
+
+
+def _render(stream: PhantomStream) -> Iterator[np.ndarray]:
     import cv2
 
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be at least 1, not {n_frames}")
-    if size < 32 or size % 2:
-        raise ValueError(f"size must be an even number of pixels >= 32, not {size}")
-    style = get_site(site)
+    seed, n_frames, size, style, fps = stream.seed, stream.n_frames, stream.size, stream.style, stream.fps
     # independent streams, so that the same seed gives the same scene (path, polyps, sites' text) at any size
     rng_cam, rng_wall, rng_polyp, rng_misc = (np.random.default_rng([seed, k]) for k in range(4))
     T, H, W = n_frames, size, size
@@ -211,7 +251,6 @@ def render_video(
     yy += 0.5
     fov_idx = np.flatnonzero(fov.mask)
     min_area = max(int(MIN_AREA_FRACTION * H * W), 4)
-    frames = np.empty((T, H, W, 3), np.uint8)
     masks = np.zeros((T, H, W), np.uint8)
     haze = (wall.base_colour * 0.015).astype(np.float32)
     vignette3 = fov.vignette[..., None]
@@ -298,7 +337,7 @@ def render_video(
         frame = img.astype(np.uint8)
         frame *= fov_u8
         overlay.draw(frame, t / fps)
-        frames[t] = frame
+        yield frame
 
     tracks = [
         Track(p.track_id, p.kind, first[p.track_id], last[p.track_id], round(p.radius, 4)) for p in polyps
@@ -306,4 +345,4 @@ def render_video(
     gt = PhantomGroundTruth.from_masks(
         masks, fps=float(fps), site=style.name, seed=int(seed), tracks=tracks, lumen=cam.vp.astype(np.float32)
     )
-    return frames, gt
+    stream.ground_truth = gt

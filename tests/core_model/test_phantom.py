@@ -26,6 +26,17 @@ def test_deterministic_by_seed():
     assert np.abs(a.astype(int) - c.astype(int)).mean() > 5
 
 
+def test_stream_yields_the_same_frames_one_at_a_time():
+    from core_model.phantom import PhantomStream
+
+    frames, gt = render_video(2, n_frames=6, size=64)
+    stream = PhantomStream(2, n_frames=6, size=64)
+    assert stream.ground_truth is None and len(stream) == 6
+    streamed = list(stream)
+    np.testing.assert_array_equal(np.stack(streamed), frames)
+    assert stream.ground_truth is not None and stream.ground_truth.segments == gt.segments
+
+
 def test_a_seed_is_the_same_scene_at_any_size():
     _, small = render_video(3, n_frames=10, size=64)
     _, large = render_video(3, n_frames=10, size=160)
