@@ -182,9 +182,6 @@ class Backend:
             ids.append(video.id)
             imported += int(created)
             present += int(not created)
-        for p in paths:
-            if not Path(p).exists():
-                failed.append((str(p), "does not exist"))
         if progress is not None:
             progress(len(files), len(files), "")
         return ImportSummary(imported, present, tuple(failed), False, tuple(ids))
