@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-BITS = 12
+BITS = (
+    12  # the block code holds the frame index modulo 4096 (a wrong frame 4096 away is not a plausible error)
+)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -106,7 +108,7 @@ def decord_baseline(path: Path, n_frames: int, seeks: int) -> dict:
         t0 = time.perf_counter()
         f = vr[int(i)].asnumpy()
         lat.append(time.perf_counter() - t0)
-        exact += int(read_stamp(f) == int(i))
+        exact += int(read_stamp(f) == int(i) % (1 << BITS))
     return {"seeks": seeks, "median_s": statistics.median(lat), "p95_s": pct(lat, 95), "exact": exact}
 
 
@@ -173,7 +175,7 @@ def child(args: argparse.Namespace) -> int:
             continue
         lat.append(painted[i] - t0)
         img = np.asarray(w.view.image.image)
-        exact += int(read_stamp(img) == i)
+        exact += int(read_stamp(img) == i % (1 << BITS))
     emit(
         {
             "step": "scrub",
