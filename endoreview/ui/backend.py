@@ -186,6 +186,11 @@ class Backend:
             progress(len(files), len(files), "")
         return ImportSummary(imported, present, tuple(failed), False, tuple(ids))
 
+    def relink(self, folders: list[str]) -> int:
+        """Find moved files of missing videos under ``folders`` by content; returns how many were re-linked."""
+        check_off_gui_thread("db", "relink")
+        return len(self.library.relink(folders, self.project.id))
+
     def video_info(self, video_id: int) -> VideoInfo:
         check_off_gui_thread("db", "video info")
         v = self.store.get_video(video_id)

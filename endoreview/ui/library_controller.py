@@ -24,6 +24,7 @@ class _ImportBridge(QObject):
 class LibraryController(QObject):
     refreshed = Signal(list)  # rows
     imported = Signal(object)  # ImportSummary
+    relinked = Signal(int)
     message = Signal(str)
 
     def __init__(
@@ -62,6 +63,29 @@ class LibraryController(QObject):
         folder = QFileDialog.getExistingDirectory(parent, "Import a folder of videos (or an image sequence)")
         if folder:
             self.import_paths([folder])
+
+    def ask_relink(self, parent: QWidget) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            parent, "Find moved videos in this folder (matched by content)"
+        )
+        if folder:
+            self.relink([folder])
+
+    def relink(self, folders: list[str]) -> Task:
+        self.message.emit("Looking for moved videos…")
+
+        def done(n: int) -> None:
+            self.message.emit(f"Re-linked {n} moved video(s)." if n else "No missing video was found there.")
+            self.relinked.emit(n)
+            self.refresh()
+
+        return self.runner.submit(
+            "relink",
+            self.backend.relink,
+            list(folders),
+            on_done=done,
+            on_error=lambda e: self.message.emit(f"Re-link failed: {e}"),
+        )
 
     def import_paths(self, paths: list[str], show_dialog: bool = True) -> Task:
         bridge = _ImportBridge(self)

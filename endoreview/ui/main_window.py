@@ -149,6 +149,8 @@ class MainWindow(QMainWindow):
         m = self.menuBar().addMenu("&File")
         m.addAction(self.act_import)
         m.addAction(self.act_import_folder)
+        self.act_relink = act("Find moved files…", "folder", lambda: self.library_ctl.ask_relink(self))
+        m.addAction(self.act_relink)
         m.addSeparator()
         quit_action = m.addAction("Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)

@@ -157,10 +157,14 @@ def test_missing_file_is_shown_as_missing(qtbot, main_window, tmp_path):
     assert (
         "File not found" in win.player_widget.placeholder.text() and win.player_widget.placeholder.isVisible()
     )
-    # importing it again from its new place re-links it (same content)
-    _import(qtbot, win, [moved])
+    # "Find moved files…" in the folder it went to re-links it by content
+    with qtbot.waitSignal(win.library_ctl.relinked, timeout=20000) as sig:
+        win.library_ctl.relink([str(moved.parent)])
+    assert sig.args[0] == 1
     qtbot.waitUntil(lambda: win.library.model.rows and win.library.model.rows[0].exists, timeout=10000)
-    assert win.library.model.rows[0].video_id == vid
+    assert win.library.model.rows[0].video_id == vid and win.library.model.rows[0].path.endswith(
+        "moved_away.mp4"
+    )
 
 
 @pytest.fixture
