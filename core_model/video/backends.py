@@ -117,14 +117,20 @@ class PyAVBackend:
         self._last = -1
 
     def _decode_indexed(self, first_guess: int):
+        """Decoded frames with their index: by timestamp where timestamps are reliable, otherwise by counting
+        from the first frame after the seek (a keyframe, whose packet timestamp does identify it, so a seek that
+        lands on an earlier keyframe than asked is still counted right)."""
         prev = first_guess - 1
         reliable = self._probe.pts_reliable
+        first = True
         for frame in self._container.decode(self._stream):
             ts = frame.pts
-            idx = self._pts_to_index.get(int(ts)) if reliable and ts is not None else None
+            idx = None
+            if ts is not None and (reliable or first):
+                idx = self._pts_to_index.get(int(ts))
             if idx is None:
                 idx = prev + 1
-            prev = idx
+            prev, first = idx, False
             yield idx, frame
 
     def _earlier_keyframe(self, key: int) -> int:
