@@ -118,6 +118,11 @@ class Backend:
         self.projects = GuardedService(ProjectService(raw))
         self.labels = GuardedService(LabelService(raw))
         self.project = self.projects.default_project()
+        from endoreview.services.jobs import JobService
+
+        reaped = JobService(raw).reap()  # jobs whose process died with an earlier session are marked failed
+        if reaped:
+            log.info("%d job(s) of an earlier session ended unexpectedly", len(reaped))
         return f"{self.store.reviewer} · {self.project.name}"
 
     def close(self) -> None:
