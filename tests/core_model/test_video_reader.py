@@ -292,3 +292,24 @@ def test_natural_key_orders_numbers_numerically():
         "b2.png",
         "B10.png",
     ]
+
+
+def test_pyav_stays_exact_when_a_seek_lands_on_an_earlier_keyframe(tmp_path, monkeypatch):
+    """Demuxers may seek by dts or to an earlier keyframe than asked; frames must still be identified exactly,
+    also in AVI where frames are counted rather than matched by timestamp."""
+    from core_model.video.backends import PyAVBackend
+
+    def early_seek(self, key_index):
+        kf = self._probe.keyframes
+        earlier = int(kf[max(int(np.searchsorted(kf, key_index)) - 1, 0)])
+        ts = int(self._probe.pts[earlier]) if earlier > 0 else 0
+        self._container.seek(ts, stream=self._stream, backward=True)
+        self._frames = self._decode_indexed(key_index)  # told the keyframe it asked for, not where it landed
+        self._last = -1
+
+    monkeypatch.setattr(PyAVBackend, "_seek", early_seek)
+    idx = np.random.default_rng(5).integers(0, 120, 25).tolist()
+    for name in ("clip.avi", "clip.mp4"):
+        p = write_video(tmp_path / name, (code_frame(i) for i in range(120)), fps=30, bframes=3, gop=30)
+        with VideoReader(p, backend="pyav") as r:
+            assert [read_code(r[i]) for i in idx] == idx
