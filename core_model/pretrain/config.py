@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 
+BUILTIN_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key (and file) and the reason."""
 
@@ -285,12 +288,15 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    """Read a YAML config (a path, or the name of a built-in one in ``configs/`` such as ``demo_tiny``; defaults
+    when ``path`` is None) and apply ``key=value`` overrides."""
     import yaml
 
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if not p.is_file() and (BUILTIN_CONFIGS / f"{path}.yaml").is_file():
+            p = BUILTIN_CONFIGS / f"{path}.yaml"  # a built-in config by name, e.g. "demo_tiny"
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
         try:

@@ -161,3 +161,17 @@ def test_invalid_config_values_are_rejected(bad, tmp_path):
 
     with pytest.raises(ConfigError, match=bad.split("=")[0]):
         tiny_config(tmp_path, bad)
+
+
+def test_shipped_configs_load_and_the_official_one_is_the_default_recipe():
+    from core_model.pretrain import load_config
+    from core_model.pretrain.config import PretrainConfig
+
+    demo = load_config("demo_tiny", ["data.path=clips"])  # built-in configs load by name
+    assert demo.model.arch == "endofm_tiny" and demo.views.global_size == 112
+    assert demo.views.global_frames == [4, 8] and demo.views.local_size == 48 and demo.head.out_dim == 1024
+    official = load_config("endofm_official")
+    expected = PretrainConfig()
+    expected.data.path = official.data.path
+    assert official == expected
+    assert load_config(None, ["optim.min_lr=1e-5"]).optim.min_lr == 1e-5  # YAML 1.1 reads 1e-5 as a string
