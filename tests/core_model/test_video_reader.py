@@ -272,11 +272,12 @@ def test_auto_falls_back_to_pyav_when_decord_fails_mid_file(long_gop_h264, monke
 
 
 def test_natural_key_orders_numbers_numerically():
-    from hypothesis import given
+    from hypothesis import given, settings
     from hypothesis import strategies as st
 
     from core_model.video import natural_key
 
+    @settings(max_examples=40, deadline=None)
     @given(
         st.lists(st.integers(0, 10**6), unique=True, min_size=1, max_size=30),
         st.sampled_from(["", "img_", "Frame "]),
