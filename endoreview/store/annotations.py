@@ -60,9 +60,10 @@ def _bbox_columns(bbox: Sequence[float] | None) -> dict[str, Any]:
 
 
 def _check_geometry(kind: str, v: dict[str, Any], frame_count: int) -> None:
+    """``frame_count`` <= 0: the video's length is not checked (unknown, or frames not being changed)."""
     if kind in (r.LabelKind.MASK, r.LabelKind.BOX):
         f = v.get("frame")
-        if f is None or not 0 <= f < max(frame_count, 1):
+        if f is None or f < 0 or (frame_count > 0 and f >= frame_count):
             raise InvalidInputError(f"a {kind} needs a frame in [0, {frame_count}), got {f}")
         if kind == r.LabelKind.MASK and v.get("rle_counts") is None:
             raise InvalidInputError("a mask label needs an RLE mask")
@@ -224,21 +225,23 @@ class AnnotationsMixin(StoreBase):
             values.update(_bbox_columns(values.pop("bbox")))
 
         def fn(tx: Tx) -> r.Label:
-            row = _get(tx.session, s.LabelRow, label_id, "Label")
-            new_state = row.state if row.state in ("manual", "edited") else "edited"
-            merged = {**convert.row_dict(row), **values}
-            _check_geometry(row.kind, merged, _get(tx.session, s.VideoRow, row.video_id, "Video").frame_count)
-            tx.video_id = row.video_id
-            tx.update(
-                row,
+            # Core statements, not the ORM: an edit is the reviewer's most frequent write
+            cur = tx.row(s.LabelRow, label_id, "Label")
+            merged = {**cur, **values}
+            frame_count = 0
+            if {"frame", "start_frame", "end_frame"} & set(values):
+                frame_count = tx.row(s.VideoRow, cur["video_id"], "Video")["frame_count"]
+            _check_geometry(cur["kind"], merged, frame_count)
+            tx.video_id = cur["video_id"]
+            new_state = cur["state"] if cur["state"] in ("manual", "edited") else "edited"
+            after = tx.update_row(
+                s.LabelRow,
+                cur,
                 expected_version,
-                f"This {row.kind} label",
-                **values,
-                state=new_state,
-                reviewed_by=tx.actor,
-                reviewed_at=tx.now,
+                f"This {cur['kind']} label",
+                {**values, "state": new_state, "reviewed_by": tx.actor, "reviewed_at": tx.now},
             )
-            return convert.label(row)
+            return convert.label_from_tuple(tuple(after[c] for c in convert.LABEL_COLUMNS))
 
         return self._write("Edit label", fn)
 

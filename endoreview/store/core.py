@@ -36,6 +36,7 @@ from endoreview.store.errors import (
     DiskFullError,
     InvalidInputError,
     NotADatabaseError,
+    NotFoundError,
     ReadOnlyDatabaseError,
     StaleWriteError,
     StoreError,
@@ -136,6 +137,38 @@ class Tx:
         self.audit(row.__tablename__, row.id, "delete", convert.row_dict(row), None)
         self.session.delete(row)
         self.session.flush()
+
+    def row(self, model: type, row_id: int, what: str) -> dict[str, Any]:
+        """One row as a dict of column values (Core select; raises NotFoundError)."""
+        t = model.__table__
+        found = self.session.execute(select(t).where(t.c.id == row_id)).mappings().first()
+        if found is None:
+            raise NotFoundError(f"{what} {row_id} does not exist")
+        return dict(found)
+
+    def update_row(
+        self,
+        model: type,
+        cur: dict[str, Any],
+        expected_version: int | None,
+        what: str,
+        changes: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Update one versioned row read with :meth:`row` (Core ``UPDATE … WHERE version = …``), audited with
+        the whole row before and after; returns the row after."""
+        if expected_version is not None and cur["version"] != expected_version:
+            raise StaleWriteError(what, cur["updated_by"], cur["updated_at"])
+        t = model.__table__
+        values = {**changes, "version": cur["version"] + 1, "updated_by": self.actor, "updated_at": self.now}
+        result = self.session.execute(
+            t.update().where(t.c.id == cur["id"], t.c.version == cur["version"]).values(values)
+        )
+        if result.rowcount != 1:
+            raise StaleWriteError(what, None, None)  # changed between our read and our write
+        after = {**cur, **values}
+        before_json = {k: _jsonable(v) for k, v in cur.items()}
+        self.audit(t.name, cur["id"], "update", before_json, {k: _jsonable(v) for k, v in after.items()})
+        return after
 
     def bulk_update(
         self, model: type, items: Sequence[tuple[int, int | None, dict[str, Any]]], what: str
