@@ -7,6 +7,9 @@ import os
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# One intra-op thread per test process: the suite runs two processes on two cores (pytest -n 2), and oversubscribed
+# torch thread pools made model tests about 10x slower on this machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

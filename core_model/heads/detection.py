@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
+from core_model.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
 from core_model.heads.base import TaskHead, check_classes
 from core_model.heads.features import BackboneFeatures
