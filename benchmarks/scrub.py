@@ -98,7 +98,9 @@ def make_video(path: Path, n: int, w: int = 1920, h: int = 1080) -> None:
 
 
 def decord_baseline(path: Path, n_frames: int, seeks: int) -> dict:
-    import decord
+    from core_model.video.backends import import_decord
+
+    decord = import_decord()
 
     rng = np.random.default_rng(1)
     idx = rng.integers(0, n_frames, seeks)

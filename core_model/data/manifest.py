@@ -241,6 +241,9 @@ def save_manifest(m: TrainingManifest, path: str | os.PathLike) -> Path:
             json.dump(data, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a manifest is an ordinary shared file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
