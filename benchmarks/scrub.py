@@ -215,10 +215,17 @@ def child(args: argparse.Namespace) -> int:
     spin_until(lambda: ctl.shown is not None and ctl.shown[0] == start, 10)
     spin_until(lambda: False, 1.0)  # let read-ahead fill
     painted.clear()
+    import resource
+
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    wall0 = time.perf_counter()
     ctl.play()
     n_play = int(min(args.play_seconds * meta.fps, meta.frame_count - start - 2))
     spin_until(lambda: ctl.current >= start + n_play, args.play_seconds * 2 + 10)
     ctl.pause()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    wall = time.perf_counter() - wall0
     frames = sorted(k for k in painted if start <= k <= start + n_play)
     first, last = frames[0], frames[-1]
     dropped = (last - first + 1) - len(frames)
@@ -234,6 +241,8 @@ def child(args: argparse.Namespace) -> int:
             "fps_achieved": round((len(frames) - 1) / max(ts[-1] - ts[0], 1e-9), 2),
             "gap_p99_ms": round(1e3 * pct(list(gaps), 99), 1),
             "gap_max_ms": round(1e3 * float(gaps.max()), 1),
+            "cpu_ms_per_painted_frame": round(1e3 * cpu / max(len(frames), 1), 1),
+            "cpu_cores_used": round(cpu / max(wall, 1e-9), 2),
             "gui_thread_violations": len(violations()),
         }
     )
@@ -345,6 +354,8 @@ def main() -> int:
             "playback_seconds": pb.get("seconds"),
             "playback_dropped_frames": pb.get("dropped_frames"),
             "playback_fps": pb.get("fps_achieved"),
+            "playback_cpu_ms_per_frame": pb.get("cpu_ms_per_painted_frame"),
+            "load_average_1min": round(os.getloadavg()[0], 1),
         }
     )
     return 0
