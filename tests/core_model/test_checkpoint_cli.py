@@ -70,6 +70,7 @@ def test_convert_official_pretraining_file(tmp_path, capsys):
                 "4",
                 "--clip-stride",
                 "8",
+                "--no-check",
             ]
         )
         == 0
