@@ -42,9 +42,18 @@ def create_model(name: str = "endofm_base", checkpoint: Any = None, **overrides:
             os.fspath(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else type(checkpoint).__name__
         )
         if bad:
+            hint = ""
+            if state.meta is not None:  # one of our directories says what it holds
+                hint = f" (the directory holds {state.meta.arch_name}: build it from its ModelMeta.config)"
             raise CheckpointError(
-                f"{where}: weights do not fit {name} with overrides {overrides or {}}: " + "; ".join(bad[:8])
+                f"{where}: weights do not fit {name} with overrides {overrides or {}}: "
+                + "; ".join(bad[:8])
+                + hint
             )
         model.load_state_dict(dict(state), strict=True)
-        log.info("loaded %d tensors into %s from %s", len(state), name, where)
+        log.info("loaded %d tensors into %s from %s (%s)", len(state), name, where, state.source)
+        if state.classifier is not None:
+            log.info(
+                "%s also holds a linear classifier; `endofm convert` keeps it as a classification head", where
+            )
     return model
