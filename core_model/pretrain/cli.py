@@ -64,8 +64,15 @@ def _json_emit(event: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="endofm pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="YAML config (defaults: the official Endo-FM recipe)")
+    p = argparse.ArgumentParser(
+        prog="endofm pretrain",
+        description="Self-supervised pretraining with the Endo-FM recipe (DINO-style video self-distillation). "
+        "JSON lines on stdout; run directory with config.yaml, metrics.jsonl, checkpoints and export/.",
+    )
+    p.add_argument(
+        "--config",
+        help="YAML config file, or a built-in one by name: demo_tiny, endofm_official (default: the official recipe)",
+    )
     p.add_argument("--out", default=None, help="run directory (default runs/pretrain)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
     p.add_argument(

@@ -490,7 +490,9 @@ def _export(
     preprocess = {
         "mean": list(cfg.augment.mean),
         "std": list(cfg.augment.std),
-        "num_frames": cfg.views.global_frames[0],
+        "num_frames": int(
+            teacher.backbone.cfg.num_frames
+        ),  # the time table's length (8: official downstream)
         "img_size": cfg.views.global_size,
         "frame_stride": cfg.views.sampling_rate,
     }

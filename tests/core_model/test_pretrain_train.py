@@ -169,7 +169,7 @@ def test_shipped_configs_load_and_the_official_one_is_the_default_recipe():
 
     demo = load_config("demo_tiny", ["data.path=clips"])  # built-in configs load by name
     assert demo.model.arch == "endofm_tiny" and demo.views.global_size == 112
-    assert demo.views.global_frames == [4, 8] and demo.views.local_size == 48 and demo.head.out_dim == 1024
+    assert demo.views.global_frames == [4, 8] and demo.views.local_size == 48 and demo.head.out_dim == 256
     official = load_config("endofm_official")
     expected = PretrainConfig()
     expected.data.path = official.data.path
