@@ -94,3 +94,15 @@ def test_small_mode_end_to_end():
     assert rows[-1]["event"] == "summary"
     assert all("error" not in r for r in rows[:-1])
     assert "endofm_base/ours/infer/fp32/b1" in rows[-1]["clips_per_s"]
+
+
+def test_bf16_weight_rows_run(bench, monkeypatch):
+    from core_model.models import get_config
+
+    monkeypatch.setattr(
+        bench, "get_config", lambda name: get_config(name, depth=1, embed_dim=48, img_size=32)
+    )
+    row = bench.run_case(
+        bench.Case("endofm_tiny", "ours+bf16weights", "infer", "bf16", 1, 2, 32), torch.device("cpu"), args()
+    )
+    assert row["clips_per_s"] > 0
