@@ -175,3 +175,24 @@ def test_shipped_configs_load_and_the_official_one_is_the_default_recipe():
     expected.data.path = official.data.path
     assert official == expected
     assert load_config(None, ["optim.min_lr=1e-5"]).optim.min_lr == 1e-5  # YAML 1.1 reads 1e-5 as a string
+
+
+def test_init_from_an_exported_checkpoint_loads_backbone_and_dino_head(tmp_path):
+    from core_model.pretrain import build_models
+    from core_model.pretrain.state import export_official
+
+    data = tmp_path / "videos"
+    cfg = tiny_config(data)
+    student, teacher = build_models(cfg)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(torch.randn_like(p))  # weights that differ from any fresh initialisation
+    from core_model.pretrain.loss import DINOLoss
+
+    path = export_official(tmp_path / "endo.pth", teacher, student, 3, DINOLoss(64, 10, [0.04]))
+    s2, t2 = build_models(tiny_config(data, f"model.init_checkpoint={path}"))
+    for name, value in teacher.state_dict().items():
+        assert torch.equal(s2.state_dict()[name], value) and torch.equal(t2.state_dict()[name], value), name
+    wrong_head = tiny_config(data, f"model.init_checkpoint={path}", "head.out_dim=32")
+    s3, _ = build_models(wrong_head)  # a head of another size starts from scratch; the backbone still loads
+    assert torch.equal(s3.backbone.cls_token, teacher.backbone.cls_token)
