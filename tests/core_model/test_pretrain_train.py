@@ -196,3 +196,20 @@ def test_init_from_an_exported_checkpoint_loads_backbone_and_dino_head(tmp_path)
     wrong_head = tiny_config(data, f"model.init_checkpoint={path}", "head.out_dim=32")
     s3, _ = build_models(wrong_head)  # a head of another size starts from scratch; the backbone still loads
     assert torch.equal(s3.backbone.cls_token, teacher.backbone.cls_token)
+
+
+def test_terminal_progress_bar_is_human_readable():
+    import io
+
+    stream = io.StringIO()
+    bar = cli._ProgressBar(stream)
+    bar({"event": "start", "clips": 8, "steps_per_epoch": 4, "start_epoch": 0, "epochs": 2, "device": "cpu",
+         "precision": "fp32"})  # fmt: skip
+    bar(
+        {"event": "progress", "epoch": 0, "step": 2, "steps": 4, "loss": 5.25, "lr": 1e-4, "clips_per_s": 3.0}
+    )
+    bar({"event": "epoch", "epoch": 0, "loss": 5.0, "seconds": 12.0})
+    text = stream.getvalue()
+    assert "pretraining 8 clips, 4 steps/epoch" in text
+    assert "\repoch   0 [###############---------------] 2/4 loss 5.2500 lr 1.00e-04 3.00 clips/s" in text
+    assert "epoch 0 done: loss 5.0000" in text
