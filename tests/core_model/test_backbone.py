@@ -46,6 +46,7 @@ def test_official_base_size_and_keys():
     assert all(sd[f"blocks.{i}.temporal_fc.weight"].abs().sum() == 0 for i in range(12))
     assert sd["time_embed"].abs().sum() == 0
     assert m.norm.eps == 1e-6 and m.blocks[0].norm1.eps == 1e-6
+    assert m.blocks[0].mlp.act.approximate == "none"  # exact (erf) GELU
     assert [round(b.drop_path, 6) for b in m.blocks][:2] == [0.0, round(0.1 / 11, 6)]
     assert m.no_weight_decay() == {"pos_embed", "cls_token", "time_embed"}
 
