@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
@@ -108,20 +109,18 @@ class LibraryController(QObject):
                 )
 
             bridge.progress.connect(on_progress)
+        stop = threading.Event()  # not Task.cancel: a cancelled import still reports what it imported
         task = self.runner.submit(
             "import",
-            lambda t: self.backend.import_paths(
-                list(paths), progress=bridge.progress.emit, cancelled=lambda: t.cancelled
+            lambda: self.backend.import_paths(
+                list(paths), progress=bridge.progress.emit, cancelled=stop.is_set
             ),
-            pass_task=True,
             on_done=self._on_imported,
             on_error=self._on_import_error,
         )
+        task.stop = stop
         if show_dialog:
-            self._dialog.canceled.connect(task.cancel)
-            self._dialog.canceled.connect(
-                lambda: self.message.emit("Import cancelled; videos already imported are kept.")
-            )
+            self._dialog.canceled.connect(stop.set)
         self._import_task = task
         return task
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,42 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     qtbot.waitUntil(lambda: win.library.model.rows[0].thumb is not None, timeout=20000)
     win.show_help()
     assert win._help.table.rowCount() >= 20
+
+
+def test_import_with_progress_dialog_and_cancel(qtbot, main_window, tmp_path, monkeypatch):
+    win = main_window
+    first = tmp_path / "first"
+    first.mkdir()
+    for k in range(3):
+        make_indexed_video(first / f"v{k}.mp4", n=8 + k, width=192, height=32)
+    with qtbot.waitSignal(win.library_ctl.imported, timeout=20000) as sig:
+        win.library_ctl.import_paths([str(first)])  # a folder: every video inside
+    assert sig.args[0].imported == 3 and win.library_ctl._dialog is None  # the dialog closed itself
+    # cancelling stops between files and keeps what was imported
+    import endoreview.ui.backend as backend_mod
+
+    real = backend_mod.Backend.import_paths
+
+    def slow(self, paths, progress=None, cancelled=None):
+        def slow_progress(done, total, name):
+            time.sleep(0.3)
+            if progress:
+                progress(done, total, name)
+
+        return real(self, paths, progress=slow_progress, cancelled=cancelled)
+
+    monkeypatch.setattr(backend_mod.Backend, "import_paths", slow)
+    more = tmp_path / "more"
+    more.mkdir()
+    for k in range(5):
+        make_indexed_video(more / f"w{k}.mp4", n=12 + k, width=192, height=32)
+    with qtbot.waitSignal(win.library_ctl.imported, timeout=20000) as sig:
+        win.library_ctl.import_paths([str(more)])
+        qtbot.wait(400)
+        win.library_ctl._dialog.canceled.emit()  # what its Cancel button sends
+    summary = sig.args[0]
+    assert summary.cancelled and summary.imported < 5
+    qtbot.waitUntil(lambda: len(win.library.model.rows) == 3 + summary.imported, timeout=10000)
 
 
 def test_database_calls_on_the_gui_thread_are_refused(qtbot, main_window, strict_guard):
