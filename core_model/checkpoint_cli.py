@@ -25,7 +25,12 @@ POLYPDIAG_CLASSES = ["normal", "abnormal"]  # label 1 (the F1 positive class) is
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="endofm convert", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="endofm convert",
+        description="Convert an Endo-FM checkpoint (official endo_fm.pth, PolypDiag fine-tune, flat state dict, "
+        ".safetensors or model directory) into the project's model directory (model.safetensors + model.json).",
+        epilog="Exit codes: 0 converted, 1 the checkpoint cannot be used (the message says why), 2 bad arguments.",
+    )
     p.add_argument("source", help="checkpoint file (.pth/.pth.tar/.safetensors) or model directory")
     p.add_argument("-o", "--out", required=True, help="output model directory (created)")
     p.add_argument("--model", help="named size to check against (endofm_base|endofm_small|endofm_tiny)")
