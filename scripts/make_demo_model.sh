@@ -40,8 +40,8 @@ $PY -m core_model pretrain --json --out "$WORK/pretrain" \
 stamp "3/5 fine-tuning the three heads (and the backbone) on the phantom labels (112 px, 2 frames, stride 2)"
 $PY -m core_model finetune --manifest "$WORK/train/manifest.json" --out "$WORK/finetune" \
     --init "$WORK/pretrain/export/model" --tasks classification,segmentation,detection \
-    --epochs 40 --num-frames 2 --img-size 112 --frame-stride 2 --clips-per-video 2 --seed 0 \
-    --set eval_every=10 --set export_fp16=true >"$WORK/finetune.jsonl"
+    --epochs 40 --num-frames 2 --img-size 112 --frame-stride 2 --clips-per-video 2 --seed 0 --lr 1e-3 \
+    --set layer_decay=1.0 --set warmup_epochs=2 --set eval_every=10 --set export_fp16=true >"$WORK/finetune.jsonl"
 
 stamp "4/5 held-out evaluation (same site, second site)"
 for site in default site_b; do
