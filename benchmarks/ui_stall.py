@@ -5,7 +5,8 @@ interval (the time the UI could not react). Phases, one JSON object per line (th
 
 1. ``startup``: ``python -m endoreview`` until its window is shown and the event loop runs (median of 3 runs),
    and whether torch got imported (it must not);
-2. ``scrub_original`` / ``scrub_proxy``: the real main window on a 1080p GOP-250 video, seeking every 16 ms to
+2. ``idle`` (the app open on the video, doing nothing: the stalls the machine's load alone causes), then
+   ``scrub_original`` / ``scrub_proxy``: the real main window on a 1080p GOP-250 video, seeking every 16 ms to
    random frames (a fast drag across the timeline), first before the proxy exists (the original is decoded with
    read-ahead), then with the proxy;
 3. ``job``: an "Analyse" job runs (the demo model when installed, otherwise the tests' fast predictor) while the
@@ -134,6 +135,8 @@ def child(args: argparse.Namespace) -> int:
         t.stop()
 
     hb.take()
+    spin(lambda: False, min(args.seconds, 8.0))  # the same app, idle: what the machine's load alone costs
+    emit({"step": "idle", **hb.take(), "load_average_1min": round(os.getloadavg()[0], 1)})
     scrub_for(args.seconds)
     emit({"step": "scrub_original", **hb.take()})
     # build the proxy in the background (as the app does at import), then scrub again
@@ -246,6 +249,9 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "startup_wall_median_s": start["wall_median_s"],
             "startup_torch_imported": start["torch_imported"],
+            "idle_stall_max_ms": res["idle"]["stall_max_ms"],
+            "idle_stall_p99_ms": res["idle"]["stall_p99_ms"],
+            "load_average_1min": res["idle"]["load_average_1min"],
             "scrub_original_stall_max_ms": res["scrub_original"]["stall_max_ms"],
             "scrub_original_stall_p99_ms": res["scrub_original"]["stall_p99_ms"],
             "scrub_proxy_stall_max_ms": res["scrub_proxy"]["stall_max_ms"],
