@@ -68,6 +68,7 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == a
 
 
+@pytest.mark.slow  # two fresh interpreters importing torch: seconds idle, close to a minute on a loaded box
 def test_two_process_gloo_group(tmp_path):
     """Two real processes with torchrun-style environment variables form a gloo group and average a value."""
     script = tmp_path / "worker.py"
