@@ -71,6 +71,7 @@ class EditController(QObject):
         self.can_undo = self.can_redo = False
         self.review_status = "unreviewed"
         self._working: dict[int, np.ndarray] = {}
+        self._tracks_gen = self._snap_gen = 0  # model output reloaded vs. what our snapshot has seen
         self.review_ctl.videoOpened.connect(self._on_video)
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
         self.player.framePresented.connect(lambda i, _img, _full: self.refresh_frame())
@@ -115,6 +116,7 @@ class EditController(QObject):
             info.frame_count,
         )
         self.frames, self.segments, self.loaded, self._working = {}, [], False, {}
+        self._tracks_gen = self._snap_gen = 0
         self.mark_in = self.mark_out = None
         self.selected_box = None
         self.layer.set_frame_rect(info.width, info.height)
@@ -164,14 +166,22 @@ class EditController(QObject):
         self.refresh_frame()
         self.labelsChanged.emit()
         self.stateChanged.emit()
-        if name != "Load labels":
+        if name == "Refresh":
+            self._snap_gen = max(self._snap_gen, int(_result))
+            self.refresh_frame()
+        elif name != "Load labels":
             self.message.emit(f"Saved: {name}")
             self.review_ctl.reload_soon(0.5)
 
     def _on_tracks(self, _tracks: Any) -> None:
+        """New model output (or labels) for the timeline: re-read our snapshot so both agree."""
         if self.blind:
             self._hide_model()
-        self.refresh_frame()
+        if self.video_id is None:
+            return
+        self._tracks_gen += 1
+        gen = self._tracks_gen
+        self.writer.submit("Refresh", lambda _s: gen, self.video_id, frames=None)
 
     # ---- drawing ----------------------------------------------------------------------------------------------
     def labels_here(self, frame: int | None = None) -> list[Label]:
@@ -244,8 +254,8 @@ class EditController(QObject):
 
     def _override_overlay(self) -> None:
         """The model's layer shows only what is still open (suggested) — nothing during a blind pass."""
-        if not self.loaded:
-            return
+        if not self.loaded or self._snap_gen < self._tracks_gen:
+            return  # our snapshot is older than the model output on screen: leave the player's overlay
         ov = self.player_widget.view.overlay
         if self.blind:
             ov.set_content(self.frame, [], [])

@@ -61,24 +61,41 @@ class TimelineEditing:
             if v is not None:
                 line.setValue(v)
 
+    @staticmethod
+    def _dragging(region: pg.LinearRegionItem) -> bool:
+        return bool(
+            getattr(region, "moving", False) or any(getattr(ln, "moving", False) for ln in region.lines)
+        )
+
     def redraw(self) -> None:
-        for item in self.regions.values():
-            self.tl.removeItem(item)
-        self.regions.clear()
+        """Update the segment regions in place (one being dragged is left alone until it is released)."""
         span = self._span()
-        for s in self.ctl.segments:
-            if s.kind != LabelKind.SEGMENT or s.state == ReviewState.REJECTED:
-                continue
+        live = {
+            s.id: s
+            for s in self.ctl.segments
+            if s.kind == LabelKind.SEGMENT and s.state != ReviewState.REJECTED
+        }
+        for sid in list(self.regions):
+            if sid not in live and not self._dragging(self.regions[sid]):
+                self.tl.removeItem(self.regions.pop(sid))
+        for sid, s in live.items():
             col = STATE_COLOURS.get(str(s.state), (200, 200, 200))
-            region = pg.LinearRegionItem(
-                (s.start_frame, s.end_frame), movable=True, span=span, brush=pg.mkBrush(*col, 60),
-                hoverBrush=pg.mkBrush(*col, 110), pen=pg.mkPen(*col, width=3), hoverPen=pg.mkPen("#ffffff", width=4),
-            )  # fmt: skip
-            region.setZValue(25)
+            region = self.regions.get(sid)
+            if region is None:
+                region = pg.LinearRegionItem(
+                    (s.start_frame, s.end_frame), movable=True, span=span, brush=pg.mkBrush(*col, 60),
+                    hoverBrush=pg.mkBrush(*col, 110), pen=pg.mkPen(*col, width=3),
+                    hoverPen=pg.mkPen("#ffffff", width=4),
+                )  # fmt: skip
+                region.setZValue(25)
+                region.sigRegionChangeFinished.connect(lambda r, sid=sid: self._moved(sid, r))
+                self.tl.addItem(region)
+                self.regions[sid] = region
+            elif not self._dragging(region):
+                region.blockSignals(True)
+                region.setRegion((s.start_frame, s.end_frame))
+                region.blockSignals(False)
             region.setToolTip(f"{s.class_name} ({s.state}) — drag an edge to move it")
-            region.sigRegionChangeFinished.connect(lambda r, sid=s.id: self._moved(sid, r))
-            self.tl.addItem(region)
-            self.regions[s.id] = region
         a, b = lane_extents()["Labels"]
         frames: dict[str, list[int]] = {k: [] for k in ORIGIN_COLOURS}
         for f, labs in self.ctl.frames.items():
