@@ -105,6 +105,9 @@ class MainWindow(QMainWindow):
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
+        from endoreview.ui.editing import attach_editing  # the correction tools (masks, boxes, labels, review)
+
+        self.edit_ctl = attach_editing(self)
         self.resize(1280, 800)
 
     # ---- actions ----------------------------------------------------------------------------------------------
