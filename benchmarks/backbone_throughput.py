@@ -54,6 +54,15 @@ class Case:
     warmup: int | None = None  # None: --warmup
 
 
+# clips/s of the official code on an H200, endofm_base 8x224 (issue 3): inference batch 32, training step batch 8
+OFFICIAL_H200 = {
+    ("infer", "fp32"): 103.0,
+    ("infer", "bf16"): 391.0,
+    ("train", "fp32"): 31.0,
+    ("train", "bf16"): 113.0,
+}
+
+
 def machine_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -281,6 +290,17 @@ def summarize(rows: list[dict[str, Any]], device: torch.device, skipped: list[st
             "train_bf16_ge_1.7x": bool(tr and tr["speedup"] >= 1.7),
             "train_bf16_peak_not_higher": bool(tr and tr["ours_peak_gib"] <= tr["reference_peak_gib"]),
         }
+        # the naive reference should land within ~15% of the official code measured on an H200 (issue 3)
+        ref_vs_official = {}
+        for (mode, prec), official in OFFICIAL_H200.items():
+            r = get("endofm_base", "reference", mode, prec)
+            if r:
+                ref_vs_official[f"{mode}/{prec}"] = {
+                    "reference_clips_per_s": r["clips_per_s"],
+                    "official_h200_clips_per_s": official,
+                    "ratio": round(r["clips_per_s"] / official, 3),
+                }
+        bar["reference_vs_official_h200"] = ref_vs_official
     return {
         "event": "summary",
         "machine": machine_name(device),

@@ -106,3 +106,28 @@ def test_bf16_weight_rows_run(bench, monkeypatch):
         bench.Case("endofm_tiny", "ours+bf16weights", "infer", "bf16", 1, 2, 32), torch.device("cpu"), args()
     )
     assert row["clips_per_s"] > 0
+
+
+def test_gpu_summary_reports_the_bar(bench, monkeypatch):
+    """The summary computes the issue's bar from GPU rows (fed synthetic rows: no GPU needed)."""
+    monkeypatch.setattr(bench, "machine_name", lambda device: "NVIDIA H200")
+    rows = []
+    figures = {
+        "reference": (400.0, 100.0, 10.0),
+        "ours": (500.0, 150.0, 6.0),
+        "ours+compile": (820.0, 190.0, 7.0),
+    }
+    for impl, (inf, train, peak) in figures.items():
+        for mode, cps in (("infer", inf), ("train", train)):
+            row = dict(model="endofm_base", impl=impl, mode=mode, precision="bf16", batch=8)
+            rows.append(row | {"clips_per_s": cps, "peak_mem_gib": peak})
+    s = bench.summarize(rows, torch.device("cuda"), ["x"])
+    bar = s["bar"]
+    assert s["machine"] == "NVIDIA H200" and s["skipped"] == ["x"]
+    assert (
+        bar["inference_bf16_speedup"] == 2.05 and bar["inference_bf16_ge_2x"]
+    )  # best of ours / ours+compile
+    assert (
+        bar["train_bf16_speedup"] == 1.9 and bar["train_bf16_ge_1.7x"] and bar["train_bf16_peak_not_higher"]
+    )
+    assert bar["reference_vs_official_h200"]["infer/bf16"]["ratio"] == round(400 / 391, 3)
