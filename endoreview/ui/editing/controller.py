@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QEvent, QObject, Signal
 
 from endoreview.services import editing as E
 from endoreview.store.records import Label, LabelKind, ReviewState
@@ -76,6 +76,12 @@ class EditController(QObject):
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
         self.player.framePresented.connect(lambda i, _img, _full: self.refresh_frame())
         self.player.frameChanged.connect(lambda _i: self.refresh_frame())
+        win.installEventFilter(self)
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802, ANN001 - Qt API
+        if obj is self.win and ev.type() == QEvent.Type.Close:
+            self.writer.shutdown(wait=True)  # every edit made is on disk before the window goes
+        return False
 
     def _make_service(self) -> E.EditingService:
         return E.EditingService(self.backend.store)
