@@ -4,11 +4,13 @@ Python types the official scripts save), exact key checks, refused foreign/malic
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import os
 import pickle
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +53,58 @@ def dino_head(dim: int = 32) -> dict[str, torch.Tensor]:
     }
 
 
+class DINOHead(torch.nn.Module):
+    """The official head's layout (mlp.0/2/4, weight-normed last_layer with weight_g/weight_v)."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(dim, 64),
+            torch.nn.GELU(),
+            torch.nn.Linear(64, 64),
+            torch.nn.GELU(),
+            torch.nn.Linear(64, 16),
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # legacy weight_norm: the naming the official files carry
+            self.last_layer = torch.nn.utils.weight_norm(torch.nn.Linear(16, 128, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(torch.nn.functional.normalize(self.mlp(x), dim=-1))
+
+
+class MultiCrop(torch.nn.Module):
+    def __init__(self, backbone: EndoFM) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = DINOHead()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+class DDP(torch.nn.Module):
+    """State-dict layout of DistributedDataParallel: everything under ``module.``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+
 def official_pretrain(m: EndoFM) -> dict:
     """train_ssl.py's dict (reference §2.3): teacher (backbone./head.), DDP student (module.), args Namespace, ..."""
-    sd = m.state_dict()
-    teacher = {f"backbone.{k}": v.clone() for k, v in sd.items()} | dino_head()
-    student = {f"module.{k}": v.clone() for k, v in teacher.items()}
-    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=5e-4)
+    wrapper = MultiCrop(copy.deepcopy(m))
+    with torch.no_grad():
+        for k, v in dino_head().items():
+            wrapper.get_parameter(k).copy_(v)
+    teacher = wrapper.state_dict()  # an OrderedDict with _metadata, as the official file holds
+    student_wrapper = MultiCrop(copy.deepcopy(m))
+    student_wrapper.load_state_dict(teacher)
+    student = DDP(student_wrapper).state_dict()
+    trained = MultiCrop(copy.deepcopy(m))  # a throwaway model gives the optimizer real state (exp_avg, step)
+    opt = torch.optim.AdamW(trained.parameters(), lr=5e-4)
+    trained(torch.randn(1, 3, 4, 32, 32)).sum().backward()
+    opt.step()
     scaler = torch.amp.GradScaler("cpu")
     return {
         "student": student,
