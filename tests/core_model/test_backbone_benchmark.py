@@ -131,3 +131,19 @@ def test_gpu_summary_reports_the_bar(bench, monkeypatch):
         bar["train_bf16_speedup"] == 1.9 and bar["train_bf16_ge_1.7x"] and bar["train_bf16_peak_not_higher"]
     )
     assert bar["reference_vs_official_h200"]["infer/bf16"]["ratio"] == round(400 / 391, 3)
+
+
+def test_main_prints_json_lines_ending_in_a_summary(bench, monkeypatch, capsys):
+    from core_model.models import get_config
+
+    # every named model shrunk to one small block so the whole --small plan runs in seconds
+    monkeypatch.setattr(
+        bench, "get_config", lambda name: get_config(name, depth=1, embed_dim=48, num_heads=3)
+    )
+    assert bench.main(["--small", "--iters", "1", "--warmup", "0"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows, summary = lines[:-1], lines[-1]
+    assert len(rows) == 10 and all("error" not in r for r in rows)
+    assert all(r["interleaved"] for r in rows)  # reference and ours timed in turn
+    assert summary["event"] == "summary" and summary["device"] == "cpu"
+    assert "endofm_base/ours/infer/fp32/b1" in summary["clips_per_s"]
