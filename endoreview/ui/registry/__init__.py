@@ -1,0 +1,2 @@
+"""The model registry in the app: every version (:class:`RegistryView`) and two versions side by side
+(:class:`CompareView`)."""

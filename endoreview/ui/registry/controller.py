@@ -1,0 +1,91 @@
+"""``RegistryController``: opens the Models window and comparisons, runs comparisons as jobs in the jobs panel, and
+opens a disagreeing frame in the player."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QWidget
+
+from endoreview.ui.jobs_panel import JobsPanel
+from endoreview.ui.registry.compare import CompareView, held_out
+from endoreview.ui.registry.view import RegistryView
+from endoreview.ui.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+class RegistryController(QObject):
+    message = Signal(str)
+    changed = Signal()
+
+    def __init__(
+        self,
+        backend: Any,
+        runner: TaskRunner,
+        jobs: JobsPanel,
+        open_frame: Callable[[int, int], None] | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.backend, self.runner, self.jobs, self._open_frame = backend, runner, jobs, open_frame
+        self.view: RegistryView | None = None
+        self.compares: list[CompareView] = []
+
+    def _store(self) -> Any:
+        return self.backend._raw_store  # noqa: SLF001 - used on worker threads only
+
+    def open(self, parent: QWidget | None = None, select: int | None = None) -> RegistryView:
+        if self.view is None:
+            self.view = RegistryView(self._store, self.runner, parent)
+            self.view.compareRequested.connect(self.compare)
+            self.view.changed.connect(self.changed.emit)
+            self.view.message.connect(self.message.emit)
+        else:
+            self.view.refresh(select)
+        if select is not None:
+            self.view.refresh(select)
+        self.view.show()
+        self.view.raise_()
+        return self.view
+
+    def compare(self, a_id: int, b_id: int) -> None:
+        def work() -> tuple[Any, Any, tuple[str, str] | None, dict[str, str]]:
+            from endoreview.services.jobs import JobService
+            from endoreview.services.registry import RegistryService
+
+            store = self._store()
+            reg = RegistryService(store)
+            a, b = reg.get(a_id), reg.get(b_id)
+            env = {
+                k: v
+                for k, v in JobService(store).environment().items()
+                if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")
+            }
+            return a, b, held_out(b) or held_out(a), env
+
+        self.runner.submit("compare", work, on_done=self._start_compare, on_error=self._error)
+
+    def _error(self, exc: BaseException) -> None:
+        self.message.emit(f"Cannot compare: {exc}")
+
+    def _start_compare(self, found: tuple[Any, Any, tuple[str, str] | None, dict[str, str]]) -> None:
+        a, b, ho, env = found
+        if ho is None:
+            self.message.emit(
+                f"Neither {a.name} nor {b.name} records held-out videos to compare on (fine-tune with two or more "
+                "videos so one is held out)."
+            )
+            return
+        view = CompareView(a, b, ho[0], ho[1], self.runner, env, start_job=self._start_job, parent=self.view)
+        if self._open_frame is not None:
+            view.openFrame.connect(self._open_frame)
+        self.compares.append(view)
+        view.show()
+        view.start()
+
+    def _start_job(self, title: str, argv: list[str], on_event: Any, env: dict[str, str]) -> Any:
+        return self.jobs.start(title, argv, on_event=on_event, env=env)
