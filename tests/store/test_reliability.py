@@ -100,7 +100,7 @@ def test_sigkill_during_edits_loses_no_acknowledged_edit_many_trials(tmp_path):
 def test_job_writing_predictions_while_reviewer_writes_labels(db_url, tmp_path):
     video_id = make_video(db_url)
     go = tmp_path / "go"
-    job = spawn("predictions", db_url, str(video_id), "12", GO_FILE=str(go))
+    job = spawn("predictions", db_url, str(video_id), "8", GO_FILE=str(go))
     reviewer = spawn("labels", db_url, str(video_id), "80", GO_FILE=str(go))
     for p in (job, reviewer):  # both connected and ready: start them together
         line = p.stdout.readline()
@@ -119,9 +119,9 @@ def test_job_writing_predictions_while_reviewer_writes_labels(db_url, tmp_path):
     _, lab_id, version, _ = out_r.splitlines()[-1].split()
     with Store.open(db_url) as s:
         counts = s.count_labels(video_id)
-        assert counts[("mask", "suggested")] == 12 * 200
+        assert counts[("mask", "suggested")] == 8 * 200
         assert counts[("segment", "manual")] == 40 and counts[("box", "manual")] == 1
         assert s.get_label(int(lab_id)).version == int(version) == 41
         run = s.list_prediction_runs(video_id)[0]
-        assert (run.state, run.frames_done, len(s.frame_probs(run.id))) == ("finished", 2400, 2400)
+        assert (run.state, run.frames_done, len(s.frame_probs(run.id))) == ("finished", 1600, 1600)
         assert s.integrity_check() == "ok"
