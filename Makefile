@@ -33,5 +33,8 @@ test: $(STAMP) lint
 test-slow: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "slow or gpu" --durations=15 -q
 
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b --small || exit 1; done
+
 clean-venv:
 	rm -rf $(VENV)
