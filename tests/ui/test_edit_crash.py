@@ -61,8 +61,12 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
     for k in range(150):
         x, y = 10 + (k % 15) * 20, 40 + (k // 15) * 20
-        drag(view, [at(x, y), at(x + 4, y)], steps_between=2, interval_ms=10)
+        drag(view, [at(x, y), at(x + 4, y)], steps_between=4, interval_ms=25)  # a quick dab: ~0.1 s
         print("released", k, flush=True)
+        end = time.monotonic() + 0.08  # a human's pause before the next stroke
+        while time.monotonic() < end:
+            QApplication.processEvents()
+            time.sleep(0.005)
     wait(lambda: ctl.writer.busy == 0)
     print("done", flush=True)
     """
