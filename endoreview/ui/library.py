@@ -260,8 +260,13 @@ class LibraryWidget(QWidget):
         lay.addLayout(bar)
         lay.addWidget(self.notice)
         lay.addWidget(self.table, 1)
-        lay.addWidget(self.empty)
-        lay.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        self.empty_box = QWidget()
+        box = QVBoxLayout(self.empty_box)
+        box.addStretch(1)
+        box.addWidget(self.empty)
+        box.addWidget(self.demo_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        box.addStretch(2)
+        lay.addWidget(self.empty_box, 1)
         self.setAcceptDrops(True)
         self.set_empty_text("Loading library…")
 
@@ -273,6 +278,8 @@ class LibraryWidget(QWidget):
     def set_empty_text(self, text: str, offer_demo: bool = False) -> None:
         self.empty.setText(text)
         self.empty.setVisible(bool(text) and not self.model.rows)
+        self.table.setVisible(bool(self.model.rows))  # an empty grid of headers only distracts
+        self.empty_box.setVisible(not self.model.rows)
         self.demo_button.setVisible(offer_demo and not self.model.rows)
 
     def set_rows(self, rows: list[LibraryRow]) -> None:
@@ -281,6 +288,8 @@ class LibraryWidget(QWidget):
         self.model.set_rows(rows)
         self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * SHOWN_TILES), THUMB_H))
         self.empty.setVisible(not rows)
+        self.table.setVisible(bool(rows))
+        self.empty_box.setVisible(not rows)
         self.demo_button.setVisible(False)
         if not rows:
             self.empty.setText(
