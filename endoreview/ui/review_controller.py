@@ -68,7 +68,7 @@ class ReviewController(QObject):
         player.frameChanged.connect(self._on_frame)
         timeline.seekRequested.connect(self._seek_from_timeline)
         media.proxyReady.connect(self._on_proxy)
-        player.sourceError.connect(lambda msg: self.message.emit(f"Cannot decode this video: {msg}"))
+        player.sourceError.connect(self._on_source_error)
 
     # ---- opening ----------------------------------------------------------------------------------------------
     def open_video(self, video_id: int) -> None:
@@ -115,6 +115,17 @@ class ReviewController(QObject):
             self.media.request(MediaRequest(info.video_id, info.path, info.frame_count), urgent=True)
         self.videoOpened.emit(info)
         self.reload_tracks()
+
+    def _on_source_error(self, message: str) -> None:
+        self.message.emit(f"Cannot decode this video: {message}")
+        if self.player.shown is None and self.info is not None:  # nothing could be shown: say why, in place
+            info = self.info
+            self.close_video()
+            self.player_widget.placeholder.setText(
+                f"<b>This video cannot be read</b><br>{info.path}<br><br>{message}<br><br>"
+                "The file may be damaged or still being copied. Labels already made for it are kept."
+            )
+            self.videoMissing.emit(info)
 
     def close_video(self) -> None:
         self._opening = None

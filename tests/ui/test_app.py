@@ -204,6 +204,19 @@ def test_missing_file_is_shown_as_missing(qtbot, main_window, tmp_path):
     )
 
 
+def test_a_damaged_video_is_reported_in_the_player(qtbot, main_window, tmp_path):
+    win = main_window
+    video = make_indexed_video(tmp_path / "damaged.mp4", n=30)
+    _import(qtbot, win, [video])
+    vid = win.library.model.rows[0].video_id
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 3])  # truncated after import (a copy that broke off)
+    with qtbot.waitSignal(win.review_ctl.videoMissing, timeout=20000):
+        win.open_video(vid)
+    assert "cannot be read" in win.player_widget.placeholder.text()
+    assert win.player_widget.placeholder.isVisible()
+
+
 @pytest.fixture
 def model_dir(tmp_path):
     d = tmp_path / "test_model"
