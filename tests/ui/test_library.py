@@ -1,0 +1,69 @@
+"""The library table: sorting, filtering, search, missing files shown as such, thumbnails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from endoreview.ui.library import LibraryRow, LibraryWidget
+
+
+def _row(i, name, status="unreviewed", exists=True, unc=None, frames=300, finding=""):
+    return LibraryRow(
+        i, name, f"/videos/{name}", exists, frames, 30.0, 1920, 1080, status, "dr_a", finding, unc
+    )
+
+
+@pytest.fixture
+def lib(qtbot):
+    w = LibraryWidget()
+    qtbot.addWidget(w)
+    w.show()
+    w.set_rows(
+        [
+            _row(1, "b_case.mp4", "reviewed", unc=0.2, frames=900),
+            _row(2, "a_case.mp4", "in_review", unc=0.7, frames=300, finding="polyp in 12% of frames"),
+            _row(3, "c_case.mp4", exists=False, frames=600),
+        ]
+    )
+    return w
+
+
+def names(w):
+    return [w.proxy.index(r, 1).data() for r in range(w.proxy.rowCount())]
+
+
+def test_sort_by_name_duration_and_uncertainty(lib):
+    assert names(lib) == ["a_case.mp4", "b_case.mp4", "c_case.mp4"]
+    lib.table.sortByColumn(2, Qt.SortOrder.DescendingOrder)  # duration
+    assert names(lib) == ["b_case.mp4", "c_case.mp4", "a_case.mp4"]
+    lib.table.sortByColumn(7, Qt.SortOrder.DescendingOrder)  # uncertainty, unknown last
+    assert names(lib) == ["a_case.mp4", "b_case.mp4", "c_case.mp4"]
+
+
+def test_filter_search_and_missing(lib):
+    assert "1 missing" in lib.count.text()
+    lib.status_filter.setCurrentIndex(lib.status_filter.findData("missing"))
+    assert names(lib) == ["c_case.mp4"]
+    ix = lib.proxy.index(0, 4)
+    assert ix.data() == "missing file" and "File not found" in ix.data(Qt.ItemDataRole.ToolTipRole)
+    lib.status_filter.setCurrentIndex(lib.status_filter.findData("reviewed"))
+    assert names(lib) == ["b_case.mp4"]
+    lib.status_filter.setCurrentIndex(0)
+    lib.search.setText("polyp")  # search covers what the model found
+    assert names(lib) == ["a_case.mp4"]
+    assert lib.proxy.index(0, 6).data() == "polyp in 12% of frames"
+
+
+def test_thumbnail_strip_shows_whole_tiles_and_double_click_opens(qtbot, lib):
+    strip = np.zeros((72, 6 * 128, 3), np.uint8)
+    lib.model.set_thumb(2, strip)
+    lib.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
+    pm = lib.proxy.index(0, 0).data(Qt.ItemDataRole.DecorationRole)
+    assert pm.height() == 54 and pm.width() == round(3 * 128 * 54 / 72)
+    with qtbot.waitSignal(lib.openRequested) as sig:
+        lib.table.doubleClicked.emit(lib.proxy.index(0, 1))
+    assert sig.args[0] == 2
+    lib.set_rows([])
+    assert lib.empty_box.isVisible() and not lib.table.isVisible()
