@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QMenu,
     QSizePolicy,
     QSplitter,
     QTabWidget,
@@ -94,6 +95,8 @@ class MainWindow(QMainWindow):
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
             ctl.message.connect(self.show_message)
         self.library.openRequested.connect(self.open_video)
+        self.library.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.library.table.customContextMenuRequested.connect(self._library_menu)
         self.library.demoRequested.connect(self.demo_ctl.start)
         self.review_ctl.videoOpened.connect(lambda info: self._set_title(info.name))
         self.review_ctl.videoMissing.connect(lambda info: self.show_message(f"File not found: {info.path}"))
@@ -105,9 +108,14 @@ class MainWindow(QMainWindow):
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
-        from endoreview.ui.editing import attach_editing  # the correction tools (masks, boxes, labels, review)
+        from endoreview.ui.editing import (
+            attach_editing,
+        )  # the correction tools (masks, boxes, labels, review)
 
         self.edit_ctl = attach_editing(self)
+        from endoreview.ui.finetune.attach import attach_learning_loop  # fine-tune, models, settings, about
+
+        attach_learning_loop(self)
         self.resize(1280, 800)
 
     # ---- actions ----------------------------------------------------------------------------------------------
@@ -245,6 +253,19 @@ class MainWindow(QMainWindow):
                 "synthetic endoscopy videos analysed by the bundled demo model.",
                 offer_demo=True,
             )
+
+    def _library_menu(self, pos) -> None:  # noqa: ANN001 - QPoint
+        ids = self.library.selected_ids()
+        if not ids:
+            return
+        menu = QMenu(self)
+        menu.addAction(icon("play"), "Open", lambda: self.open_video(ids[0]))
+        menu.addAction(
+            icon("analyse"), f"Analyse {len(ids)} video(s)", lambda: self.analysis_ctl.analyse(ids)
+        )
+        menu.addAction(icon("folder"), "Find moved files…", lambda: self.library_ctl.ask_relink(self))
+        menu.popup(self.library.table.viewport().mapToGlobal(pos))
+        self._menu = menu
 
     def open_video(self, video_id: int) -> None:
         self.tabs.setCurrentIndex(1)

@@ -68,6 +68,7 @@ class ReviewController(QObject):
         player.frameChanged.connect(self._on_frame)
         timeline.seekRequested.connect(self._seek_from_timeline)
         media.proxyReady.connect(self._on_proxy)
+        media.progress.connect(self._on_proxy_progress)
         player.sourceError.connect(self._on_source_error)
 
     # ---- opening ----------------------------------------------------------------------------------------------
@@ -131,6 +132,12 @@ class ReviewController(QObject):
         self._opening = None
         self.info = None
         self.player.close()
+
+    def _on_proxy_progress(self, video_id: int, done: int, total: int) -> None:
+        if self.info is not None and self.info.video_id == video_id and total and done % 150 == 0:
+            self.message.emit(
+                f"Preparing fast scrubbing for this video: {done / total:.0%} (the player works meanwhile)"
+            )
 
     def _on_proxy(self, video_id: int, proxy: ProxyInfo) -> None:
         if self.info is not None and self.info.video_id == video_id:
