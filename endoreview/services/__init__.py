@@ -10,6 +10,7 @@
 * :class:`~endoreview.services.predictions.PredictionRecorder` — stream ``Predictor`` events into a prediction run.
 * :func:`~endoreview.services.manifest.snapshot_manifest` / ``ManifestService`` — reviewed labels -> training
   manifest (:mod:`core_model.data.manifest`).
+* :class:`~endoreview.services.changes.ChangePoller` — other workstations' edits since the last poll, each once.
 * :class:`~endoreview.services.jobs.JobService` — create, start (command + environment), cancel and reap jobs
   (``python -m endoreview.jobs <kind>``).
 * ``registry`` / ``models_cli`` / ``demo`` — the model registry service, ``endoreview models …`` and the demo.

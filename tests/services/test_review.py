@@ -170,3 +170,23 @@ def test_snapshot_splits_by_video(store, video):
 
     m2 = ManifestService(store).snapshot_manifest(ids, split={ids[0]: "test"})
     assert [v.split for v in m2.videos] == ["test"] + ["unassigned"] * 5
+
+
+def test_change_poller_shows_other_workstations_edits_once(db_url, video):
+    from endoreview.services.changes import ChangePoller
+    from endoreview.store import Store
+
+    with (
+        Store.open(db_url, reviewer="alice", host="ws-a") as a,
+        Store.open(db_url, reviewer="bob", host="ws-b") as b,
+    ):
+        poller = ChangePoller(b, video_id=video.id)
+        assert poller.poll() == []
+        lab = LabelService(a).add_box(video.id, 3, (0, 0, 4, 4))
+        LabelService(b).add_box(video.id, 4, (0, 0, 4, 4))  # bob's own edit: already on his screen
+        a.edit_label(lab.id, lab.version, bbox=(1, 1, 4, 4))
+        seen = poller.poll()
+        assert [(c.actor, c.summary) for c in seen] == [("alice", "Draw box"), ("alice", "Edit label")]
+        assert poller.poll() == []  # each change once
+        LabelService(a).reject([a.get_label(lab.id)])
+        assert [c.summary for c in poller.poll()] == ["Reject 1 label(s)"]
