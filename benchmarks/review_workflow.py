@@ -79,6 +79,10 @@ def model_events(gt, wrong: float, seed: int = 0):  # noqa: ANN001, ANN201
 
     rng = np.random.default_rng(seed)
     n, h, w = gt.num_frames, gt.height, gt.width
+    has = gt.frame_has_polyp
+    edge = np.zeros(n, bool)  # the model hesitates for a few frames where a polyp comes into / leaves view
+    for k in np.flatnonzero(has[1:] != has[:-1]):
+        edge[max(0, k - 2) : k + 3] = True
     for f in range(n):
         truth = gt.instance_mask(f) > 0
         ev: dict = {"event": "frame", "frame": f}
@@ -94,6 +98,8 @@ def model_events(gt, wrong: float, seed: int = 0):  # noqa: ANN001, ANN201
             p = 0.6
         else:
             m, p = None, 0.08
+        if edge[f]:
+            p = 0.45 + 0.1 * rng.random()
         ev["probs"] = {"normal": 1 - p, "abnormal": p}
         if m is not None and m.any():
             ev["masks"] = [{"label": "polyp", "score": p, "rle": rle_encode(m)}]
@@ -275,6 +281,103 @@ def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> di
     return out
 
 
+def screens(out: Path, size: str, work: Path) -> None:
+    """Screenshots of each correction tool in use (run under Xvfb: ``xvfb-run -s "-screen 0 1366x768x24"``).
+
+    Without a window manager the window never becomes active, so shortcuts do not fire: the tools are invoked
+    through the controller the keys call (the keys themselves are covered by ``tests/ui/test_editing.py``)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+
+    w, h = (int(v) for v in size.split("x"))
+    video, gt = make_phantom(work, 60, 256)
+    s = Session(video, work / "screens.sqlite3", list(model_events(gt, 0.3, seed=3)))
+    s.win.setGeometry(0, 0, w, h)
+    s.win.showMaximized()
+    ctl, win = s.ctl, s.win
+    polyp = np.flatnonzero(gt.frame_has_polyp)
+    mid = int(polyp[len(polyp) // 3])
+    out.mkdir(parents=True, exist_ok=True)
+
+    def wait(sec: float = 0.6) -> None:
+        end = time.monotonic() + sec
+        while time.monotonic() < end:
+            s.app.processEvents()
+            time.sleep(0.01)
+
+    def save(name: str, widget=None) -> None:  # noqa: ANN001
+        wait()
+        path = out / f"edit_{name}-{w}x{h}.png"
+        (widget or win).grab().save(str(path))
+        print(path, flush=True)
+
+    def go(f: int) -> None:
+        win.player.seek(f)
+        s.spin(lambda: win.player.shown == (f, True))
+        s.settle()
+
+    def mouse(kind, x: float, y: float, buttons) -> None:  # noqa: ANN001
+        view = win.player_widget.view
+        pos = QPointF(view.mapFromScene(view.vb.mapViewToScene(QPointF(x, y))))
+        ev = QMouseEvent(kind, pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), Qt.MouseButton.LeftButton,
+                         buttons, Qt.KeyboardModifier.NoModifier)  # fmt: skip
+        s.app.sendEvent(view.viewport(), ev)
+        s.app.processEvents()
+
+    truth = gt.instance_mask(mid) > 0
+    ys, xs = np.nonzero(truth)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    go(mid)
+    mouse(QEvent.Type.MouseMove, cx + 40, cy, Qt.MouseButton.NoButton)
+    save("review")  # suggestions of the model on the frame, tool bar, timeline
+    ctl.accept()
+    s.settle()
+    ctl.set_tool("brush")
+    mouse(QEvent.Type.MouseButtonPress, cx - 20, cy + 20, Qt.MouseButton.LeftButton)
+    for k in range(12):
+        mouse(QEvent.Type.MouseMove, cx - 20 + 4 * k, cy + 20 + 2 * k, Qt.MouseButton.LeftButton)
+    save("brush")  # mid-stroke, brush outline under the cursor
+    mouse(QEvent.Type.MouseButtonRelease, cx + 28, cy + 44, Qt.MouseButton.NoButton)
+    s.settle()
+    ctl.propagate(True)
+    s.settle()
+    go(mid + 2)
+    save("propagated")  # dashed outline = propagated; cyan ticks on the timeline
+    go(mid)
+    ctl.set_tool("polygon")
+    for a in np.linspace(0, 1.4 * np.pi, 7):
+        s.click(cx + 30 * np.cos(a), cy + 30 * np.sin(a))
+    mouse(QEvent.Type.MouseMove, cx + 30, cy - 10, Qt.MouseButton.NoButton)
+    save("polygon")
+    ctl.set_tool("navigate")
+    ctl.tools.cancel()
+    ctl.set_tool("box")
+    ctl.select_box(next((x for x in ctl.frames.get(mid, []) if x.kind == "box"), None))
+    save("box")
+    go(max(0, int(polyp[0]) - 3))
+    ctl.set_mark("in")
+    go(min(gt.num_frames - 1, int(polyp[0]) + 12))
+    ctl.set_mark("out")
+    ctl.class_key(0)
+    s.settle()
+    go(int(polyp[0]) + 20)
+    ctl.set_mark("in")
+    save("segments")  # segment region with draggable edges, In mark
+    ctl.set_blind(True)
+    save("blind")
+    ctl.set_blind(False)
+    ctl.queue_dock.show()
+    ctl.queue.rebuild()
+    wait(1.5)
+    save("queue")
+    ctl.queue_dock.hide()
+    win.show_help()
+    wait(0.5)
+    save("shortcuts", win._help)
+    win._help.close()
+    s.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", action="store_true", help="40 frames at 192 px, one repeat (about a minute)")
@@ -282,7 +385,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--wrong", type=float, default=0.2, help="fraction of polyp frames the model gets wrong")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--screens", metavar="DIR", help="instead: save screenshots of each tool to DIR (under Xvfb)"
+    )
+    ap.add_argument("--screen-size", default="1366x768")
     args = ap.parse_args(argv)
+    if args.screens:
+        with tempfile.TemporaryDirectory(prefix="er-screens-") as tmp:
+            os.environ["ENDOREVIEW_DATA_DIR"] = str(Path(tmp) / "data")
+            import pyqtgraph as pg
+
+            pg.setConfigOptions(imageAxisOrder="row-major")
+            screens(Path(args.screens), args.screen_size, Path(tmp))
+        return 0
     if args.small:
         args.frames, args.size, args.repeats = 40, 192, 1
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

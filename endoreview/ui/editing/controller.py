@@ -25,6 +25,7 @@ from endoreview.ui.palette import colour_for
 log = logging.getLogger(__name__)
 
 BRUSH_SIZES = (2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64)
+PROPAGATE_MAX_FRAMES = 30  # one press carries a mask about a second; press again to go on (flow drifts)
 
 
 class EditController(QObject):
@@ -342,7 +343,15 @@ class EditController(QObject):
             from core_model.video import VideoReader
 
             with VideoReader(path) as reader:
-                return propagate_mask(svc, vid, f, reader.get_batch, forward=forward, class_name=cls)
+                return propagate_mask(
+                    svc,
+                    vid,
+                    f,
+                    reader.get_batch,
+                    forward=forward,
+                    class_name=cls,
+                    max_frames=PROPAGATE_MAX_FRAMES,
+                )
 
         self._submit(
             f"Propagate {'forward' if forward else 'backward'}", run, None,

@@ -8,17 +8,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QActionGroup, QCursor
+from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QGridLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -48,118 +53,159 @@ def reason_menu(ctl: EditController, parent: QWidget | None = None) -> QMenu:
 
 
 class EditToolbar(QToolBar):
+    """Two compact columns (fits a 768-px-high screen): tools, class, mask actions, review, video, undo."""
+
     def __init__(self, ctl: EditController, parent: QWidget | None = None) -> None:
         super().__init__("Correction tools", parent)
         self.setObjectName("editToolbar")
         self.ctl = ctl
-        self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.setMovable(False)
-        self.group = QActionGroup(self)
-        self.tool_actions: dict[Tool, QAction] = {}
-        self.addWidget(self._caption("Tools"))
+        body = QWidget()
+        body.setStyleSheet(
+            "QToolButton { padding: 3px 6px; border: 1px solid #3a3a46; border-radius: 3px; }"
+            "QToolButton:checked { background: #1e88e5; color: white; border-color: #90caf9; font-weight: 600; }"
+        )
+        grid = QGridLayout(body)
+        grid.setContentsMargins(4, 2, 4, 2)
+        grid.setHorizontalSpacing(4)
+        grid.setVerticalSpacing(3)
+        self._grid, self._row = grid, 0
+        self.addWidget(body)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.tool_buttons: dict[Tool, QToolButton] = {}
+        self._caption("Tools")
+        cells = []
         for tool, text, key, tip in TOOLS:
-            a = QAction(f"{text} ({key})", self)
-            a.setCheckable(True)
-            a.setToolTip(tip)
-            a.triggered.connect(lambda _c=False, t=tool: ctl.set_tool(t))
-            self.group.addAction(a)
-            self.addAction(a)
-            self.tool_actions[tool] = a
-        self.addSeparator()
-        self.addWidget(self._caption("Class (1–9)"))
+            b = QToolButton()
+            b.setText(f"{text} ({key})")
+            b.setToolTip(tip)
+            b.setCheckable(True)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            b.clicked.connect(lambda _c=False, t=tool: ctl.set_tool(t))
+            self.group.addButton(b)
+            self.tool_buttons[tool] = b
+            cells.append(b)
+        self._pairs(cells)
+        self._caption("Class (keys 1–9)")
         self.cls = QComboBox()
         self.cls.setToolTip("Class for new masks, boxes and segments (keys 1–9)")
         self.cls.activated.connect(lambda k: ctl.class_key(k))
-        self.addWidget(self.cls)
-        self.addWidget(self._caption("Brush [ ]"))
+        self._full(self.cls)
         self.brush = QLabel()
-        self.addWidget(self.brush)
-        self.addWidget(self._caption("Grow/shrink px"))
         self.grow = QSpinBox()
         self.grow.setRange(1, 50)
         self.grow.setValue(ctl.grow_px)
+        self.grow.setSuffix(" px")
+        self.grow.setToolTip("How far Grow (G) / Shrink (Shift+G) move the outline")
         self.grow.valueChanged.connect(lambda v: setattr(ctl, "grow_px", int(v)))
-        self.addWidget(self.grow)
-        for text, tip, slot in (
-            ("Fill holes (H)", "Fill the holes of this frame's mask", ctl.fill_holes),
-            ("Grow (G)", "Grow this frame's mask", lambda: ctl.grow(ctl.grow_px)),
-            ("Shrink (⇧G)", "Shrink this frame's mask", lambda: ctl.grow(-ctl.grow_px)),
-            ("◀ Copy (C)", "Copy the mask of the previous frame", lambda: ctl.copy_from(-1)),
-            ("Copy ▶ (⇧C)", "Copy the mask of the next frame", lambda: ctl.copy_from(1)),
-            (
-                "Propagate ▶ (Ctrl+→)",
-                "Carry this mask forward to the next keyframe",
-                lambda: ctl.propagate(True),
-            ),
-            (
-                "◀ Propagate (Ctrl+←)",
-                "Carry this mask backward to the previous keyframe",
-                lambda: ctl.propagate(False),
-            ),
-            ("Interpolate (⇧T)", "Fill the selected box's track between keyframes", ctl.interpolate_track),
-        ):
-            self._button(text, tip, slot)
-        self.addSeparator()
-        self.addWidget(self._caption("Review"))
-        self._button("Accept (A)", "Accept the suggestion under the mouse / on this frame", ctl.accept)
-        self._button("Reject (R)", "Reject it (Shift+R: with a reason)", lambda: ctl.reject())
-        self._button("Edit (E)", "Edit it (keeps the link to the model)", ctl.edit)
-        self.addWidget(self._caption("Bulk accept ≥"))
+        self._pairs([self.brush, self.grow])
+        self._caption("Mask")
+        self._pairs(
+            [
+                self._button("Fill holes (H)", "Fill the holes of this frame's mask", ctl.fill_holes),
+                self._button("Grow (G)", "Grow this frame's mask", lambda: ctl.grow(ctl.grow_px)),
+                self._button("◀ Copy (C)", "Copy the previous frame's mask here", lambda: ctl.copy_from(-1)),
+                self._button("Shrink (⇧G)", "Shrink this frame's mask", lambda: ctl.grow(-ctl.grow_px)),
+                self._button("Copy ▶ (⇧C)", "Copy the next frame's mask here", lambda: ctl.copy_from(1)),
+                self._button(
+                    "Interpolate (⇧T)",
+                    "Fill the selected box's track between keyframes",
+                    ctl.interpolate_track,
+                ),  # fmt: skip
+                self._button(
+                    "◀ Propagate",
+                    "Carry this mask backward to the previous keyframe (Ctrl+←)",
+                    lambda: ctl.propagate(False),
+                ),  # fmt: skip
+                self._button(
+                    "Propagate ▶",
+                    "Carry this mask forward to the next keyframe (Ctrl+→)",
+                    lambda: ctl.propagate(True),
+                ),  # fmt: skip
+            ]
+        )
+        self._caption("Review the model")
         self.thr = QDoubleSpinBox()
         self.thr.setRange(0.0, 1.0)
         self.thr.setSingleStep(0.05)
         self.thr.setValue(ctl.bulk_threshold)
+        self.thr.setPrefix("≥ ")
+        self.thr.setToolTip("Bulk accept takes suggestions scoring at least this")
         self.thr.valueChanged.connect(lambda v: setattr(ctl, "bulk_threshold", float(v)))
-        self.addWidget(self.thr)
-        self._button(
-            "Bulk accept (⇧A)", "Accept every suggestion between In and Out above the score", ctl.bulk_accept
+        self._pairs(
+            [
+                self._button(
+                    "Accept (A)", "Accept the suggestion under the mouse / on this frame", ctl.accept
+                ),
+                self._button("Reject (R)", "Reject it (Shift+R: with a reason)", lambda: ctl.reject()),
+                self._button("Edit (E)", "Edit it (it stays linked to the model)", ctl.edit),
+                self._button(
+                    "Reason… (⇧R)", "Reject with a reason from a short list", lambda: popup_reasons(ctl, self)
+                ),  # fmt: skip
+                self._button(
+                    "Bulk accept (⇧A)",
+                    "Accept every suggestion between In and Out above the score",
+                    ctl.bulk_accept,
+                ),  # fmt: skip
+                self.thr,
+            ]
         )
-        self.addSeparator()
-        self.addWidget(self._caption("Video class"))
+        self.blind = QCheckBox("Blind first pass")
+        self.blind.setToolTip(
+            "Hide the model's output until you have labelled; unticking reveals and compares"
+        )
+        self.blind.toggled.connect(ctl.set_blind)
+        self._full(self.blind)
+        self._caption("Video")
         self.vclass = QComboBox()
+        self.vclass.setToolTip("The class of the whole video")
         self.vclass.activated.connect(
             lambda k: ctl.set_video_class(self.vclass.itemText(k)) if k > 0 else None
         )
-        self.addWidget(self.vclass)
-        self.addWidget(self._caption("Review status"))
         self.status = QComboBox()
+        self.status.setToolTip("Review status of this video (shown in the library)")
         for key, text in STATUS:
             self.status.addItem(text, key)
         self.status.activated.connect(lambda k: ctl.set_review_status(self.status.itemData(k)))
-        self.addWidget(self.status)
-        self.blind = QAction("Blind first pass", self)
-        self.blind.setCheckable(True)
-        self.blind.setToolTip(
-            "Hide the model's output until you have labelled; unchecking reveals and compares"
-        )
-        self.blind.toggled.connect(ctl.set_blind)
-        self.addAction(self.blind)
-        self.addSeparator()
-        self.undo_btn = self._button("Undo (Ctrl+Z)", "Undo the last edit", ctl.undo)
-        self.redo_btn = self._button("Redo (Ctrl+Shift+Z)", "Redo", ctl.redo)
+        self._pairs([self.vclass, self.status])
+        self.undo_btn = self._button("Undo", "Undo the last edit (Ctrl+Z)", ctl.undo)
+        self.redo_btn = self._button("Redo", "Redo (Ctrl+Shift+Z)", ctl.redo)
+        self._pairs([self.undo_btn, self.redo_btn])
         self.marks = QLabel()
         self.marks.setWordWrap(True)
-        self.addWidget(self.marks)
+        self.marks.setStyleSheet("color:#cfcfd8;")
+        self._full(self.marks)
+        grid.setRowStretch(self._row, 1)
         ctl.stateChanged.connect(self.sync)
         self.sync()
 
-    def _caption(self, text: str) -> QLabel:
+    def _caption(self, text: str) -> None:
         lab = QLabel(text)
-        lab.setStyleSheet("color:#9e9eb0; font-size: 9pt; padding-top: 6px;")
-        return lab
+        lab.setStyleSheet("color:#9e9eb0; font-size: 9pt; padding-top: 4px;")
+        self._full(lab)
+
+    def _full(self, w: QWidget) -> None:
+        self._grid.addWidget(w, self._row, 0, 1, 2)
+        self._row += 1
+
+    def _pairs(self, widgets: list[QWidget]) -> None:
+        for k, w in enumerate(widgets):
+            self._grid.addWidget(w, self._row + k // 2, k % 2)
+        self._row += (len(widgets) + 1) // 2
 
     def _button(self, text: str, tip: str, slot) -> QPushButton:  # noqa: ANN001
         b = QPushButton(text)
         b.setToolTip(tip)
         b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         b.clicked.connect(slot)
-        self.addWidget(b)
         return b
 
     def sync(self) -> None:
         c = self.ctl
-        self.tool_actions[c.tools.tool].setChecked(True)
-        if [self.cls.itemText(k).split(" ", 1)[-1] for k in range(self.cls.count())] != list(c.classes):
+        self.tool_buttons[c.tools.tool].setChecked(True)
+        if [self.cls.itemText(k).split(" ", 1)[-1] for k in range(self.cls.count())] != list(c.classes[:9]):
             self.cls.clear()
             for k, name in enumerate(c.classes[:9]):
                 self.cls.addItem(f"{k + 1} {name}")
@@ -167,9 +213,9 @@ class EditToolbar(QToolBar):
             self.cls.setCurrentIndex(c.classes.index(c.current_class))
         if self.vclass.count() != len(c.video_classes) + 1:
             self.vclass.clear()
-            self.vclass.addItem("— set —")
+            self.vclass.addItem("Video class…")
             self.vclass.addItems(list(c.video_classes))
-        self.brush.setText(f"{c.brush_radius:g} px")
+        self.brush.setText(f"Brush {c.brush_radius:g} px  [ ]")
         k = self.status.findData(c.review_status)
         if k >= 0:
             self.status.setCurrentIndex(k)
@@ -180,7 +226,8 @@ class EditToolbar(QToolBar):
         self.redo_btn.setEnabled(c.can_redo)
         mi = "—" if c.mark_in is None else str(c.mark_in + 1)
         mo = "—" if c.mark_out is None else str(c.mark_out)
-        self.marks.setText(f"In {mi} · Out {mo}")
+        pending = f" · saving {c.writer.busy}…" if c.writer.busy else ""
+        self.marks.setText(f"In {mi} · Out {mo}{pending}")
 
 
 class QueuePanel(QWidget):
@@ -189,6 +236,7 @@ class QueuePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.list = QListWidget()
+        self.list.setWordWrap(True)
         self.refresh_btn = QPushButton("Rebuild queue")
         self.hint = QLabel(
             "Regions where the model is unsure (entropy, low margin, flicker, task disagreement). N: next."
@@ -210,7 +258,7 @@ class QueuePanel(QWidget):
         if 0 <= position < self.list.count():
             self.list.setCurrentRow(position)
         if not items:
-            self.list.addItem("Nothing uncertain left in unreviewed videos.")
+            self.list.addItem("Nothing uncertain left to review.")
 
 
 def popup_reasons(ctl: EditController, parent: QWidget) -> None:
