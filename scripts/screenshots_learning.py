@@ -1,0 +1,116 @@
+"""Screenshots of the learning loop, from the real app under Xvfb: the fine-tune dialog, the live curves of a real
+(tiny) fine-tune, the Models window and the comparison of the new version with its parent.
+
+    python scripts/screenshots_learning.py            # into docs/screens/finetune_*.png and registry_*.png
+
+Runs on synthetic videos in a temporary data folder (never the user's data); the fine-tune uses tiny shapes so it
+finishes in a minute on a CPU. Each window is grabbed on its own (``QWidget.grab``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shoot(out: Path) -> int:
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO))
+    from endoreview.ui.app import create_main_window, ensure_app
+    from tests.ui.test_finetune import TINY, _prepare
+
+    work = Path(os.environ["ENDOREVIEW_DATA_DIR"]) / "work"
+    db = work / "shots.sqlite3"
+    work.mkdir(parents=True, exist_ok=True)
+    data = _prepare(db, work, n_videos=4)
+    app = ensure_app()
+    win = create_main_window(SimpleNamespace(db=str(db), reviewer="dr_demo"))
+    win.resize(1366, 768)
+    win.show()
+
+    def spin(cond, timeout: float) -> bool:
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end:
+            app.processEvents()
+            if cond():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def save(widget, name: str) -> None:
+        spin(lambda: False, 0.5)
+        path = out / f"{name}.png"
+        widget.grab().save(str(path))
+        print(path, flush=True)
+
+    win.start()
+    spin(lambda: win.library_ctl.ready, 60)
+    ft, reg = win.finetune_ctl, win.registry_ctl
+    ft.overrides = TINY
+    dlg = ft.open_dialog(win)
+    spin(lambda: dlg.plan is not None, 60)
+    dlg.task_boxes["classification"].setChecked(False)
+    dlg.task_boxes["detection"].setChecked(False)
+    dlg.budget.setValue(0.5)
+    spin(lambda: dlg.plan.tasks == ("segmentation",) and dlg.plan.budget_min == 0.5, 60)
+    save(dlg, "finetune_dialog")
+    dlg.btn_start.click()
+    spin(lambda: bool(ft.monitors), 60)
+    mon = ft.monitors[-1]
+    spin(lambda: len(mon.loss_y) >= 3, 300)
+    save(mon, "finetune_progress")
+    spin(lambda: mon.state != "running", 600)
+    save(mon, "finetune_curves")
+    if mon.state != "succeeded":
+        print("fine-tune did not succeed:", mon.status.text(), file=sys.stderr)
+        return 1
+    new_id = int(mon.result["model_version_id"])
+    view = reg.open(win, select=new_id)
+    spin(lambda: bool(view.selected()) and view.selected()[0].id == new_id, 60)
+    view.resize(1200, 700)
+    save(view, "registry_view")
+    view.btn_compare_parent.click()
+    spin(lambda: bool(reg.compares) and reg.compares[-1].state != "running", 600)
+    cmp = reg.compares[-1]
+    mv = win.backend._raw_store.get_model_version(new_id)
+    cmp.show_frame(str(mv.data_snapshot["splits"]["val"][0]), 4)
+    spin(lambda: hasattr(cmp, "images"), 300)
+    save(cmp, "registry_compare")
+    win.jobs.cancel_all()
+    print(f"model versions: parent {data['parent']}, new {new_id}", flush=True)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(REPO / "docs" / "screens"))
+    p.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.inside:
+        return shoot(out)
+    tmp = tempfile.mkdtemp(prefix="endoreview-shots-")
+    env = {**os.environ, "ENDOREVIEW_DATA_DIR": tmp, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, __file__, "--inside", "--out", str(out)]
+    if shutil.which("xvfb-run"):
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1920x1080x24", *cmd]
+    else:
+        env["QT_QPA_PLATFORM"] = "offscreen"
+    try:
+        return subprocess.call(cmd, env=env, cwd=REPO)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
