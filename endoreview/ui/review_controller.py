@@ -60,7 +60,8 @@ class ReviewController(QObject):
         self.info: VideoInfo | None = None
         self.tracks: VideoTracks | None = None
         self._opening: int | None = None
-        self._reload_pending = False
+        self._reload_inflight = False
+        self._reload_again = False
         self._last_reload = 0.0
         self._reload_timer = QTimer(self)
         self._reload_timer.setSingleShot(True)
@@ -148,9 +149,28 @@ class ReviewController(QObject):
     def reload_tracks(self) -> None:
         if self.info is None:
             return
+        if self._reload_inflight:  # a long video's tracks can take longer to read than the reload interval
+            self._reload_again = True
+            return
         vid = self.info.video_id
         self._last_reload = time.monotonic()
-        self.runner.submit("tracks", self.backend.tracks, vid, on_done=lambda t: self._on_tracks(vid, t))
+        self._reload_inflight = True
+
+        def done(tracks: VideoTracks) -> None:
+            self._reload_finished()
+            self._on_tracks(vid, tracks)
+
+        def failed(exc: BaseException) -> None:
+            self._reload_finished()
+            self.message.emit(f"Could not load the predictions and labels: {exc}")
+
+        self.runner.submit("tracks", self.backend.tracks, vid, on_done=done, on_error=failed)
+
+    def _reload_finished(self) -> None:
+        self._reload_inflight = False
+        if self._reload_again:
+            self._reload_again = False
+            self.reload_soon(0.5)
 
     def reload_soon(self, min_interval: float = 2.0) -> None:
         """Throttled reload while a job streams results for the open video."""
