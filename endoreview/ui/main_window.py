@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
             ctl.message.connect(self.show_message)
         self.library.openRequested.connect(self.open_video)
+        self.tabs.currentChanged.connect(self._on_tab)
         self.library.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.library.table.customContextMenuRequested.connect(self._library_menu)
         self.library.demoRequested.connect(self.demo_ctl.start)
@@ -267,8 +268,13 @@ class MainWindow(QMainWindow):
         menu.popup(self.library.table.viewport().mapToGlobal(pos))
         self._menu = menu
 
+    def _on_tab(self, index: int) -> None:
+        if index == 1:  # the player's keys act where the focus is: give it to the frame view
+            self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
+
     def open_video(self, video_id: int) -> None:
         self.tabs.setCurrentIndex(1)
+        self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
         self.review_ctl.open_video(video_id)
 
     def analyse_selection(self) -> None:

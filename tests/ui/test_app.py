@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from endoreview import RESEARCH_NOTICE
 from tests.ui.helpers import make_indexed_video, read_index
@@ -100,10 +101,11 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     win.open_video(row.video_id)
     qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
     assert win.tabs.currentIndex() == 1 and "indexed" in win.windowTitle()
-    # keyboard, on the review page
-    win.timeline.setFocus()
-    qtbot.keyClick(win.timeline, Qt.Key.Key_Right)
-    qtbot.keyClick(win.timeline, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    # keyboard, on the review page: opening a video puts the focus where the player keys work
+    focus = QApplication.focusWidget()
+    assert focus is not None and win.review_page.isAncestorOf(focus)
+    qtbot.keyClick(focus, Qt.Key.Key_Right)
+    qtbot.keyClick(focus, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: win.player.shown == (11, True), timeout=5000)
     assert read_index(np.asarray(win.player_widget.view.image.image)) == 11
     qtbot.keyClick(win.timeline, Qt.Key.Key_End)
