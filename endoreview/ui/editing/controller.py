@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from endoreview.services import editing as E
 from endoreview.store.records import Label, LabelKind, ReviewState
@@ -77,10 +77,15 @@ class EditController(QObject):
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
         self.player.framePresented.connect(lambda i, _img, _full: self.refresh_frame())
         self.player.frameChanged.connect(lambda _i: self.refresh_frame())
+        self._reload = QTimer(self)  # the timeline / overlays re-read after edits, at most twice a second
+        self._reload.setSingleShot(True)
+        self._reload.setInterval(500)
+        self._reload.timeout.connect(self.review_ctl.reload_tracks)
         win.installEventFilter(self)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802, ANN001 - Qt API
         if obj is self.win and ev.type() == QEvent.Type.Close:
+            self._reload.stop()
             self.writer.shutdown(wait=True)  # every edit made is on disk before the window goes
         return False
 
@@ -178,7 +183,8 @@ class EditController(QObject):
             self.refresh_frame()
         elif name != "Load labels":
             self.message.emit(f"Saved: {name}")
-            self.review_ctl.reload_soon(0.5)
+            if not self._reload.isActive():
+                self._reload.start()
 
     def _on_tracks(self, _tracks: Any) -> None:
         """New model output (or labels) for the timeline: re-read our snapshot so both agree."""
