@@ -94,6 +94,15 @@ class FinetunePlan:
         return lines
 
 
+KIND_WORDS = {"video_class": "video class", "mask": "masks", "box": "boxes"}
+
+
+def label_name(key: str) -> str:
+    """``mask/polyp`` -> ``polyp (masks)``: how a count key reads for a user."""
+    kind, _, cls = key.partition("/")
+    return f"{cls} ({KIND_WORDS.get(kind, kind)})"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds:
         return "–"
@@ -208,7 +217,7 @@ def plan_finetune(
         if any(kind in (relevant[t] if isinstance(relevant[t], tuple) else (relevant[t],)) for t in chosen):
             if n < MIN_PER_CLASS:
                 warnings.append(
-                    f"Only {n} reviewed label{'s' if n != 1 else ''} for {key} (fewer than {MIN_PER_CLASS}): "
+                    f"Only {n} reviewed label{'s' if n != 1 else ''} for {label_name(key)} (fewer than {MIN_PER_CLASS}): "
                     "the model is unlikely to learn it."
                 )
     for t in chosen:

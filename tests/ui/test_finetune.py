@@ -93,7 +93,7 @@ def test_dialog_summarises_reviewed_videos_and_warns(ft_window, qtbot):
     assert dlg.model.currentText().startswith("start") and "(active)" in dlg.model.currentText()
     plan = dlg.plan
     assert plan.parent_version == win.data["parent"] and plan.video_ids == tuple(ids[:-1])
-    assert plan.label_counts["mask/polyp"] > 0 and "mask/polyp" in dlg.summary.text()
+    assert plan.label_counts["mask/polyp"] > 0 and "polyp (masks)" in dlg.summary.text()
     assert sorted(plan.split.values()) == ["train", "val"]
     assert "held out" in dlg.summary.text() and "estimated" in dlg.summary.text()
     assert "No GPU" in dlg.warnings.text()  # this machine (and CI) has none

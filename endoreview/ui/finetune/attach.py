@@ -33,7 +33,27 @@ def _menu(win: Any, title: str) -> Any:
     return win.menuBar().addMenu(f"&{title}")
 
 
+def apply_settings(backend: Any) -> None:
+    """The saved reviewer and database (Settings dialog) where the command line and environment gave none."""
+    import os
+
+    from endoreview.services.app_settings import database_url, load_settings, settings_path
+
+    if not settings_path().is_file():
+        return
+    s = load_settings()
+    if (
+        backend.db_url is None
+        and not os.environ.get("ENDOREVIEW_DB_URL")
+        and (s.sqlite_path or s.db_kind != "sqlite")
+    ):
+        backend.db_url = database_url(s)
+    if not backend.reviewer and s.reviewer:
+        backend.reviewer = s.reviewer
+
+
 def attach_learning_loop(win: Any, error_dialog: bool | None = None) -> FinetuneController:
+    apply_settings(win.backend)
     store_fn = lambda: win.backend._raw_store  # noqa: E731, SLF001 - called on worker threads only
     ft = FinetuneController(win.backend, win.runner, win.jobs, win)
     reg = RegistryController(

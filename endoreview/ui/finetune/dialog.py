@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from endoreview import RESEARCH_NOTICE
+from endoreview.services.finetune_plan import label_name
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -137,17 +138,19 @@ class FinetuneDialog(QDialog):
 
     # ---- loading ----------------------------------------------------------------------------------------
     def load(self) -> None:
-        def work() -> tuple[list, list]:
+        def work() -> tuple[list, list, str]:
+            from endoreview.services.app_settings import load_settings
             from endoreview.services.finetune_plan import candidate_videos
 
             store = self._store_fn()
-            return candidate_videos(store), store.list_model_versions()
+            return candidate_videos(store), store.list_model_versions(), load_settings().device
 
         self.runner.submit("finetune choices", work, on_done=self._fill, on_error=self._failed)
 
-    def _fill(self, data: tuple[list, list]) -> None:
-        videos, versions = data
+    def _fill(self, data: tuple[list, list, str]) -> None:
+        videos, versions, device = data
         self._loading = True
+        self.device.setCurrentIndex(max(0, self.device.findData(device)))  # the Settings choice
         self.videos.clear()
         for v in videos:
             it = QListWidgetItem(f"{v.name}  —  {v.labels} reviewed label{'s' if v.labels != 1 else ''}")
@@ -220,7 +223,7 @@ class FinetuneDialog(QDialog):
 
         self.plan = plan
         rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td align='right'>&nbsp;{n}</td></tr>"
+            f"<tr><td>{html.escape(label_name(k))}</td><td align='right'>&nbsp;{n}</td></tr>"
             for k, n in plan.label_counts.items()
         )
         counts = (
