@@ -62,7 +62,7 @@ class FinetuneController(QObject):
             }
             n = len(plan.video_ids)
             return (
-                f"Fine-tune {plan.parent_name} on {n} video{'s' if n != 1 else ''}",
+                f"Fine-tune “{plan.parent_name}” on {n} video{'s' if n != 1 else ''}",
                 js.command(job),
                 env,
                 job.id,

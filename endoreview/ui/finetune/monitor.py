@@ -25,7 +25,14 @@ COLORS = ("#00e5ff", "#ffb74d", "#81c784", "#f06292", "#ba68c8")
 
 def pick_metrics(val: dict[str, Any], limit: int = 4) -> list[str]:
     """The validation metrics worth a curve: each task's headline figures first."""
-    keys = [k for k, v in val.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    keys = [
+        k
+        for k, v in val.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and not k.rsplit("/", 1)[-1].startswith("n_")  # counts (n_sequences, n_frames) are not scores
+        and 0.0 <= float(v) <= 1.0
+    ]
     ranked = sorted(keys, key=lambda k: (next((i for i, p in enumerate(PREFERRED) if k.endswith(p)), 99), k))
     return ranked[:limit]
 

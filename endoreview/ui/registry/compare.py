@@ -72,8 +72,12 @@ def overlay(frame: np.ndarray, pred: dict[str, Any], color: tuple[int, int, int]
     return out.clip(0, 255).astype(np.uint8)
 
 
-def _fmt(v: Any) -> str:
-    return "–" if v is None else f"{float(v):.4f}"
+def _fmt(v: Any, metric: str = "") -> str:
+    if v is None:
+        return "–"
+    if metric.rsplit("/", 1)[-1].startswith("n_"):  # a count, not a score
+        return f"{float(v):.0f}"
+    return f"{float(v):.4f}"
 
 
 class CompareView(QDialog):
@@ -102,7 +106,7 @@ class CompareView(QDialog):
         self.setObjectName("compareView")
         self.title = QLabel(
             f"<b><span style='color:#00e5ff'>A: {html.escape(a.name)}</span> vs "
-            f"<span style='color:#ffb74d'>B: {html.escape(b.name)}</span></b> on the {html.escape(split)} videos "
+            f"<span style='color:#ffb74d'>B: {html.escape(b.name)}</span></b> on the held-out ({html.escape(split)}) videos "
             f"of {html.escape(Path(manifest).parent.name)}"
         )
         self.status = QLabel("Evaluating both versions on the same held-out videos…")
@@ -137,9 +141,15 @@ class CompareView(QDialog):
             sides.addLayout(col, 1)
         side_w = QWidget()
         side_w.setLayout(sides)
+        self.frames_title = QLabel("Frames where they disagree")
+        frames_box = QWidget()
+        fl = QVBoxLayout(frames_box)
+        fl.setContentsMargins(0, 0, 0, 0)
+        fl.addWidget(self.frames_title)
+        fl.addWidget(self.frames, 1)
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.metrics)
-        top.addWidget(self.frames)
+        top.addWidget(frames_box)
         top.setSizes([420, 560])
         main = QSplitter(Qt.Orientation.Vertical)
         main.addWidget(top)
@@ -190,7 +200,12 @@ class CompareView(QDialog):
         self.metrics.setRowCount(len(rows))
         for i, r in enumerate(rows):
             d = r.get("delta")
-            cells = (r["metric"], _fmt(r.get("a")), _fmt(r.get("b")), "" if d is None else f"{float(d):+.4f}")
+            cells = (
+                r["metric"],
+                _fmt(r.get("a"), r["metric"]),
+                _fmt(r.get("b"), r["metric"]),
+                "" if d is None else f"{float(d):+.4f}",
+            )
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if j == 3 and d is not None and abs(float(d)) > 1e-9:
@@ -211,6 +226,12 @@ class CompareView(QDialog):
             for j, text in enumerate(cells):
                 self.frames.setItem(i, j, QTableWidgetItem(text))
         self.frames.resizeColumnsToContents()
+        n = result.get("frames_compared")
+        self.frames_title.setText(
+            f"Frames where they disagree: {len(dis)}"
+            + (f" of {n}" if n else "")
+            + ("" if dis else " — the two versions agree on every held-out frame")
+        )
         self.status.setText(
             f"{len(dis)} frame(s)/video(s) where the two versions disagree. Select one to see both models on it; "
             "double-click to open it in the player."

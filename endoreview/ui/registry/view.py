@@ -34,7 +34,7 @@ from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("", "Name", "Parent", "Created", "Trained on", "Held-out", "Architecture")
+COLUMNS = ("Active", "Name", "Parent", "Created", "Trained on", "Held-out", "Architecture")
 HEADLINES = ("classification/f1", "segmentation/dice_frame_strict", "detection/f1", "segmentation/dice_seq")
 
 
@@ -73,13 +73,49 @@ def describe(mv: Any, names: dict[int, str]) -> str:
         f"Parent: {html.escape(str(parent))}<br>Files: {html.escape(mv.files_dir)}<br>"
         f"{html.escape(mv.notes or '')}</p>"
     )
-    metrics = {k: v for k, v in mv.metrics.items() if k != "evaluations"}
     return (
         head
-        + block("Held-out metrics", metrics)
-        + block("Data snapshot", mv.data_snapshot)
+        + metrics_table(mv.metrics)
+        + snapshot_html(mv.data_snapshot)
         + block("Hyper-parameters", mv.hyperparameters)
     )
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Held-out metrics as a table: one row per metric, one column per split (validation, test)."""
+    splits = [s for s in ("val", "test") if isinstance(metrics.get(s), dict) and metrics[s]]
+    if not splits:
+        return "<h4>Held-out metrics</h4><p>none recorded (imported or not evaluated yet)</p>"
+    names = sorted({k for s in splits for k in metrics[s]})
+    head = "".join(f"<th align='right'>&nbsp;{'validation' if s == 'val' else 'test'}</th>" for s in splits)
+    rows = ""
+    for k in names:
+        cells = ""
+        for s in splits:
+            v = metrics[s].get(k)
+            text = f"{float(v):.3f}" if isinstance(v, int | float) else "–"
+            cells += f"<td align='right'>&nbsp;{text}</td>"
+        rows += f"<tr><td>{html.escape(k)}</td>{cells}</tr>"
+    evals = metrics.get("evaluations") or []
+    more = f"<p>{len(evals)} later comparison(s) recorded.</p>" if evals else ""
+    return f"<h4>Held-out metrics</h4><table><tr><th align='left'>metric</th>{head}</tr>{rows}</table>{more}"
+
+
+def snapshot_html(snap: dict[str, Any]) -> str:
+    if not snap:
+        return "<h4>Data snapshot</h4><p>–</p>"
+    lines = []
+    if snap.get("video_ids"):
+        lines.append(f"Videos: {', '.join(str(v) for v in snap['video_ids'])}")
+    for split, vids in (snap.get("splits") or {}).items():
+        if vids:
+            lines.append(f"{split}: {', '.join(str(v) for v in vids)}")
+    if snap.get("label_counts"):
+        lines.append("Labels: " + json.dumps(snap["label_counts"], default=str)[:400])
+    for key in ("manifest", "source_file", "resumed_from_job"):
+        if snap.get(key) is not None:
+            lines.append(f"{key.replace('_', ' ')}: {snap[key]}")
+    return "<h4>Data snapshot</h4><p>" + "<br>".join(html.escape(x) for x in lines) + "</p>"
 
 
 class RegistryView(QDialog):
