@@ -48,6 +48,11 @@ class CanvasTools(QObject):
         self.view.installEventFilter(self)  # Enter / Esc while drawing a polygon
         self.view.viewport().setMouseTracking(True)
 
+    @property
+    def stroke_mask(self):  # noqa: ANN201 - np.ndarray | None
+        """The mask being painted right now (None between strokes)."""
+        return self._mask if self._stroke is not None else None
+
     # ---- coordinates ------------------------------------------------------------------------------------------
     def to_image(self, pos: QPointF) -> tuple[float, float]:
         p = self.view.vb.mapSceneToView(self.view.mapToScene(pos.toPoint()))

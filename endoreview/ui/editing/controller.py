@@ -229,7 +229,8 @@ class EditController(QObject):
     def refresh_frame(self) -> None:
         if self.video_id is None:
             return
-        self._draw(working=self._working.get(self.frame))
+        live = self.tools.stroke_mask  # a stroke in progress stays drawn when the frame is repainted
+        self._draw(working=live if live is not None else self._working.get(self.frame))
         self._override_overlay()
 
     def _colour(self, cls: str) -> tuple[int, int, int]:
