@@ -1,0 +1,91 @@
+"""The fine-tune plan behind the dialog (Qt-free): split by video, warnings, budget -> epochs, and which stopped jobs
+can be resumed (a killed job too), with clear refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from endoreview.services.finetune_plan import (
+    create_finetune_job,
+    create_resume_job,
+    label_name,
+    plan_finetune,
+    resumable_jobs,
+    run_dir_of,
+    split_videos,
+)
+from endoreview.store import Store
+from endoreview.store.records import JobState, LabelKind, NewLabel, ReviewState
+
+
+@pytest.fixture
+def store(tmp_path):
+    from endoreview.services.projects import ProjectService
+
+    s = Store.open(str(tmp_path / "db.sqlite3"), reviewer="tester")
+    project = ProjectService(s).default_project()
+    ids = []
+    for k in range(4):
+        v = s.add_video(project.id, path=f"/videos/case{k}.mp4", path_is_relative=False, content_hash=f"h{k}", size_bytes=1, frame_count=30,
+                        fps=30.0, width=64, height=64, codec="h264", meta={"name": f"case{k}"})  # fmt: skip
+        ids.append(v.id)
+    labels = [NewLabel(ids[0], LabelKind.VIDEO_CLASS, "abnormal", state=ReviewState.ACCEPTED)]
+    labels += [
+        NewLabel(ids[0], LabelKind.BOX, "polyp", frame=f, bbox=(1, 1, 9, 9), state=ReviewState.MANUAL)
+        for f in range(12)
+    ]
+    labels.append(
+        NewLabel(ids[1], LabelKind.BOX, "polyp", frame=0, bbox=(1, 1, 9, 9), state=ReviewState.SUGGESTED)
+    )
+    s.add_labels(labels, "test labels")
+    s.ids = ids
+    yield s
+    s.close()
+
+
+def test_plan_counts_reviewed_labels_splits_by_video_and_warns(store):
+    ids = store.ids
+    plan = plan_finetune(store, ids, budget_min=10, device="cpu")
+    assert plan.label_counts == {"box/polyp": 12, "video_class/abnormal": 1}  # suggestions do not count
+    assert plan.tasks == ("classification", "detection")
+    assert sorted(plan.split.values()).count("val") == 1 and set(plan.split) == set(ids)
+    assert plan.split == split_videos(ids)  # the same split every time
+    text = " ".join(plan.warnings)
+    assert "Only 1 reviewed label for abnormal (video class)" in text
+    assert "All labels come from one video" in text
+    assert "Every video is labelled abnormal" in text
+    assert "No GPU" in text and "No starting model" in text
+    assert not plan.ok  # no model registered yet
+    with pytest.raises(ValueError, match="No starting model"):
+        create_finetune_job(store, plan)
+    # a bigger budget buys more epochs; a GPU is faster
+    assert plan_finetune(store, ids, budget_min=60, device="cpu").epochs > plan.epochs
+    gpu = plan_finetune(store, ids, budget_min=10, device="cuda")
+    assert gpu.estimated_s < plan.estimated_s and not any("No GPU" in w for w in gpu.warnings)
+    assert label_name("mask/polyp") == "polyp (masks)"
+
+
+def test_resumable_jobs_include_killed_ones_and_refuse_the_rest(store):
+    from endoreview.services.jobs import JobService
+
+    js = JobService(store)
+    killed = js.create("finetune", video_ids=store.ids, epochs=3)
+    store.update_job(killed.id, state=JobState.RUNNING, pid=2**22 + 12345)  # a pid that does not exist
+    failed_early = js.create("finetune", video_ids=store.ids)
+    store.update_job(failed_early.id, state=JobState.FAILED)
+    done = js.create("finetune", video_ids=store.ids)
+    store.update_job(done.id, state=JobState.SUCCEEDED)
+    run_dir_of(killed).mkdir(parents=True)
+    (run_dir_of(killed) / "manifest.json").write_text(json.dumps({}))
+    jobs = resumable_jobs(store)
+    assert [j.id for j in jobs] == [killed.id]  # the killed job (reaped), not the one without a snapshot
+    assert store.get_job(killed.id).state == JobState.FAILED
+    new = create_resume_job(store, killed.id)
+    assert new.params["resume_of"] == killed.id and new.params["epochs"] == 3 and new.state == JobState.QUEUED
+    assert resumable_jobs(store) == []  # already resumed
+    with pytest.raises(ValueError, match="data snapshot is gone"):
+        create_resume_job(store, failed_early.id)
+    with pytest.raises(ValueError, match="only a failed or cancelled"):
+        create_resume_job(store, done.id)
