@@ -305,3 +305,17 @@ def test_accept_reject_edit_bulk_accept_blind_pass_and_queue(qtbot, edit):
     key(qtbot, ctl, Qt.Key.Key_N)
     qtbot.waitUntil(lambda: ctl.frame == 40, timeout=10000)
     assert (ctl.mark_in, ctl.mark_out) == (40, 43)
+
+
+def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window):
+    from PySide6.QtGui import QKeySequence
+
+    from endoreview.ui.editing import EDIT_SHORTCUTS
+    from endoreview.ui.shortcuts import ShortcutHelpDialog, all_shortcuts
+
+    keys = [QKeySequence(k).toString() for s in all_shortcuts() for k in s.keys]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    dlg = ShortcutHelpDialog(main_window)
+    qtbot.addWidget(dlg)
+    listed = {dlg.table.item(r, 1).text() for r in range(dlg.table.rowCount())}
+    assert {s.description for s in EDIT_SHORTCUTS} <= listed
