@@ -55,7 +55,7 @@ def shoot(out: Path) -> int:
     win.start()
     spin(lambda: win.library_ctl.ready, 60)
     ft, reg = win.finetune_ctl, win.registry_ctl
-    ft.overrides = TINY
+    ft.overrides = (*TINY, "select_best=false")  # export the last epoch (tiny runs tie on every epoch)
     dlg = ft.open_dialog(win)
     spin(lambda: dlg.plan is not None, 60)
     dlg.task_boxes["classification"].setChecked(False)

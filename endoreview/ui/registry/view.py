@@ -93,7 +93,10 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         cells = ""
         for s in splits:
             v = metrics[s].get(k)
-            text = f"{float(v):.3f}" if isinstance(v, int | float) else "–"
+            count = k.rsplit("/", 1)[-1].startswith("n_")
+            text = (
+                "–" if not isinstance(v, int | float) else f"{float(v):.0f}" if count else f"{float(v):.3f}"
+            )
             cells += f"<td align='right'>&nbsp;{text}</td>"
         rows += f"<tr><td>{html.escape(k)}</td>{cells}</tr>"
     evals = metrics.get("evaluations") or []
