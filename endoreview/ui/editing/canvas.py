@@ -75,6 +75,11 @@ class CanvasTools(QObject):
                 return True
         if obj is self.view:
             return False
+        if t == QEvent.Type.Leave:  # the mouse left the frame: A / R / E act on the whole frame again
+            self.ctl.hover = None
+            self.ctl.layer.cursor = None
+            self.ctl.layer.update()
+            return False
         if t not in (_PRESS, _MOVE, _RELEASE, _DOUBLE) or not self.ctl.editable:
             return False
         pt = self.to_image(ev.position())

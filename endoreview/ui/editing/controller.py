@@ -302,6 +302,7 @@ class EditController(QObject):
             self.message.emit("Open a video first.")
             return False
         self.writer.submit(name, fn, self.video_id, frames=frames, on_done=on_done)
+        self.stateChanged.emit()  # "saving …" shows until it is on disk
         return True
 
     # ---- masks ------------------------------------------------------------------------------------------------
