@@ -319,3 +319,31 @@ def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window)
     qtbot.addWidget(dlg)
     listed = {dlg.table.item(r, 1).text() for r in range(dlg.table.rowCount())}
     assert {s.description for s in EDIT_SHORTCUTS} <= listed
+
+
+def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, edit):
+    from endoreview.services.editing import grow_shrink
+    from endoreview.store import Store
+
+    ctl = edit
+    view = ctl.player_widget.view
+    key(qtbot, ctl, Qt.Key.Key_W)
+    drag(view, [at(ctl, 100, 120), at(ctl, 140, 120)])
+    saved(qtbot, ctl)
+    (mine,) = labels(ctl, 0, "mask")
+    other = _in_thread(Store.open, ctl.backend.db_url, reviewer="colleague")
+    try:  # a colleague on another workstation changes the same mask; our cached copy is now stale
+        theirs = grow_shrink(rle_decode(mine.rle), 6)
+        from endoreview.services.editing import rle_encode
+
+        _in_thread(other.edit_label, mine.id, mine.version, rle=rle_encode(theirs))
+    finally:
+        _in_thread(other.close)
+    ctl._working[0] = rle_decode(mine.rle)  # what the screen showed before the colleague's change
+    ctl.writer.submit(  # our next stroke, based on the version we last saw
+        "Brush stroke", lambda s: s.store.edit_label(mine.id, mine.version, rle=mine.rle), ctl.video.id, [0]
+    )
+    qtbot.waitUntil(lambda: "was not saved" in ctl.win.statusBar().currentMessage(), timeout=10000)
+    assert "colleague" in ctl.win.statusBar().currentMessage()
+    saved(qtbot, ctl)
+    assert ctl._working == {} and np.array_equal(ctl.editable_mask(0), theirs)

@@ -46,7 +46,7 @@ class EditController(QObject):
         self.runner = win.runner
         self.writer = EditWriter(self._make_service, self)
         self.writer.saved.connect(self._on_saved)
-        self.writer.failed.connect(lambda name, msg: self.message.emit(f"{name} was not saved: {msg}"))
+        self.writer.failed.connect(self._on_failed)
         self.layer = LabelLayer()
         self.player_widget.view.vb.addItem(self.layer)
         self.tools = CanvasTools(self)
@@ -185,6 +185,14 @@ class EditController(QObject):
             self.message.emit(f"Saved: {name}")
             if not self._reload.isActive():
                 self._reload.start()
+
+    def _on_failed(self, name: str, msg: str) -> None:
+        """A refused edit (e.g. changed on another workstation): say so and show what is really stored."""
+        self.message.emit(f"{name} was not saved: {msg}")
+        self._working.clear()
+        if self.video_id is not None:
+            self.writer.submit("Load labels", lambda _s: None, self.video_id, frames=None, on_done=lambda _r: None)
+        self.stateChanged.emit()
 
     def _on_tracks(self, _tracks: Any) -> None:
         """New model output (or labels) for the timeline: re-read our snapshot so both agree."""
