@@ -241,8 +241,9 @@ def plan_finetune(
         )
     n_train = sum(1 for s in split.values() if s == "train")
     per_epoch = n_train * clips_per_video * SECONDS_PER_CLIP[dev] * EVAL_FACTOR + 5.0
-    epochs = max(1, min(50, int((budget_min * 60.0) // max(per_epoch, 1e-6))))
-    estimated = epochs * per_epoch + 20.0  # + start-up and export
+    overhead = 20.0  # start-up and export
+    epochs = max(1, min(50, int((budget_min * 60.0 - overhead) // max(per_epoch, 1e-6))))
+    estimated = epochs * per_epoch + overhead
     if budget_min * 60.0 < per_epoch:
         warnings.append(
             f"The budget is shorter than one epoch (about {format_duration(per_epoch)}): one epoch will run."
