@@ -160,16 +160,17 @@ class EditingService:
     def __init__(self, store: Store, max_undo: int = 500) -> None:
         self.store = store
         self.max_undo = max_undo
-        self._undo: list[tuple[int, str]] = []
-        self._redo: list[tuple[int, str]] = []
+        # (change set, summary, (video id, status to restore) for review-status steps)
+        self._undo: list[tuple[int, str, tuple[int, str] | None]] = []
+        self._redo: list[tuple[int, str, tuple[int, str] | None]] = []
 
     # ------------------------------------------------------------------ command stack
-    def record(self, summary: str) -> None:
+    def record(self, summary: str, status: tuple[int, str] | None = None) -> None:
         """Push this thread's last change set on the stack as one action named ``summary``."""
         cs = self.store.last_change_id()
         if cs is None or (self._undo and self._undo[-1][0] == cs):
             return  # the action changed nothing
-        self._undo.append((cs, summary))
+        self._undo.append((cs, summary, status))
         del self._undo[: -self.max_undo]
         self._redo.clear()
 
@@ -185,20 +186,36 @@ class EditingService:
         """Revert the last action (stored and audited as an ``Undo: …`` change set); returns its summary."""
         if not self._undo:
             return None
-        cs, summary = self._undo[-1]
+        cs, summary, status = self._undo[-1]
+        if status is not None:
+            self._undo.pop()
+            self._redo.append((cs, summary, self._restore_status(*status)))
+            return f"Undo: {summary}"
         undone = self.store.undo(cs, summary=f"Undo: {summary}")
         self._undo.pop()
-        self._redo.append((undone.id, summary))
+        self._redo.append((undone.id, summary, None))
         return f"Undo: {summary}"
 
     def redo(self) -> str | None:
         if not self._redo:
             return None
-        cs, summary = self._redo[-1]
+        cs, summary, status = self._redo[-1]
+        if status is not None:
+            self._redo.pop()
+            self._undo.append((cs, summary, self._restore_status(*status)))
+            return f"Redo: {summary}"
         redone = self.store.undo(cs, summary=f"Redo: {summary}")
         self._redo.pop()
-        self._undo.append((redone.id, summary))
+        self._undo.append((redone.id, summary, None))
         return f"Redo: {summary}"
+
+    def _restore_status(self, video_id: int, status: str) -> tuple[int, str]:
+        """Undo/redo of a review-status step: set the status back (an audited change of its own) and return
+        what to restore the other way. ``Store.undo`` refuses a second undo of one video row, whose version the
+        first undo moved on."""
+        before = str(self.store.get_video(video_id).review_status)
+        self.store.update_video(video_id, None, review_status=ReviewStatus(status))
+        return video_id, before
 
     # ------------------------------------------------------------------ reading
     def frame_labels(self, video_id: int, frame: int) -> list[Label]:
@@ -233,42 +250,26 @@ class EditingService:
         """Make ``mask`` the mask of ``class_name`` on ``frame`` (one action). Returns the label (None if erased)."""
         target = self.mask_target(video_id, frame, class_name)
         empty = not np.asarray(mask).any()
-        rle = None if empty else rle_encode(mask)
         out: Label | None = None
         if target is None:
             if empty:
                 return None
-            new = NewLabel(video_id, LabelKind.MASK, class_name, frame=frame, rle=rle, track_id=1)
+            new = NewLabel(
+                video_id, LabelKind.MASK, class_name, frame=frame, rle=rle_encode(mask), track_id=1
+            )
             out = self.store.add_labels([new], summary)[0]
-        elif target.state == ReviewState.SUGGESTED or target.origin == LabelOrigin.PREDICTED:
-            if empty:
-                self.store.set_label_states(
-                    [target.id],
-                    ReviewState.REJECTED,
-                    expected_versions={target.id: target.version},
-                    reason="erased by the reviewer",
-                    summary=summary,
-                )
-            else:
-                out = self.store.edit_label(target.id, target.version, rle=rle)
-        elif target.origin in DERIVED_ORIGINS:  # a hand edit makes a propagated mask a keyframe
-            add = (
-                []
-                if empty
-                else [
-                    NewLabel(
-                        video_id, LabelKind.MASK, class_name, frame=frame, rle=rle, track_id=target.track_id
-                    )
-                ]
+        elif empty and target.state == ReviewState.SUGGESTED:
+            self.store.set_label_states(
+                [target.id],
+                ReviewState.REJECTED,
+                expected_versions={target.id: target.version},
+                reason="erased by the reviewer",
+                summary=summary,
             )
-            res = self.store.replace_labels(
-                [target.id], add, expected_versions={target.id: target.version}, summary=summary
-            )
-            out = res[0] if res else None
         elif empty:
             self.store.delete_labels([target.id], {target.id: target.version})
         else:
-            out = self.store.edit_label(target.id, target.version, rle=rle)
+            out = self._swap(target, summary, rle=rle_encode(mask))
         self.record(summary)
         return out
 
@@ -301,26 +302,12 @@ class EditingService:
 
     def set_box(self, label: Label, bbox: Sequence[float], summary: str = "Move box") -> Label:
         """Move or resize a box; a propagated / interpolated box becomes a keyframe."""
-        box = tuple(float(v) for v in bbox)
-        if label.origin in DERIVED_ORIGINS:
-            new = NewLabel(
-                label.video_id,
-                LabelKind.BOX,
-                label.class_name,
-                frame=label.frame,
-                bbox=box,  # type: ignore[arg-type]
-                track_id=label.track_id,
-            )
-            out = self.store.replace_labels(
-                [label.id], [new], expected_versions={label.id: label.version}, summary=summary
-            )[0]
-        else:
-            out = self.store.edit_label(label.id, label.version, bbox=box)
+        out = self._swap(label, summary, bbox=tuple(float(v) for v in bbox))
         self.record(summary)
         return out
 
     def set_class(self, label: Label, class_name: str) -> Label:
-        out = self.store.edit_label(label.id, label.version, class_name=class_name)
+        out = self._swap(label, f"Change class to {class_name}", class_name=class_name)
         self.record(f"Change class to {class_name}")
         return out
 
@@ -354,7 +341,7 @@ class EditingService:
 
     def set_segment_bounds(self, label: Label, start: int, end: int) -> Label:
         a, b = sorted((int(start), int(end)))
-        out = self.store.edit_label(label.id, label.version, start_frame=a, end_frame=b)
+        out = self._swap(label, "Move segment edge", start_frame=a, end_frame=b)
         self.record("Move segment edge")
         return out
 
@@ -377,6 +364,17 @@ class EditingService:
         )
         fields.update(changes)
         return NewLabel(**fields)
+
+    def _swap(self, label: Label, summary: str, **changes: Any) -> Label:
+        """Replace ``label`` by an edited copy in one action (a model suggestion stays linked to its model as
+        ``edited``; a propagated / interpolated label becomes a keyframe). Edits replace rows rather than update
+        them so that a chain of undos over the same object always finds each row as its action left it."""
+        if label.origin in DERIVED_ORIGINS:
+            changes.setdefault("origin", LabelOrigin.DRAWN)
+        new = self._like(label, **changes)
+        return self.store.replace_labels(
+            [label.id], [new], expected_versions={label.id: label.version}, summary=summary
+        )[0]
 
     def split_segment(self, label: Label, at: int) -> list[Label]:
         if not (label.start_frame or 0) < at < (label.end_frame or 0):
@@ -468,5 +466,6 @@ class EditingService:
 
     def set_review_status(self, video_id: int, status: ReviewStatus | str) -> None:
         st = ReviewStatus(status)
+        before = str(self.store.get_video(video_id).review_status)
         self.store.update_video(video_id, None, review_status=st)
-        self.record(f"Mark video {st.value.replace('_', ' ')}")
+        self.record(f"Mark video {st.value.replace('_', ' ')}", status=(video_id, before))

@@ -93,7 +93,13 @@ def test_boxes_segments_and_review_actions(store, video):
     assert {x.kind for x in sug} == {"mask", "box"}
     mask = next(x for x in sug if x.kind == "mask")
     edited = svc.set_mask(video.id, 12, grow_shrink(rle_decode(mask.rle), 1))
-    assert (edited.id, edited.state, edited.origin) == (mask.id, "edited", "predicted")
+    assert (edited.state, edited.origin, edited.score, edited.run_id) == (
+        "edited",
+        "predicted",
+        mask.score,
+        mask.run_id,
+    )
+    assert [x.id for x in svc.frame_labels(video.id, 12) if x.kind == "mask"] == [edited.id]
     box = next(x for x in svc.suggestions_at(video.id, 13) if x.kind == "box")
     (promoted,) = svc.promote([box])
     assert promoted.state == "accepted"
@@ -121,10 +127,17 @@ def test_boxes_segments_and_review_actions(store, video):
     # bulk accept over a range above a score, review status; everything undoable through the one stack
     n = svc.bulk_accept(video.id, 16, 25, 0.5)
     assert n > 0 and all(x.state != "suggested" for f in range(16, 25) for x in svc.frame_labels(video.id, f))
+    svc.set_review_status(video.id, "in_review")
     svc.set_review_status(video.id, "reviewed")
     assert store.get_video(video.id).review_status == "reviewed"
     assert svc.undo() == "Undo: Mark video reviewed"
+    assert store.get_video(video.id).review_status == "in_review"
+    assert svc.undo() == "Undo: Mark video in review"  # two undos of one video row in a row
     assert store.get_video(video.id).review_status == "unreviewed"
+    assert svc.redo() == "Redo: Mark video in review" and svc.redo() == "Redo: Mark video reviewed"
+    assert store.get_video(video.id).review_status == "reviewed"
+    svc.undo()
+    svc.undo()
     svc.undo()
     assert any(x.state == "suggested" for x in svc.frame_labels(video.id, 20))
     vc = svc.set_video_class(video.id, "normal")

@@ -322,7 +322,7 @@ def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window)
 
 
 def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, edit):
-    from endoreview.services.editing import grow_shrink
+    from endoreview.services.editing import grow_shrink, rle_encode
     from endoreview.store import Store
 
     ctl = edit
@@ -334,7 +334,6 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
     other = _in_thread(Store.open, ctl.backend.db_url, reviewer="colleague")
     try:  # a colleague on another workstation changes the same mask; our cached copy is now stale
         theirs = grow_shrink(rle_decode(mine.rle), 6)
-        from endoreview.services.editing import rle_encode
 
         _in_thread(other.edit_label, mine.id, mine.version, rle=rle_encode(theirs))
     finally:
