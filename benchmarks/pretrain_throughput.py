@@ -239,7 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--variants", default="reference,ours,ours+ckpt")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (--small default: 1)")
     args = ap.parse_args(argv)
+    threads = args.threads or (1 if args.small else None)
+    if threads:
+        torch.set_num_threads(
+            threads
+        )  # small CPU shapes on a shared machine: fewer threads, steadier timings
     device = runtime.pick_device(args.device)
     torch.manual_seed(0)
     if args.small:
@@ -282,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_name(device),
         "device": str(device),
         "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
         "mode": "small" if args.small else "full",
         "batch": batch,
         "views": spec,
