@@ -2,7 +2,9 @@
 
 * :func:`warp_mask` moves a mask from one frame to the next with dense optical flow (OpenCV Farnebäck).
 * :func:`propagate_mask` carries the mask of a frame forward or backward, frame by frame, up to (not including)
-  the next user keyframe (:func:`endoreview.services.editing.is_keyframe`), the end of the video or ``max_frames``.
+  the next user keyframe (:func:`endoreview.services.editing.is_keyframe`), the end of the video or ``max_frames``;
+  it also stops where the carried mask shrinks below a quarter or grows past four times its starting area (the
+  object left the view, or the flow smeared it).
   Results are stored with origin ``propagated``; earlier propagated / interpolated masks on those frames are
   replaced, a hand-edited frame never is. One call = one undoable action on the :class:`EditingService` stack.
 * :func:`interpolate_boxes` fills the frames between consecutive keyframe boxes of one track linearly (as CVAT
@@ -98,14 +100,16 @@ def propagate_mask(
         why = f"frame {stopped + 1} is a keyframe" if stopped is not None else "no frames in that direction"
         return PropagationResult((), stopped, f"nothing to propagate: {why}")
     mask = rle_decode(src.rle)
+    area0 = int(mask.sum())
     frames = read_frames([frame, *targets])
     new, remove, done = [], [], []
     prev = frames[0]
     for k, f in enumerate(targets, start=1):
         mask = warp_mask(prev, frames[k], mask)
         prev = frames[k]
-        if not mask.any():
-            log.info("propagation lost the object at frame %d", f)
+        area = int(mask.sum())
+        if area < 0.25 * area0 or area > 4 * area0:  # gone out of view, or the flow smeared it over the wall
+            log.info("propagation lost the object at frame %d (area %d vs %d)", f, area, area0)
             break
         remove += [
             x for x in existing.get(f, []) if x.origin in DERIVED_ORIGINS or x.state == ReviewState.SUGGESTED

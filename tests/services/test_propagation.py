@@ -18,16 +18,16 @@ def disk(cx: float, cy: float, r: float = 9) -> np.ndarray:
     return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).astype(np.uint8)
 
 
-def scene(n: int = N) -> np.ndarray:
-    """A textured disk moving 2 px right per frame over a fixed textured background."""
+def scene(n: int = N, start: float = 24, step: float = 2) -> np.ndarray:
+    """A textured disk moving ``step`` px right per frame over a fixed textured background."""
     rng = np.random.default_rng(0)
     bg = rng.integers(60, 140, (H, W, 3), dtype=np.uint8)
     tex = rng.integers(150, 255, (H, W, 3), dtype=np.uint8)
     out = np.empty((n, H, W, 3), np.uint8)
     for i in range(n):
-        m = disk(24 + 2 * i, 32).astype(bool)
+        m = disk(start + step * i, 32).astype(bool)
         f = bg.copy()
-        f[m] = np.roll(tex, 2 * i, axis=1)[m]
+        f[m] = np.roll(tex, int(step * i), axis=1)[m]
         out[i] = f
     return out
 
@@ -95,3 +95,11 @@ def test_box_interpolation_is_linear_between_keyframes(store, video):
     assert boxes[3].origin == "drawn" and boxes[2].bbox == (16.0, 11.0, 26.0, 23.0)
     assert len(boxes) == 5 and len(store.labels_for_video(video.id, kinds=["box"])) == 6
     store.add_labels([NewLabel(video.id, "mask", "polyp", frame=0, rle=rle_encode(disk(5, 5)))])
+
+
+def test_propagation_stops_when_the_object_leaves_the_view(store, video):
+    frames = scene(start=40, step=6)  # the polyp slides out of the right edge (x = 80) after frame 7
+    svc = EditingService(store)
+    svc.set_mask(video.id, 1, disk(46, 32))
+    res = propagate_mask(svc, video.id, 1, lambda idx: frames[list(idx)], forward=True)
+    assert res.frames and max(res.frames) <= 9 and "lost" in res.reason, res
