@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # small tensors on a shared 2-core CPU: one thread is several times faster
     small = args.small
     epochs = args.epochs or (1 if small else 5)
-    n_pre = args.pretrain_videos or (4 if small else 32)
+    n_pre = args.pretrain_videos or (8 if small else 32)
     n_probe = args.probe_videos or (6 if small else 96)
     seeds = 1 if small else args.seeds
     size, frames = 128, 64
