@@ -147,7 +147,9 @@ def child(args: argparse.Namespace) -> int:
         fps=meta.fps,
         width=meta.width,
         height=meta.height,
-        open_original=lambda: VideoReader(video),
+        open_original=lambda: VideoReader(
+            video, backend="pyav"
+        ),  # as the app does (endoreview.ui.review_controller)
         open_proxy=lambda: ProxyReader(info.path, info.fps),
         proxy_size=(info.width, info.height),
     )

@@ -120,6 +120,9 @@ class MediaQueue(QObject):
             else:
                 from core_model.video import VideoReader
 
-                opener, n = (lambda: VideoReader(src)), req.frame_count
+                opener, n = (
+                    (lambda: VideoReader(src, backend="pyav")),
+                    req.frame_count,
+                )  # see review_controller
             _, strip = load_or_make_strip(src, opener, n, n=STRIP_TILES, height=72)
             self.thumbReady.emit(req.video_id, strip)
