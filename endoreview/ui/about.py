@@ -155,9 +155,12 @@ def setup_app_logging(level: int = logging.INFO) -> Path:
         h.addFilter(SCRUBBER)
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         h.setLevel(level)
-        root.addHandler(h)
         if root.level > level or root.level == logging.NOTSET:
+            for other in root.handlers:  # the console keeps the verbosity it had
+                if other.level == logging.NOTSET:
+                    other.setLevel(root.level or logging.WARNING)
             root.setLevel(level)
+        root.addHandler(h)
     return path
 
 

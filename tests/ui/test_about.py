@@ -41,17 +41,24 @@ def test_about_dialog(qtbot, runner, tmp_path):
 
 
 def test_unexpected_error_shows_a_dialog_and_logs_the_traceback(qtbot):
+    from pathlib import Path
+
+    from endoreview.jobs.runner import SCRUBBER
     from endoreview.ui.about import ErrorReporter
 
+    SCRUBBER.register(7, Path("/data/ward3/patient_smith_colonoscopy.mp4"))
     rep = ErrorReporter()
     try:
-        raise RuntimeError("decoder exploded")
+        raise RuntimeError("decoder exploded on /data/ward3/patient_smith_colonoscopy.mp4")
     except RuntimeError as exc:
         rep.hook(type(exc), exc, exc.__traceback__)
     qtbot.waitUntil(lambda: rep.dialog is not None, timeout=5000)
     assert "decoder exploded" in rep.dialog.text() and str(rep.path) in rep.dialog.informativeText()
     log = rep.path.read_text()
-    assert "Traceback" in log and "decoder exploded" in log
+    assert "Traceback" in log and "decoder exploded on <video 7>" in log
+    assert "patient_smith" not in log  # videos are named by id in the log
+    for key in [k for k, v in SCRUBBER._names.items() if v == "<video 7>"]:
+        del SCRUBBER._names[key]
     rep.dialog.close()
     for h in list(logging.getLogger().handlers):
         if getattr(h, "_endoreview", False):

@@ -26,6 +26,16 @@ def open_at(win: Any, video_id: int, frame: int) -> None:
     win.open_video(int(video_id))
 
 
+def _name_videos_in_logs(rows: list) -> None:
+    """Log records name library videos ``<video ID>``, never by path or file name (which may identify a patient)."""
+    from pathlib import Path
+
+    from endoreview.jobs.runner import SCRUBBER
+
+    for r in rows:
+        SCRUBBER.register(int(r.video_id), Path(r.path))
+
+
 def _menu(win: Any, title: str) -> Any:
     for a in win.menuBar().actions():
         if a.menu() is not None and a.text().replace("&", "") == title:
@@ -108,4 +118,5 @@ def attach_learning_loop(win: Any, error_dialog: bool | None = None) -> Finetune
         from endoreview.ui.about import install_error_handling
 
         win.error_reporter = install_error_handling(win)
+        win.library_ctl.refreshed.connect(_name_videos_in_logs)
     return ft
