@@ -135,3 +135,21 @@ def test_compare_view_tables_and_frame_links(registry_env, qtbot, tmp_path):
     out = overlay(img, {"masks": [{"rle": rle}], "boxes": [{"bbox": [1, 1, 15, 15]}]}, (0, 229, 255))
     assert (out[7, 7] != img[7, 7]).any() and (out[12, 12] == img[12, 12]).all()
     assert tuple(out[1, 5]) == (0, 229, 255)
+
+
+def test_a_disagreeing_frame_opens_in_the_player_and_menus_are_there(qtbot, main_window, indexed_video):
+    from endoreview.ui.finetune.attach import open_at
+    from tests.ui.helpers import read_index
+
+    win = main_window
+    menus = {a.text().replace("&", ""): a.menu() for a in win.menuBar().actions() if a.menu() is not None}
+    assert [a.text() for a in menus["Models"].actions()] == ["Fine-tune…", "Models…"]
+    assert "Settings…" in [a.text() for a in menus["File"].actions()]
+    assert "About EndoReview" in [a.text() for a in menus["Help"].actions()]
+    with qtbot.waitSignal(win.library_ctl.imported, timeout=20000):
+        win.library_ctl.import_paths([str(indexed_video)], show_dialog=False)
+    qtbot.waitUntil(lambda: len(win.library.model.rows) == 1, timeout=10000)
+    open_at(win, win.library.model.rows[0].video_id, 42)
+    qtbot.waitUntil(lambda: win.player.shown == (42, True), timeout=10000)
+    assert win.tabs.currentIndex() == 1
+    assert read_index(np.asarray(win.player_widget.view.image.image)) == 42
