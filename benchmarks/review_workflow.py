@@ -10,6 +10,8 @@ main window, real store, the correction tools' keys and mouse events):
   false positives are rejected (R); → goes to the next frame.
 * ``scratch``: the same reviewer with the same tools and no suggestions: C when the previous mask fits, otherwise
   the polygon.
+* ``scratch_propagate``: from scratch, but each drawn mask is propagated forward (Ctrl+→); a propagated mask
+  that fits is kept as is, a bad one is cleared (Shift+Del) and redrawn.
 
 Reported per mode: key presses, mouse clicks, wall time (until every edit is saved), and the labels' mean IoU with
 the truth; the summary gives the ratios. One JSON object per line, the last the summary.
@@ -239,11 +241,16 @@ def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> di
     s = Session(video, work / f"{mode}.sqlite3", events if mode == "review" else None)
     n = gt.num_frames
     t0 = time.perf_counter()
-    accepted = fixed_copy = fixed_poly = rejected_fp = 0
+    accepted = fixed_copy = fixed_poly = rejected_fp = kept = 0
     for f in range(n):
         truth = gt.instance_mask(f) > 0
         sug = s.suggested_mask(f)
-        if truth.any():
+        own = s.frame_mask(f)  # e.g. propagated there earlier
+        if truth.any() and own is not None and iou(own, truth) >= GOOD_IOU:
+            kept += 1  # a good propagated mask: nothing to do
+        elif own is not None:
+            s.key(Qt.Key.Key_Delete, Qt.KeyboardModifier.ShiftModifier)  # clear a bad one first
+        if truth.any() and not (own is not None and iou(own, truth) >= GOOD_IOU):
             if sug is not None and iou(sug, truth) >= GOOD_IOU:
                 s.key(Qt.Key.Key_A)
                 accepted += 1
@@ -257,7 +264,10 @@ def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> di
                 else:
                     s.polygon(truth)
                     fixed_poly += 1
-        elif sug is not None:
+                nxt = f + 1 < n and gt.frame_has_polyp[f + 1]
+                if mode == "scratch_propagate" and nxt and s.frame_mask(f + 1) is None:
+                    s.key(Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier)  # carry it forward
+        elif not truth.any() and sug is not None:
             s.key(Qt.Key.Key_R)
             rejected_fp += 1
         if f < n - 1:
@@ -275,7 +285,7 @@ def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> di
         "klm_estimate_s": round(klm, 1),
         "mean_iou": round(float(np.mean(ious)), 3) if ious else None, "false_positive_frames_left": left_fp,
         "accepted": accepted, "fixed_by_copy": fixed_copy, "fixed_by_polygon": fixed_poly,
-        "rejected_false_positives": rejected_fp,
+        "rejected_false_positives": rejected_fp, "kept_propagated": kept,
     }  # fmt: skip
     s.close()
     return out
@@ -409,9 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         import pyqtgraph as pg
 
         pg.setConfigOptions(imageAxisOrder="row-major")
-        results: dict[str, list[dict]] = {"review": [], "scratch": []}
+        results: dict[str, list[dict]] = {"review": [], "scratch": [], "scratch_propagate": []}
         for rep in range(args.repeats):
-            for mode in ("review", "scratch"):
+            for mode in ("review", "scratch", "scratch_propagate"):
                 r = run(mode, video, gt, events, work / f"r{rep}")
                 r["repeat"] = rep
                 emit(r)
@@ -427,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         "review_wall_s": med("review", "wall_s"), "scratch_wall_s": med("scratch", "wall_s"),
         "actions_ratio_scratch_over_review": round(med("scratch", "actions") / max(1.0, med("review", "actions")), 2),
         "wall_ratio_scratch_over_review": round(med("scratch", "wall_s") / max(1e-6, med("review", "wall_s")), 2),
+        "scratch_propagate_actions": med("scratch_propagate", "actions"),
+        "scratch_propagate_klm_s": med("scratch_propagate", "klm_estimate_s"),
+        "scratch_propagate_mean_iou": med("scratch_propagate", "mean_iou"),
         "review_klm_s": med("review", "klm_estimate_s"), "scratch_klm_s": med("scratch", "klm_estimate_s"),
         "klm_ratio_scratch_over_review": round(med("scratch", "klm_estimate_s") / max(1e-6, med("review", "klm_estimate_s")), 2),
         "review_mean_iou": med("review", "mean_iou"), "scratch_mean_iou": med("scratch", "mean_iou"),

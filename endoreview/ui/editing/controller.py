@@ -191,7 +191,9 @@ class EditController(QObject):
         self.message.emit(f"{name} was not saved: {msg}")
         self._working.clear()
         if self.video_id is not None:
-            self.writer.submit("Load labels", lambda _s: None, self.video_id, frames=None, on_done=lambda _r: None)
+            self.writer.submit(
+                "Load labels", lambda _s: None, self.video_id, frames=None, on_done=lambda _r: None
+            )
         self.stateChanged.emit()
 
     def _on_tracks(self, _tracks: Any) -> None:
@@ -338,6 +340,13 @@ class EditController(QObject):
         self.commit_mask(
             E.grow_shrink(m, pixels), f"{'Grow' if pixels > 0 else 'Shrink'} mask by {abs(pixels)} px"
         )
+
+    def clear_mask(self) -> None:
+        m = self.editable_mask()
+        if not m.any():
+            self.message.emit("No mask on this frame to clear.")
+            return
+        self.commit_mask(np.zeros_like(m), "Clear mask")
 
     def copy_from(self, offset: int) -> None:
         src = self.frame + offset
