@@ -172,9 +172,7 @@ class EditController(QObject):
             self.selected_box = next(
                 (x for x in self.frames.get(self.frame, []) if x.id == self.selected_box.id), None
             )
-        svc = self.writer._service  # noqa: SLF001 - read-only flags of the stack, set on the worker
-        if svc is not None:
-            self.can_undo, self.can_redo = svc.can_undo, svc.can_redo
+        self.can_undo, self.can_redo = self.writer.undo_state
         self.refresh_frame()
         self.labelsChanged.emit()
         self.stateChanged.emit()

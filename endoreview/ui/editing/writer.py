@@ -69,6 +69,12 @@ class EditWriter(QObject):
         with self._lock:
             return self._busy
 
+    @property
+    def undo_state(self) -> tuple[bool, bool]:
+        """(can undo, can redo) of the command stack, as the last saved action left it."""
+        svc = self._service
+        return (svc.can_undo, svc.can_redo) if svc is not None else (False, False)
+
     def service(self) -> Any:
         """The editing service (worker thread only)."""
         check_off_gui_thread("db", "editing service")
