@@ -107,3 +107,91 @@ def test_eval_transform_is_a_plain_resize_and_normalize():
     assert n.min().item() == pytest.approx(-2.0, abs=1e-5)
     with pytest.raises(ValueError, match="frames"):
         A.transform_clip(frames[..., 0], None, A.AugmentConfig())
+
+
+def test_presets_reproduce_the_papers_protocols():
+    from core_model.finetune.config import FinetuneConfig
+    from core_model.finetune.presets import get_preset
+
+    pd = FinetuneConfig(**get_preset("polypdiag"))
+    assert pd.mean == (0.45, 0.45, 0.45) and pd.std == (0.225, 0.225, 0.225)
+    assert pd.num_frames == 8 and pd.img_size == 224 and pd.window == "linspace"
+    assert (
+        pd.optimizer == "sgd" and pd.lr == pytest.approx(1.5625e-5) and pd.epochs == 20 and pd.batch_size == 4
+    )
+    assert pd.augment.eval_crop == "short_side_corner" and pd.monitor_metric == "classification/f1"
+    off = FinetuneConfig(**get_preset("cvc12k-official"))
+    free = FinetuneConfig(**get_preset("cvc12k-leakfree"))
+    assert off.select_best and not free.select_best  # no model selection on the test sequences
+    assert off.schedule == "poly" and off.seed == 9041 and off.mean == (0.5, 0.5, 0.5)
+    kumc = FinetuneConfig(**get_preset("kumc"))
+    assert kumc.img_size == 640 and kumc.num_frames == 3 and kumc.schedule == "multistep"
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_preset("nope")
+
+
+def test_polypdiag_crops_scale_jitter_and_left_square():
+    frames = np.zeros((2, 96, 128, 3), np.uint8)
+    frames[:, :, :96] = 200  # the left 96x96 square is bright, the right strip dark
+    cfg = A.AugmentConfig(size=32, eval_crop="short_side_corner", crop="scale_jitter", short_side=(36, 40))
+    x, _ = A.transform_clip(frames, None, cfg, rng=None)
+    assert x.min().item() > 0.7  # only the left square was kept
+    y, _ = A.transform_clip(
+        frames,
+        None,
+        A.AugmentConfig(
+            size=32, crop="scale_jitter", short_side=(36, 40), brightness=0, contrast=0, saturation=0
+        ),
+        np.random.default_rng(0),
+    )
+    assert y.shape == (3, 2, 32, 32)
+
+
+def test_machine_plan_on_cpu_runs_small_models_and_warns_for_base():
+    import torch
+
+    from core_model.finetune.machine import is_oom, plan_machine
+
+    tiny = plan_machine(torch.device("cpu"), "endofm_tiny")
+    base = plan_machine(torch.device("cpu"), "endofm_base")
+    assert tiny.batch_size == 4 and tiny.amp_dtype == "fp32" and not tiny.grad_checkpointing
+    assert base.batch_size == 1 and "slow" in base.note
+    assert is_oom(torch.OutOfMemoryError("CUDA out of memory")) and not is_oom(ValueError("x"))
+
+
+@pytest.mark.gpu
+def test_endofm_base_fine_tunes_in_12_gb():
+    """On a larger GPU, capped at 12 GiB: the engine's measured plan fits endofm_base (classification, 8x224)."""
+    import torch
+
+    from core_model.finetune.engine import make_targets  # noqa: F401  (the engine's target format)
+    from core_model.finetune.machine import plan_machine
+    from core_model.heads import ClassificationHead, EndoFMTaskModel
+    from core_model.models import create_model
+
+    dev = torch.device("cuda")
+    frac = min(1.0, 12 * 2**30 / torch.cuda.get_device_properties(dev).total_memory)
+    torch.cuda.set_per_process_memory_fraction(frac, dev)
+    try:
+        model = EndoFMTaskModel(
+            create_model("endofm_base"), {"classification": ClassificationHead(768, ["n", "a"])}
+        )
+        model.to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+        def probe(b: int, gc_on: bool) -> None:
+            model.backbone.set_grad_checkpointing(gc_on)
+            x = torch.randn(b, 3, 8, 224, 224, device=dev)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out = model(x)
+            model.losses(out, {"classification": torch.zeros(b, dtype=torch.long, device=dev)})[
+                "loss"
+            ].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        plan = plan_machine(dev, "endofm_base", "auto", "auto", 0, 12.0, probe=probe)
+        assert plan.batch_size >= 1 and plan.budget_bytes <= 12 * 2**30
+        probe(plan.batch_size, plan.grad_checkpointing)  # the plan really fits
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, dev)
