@@ -62,7 +62,7 @@ class FinetuneMonitor(QWidget):
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#00e5ff", width=2))
         self.metric_plot = pg.PlotWidget(title="Held-out metrics (validation videos)")
         self.metric_plot.setLabel("bottom", "epoch")
-        self.metric_plot.setYRange(0, 1.45, padding=0)  # the legend sits above 1.0, clear of the curves
+        self.metric_plot.setYRange(-0.05, 1.65, padding=0)  # the legend sits above 1.0, clear of the curves
         self.metric_plot.getAxis("left").setTicks([[(v / 5, f"{v / 5:.1f}") for v in range(6)]])
         self.metric_plot.showGrid(x=True, y=True, alpha=0.25)
         self.metric_plot.addLegend(offset=(10, 10))
