@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +86,7 @@ class Job(QObject):
         self._on_event = on_event
         self._buf = b""
         self._cancel_requested = False
+        self.low_priority = True
         self.proc = QProcess(self)
         penv = QProcessEnvironment.systemEnvironment()
         for k, v in (env or {}).items():
@@ -101,8 +104,13 @@ class Job(QObject):
     def start(self) -> None:
         e = self.entry
         e.state, e.started = "running", time.time()
-        e.log_lines.append("$ " + " ".join(e.argv))
-        self.proc.start(e.argv[0], e.argv[1:])
+        argv = list(e.argv)
+        if self.low_priority and os.name == "posix" and shutil.which("nice"):
+            # a job may use every core (torch); at lower priority it never starves the player (``nice`` execs the
+            # command, so the process, its pid and SIGTERM cancelling stay the job's own)
+            argv = ["nice", "-n", "10", *argv]
+        e.log_lines.append("$ " + " ".join(argv))
+        self.proc.start(argv[0], argv[1:])
         self.changed.emit(e)
 
     def cancel(self) -> None:
