@@ -27,7 +27,7 @@ def registry_env(qtbot, tmp_path):
         parent_id=first.id,
         activate=True,
         metrics={"val": {"segmentation/dice_frame_strict": 0.7}},
-        data_snapshot={"video_ids": [1, 2], "label_counts": {"mask": 30}},
+        data_snapshot={"video_ids": [1, 2], "label_counts": {"mask": {"polyp": 26}, "video": {"normal": 4}}},
     )
     runner = TaskRunner(workers=1)
     yield store, runner, first, second

@@ -51,7 +51,12 @@ def headline(metrics: dict[str, Any]) -> str:
 def trained_on(snapshot: dict[str, Any]) -> str:
     if snapshot.get("video_ids"):
         counts = snapshot.get("label_counts") or {}
-        total = sum(int(v) for v in counts.values() if isinstance(v, int | float))
+        # {task: {class: n}} (a training manifest's counts) or {kind: n}
+        total = sum(
+            sum(int(x) for x in v.values()) if isinstance(v, dict) else int(v)
+            for v in counts.values()
+            if isinstance(v, dict | int | float)
+        )
         return f"{len(snapshot['video_ids'])} videos" + (f", {total} labels" if total else "")
     if snapshot.get("source_file"):
         return "imported checkpoint"
