@@ -10,6 +10,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # One intra-op thread per test process: the suite runs two processes on two cores (pytest -n 2), and oversubscribed
 # torch thread pools made model tests about 10x slower on this machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Spinning OpenMP workers steal the other test process's core; passive waiting made small steps ~10x faster here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)
