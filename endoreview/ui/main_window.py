@@ -109,15 +109,17 @@ class MainWindow(QMainWindow):
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
-        from endoreview.ui.editing import (
-            attach_editing,
-        )  # the correction tools (masks, boxes, labels, review)
-
-        self.edit_ctl = attach_editing(self)
+        # the correction tools (masks, boxes, labels, review): after the first paint, as they import the store
+        QTimer.singleShot(60, self._attach_editing)
         from endoreview.ui.finetune.attach import attach_learning_loop  # fine-tune, models, settings, about
 
         attach_learning_loop(self)
         self.resize(1280, 800)
+
+    def _attach_editing(self) -> None:
+        from endoreview.ui.editing import attach_editing
+
+        attach_editing(self)  # sets self.edit_ctl
 
     # ---- actions ----------------------------------------------------------------------------------------------
     def _build_actions(self) -> None:
