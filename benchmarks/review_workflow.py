@@ -152,7 +152,9 @@ class Session:
             from endoreview.services.predictions import PredictionRecorder
 
             self._thread(lambda: PredictionRecorder(be.store, vid, None).record(predictions))
-        self.ctl = self.win.edit_ctl
+        from endoreview.ui.editing import attach_editing
+
+        self.ctl = attach_editing(self.win)  # idempotent (the window attaches it after its first paint)
         self.win.open_video(vid)
         self.spin(lambda: self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl._snap_gen >= 1)
         self.keys = self.clicks = 0

@@ -48,7 +48,9 @@ CHILD = textwrap.dedent(
     t = threading.Thread(target=lambda: out.append(win.backend.library.import_video(win.backend.project.id, video)))
     t.start()
     wait(lambda: not t.is_alive())
-    ctl = win.edit_ctl
+    from endoreview.ui.editing import attach_editing
+
+    ctl = attach_editing(win)  # idempotent: the window attaches it just after its first paint
     win.open_video(out[0][0].id)
     wait(lambda: win.player.shown == (0, True) and ctl.loaded)
     ctl.set_tool("brush")

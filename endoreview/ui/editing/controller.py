@@ -73,6 +73,7 @@ class EditController(QObject):
         self.review_status = "unreviewed"
         self._working: dict[int, np.ndarray] = {}
         self._tracks_gen = self._snap_gen = 0  # model output reloaded vs. what our snapshot has seen
+        self._refresh_queued = False
         self.review_ctl.videoOpened.connect(self._on_video)
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
         self.player.framePresented.connect(lambda i, _img, _full: self.refresh_frame())
@@ -86,6 +87,10 @@ class EditController(QObject):
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802, ANN001 - Qt API
         if obj is self.win and ev.type() == QEvent.Type.Close:
             self._reload.stop()
+            # the review controller's throttled reload must not fire into a runner that is shutting down
+            timer = getattr(self.review_ctl, "_reload_timer", None)
+            if timer is not None:
+                timer.stop()
             self.writer.shutdown(wait=True)  # every edit made is on disk before the window goes
         return False
 
@@ -201,8 +206,15 @@ class EditController(QObject):
         if self.video_id is None:
             return
         self._tracks_gen += 1
-        gen = self._tracks_gen
-        self.writer.submit("Refresh", lambda _s: gen, self.video_id, frames=None)
+        if self._refresh_queued:
+            return  # the queued refresh reads the newest state anyway (results streaming from a job)
+        self._refresh_queued = True
+
+        def refresh(_s: E.EditingService) -> int:
+            self._refresh_queued = False
+            return self._tracks_gen
+
+        self.writer.submit("Refresh", refresh, self.video_id, frames=None)
 
     # ---- drawing ----------------------------------------------------------------------------------------------
     def labels_here(self, frame: int | None = None) -> list[Label]:
