@@ -15,6 +15,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="endoreview", description="EndoReview desktop app (research use only)")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     p.add_argument("--demo", action="store_true", help="open the built-in demo (phantom videos + demo model)")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="check this installation end to end (offscreen, throw-away data folder) and exit",
+    )
     p.add_argument("--reviewer", help="reviewer name (default: the operating-system login)")
     p.add_argument("--db", help="database URL (default: SQLite file in the user data directory)")
     p.add_argument("paths", nargs="*", help="videos or folders to import and open")
@@ -35,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(f"EndoReview {__version__}")
         return 0
+    if args.smoke_test:
+        from endoreview.smoke import run_smoke_test
+
+        return run_smoke_test()
     from endoreview.ui.app import run_app
 
     return int(run_app(args) or 0)

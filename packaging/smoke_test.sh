@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Smoke test of the BUILT bundle: no Python on PATH, empty environment, no network where `unshare -n` works.
+# It opens a phantom video offscreen, runs the demo model on its frames through a background job, and must exit 0.
+#   packaging/smoke_test.sh [dist/EndoReview]
+set -euo pipefail
+APPDIR=$(cd "${1:-$(dirname "$0")/../dist/EndoReview}" && pwd)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$WORK/empty-path" "$WORK/home"
+NET=()
+if unshare -n true 2>/dev/null; then NET=(unshare -n); fi
+start=$(date +%s)
+set +e
+"${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" QT_QPA_PLATFORM=offscreen \
+  ENDOREVIEW_DATA_DIR="$WORK/data" "$APPDIR/endoreview" --smoke-test
+rc=$?
+set -e
+"${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" "$APPDIR/endoreview" --version
+"${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" "$APPDIR/endofm" --version
+printf '{"event":"smoke","rc":%s,"network_isolated":%s,"python_on_path":%s,"seconds":%s}\n' \
+  "$rc" "$([ ${#NET[@]} -gt 0 ] && echo true || echo false)" \
+  false "$(( $(date +%s) - start ))"
+exit $rc
