@@ -67,6 +67,10 @@ def shoot(out_dir: Path, size: str) -> int:
         (stand_in / "model.json").write_text("{}")
         win.analysis_ctl.analyse(list(win.demo_ctl.result.video_ids), model_dir=str(stand_in))
         spin(lambda: bool(win.jobs.jobs), 30)
+    if (
+        win.demo_ctl.result.to_analyse and not win.demo_ctl.result.notice
+    ):  # the demo model analyses the videos
+        spin(lambda: bool(win.jobs.jobs), 60)
     if win.jobs.jobs:  # analysing with the demo model
         spin(lambda: any(j.entry.fraction > 0.3 for j in win.jobs.jobs), 300)
         save("02-analysing")

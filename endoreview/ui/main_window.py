@@ -313,6 +313,15 @@ class MainWindow(QMainWindow):
         else:
             self.showNormal()
 
+    def showEvent(self, ev) -> None:  # noqa: N802, ANN001
+        super().showEvent(ev)
+        if not getattr(
+            self, "_sized", False
+        ):  # the timeline grows with the screen (its lane labels need room)
+            self._sized = True
+            timeline = max(230, int(self.height() * 0.26))
+            self.review_page.setSizes([max(200, self.height() - timeline), timeline])
+
     def keyPressEvent(self, ev) -> None:  # noqa: N802, ANN001
         if ev.key() == Qt.Key.Key_Escape and self.isFullScreen():
             self.toggle_fullscreen()

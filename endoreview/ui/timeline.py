@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QGraphicsItem
 
 from endoreview.ui.palette import STATE_COLOURS, colour_for
@@ -121,7 +122,9 @@ class TimelineWidget(pg.PlotWidget):
         ext = lane_extents()
         left = pi.getAxis("left")
         left.setTicks([[((a + b) / 2, name) for name, (a, b) in ext.items()]])
-        left.setWidth(120)
+        # wide enough for the longest lane name in the current font (pyqtgraph drops labels that do not fit)
+        fm = QFontMetrics(left.font() if left.style.get("tickFont") is None else left.style["tickFont"])
+        left.setWidth(max(fm.horizontalAdvance(name) for name, _ in LANES) + 24)
         self.empty_text = pg.TextItem("", color="#b0b0b8", anchor=(0.5, 0.5))
         self.empty_text.setZValue(40)
         self._vb.addItem(self.empty_text, ignoreBounds=True)
