@@ -42,7 +42,7 @@ chmod +x "$APPDIR/install.sh" "$APPDIR/uninstall.sh"
 
 # The oldest glibc the bundle needs: the highest GLIBC_ symbol version any bundled binary references.
 glibc=$(find "$APPDIR" -type f \( -name '*.so*' -o -perm -u+x \) -print0 \
-  | xargs -0 -r objdump -T 2>/dev/null | grep -oE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' | sort -u -V | tail -1)
+  | { xargs -0 -r objdump -T 2>/dev/null || true; } | grep -oE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' | sort -u -V | tail -1)
 echo "$glibc" > "$APPDIR/GLIBC_REQUIRED"
 
 TARBALL="dist/EndoReview-$VERSION-linux-$ARCH.tar.gz"
