@@ -11,7 +11,7 @@ NET=()
 if unshare -n true 2>/dev/null; then NET=(unshare -n); fi
 start=$(date +%s)
 set +e
-"${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" QT_QPA_PLATFORM=offscreen \
+"${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" LANG=C.UTF-8 QT_QPA_PLATFORM=offscreen \
   ENDOREVIEW_DATA_DIR="$WORK/data" "$APPDIR/endoreview" --smoke-test
 rc=$?
 set -e
