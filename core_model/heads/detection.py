@@ -30,10 +30,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from core_model.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
 from core_model.heads.base import TaskHead, check_classes
 from core_model.heads.features import BackboneFeatures
+from core_model.ops import batched_nms, generalized_box_iou_loss, sigmoid_focal_loss
 
 __all__ = ["DetectionHead", "DetectionOutput"]
 
