@@ -312,6 +312,14 @@ class Backend:
             )
         if self.predictor:
             params["predictor"] = self.predictor
+        from endoreview.services.app_settings import load_settings
+
+        try:
+            device = load_settings().device
+        except Exception:  # unreadable settings: the job picks its device itself
+            device = "auto"
+        if device != "auto":
+            params["device"] = device
         jobs = JobService(self._raw_store)
         job = jobs.create("predict", **params)
         n = len(video_ids)

@@ -113,14 +113,15 @@ class Job(QObject):
         self.proc.start(argv[0], argv[1:])
         self.changed.emit(e)
 
-    def cancel(self) -> None:
+    def cancel(self, grace_ms: int = 3000) -> None:
+        """Ask the job to stop (SIGTERM); kill it if it has not exited after ``grace_ms``."""
         if self.entry.state not in ("running", "queued"):
             return
         self._cancel_requested = True
         self.entry.message = "cancelling…"
         self.changed.emit(self.entry)
         self.proc.terminate()
-        self._kill_timer.start(3000)
+        self._kill_timer.start(grace_ms)
 
     @property
     def running(self) -> bool:

@@ -103,7 +103,9 @@ class FinetuneController(QObject):
         monitor = FinetuneMonitor(title, epochs)
         monitor.job_row = job_row  # type: ignore[attr-defined]
         job = self.jobs.start(title, argv, on_event=monitor.on_event, env=env)
-        monitor.cancelRequested.connect(job.cancel)
+        # a fine-tune finishes its current step and records "cancelled" on SIGTERM; give it time before a kill, so a
+        # resume never races a checkpoint still being written
+        monitor.cancelRequested.connect(lambda: job.cancel(grace_ms=30000))
         monitor.openRegistry.connect(self.openRegistry.emit)
         job.finished.connect(lambda entry, m=monitor: self._finished(m, entry))
         monitor.job = job  # type: ignore[attr-defined]
