@@ -32,6 +32,13 @@ UNDOABLE: dict[str, type] = {
     "model_versions": s.ModelVersionRow,
 }
 _SKIP_RESTORE = {"version", "updated_by", "updated_at"}
+
+
+def _same_content(current: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether a row (as ``convert.row_dict``) holds the values a change left, ignoring bookkeeping columns."""
+    return all(current.get(k) == v for k, v in after.items() if k not in _SKIP_RESTORE and k != "id")
+
+
 VERSIONED = {"labels", "videos", "projects"}  # tables with optimistic row versions
 
 
@@ -91,11 +98,12 @@ class HistoryMixin(StoreBase):
                 and len({e.row_id for e in entries}) == len(entries)
             ):  # e.g. a bulk accept of a whole video: restore every row in a few statements
                 model = UNDOABLE[entries[0].table]
+                current = self._current_rows(tx, model, [e.row_id for e in entries])
                 items = []
                 for e in entries:
                     values = convert.values_from_dict(model, e.before or {})
                     changes = {k: v for k, v in values.items() if k not in _SKIP_RESTORE and k != "id"}
-                    items.append((e.row_id, (e.after or {}).get("version"), changes))
+                    items.append((e.row_id, self._expected_version(current.get(e.row_id), e.after), changes))
                 tx.bulk_update(model, items, f"This {entries[0].table[:-1]}")
                 return tx.change_set_id()
             for e in reversed(original.entries):
@@ -133,7 +141,27 @@ class HistoryMixin(StoreBase):
     @staticmethod
     def _check_unchanged(row: Any, after: dict[str, Any] | None) -> None:
         if after is not None and "version" in after and getattr(row, "version", None) != after["version"]:
+            if _same_content(convert.row_dict(row), after):
+                return  # e.g. a later change to this row was itself undone: the row holds what ``after`` says
             raise StaleWriteError(f"This {row.__tablename__[:-1]}", row.updated_by, row.updated_at)
+
+    @staticmethod
+    def _current_rows(tx: Tx, model: type, ids: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        for a in range(0, len(ids), 500):
+            for row in tx.session.scalars(select(model).where(model.id.in_(ids[a : a + 500]))):
+                out[row.id] = convert.row_dict(row)
+        return out
+
+    @staticmethod
+    def _expected_version(current: dict[str, Any] | None, after: dict[str, Any] | None) -> int | None:
+        """The version an undo may overwrite: the one the change left, or the row's current one when the row still
+        holds exactly what the change left (a later change to it was undone, which moved the version on)."""
+        expected = (after or {}).get("version")
+        if current is not None and expected is not None and current.get("version") != expected:
+            if _same_content(current, after or {}):
+                return current.get("version")
+        return expected
 
     # ------------------------------------------------------------------ removing a video
     def remove_video(self, video_id: int, *, purge_labels: bool = False) -> dict[str, int]:

@@ -288,3 +288,35 @@ def test_bulk_accept_of_a_long_video_and_its_undo_are_fast_and_exact(store, vide
     with pytest.raises(StaleWriteError, match="changed by alice"):
         store.undo(again)
     assert store.count_labels(video.id)[("box", "accepted")] == 998
+
+
+def test_two_undos_in_a_row_on_one_row(store, video):
+    """Undo, undo again: each restores the state before its change, although the first undo moved the row's
+    version on. A change made later and not undone still blocks the older undo."""
+    v1 = store.update_video(video.id, video.version, review_status="in_review")
+    first = store.last_change_id()
+    store.update_video(video.id, v1.version, review_status="reviewed")
+    second = store.last_change_id()
+    store.undo(second)
+    assert str(store.get_video(video.id).review_status) == "in_review"
+    store.undo(first)
+    assert str(store.get_video(video.id).review_status) == "unreviewed"
+
+    labs = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4))])
+    store.edit_label(labs[0].id, labs[0].version, bbox=(1, 1, 5, 5))
+    e1 = store.last_change_id()
+    lab = store.get_label(labs[0].id)
+    store.edit_label(lab.id, lab.version, bbox=(2, 2, 6, 6))
+    e2 = store.last_change_id()
+    store.undo(e2)
+    store.undo(e1)
+    assert store.get_label(labs[0].id).bbox == (0.0, 0.0, 4.0, 4.0)
+    # a later edit that was not undone still protects the row
+    lab = store.get_label(labs[0].id)
+    store.edit_label(lab.id, lab.version, bbox=(3, 3, 7, 7))
+    e3 = store.last_change_id()
+    lab = store.get_label(labs[0].id)
+    store.edit_label(lab.id, lab.version, bbox=(4, 4, 8, 8))
+    with pytest.raises(errors.StaleWriteError):
+        store.undo(e3)
+    assert store.get_label(labs[0].id).bbox == (4.0, 4.0, 8.0, 8.0)
