@@ -85,6 +85,7 @@ class Job(QObject):
         self.entry = JobEntry(Job._ids, title, list(argv))
         self._on_event = on_event
         self._buf = b""
+        self._err_buf = b""
         self._cancel_requested = False
         self.low_priority = True
         self.proc = QProcess(self)
@@ -134,8 +135,17 @@ class Job(QObject):
             self._handle_line(raw.decode("utf-8", "replace").strip())
 
     def _read_stderr(self) -> None:
-        text = bytes(self.proc.readAllStandardError().data()).decode("utf-8", "replace")
-        self.entry.log_lines.extend(line for line in text.splitlines() if line.strip())
+        # stderr arrives in arbitrary chunks: keep the unfinished last line until its newline (or the exit) arrives,
+        # so an error message is never cut in two
+        self._err_buf += bytes(self.proc.readAllStandardError().data())
+        *lines, self._err_buf = self._err_buf.split(b"\n")
+        self._log_stderr(lines)
+
+    def _log_stderr(self, lines: list[bytes]) -> None:
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line.strip():
+                self.entry.log_lines.append(line)
 
     def _handle_line(self, line: str) -> None:
         if not line:
@@ -177,6 +187,10 @@ class Job(QObject):
         if self._buf:
             self._handle_line(self._buf.decode("utf-8", "replace").strip())
             self._buf = b""
+        self._err_buf += bytes(self.proc.readAllStandardError().data())
+        if self._err_buf:
+            self._log_stderr(self._err_buf.split(b"\n"))
+            self._err_buf = b""
         e = self.entry
         e.exit_code, e.finished = code, time.time()
         if self._cancel_requested:
