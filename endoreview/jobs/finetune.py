@@ -73,7 +73,7 @@ def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
     return ids
 
 
-def _start_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
+def start_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
     if params.get("model"):
         return str(Path(params["model"]).resolve()), None
     if params.get("parent_version") is not None:
@@ -85,7 +85,7 @@ def _start_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]
     return active.files_dir, active.id
 
 
-def _tasks(manifest: Any, given: str | None) -> list[str]:
+def select_tasks(manifest: Any, given: str | None) -> list[str]:
     if given:
         return [t.strip() for t in given.split(",") if t.strip()]
     counts = manifest.label_counts()
@@ -136,13 +136,12 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
     from endoreview.paths import data_dir
     from endoreview.services.library import LibraryService
     from endoreview.services.manifest import snapshot_manifest
-    from endoreview.services.registry import RegistryService
 
     ids = _video_ids(store, params)
     if not ids:
         ctx.finish(JobState.FAILED, {}, "no videos selected (--video-id or --project-id)")
         return EXIT_USAGE
-    init_dir, parent_id = _start_model(store, params)
+    init_dir, parent_id = start_model(store, params)
     work = data_dir() / "runs" / f"job-{ctx.id}"
     work.mkdir(parents=True, exist_ok=True)
     split: Any = params.get("split") or "auto"
@@ -159,7 +158,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
         val_fraction=float(params.get("val_fraction") or 0.2),
         test_fraction=float(params.get("test_fraction") or 0.0),
     )
-    tasks = _tasks(manifest, params.get("tasks"))
+    tasks = select_tasks(manifest, params.get("tasks"))
     splits = {s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")}
     run_dir = work / "run"
     cmd = [
@@ -173,7 +172,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
     for item in params.get("overrides") or []:
         cmd += ["--set", item]
     log.info("finetune job %d: %d videos %s, tasks %s, from %s", ctx.id, len(ids), splits, tasks, init_dir)
-    done, errors = _run_child(cmd, ctx, cancel)
+    done, errors = run_child(cmd, ctx, cancel)
     if cancel():
         ctx.finish(
             JobState.CANCELLED, {"run_dir": str(run_dir)}, "cancelled; the last epoch checkpoint is kept"
@@ -183,22 +182,53 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
         msg = errors[-1] if errors else "the fine-tuning process ended without a result"
         ctx.finish(JobState.FAILED, {"run_dir": str(run_dir)}, msg)
         return EXIT_FAILED
-    counts = manifest.label_counts()
+    return register_result(
+        store,
+        ctx,
+        done,
+        manifest,
+        manifest_path,
+        video_ids=ids,
+        parent_id=parent_id,
+        params=params,
+        run_dir=run_dir,
+        notes=f"fine-tuned by job {ctx.id} on {len(ids)} video(s)",
+    )
+
+
+def register_result(
+    store: Store,
+    ctx: JobContext,
+    done: dict[str, Any],
+    manifest: Any,
+    manifest_path: Any,
+    *,
+    video_ids: list[int],
+    parent_id: int | None,
+    params: dict[str, Any],
+    run_dir: Any,
+    notes: str,
+    extra_snapshot: dict[str, Any] | None = None,
+) -> int:
+    """Register a finished fine-tune (its ``done`` event) as a new model version with its data snapshot, and
+    finish the job row. Shared by the fine-tune job and its resume."""
+    from endoreview.services.registry import RegistryService
+
     snapshot = {
         "manifest": str(manifest_path),
         "manifest_source": manifest.source,
-        "video_ids": ids,
-        "splits": splits,
-        "label_counts": counts,
+        "video_ids": [int(v) for v in video_ids],
+        "splits": {s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")},
+        "label_counts": manifest.label_counts(),
+        **(extra_snapshot or {}),
     }
-    reg = RegistryService(store)
-    mv = reg.register(
+    mv = RegistryService(store).register(
         done["model_dir"],
         name=params.get("name"),
         parent_id=parent_id,
         data_snapshot=snapshot,
         metrics=done.get("metrics") or {},
-        notes=f"fine-tuned by job {ctx.id} on {len(ids)} video(s)",
+        notes=notes,
         activate=bool(params.get("activate")),
     )
     result = {
@@ -211,7 +241,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
     return EXIT_OK
 
 
-def _run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict | None, list[str]]:
+def run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict | None, list[str]]:
     """Run ``endofm finetune``, relaying its events; returns its ``done`` event (or None) and its errors."""
     env = dict(os.environ)
     proc = subprocess.Popen(

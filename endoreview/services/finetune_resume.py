@@ -16,8 +16,8 @@ import logging
 import sys
 from typing import Any
 
-from endoreview.jobs.finetune import _run_child, _start_model, _tasks
-from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit
+from endoreview.jobs.finetune import register_result, run_child, select_tasks, start_model
+from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, emit
 from endoreview.jobs.runner import CancelFlag, JobContext, setup_logging
 from endoreview.store import Store, StoreError
 from endoreview.store.records import JobState
@@ -57,14 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 def run(store: Store, ctx: JobContext, old_id: int, params: dict[str, Any], cancel: CancelFlag) -> int:
     from core_model.data.manifest import load_manifest
     from endoreview.paths import data_dir
-    from endoreview.services.registry import RegistryService
 
     work = data_dir() / "runs" / f"job-{old_id}"
     manifest_path = work / "manifest.json"
     run_dir = work / "run"
     manifest = load_manifest(manifest_path)
-    tasks = _tasks(manifest, params.get("tasks"))
-    init_dir, parent_id = _start_model(store, params)
+    tasks = select_tasks(manifest, params.get("tasks"))
+    init_dir, parent_id = start_model(store, params)
     cmd = [
         sys.executable, "-m", "core_model", "finetune",
         "--manifest", str(manifest_path), "--out", str(run_dir), "--init", init_dir,
@@ -82,7 +81,7 @@ def run(store: Store, ctx: JobContext, old_id: int, params: dict[str, Any], canc
         0.01, f"resuming job {old_id}" if resumed else f"restarting job {old_id} (no finished epoch)"
     )
     log.info("job %d continues job %d (resume=%s)", ctx.id, old_id, resumed)
-    done, errors = _run_child(cmd, ctx, cancel)
+    done, errors = run_child(cmd, ctx, cancel)
     if cancel():
         ctx.finish(
             JobState.CANCELLED, {"run_dir": str(run_dir)}, "cancelled; the last epoch checkpoint is kept"
@@ -92,34 +91,19 @@ def run(store: Store, ctx: JobContext, old_id: int, params: dict[str, Any], canc
         msg = errors[-1] if errors else "the fine-tuning process ended without a result"
         ctx.finish(JobState.FAILED, {"run_dir": str(run_dir)}, msg)
         return EXIT_FAILED
-    splits: dict[str, list[str]] = {
-        s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")
-    }
-    snapshot = {
-        "manifest": str(manifest_path),
-        "manifest_source": manifest.source,
-        "video_ids": [int(v) for v in params.get("video_ids") or []],
-        "splits": splits,
-        "label_counts": manifest.label_counts(),
-        "resumed_from_job": old_id,
-    }
-    mv = RegistryService(store).register(
-        done["model_dir"],
-        name=params.get("name"),
+    return register_result(
+        store,
+        ctx,
+        done,
+        manifest,
+        manifest_path,
+        video_ids=[int(v) for v in params.get("video_ids") or []],
         parent_id=parent_id,
-        data_snapshot=snapshot,
-        metrics=done.get("metrics") or {},
+        params=params,
+        run_dir=run_dir,
         notes=f"fine-tuned by job {old_id}, resumed by job {ctx.id}",
-        activate=bool(params.get("activate")),
+        extra_snapshot={"resumed_from_job": old_id},
     )
-    result = {
-        "model_version_id": mv.id,
-        "name": mv.name,
-        "metrics": done.get("metrics"),
-        "run_dir": str(run_dir),
-    }
-    ctx.finish(JobState.SUCCEEDED, result, f"registered {mv.name}")
-    return EXIT_OK
 
 
 if __name__ == "__main__":
