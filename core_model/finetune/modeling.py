@@ -127,24 +127,9 @@ def export_model_dir(
 
 
 def load_task_model_dir(path: str | Path):
-    """A model directory -> (``EndoFMTaskModel`` in eval mode on the CPU, ``ModelMeta``), every tensor checked."""
-    from core_model.checkpoint import CheckpointError, load_model_dir
-    from core_model.heads import EndoFMTaskModel, build_head
-    from core_model.models import EndoFM
+    """A model directory -> (``EndoFMTaskModel`` in eval mode on the CPU, float32, ``ModelMeta``). Every tensor is
+    checked, and a bare backbone (no heads) refused, by :func:`core_model.heads.load_task_model`."""
+    from core_model.heads import load_task_model
 
-    state, meta = load_model_dir(path)
-    if not meta.heads:
-        raise CheckpointError(f"{path}: has no task heads (a bare backbone); fine-tune it first")
-    bcfg = meta.config.replace(drop_path_rate=0.0, grad_checkpointing=False)
-    backbone = EndoFM(bcfg)
-    heads = {
-        t: build_head(t, hc, bcfg.embed_dim, bcfg.patch_size, bcfg.depth) for t, hc in meta.heads.items()
-    }
-    model = EndoFMTaskModel(backbone, heads)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path}: weights do not match model.json (missing {sorted(missing)[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]})"
-        )
+    model, meta = load_task_model(path)
     return model.float().eval(), meta
