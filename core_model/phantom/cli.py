@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the first video; video k uses seed + k")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate (default 30)")
+    p.add_argument(
+        "--polyp-scale",
+        type=float,
+        default=1.0,
+        help="multiply every polyp's size (default 1: small polyps, median about 1%% of the frame; "
+        "2.5: sizes like the public polyp datasets, median about 5%%)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.2, help="fraction of videos in the val split")
     p.add_argument("--test-fraction", type=float, default=0.0, help="fraction of videos in the test split")
     p.add_argument(
@@ -54,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             f"endofm phantom: unknown site {args.site!r} (known: {', '.join(SITES)}, mixed)", file=sys.stderr
         )
         return 2
+    if not 0.25 <= args.polyp_scale <= 4.0:
+        print("endofm phantom: --polyp-scale must be between 0.25 and 4", file=sys.stderr)
+        return 2
     if args.size < 32 or args.size % 2 or args.frames < 1:
         print("endofm phantom: --size must be an even number >= 32 and --frames >= 1", file=sys.stderr)
         return 2
@@ -70,7 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed + k
         site = site_names[k % len(site_names)] if args.site == "mixed" else args.site
         name = f"phantom_{seed:05d}"
-        video = generate_video(out, name, seed, n_frames=args.frames, size=args.size, site=site, fps=args.fps)
+        video = generate_video(
+            out,
+            name,
+            seed,
+            n_frames=args.frames,
+            size=args.size,
+            site=site,
+            fps=args.fps,
+            polyp_scale=args.polyp_scale,
+        )
         gt = load_ground_truth(out / f"{name}.json")
         videos.append(manifest_video(gt, name, video.name))
         print(
@@ -98,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             "mask": ("polyp",),
             "box": ("polyp",),
         },
-        source={"generator": "endofm phantom", "seed": args.seed, "site": args.site, "size": args.size},
+        source={
+            "generator": "endofm phantom",
+            "seed": args.seed,
+            "site": args.site,
+            "size": args.size,
+            "polyp_scale": args.polyp_scale,
+        },
     )
     path = save_manifest(manifest, out / "manifest.json")
     if args.sheet is not None:

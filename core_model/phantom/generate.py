@@ -23,6 +23,7 @@ def generate_video(
     site: str | SiteStyle = "default",
     fps: float = 30,
     crf: float = 18,
+    polyp_scale: float = 1.0,
 ) -> Path:
     """Render a phantom video and write ``out_dir/<name>.mp4`` and ``out_dir/<name>.json``; returns the mp4 path.
 
@@ -34,9 +35,8 @@ def generate_video(
     out.mkdir(parents=True, exist_ok=True)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"invalid video name {name!r}")
-    stream = PhantomStream(
-        seed, n_frames=n_frames, size=size, site=site, fps=fps
-    )  # one frame in memory at a time
+    # one frame in memory at a time
+    stream = PhantomStream(seed, n_frames=n_frames, size=size, site=site, fps=fps, polyp_scale=polyp_scale)
     preset = "veryfast" if default_codec() == "libx264" else None
     video = write_video(out / f"{name}.mp4", stream, fps=fps, crf=crf, gop=min(n_frames, 32), preset=preset)
     gt = stream.ground_truth

@@ -44,6 +44,22 @@ def test_a_seed_is_the_same_scene_at_any_size():
     np.testing.assert_allclose(small.lumen / 64, large.lumen / 160, atol=1e-3)
 
 
+def test_polyp_scale_grows_the_polyps_of_the_same_scene():
+    """``polyp_scale`` changes only the polyps' size: the same seed keeps its camera path and polyp kinds, and the
+    labelled polyp area grows about with the square of the scale; scale 1 is the default scene, pixel for pixel."""
+    frames, gt = render_video(1003, n_frames=16, size=96)
+    same, _ = render_video(1003, n_frames=16, size=96, polyp_scale=1.0)
+    np.testing.assert_array_equal(frames, same)
+    _, big = render_video(1003, n_frames=16, size=96, polyp_scale=2.5)
+    assert [t.kind for t in big.tracks] == [t.kind for t in gt.tracks] and gt.tracks
+    np.testing.assert_allclose(big.lumen, gt.lumen)
+    area = sum(int((gt.instance_mask(i) > 0).sum()) for i in range(16))
+    big_area = sum(int((big.instance_mask(i) > 0).sum()) for i in range(16))
+    assert big_area > 3 * area > 0
+    with pytest.raises(ValueError, match="polyp_scale"):
+        render_video(0, polyp_scale=10)
+
+
 def test_frames_shape_and_type(videos):
     frames, gt = videos[0]
     assert frames.shape == (40, 96, 96, 3) and frames.dtype == np.uint8
