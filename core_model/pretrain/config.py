@@ -125,6 +125,7 @@ class OptimConfig:
     warmup_teacher_temp_epochs: int = 0
     student_temp: float = 0.1
     center_momentum: float = 0.9
+    center_init: str = "zero"  # "zero" (official) or "first_batch" (the first batch's mean teacher output)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
 

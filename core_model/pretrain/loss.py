@@ -4,7 +4,10 @@ Student logits are divided by ``student_temp`` (0.1) and split into V per-view b
 sharpened with the teacher temperature (0.04, optionally warmed up) and split into 2. The loss is the mean, over
 the 2·(V-1) pairs (teacher view i, student view v ≠ i), of the batch-mean cross-entropy ``-Σ_k q_ik log p_vk`` —
 18 pairs for 2 global + 8 local views. The centre (``[1, out_dim]``, starts at zero) is updated after each loss with
-momentum 0.9 from the raw teacher outputs, averaged over the global batch (all-reduced across ranks).
+momentum 0.9 from the raw teacher outputs, averaged over the global batch (all-reduced across ranks). With
+``center_init="first_batch"`` the centre starts at the first batch's mean teacher output instead of zero, so the
+dimension every sample shares at initialisation is removed from the first step on (with a zero start a sharp teacher
+gives every sample the same one-hot target for the first few steps, and a short run can collapse onto it).
 
 Computed in fp32 whatever the autocast dtype of the head outputs.
 """
@@ -36,8 +39,12 @@ class DINOLoss(nn.Module):
         student_temp: float = 0.1,
         center_momentum: float = 0.9,
         n_global: int = 2,
+        center_init: str = "zero",
     ) -> None:
         super().__init__()
+        if center_init not in ("zero", "first_batch"):
+            raise ValueError(f"center_init must be 'zero' or 'first_batch', not {center_init!r}")
+        self.center_init = center_init
         self.n_views, self.n_global = n_views, n_global
         self.student_temp = student_temp
         self.center_momentum = center_momentum
@@ -47,6 +54,10 @@ class DINOLoss(nn.Module):
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int) -> torch.Tensor:
         """``student_out: [V*B, K]``, ``teacher_out: [2*B, K]`` (view-major) -> scalar loss; updates the centre."""
         temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+        if self.center_init == "first_batch" and not bool(self.center.any()):
+            self.center.copy_(
+                self._batch_mean(teacher_out)
+            )  # not yet set (a trained centre is never all zero)
         s = (student_out.float() / self.student_temp).log_softmax(dim=-1)
         s = s.view(self.n_views, -1, s.shape[-1])  # s: [V, B, K]
         t = F.softmax((teacher_out.float() - self.center) / temp, dim=-1).detach()
@@ -65,11 +76,15 @@ class DINOLoss(nn.Module):
         return loss
 
     @torch.no_grad()
-    def update_center(self, teacher_out: torch.Tensor) -> None:
+    def _batch_mean(self, teacher_out: torch.Tensor) -> torch.Tensor:
         batch_center = teacher_out.float().sum(dim=0, keepdim=True)
         world = 1
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(batch_center)
             world = dist.get_world_size()
-        batch_center = batch_center / (teacher_out.shape[0] * world)
+        return batch_center / (teacher_out.shape[0] * world)
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        batch_center = self._batch_mean(teacher_out)
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

@@ -351,6 +351,7 @@ def _train(
         ),
         cfg.optim.student_temp,
         cfg.optim.center_momentum,
+        center_init=cfg.optim.center_init,
     ).to(device)
 
     # -------------------------------------------------------------------------------- optimiser and schedules

@@ -81,6 +81,37 @@ def test_loss_is_the_mean_over_18_pairs_and_centre_moves_with_momentum():
     assert torch.allclose(loss_fn.center, expected_center, atol=1e-6)
 
 
+def test_centre_can_start_at_the_first_batch_instead_of_zero():
+    """Official: the centre starts at zero, so on the first step a shared dominant output dimension gives every
+    sample the same sharp target. ``center_init="first_batch"`` removes it from the first step on."""
+    torch.manual_seed(0)
+    B, K, V = 4, 32, 4
+    t = torch.randn(2 * B, K) * 0.01
+    t[:, 3] += 1.0  # every sample's largest output is dimension 3 (an untrained network's shared direction)
+    s = torch.randn(V * B, K)
+
+    def expected(q: torch.Tensor) -> torch.Tensor:
+        qs, logp = q.chunk(2), F.log_softmax(s / 0.1, dim=-1).chunk(V)
+        return torch.stack(
+            [(-qs[i] * logp[v]).sum(-1).mean() for i in range(2) for v in range(V) if v != i]
+        ).mean()
+
+    q_zero = F.softmax(t / 0.04, dim=-1)
+    q_first = F.softmax((t - t.mean(dim=0, keepdim=True)) / 0.04, dim=-1)
+    assert (q_zero.argmax(dim=1) == 3).all() and q_zero[:, 3].min() > 0.99  # one shared one-hot target
+    assert (q_first.argmax(dim=1) != 3).any() and q_first[:, 3].max() < 0.5  # per-sample targets
+
+    official = DINOLoss(K, V, np.full(2, 0.04))
+    assert torch.allclose(official(s, t, epoch=0), expected(q_zero), atol=1e-5)
+    fresh = DINOLoss(K, V, np.full(2, 0.04), center_init="first_batch")
+    assert torch.allclose(fresh(s, t, epoch=0), expected(q_first), atol=1e-5)
+    assert torch.allclose(fresh.center, t.mean(dim=0, keepdim=True), atol=1e-6)  # 0.9 * mean + 0.1 * mean
+    fresh(s, t + 1.0, epoch=0)  # later batches only move the centre with momentum
+    assert torch.allclose(fresh.center, t.mean(dim=0, keepdim=True) + 0.1, atol=1e-5)
+    with pytest.raises(ValueError, match="center_init"):
+        DINOLoss(K, V, np.full(2, 0.04), center_init="mean")
+
+
 def test_param_groups_regularise_embeddings_but_not_biases_or_frozen():
     from core_model.models import create_model
 
