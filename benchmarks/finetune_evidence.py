@@ -71,11 +71,21 @@ def _box(mask: np.ndarray) -> tuple[float, float, float, float]:
     return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
 
 
-def render_site(out: Path, n: int, seed0: int, frames: int, size: int, site: str) -> list[Path]:
+def render_site(
+    out: Path, n: int, seed0: int, frames: int, size: int, site: str, polyp_scale: float
+) -> list[Path]:
     from core_model.phantom import generate_video
 
     return [
-        generate_video(out, f"{site}_{seed0 + k}", seed=seed0 + k, n_frames=frames, size=size, site=site)
+        generate_video(
+            out,
+            f"{site}_{seed0 + k}",
+            seed=seed0 + k,
+            n_frames=frames,
+            size=size,
+            site=site,
+            polyp_scale=polyp_scale,
+        )
         for k in range(n)
     ]
 
@@ -210,9 +220,23 @@ def run_seed(seed: int, args, model_dir: Path, work: Path) -> dict[str, Any]:
     t0 = time.time()
     rng = np.random.default_rng(seed)
     train = render_site(
-        work / "train", args.train_videos, 20000 + 100 * seed, args.frames, args.size, "site_b"
+        work / "train",
+        args.train_videos,
+        20000 + 100 * seed,
+        args.frames,
+        args.size,
+        "site_b",
+        args.polyp_scale,
     )
-    test = render_site(work / "test", args.test_videos, 30000 + 100 * seed, args.frames, args.size, "site_b")
+    test = render_site(
+        work / "test",
+        args.test_videos,
+        30000 + 100 * seed,
+        args.frames,
+        args.size,
+        "site_b",
+        args.polyp_scale,
+    )
     tm = heldout_manifest(test, work / "test" / "manifest.json")
     store = Store.open(str(work / "labels.sqlite3"), reviewer="evidence")
     ids, errors = load_with_errors(store, train, rng, args.shift, args.missing, args.wrong)
@@ -284,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--clips-per-video", type=int, default=3)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument(
+        "--polyp-scale",
+        type=float,
+        default=2.5,
+        help="phantom polyp size (the demo model's training data: 2.5)",
+    )
     p.add_argument("--shift", type=float, default=0.3, help="share of masks shifted")
     p.add_argument("--missing", type=float, default=0.2, help="share of masks missing")
     p.add_argument("--wrong", type=float, default=0.25, help="share of video classes wrong")
@@ -324,7 +354,18 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": len(rows),
         "setup": {
             k: getattr(args, k)
-            for k in ("train_videos", "test_videos", "frames", "size", "epochs", "shift", "missing", "wrong")
+            for k in (
+                "train_videos",
+                "test_videos",
+                "frames",
+                "size",
+                "polyp_scale",
+                "epochs",
+                "lr",
+                "shift",
+                "missing",
+                "wrong",
+            )
         },
         "held_out": "site_b phantom videos (the demo model was trained on site default)",
         "before": _stats(rows, "before"),
