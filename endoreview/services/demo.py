@@ -44,6 +44,9 @@ class DemoSpec:
     n_frames: int = 150
     size: int = 256
     fps: int = 30
+    polyp_scale: float = (
+        2.5  # the polyp sizes the demo model was trained on (core_model.phantom: median ~5 %)
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def ensure_demo_videos(
                     size=spec.size,
                     site=v.site,
                     fps=spec.fps,
+                    polyp_scale=spec.polyp_scale,
                 )
             )
             made += 1
