@@ -126,6 +126,7 @@ class OptimConfig:
     student_temp: float = 0.1
     center_momentum: float = 0.9
     center_init: str = "zero"  # "zero" (official) or "first_batch" (the first batch's mean teacher output)
+    centering: str = "center"  # "center" (official: momentum centre) or "sinkhorn" (Sinkhorn-Knopp, DINOv2)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DINOLoss", "teacher_temp_schedule"]
+__all__ = ["DINOLoss", "sinkhorn_knopp", "teacher_temp_schedule"]
 
 
 def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, epochs: int) -> np.ndarray:
@@ -28,6 +28,29 @@ def teacher_temp_schedule(warmup_temp: float, temp: float, warmup_epochs: int, e
     return np.concatenate(
         (np.linspace(warmup_temp, temp, warmup_epochs), np.ones(max(epochs - warmup_epochs, 0)) * temp)
     )
+
+
+@torch.no_grad()
+def sinkhorn_knopp(logits: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
+    """Teacher targets by Sinkhorn-Knopp equipartition (SwAV, DINOv2) instead of centring: ``logits [N, K]`` (already
+    divided by the temperature) -> row-stochastic ``[N, K]`` whose columns carry about equal mass over the global
+    batch (all-reduced across ranks). It keeps a small batch from giving every sample the same target."""
+    q = (logits - logits.max()).exp().t()  # q: [K, N]; the shift cancels in the normalisations
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    k, n = q.shape[0], q.shape[1] * world
+
+    def reduce(x: torch.Tensor) -> torch.Tensor:
+        if world > 1:
+            dist.all_reduce(x)
+        return x
+
+    q /= reduce(q.sum()).clamp_min(1e-30)
+    for _ in range(n_iter):
+        q /= reduce(q.sum(dim=1, keepdim=True)).clamp_min(1e-30)  # every prototype: mass 1/K
+        q /= k
+        q /= q.sum(dim=0, keepdim=True).clamp_min(1e-30)  # every sample: mass 1/N
+        q /= n
+    return (q * n).t()
 
 
 class DINOLoss(nn.Module):
@@ -40,8 +63,12 @@ class DINOLoss(nn.Module):
         center_momentum: float = 0.9,
         n_global: int = 2,
         center_init: str = "zero",
+        centering: str = "center",
     ) -> None:
         super().__init__()
+        if centering not in ("center", "sinkhorn"):
+            raise ValueError(f"centering must be 'center' or 'sinkhorn', not {centering!r}")
+        self.centering = centering
         if center_init not in ("zero", "first_batch"):
             raise ValueError(f"center_init must be 'zero' or 'first_batch', not {center_init!r}")
         self.center_init = center_init
@@ -60,7 +87,10 @@ class DINOLoss(nn.Module):
             )  # not yet set (a trained centre is never all zero)
         s = (student_out.float() / self.student_temp).log_softmax(dim=-1)
         s = s.view(self.n_views, -1, s.shape[-1])  # s: [V, B, K]
-        t = F.softmax((teacher_out.float() - self.center) / temp, dim=-1).detach()
+        if self.centering == "sinkhorn":
+            t = sinkhorn_knopp(teacher_out.float().detach() / temp)
+        else:
+            t = F.softmax((teacher_out.float() - self.center) / temp, dim=-1).detach()
         t = t.view(self.n_global, -1, t.shape[-1])  # t: [G, B, K]
         batch = s.shape[1]
         cross = (

@@ -352,6 +352,7 @@ def _train(
         cfg.optim.student_temp,
         cfg.optim.center_momentum,
         center_init=cfg.optim.center_init,
+        centering=cfg.optim.centering,
     ).to(device)
 
     # -------------------------------------------------------------------------------- optimiser and schedules

@@ -112,6 +112,27 @@ def test_centre_can_start_at_the_first_batch_instead_of_zero():
         DINOLoss(K, V, np.full(2, 0.04), center_init="mean")
 
 
+def test_sinkhorn_targets_spread_a_batch_over_the_prototypes():
+    """``centering="sinkhorn"``: targets are row-stochastic and share the prototypes about equally over the batch,
+    even when every sample's raw output favours the same prototype (where plain softmax gives one shared target)."""
+    from core_model.pretrain.loss import sinkhorn_knopp
+
+    torch.manual_seed(0)
+    N, K = 64, 16
+    logits = torch.randn(N, K) / 0.1
+    logits[:, 5] += 40.0  # far beyond fp32 exp range without the max shift
+    q = sinkhorn_knopp(logits, n_iter=5)
+    assert torch.isfinite(q).all()
+    assert torch.allclose(q.sum(dim=1), torch.ones(N), atol=1e-4)
+    share = q.sum(dim=0) / N
+    assert share.max() < 2.0 / K and (q.argmax(dim=1) != 5).any()
+    loss_fn = DINOLoss(K, 4, np.full(2, 0.1), centering="sinkhorn")
+    loss = loss_fn(torch.randn(4 * N // 2, K), logits[: N // 2 * 2] * 0.1, epoch=0)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="centering"):
+        DINOLoss(K, 4, np.full(2, 0.1), centering="mean")
+
+
 def test_param_groups_regularise_embeddings_but_not_biases_or_frozen():
     from core_model.models import create_model
 
