@@ -16,10 +16,19 @@ standard deviation over seeds, naming the machine. Sizes are chosen so the whole
 about 17 min with ``--epochs 12``) on a shared 2-core CPU; ``--small`` is a one-minute smoke run of every code path
 (numbers meaningless).
 
-Measured here (AMD EPYC, 2 shared cores, 3 seeds, 32 pretraining + 96 probe videos): the DINO loss falls over the
-first 3–4 epochs (about 4.1 -> 0.3–0.8) and then drifts back up towards ln(out_dim) by epoch 12; the probes on the
-pretrained teacher stay at chance level, like the random-init and mean-colour baselines (AUROC about 0.45–0.56):
-at this compute budget the run does NOT yet show that the features separate polyp from normal clips.
+Videos are rendered at ``--polyp-scale`` (default 2.5: polyps of public-dataset size, median ~5 % of the frame).
+
+Measured (2-core CPU, 32 pretraining + 96 probe videos): the probes on the pretrained teacher do NOT separate polyp
+from normal clips better than a random-init backbone or mean colour (AUROC 0.45-0.66 for all three, at polyp scale 1
+and 2.5). Diagnosis (``optim.*`` overrides, 96-step runs, teacher statistics per step): an untrained backbone gives
+nearly the same output for every phantom clip (cosine 0.98 between clips in eval mode), so the centred teacher is
+near uniform unless it is sharpened hard; its variation then comes from the colour jitter and the teacher's DropPath
+rather than from content, which the student cannot predict from another view, and every run collapses to a constant
+output within 30-60 steps (loss back at ln(out_dim)). Tried without success: lr 1.6e-5 to 1.6e-3 at batch 8, teacher
+temperature 0.005-0.04, momentum 0.99-0.999, head 256/1024 outputs, larger crops, no colour jitter, teacher in eval
+mode, centre started at the first batch (``optim.center_init=first_batch``), Sinkhorn-Knopp targets
+(``optim.centering=sinkhorn``). Without colour jitter and with a sharp teacher (0.005) the loss does fall (5.4 ->
+0.7) before it collapses, but the probe at the minimum is still at the random-init level.
 
     python benchmarks/pretrain_probe.py               # 3 seeds
     python benchmarks/pretrain_probe.py --small
