@@ -18,7 +18,7 @@ about 17 min with ``--epochs 12``) on a shared 2-core CPU; ``--small`` is a one-
 
 Videos are rendered at ``--polyp-scale`` (default 2.5: polyps of public-dataset size, median ~5 % of the frame).
 
-Measured (2-core CPU, 32 pretraining + 96 probe videos): the probes on the pretrained teacher do NOT separate polyp
+Measured (2-core CPU; 32-128 pretraining and 64-96 probe videos; 1-3 seeds): the probes on the pretrained teacher do NOT separate polyp
 from normal clips better than a random-init backbone or mean colour (AUROC 0.45-0.66 for all three, at polyp scale 1
 and 2.5). Diagnosis (``optim.*`` overrides, 96-step runs, teacher statistics per step): an untrained backbone gives
 nearly the same output for every phantom clip (cosine 0.98 between clips in eval mode), so the centred teacher is
