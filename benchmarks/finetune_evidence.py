@@ -19,7 +19,22 @@ Per seed:
 Output: JSON lines (``seed`` rows), then a ``summary`` with mean +- std per metric and the machine.
 ``--small``: one seed, tiny sizes, about a minute on the CPU (checks the code path, not the claim).
 
-    python benchmarks/finetune_evidence.py                    # 3 seeds (CPU: ~10-15 min)
+The imported label set is marked ``reviewed`` (complete: a frame without a mask is background) before both
+snapshots, so the fine-tunes on uncorrected and on corrected labels differ only by the corrections. Held-out videos
+are half abnormal, half normal.
+
+Measured (2-core Intel Xeon CPU, 3 seeds, defaults: 24 training videos with 30 % of masks shifted, 20 % missing and
+25 % of video classes wrong, 12 held-out site_b videos, 20 epochs, about 3.5 min per seed), mean +- std:
+
+    metric                        demo model   corrected    uncorrected  mean colour
+    classification F1             0.63+-0.15   0.75+-0.11   0.22+-0.38   0.60+-0.09
+    segmentation Dice (sequence)  0.66+-0.05   0.70+-0.03   0.68+-0.04   -
+    segmentation Dice (frame)     0.13+-0.04   0.35+-0.07   0.34+-0.14   -
+    detection F1 (frame, 0.5)     0.50+-0.06   0.49+-0.09   0.31+-0.12   0.51+-0.07
+    detection AP50                0.25+-0.04   0.30+-0.05   0.27+-0.07   -
+    lesion sensitivity            0.48+-0.08   0.57+-0.14   0.43+-0.14   -
+
+    python benchmarks/finetune_evidence.py --control          # 3 seeds, ~11 min on a 2-core CPU
     python benchmarks/finetune_evidence.py --small
 """
 
@@ -336,12 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "resources" / "demo_model"))
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--train-videos", type=int, default=8)
-    p.add_argument("--test-videos", type=int, default=6)
+    p.add_argument("--train-videos", type=int, default=24)
+    p.add_argument("--test-videos", type=int, default=12)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--clips-per-video", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--clips-per-video", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument(
         "--mode", choices=("full", "lora", "linear"), default="full", help="what fine-tuning trains"
