@@ -35,8 +35,13 @@ def sinkhorn_knopp(logits: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
     """Teacher targets by Sinkhorn-Knopp equipartition (SwAV, DINOv2) instead of centring: ``logits [N, K]`` (already
     divided by the temperature) -> row-stochastic ``[N, K]`` whose columns carry about equal mass over the global
     batch (all-reduced across ranks). It keeps a small batch from giving every sample the same target."""
-    q = (logits - logits.max()).exp().t()  # q: [K, N]; the shift cancels in the normalisations
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    top = logits.max()
+    if world > 1:
+        dist.all_reduce(
+            top, op=dist.ReduceOp.MAX
+        )  # one shift for every rank, so the global sums stay consistent
+    q = (logits - top).exp().t()  # q: [K, N]; the shift cancels in the normalisations
     k, n = q.shape[0], q.shape[1] * world
 
     def reduce(x: torch.Tensor) -> torch.Tensor:
@@ -82,9 +87,8 @@ class DINOLoss(nn.Module):
         """``student_out: [V*B, K]``, ``teacher_out: [2*B, K]`` (view-major) -> scalar loss; updates the centre."""
         temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
         if self.center_init == "first_batch" and not bool(self.center.any()):
-            self.center.copy_(
-                self._batch_mean(teacher_out)
-            )  # not yet set (a trained centre is never all zero)
+            # not yet set (a trained centre is never exactly zero)
+            self.center.copy_(self._batch_mean(teacher_out))
         s = (student_out.float() / self.student_temp).log_softmax(dim=-1)
         s = s.view(self.n_views, -1, s.shape[-1])  # s: [V, B, K]
         if self.centering == "sinkhorn":
