@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from core_model.data.manifest import TrainingManifest, assign_splits, save_manifest
     from core_model.phantom.generate import generate_video, manifest_video
     from core_model.phantom.groundtruth import load_ground_truth
+    from core_model.phantom.render import POLYP_SCALE_RANGE
     from core_model.phantom.sites import SITES
 
     if args.videos < 1:
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             f"endofm phantom: unknown site {args.site!r} (known: {', '.join(SITES)}, mixed)", file=sys.stderr
         )
         return 2
-    if not 0.25 <= args.polyp_scale <= 4.0:
-        print("endofm phantom: --polyp-scale must be between 0.25 and 4", file=sys.stderr)
+    low, high = POLYP_SCALE_RANGE
+    if not low <= args.polyp_scale <= high:
+        print(f"endofm phantom: --polyp-scale must be between {low:g} and {high:g}", file=sys.stderr)
         return 2
     if args.size < 32 or args.size % 2 or args.frames < 1:
         print("endofm phantom: --size must be an even number >= 32 and --frames >= 1", file=sys.stderr)

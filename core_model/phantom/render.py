@@ -29,6 +29,7 @@ MIN_AREA_FRACTION = 1e-3  # a polyp showing fewer pixels than this (of the frame
 MIN_POLYP_LIGHT = 0.12  # nor one so deep in the lumen that it is too dark to see
 NORMAL_VIDEO_PROB = 0.35
 LUT_SIZE = 4096  # videos without any polyp
+POLYP_SCALE_RANGE = (0.25, 4.0)  # accepted polyp_scale values (inclusive)
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,9 @@ class PhantomStream:
             raise ValueError(f"size must be an even number of pixels >= 32, not {size}")
         if fps <= 0:
             raise ValueError(f"fps must be positive, not {fps}")
-        if not 0.25 <= polyp_scale <= 4.0:
-            raise ValueError(f"polyp_scale must be between 0.25 and 4, not {polyp_scale}")
+        low, high = POLYP_SCALE_RANGE
+        if not low <= polyp_scale <= high:
+            raise ValueError(f"polyp_scale must be between {low:g} and {high:g}, not {polyp_scale}")
         self.polyp_scale = float(polyp_scale)
         self.seed, self.n_frames, self.size, self.style, self.fps = (
             int(seed),
@@ -252,9 +254,7 @@ def _render(stream: PhantomStream) -> Iterator[np.ndarray]:
             t_best = rng_polyp.uniform(0.1, 0.9) * (T - 1)
             z_cam = float(np.interp(t_best, np.arange(T), cam.z))
             polyp = make_polyp(rng_polyp, k + 1, z_cam + rng_polyp.uniform(0.35, 1.0))
-            if stream.polyp_scale != 1.0:
-                polyp = replace(polyp, radius=polyp.radius * stream.polyp_scale)
-            polyps.append(polyp)
+            polyps.append(replace(polyp, radius=polyp.radius * stream.polyp_scale))  # x1.0 is exact
     q_spec = rng_misc.uniform(0.003, 0.012)  # fraction of the field that is specular
     spec_wobble = _wander(rng_misc, np.arange(T, dtype=np.float64), T)
     overlay = _Overlay(style, size, seed, rng_misc)

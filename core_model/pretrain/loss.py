@@ -38,9 +38,8 @@ def sinkhorn_knopp(logits: torch.Tensor, n_iter: int = 3) -> torch.Tensor:
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     top = logits.max()
     if world > 1:
-        dist.all_reduce(
-            top, op=dist.ReduceOp.MAX
-        )  # one shift for every rank, so the global sums stay consistent
+        # one shift for every rank, so the global sums stay consistent
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
     q = (logits - top).exp().t()  # q: [K, N]; the shift cancels in the normalisations
     k, n = q.shape[0], q.shape[1] * world
 

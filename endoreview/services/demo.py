@@ -44,9 +44,8 @@ class DemoSpec:
     n_frames: int = 150
     size: int = 256
     fps: int = 30
-    polyp_scale: float = (
-        2.5  # the polyp sizes the demo model was trained on (core_model.phantom: median ~5 %)
-    )
+    # the polyp sizes the demo model was trained on (core_model.phantom: median ~5 % of the frame)
+    polyp_scale: float = 2.5
 
 
 @dataclass(frozen=True)
