@@ -54,15 +54,24 @@ class DINOHead(nn.Module):
         bottleneck_dim: int = 256,
         nlayers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ) -> None:
         super().__init__()
         nlayers = max(nlayers, 1)
         if nlayers == 1:
             self.mlp: nn.Module = nn.Linear(in_dim, bottleneck_dim)
         else:
-            layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            # use_bn: BatchNorm after each hidden Linear (DINO's ``use_bn_in_head``; off in the official Endo-FM run)
+            def hidden(d_in: int) -> list[nn.Module]:
+                return [
+                    nn.Linear(d_in, hidden_dim),
+                    *([nn.BatchNorm1d(hidden_dim)] if use_bn else []),
+                    nn.GELU(),
+                ]
+
+            layers: list[nn.Module] = hidden(in_dim)
             for _ in range(nlayers - 2):
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
+                layers += hidden(hidden_dim)
             layers.append(nn.Linear(hidden_dim, bottleneck_dim))
             self.mlp = nn.Sequential(*layers)
         self.apply(self._init_weights)

@@ -103,7 +103,7 @@ def build_models(cfg: PretrainConfig) -> tuple[MultiCropWrapper, MultiCropWrappe
     backbone = create_model(cfg.model.arch, checkpoint=cfg.model.init_checkpoint, **overrides)
     h = cfg.head
     head = DINOHead(
-        backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer
+        backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer, h.use_bn
     )
     if cfg.model.init_checkpoint and cfg.model.init_head and _load_init_head(cfg.model.init_checkpoint, head):
         log.info("DINO head initialised from %s", cfg.model.init_checkpoint)
@@ -335,6 +335,10 @@ def _train(
     student, teacher = build_models(cfg)
     student.to(device)
     teacher.to(device)
+    if info.distributed and cfg.head.use_bn and device.type == "cuda":
+        # batch statistics over all GPUs, as DINO does (SyncBatchNorm needs CUDA; gloo on CPU keeps per-rank BN)
+        student = nn.SyncBatchNorm.convert_sync_batchnorm(student)
+        teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
     if info.distributed:
         student = nn.parallel.DistributedDataParallel(
             student, device_ids=[device.index] if device.type == "cuda" else None

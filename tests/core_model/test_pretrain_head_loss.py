@@ -45,6 +45,20 @@ def test_head_has_official_keys_shapes_and_unit_norm_rows():
     assert torch.allclose(small.last_layer(x), legacy(x), atol=1e-6)
 
 
+def test_head_batchnorm_is_optional_and_standardises_each_hidden_unit_over_the_batch():
+    assert not any(
+        isinstance(m, nn.BatchNorm1d) for m in DINOHead(16, 32, hidden_dim=8).modules()
+    )  # official
+    head = DINOHead(16, 32, hidden_dim=8, bottleneck_dim=4, use_bn=True)
+    bns = [m for m in head.mlp if isinstance(m, nn.BatchNorm1d)]
+    assert len(bns) == 2 and [type(m).__name__ for m in head.mlp][:3] == ["Linear", "BatchNorm1d", "GELU"]
+    # nearly identical inputs (an untrained backbone): without BN the outputs barely differ, with BN they do
+    x = torch.randn(1, 16) + 1e-3 * torch.randn(8, 16)
+    plain = DINOHead(16, 32, hidden_dim=8, bottleneck_dim=4)
+    spread = lambda out: F.normalize(out, dim=1).std(dim=0).mean().item()  # noqa: E731
+    assert spread(head(x)) > 100 * spread(plain(x))
+
+
 def test_views_are_grouped_like_the_official_split_points():
     shapes = [(8, 224, 224), (16, 224, 224), (2, 96, 96), (2, 96, 96), (4, 96, 96), (4, 96, 96)]
     shapes += [(8, 96, 96), (8, 96, 96), (16, 96, 96), (16, 96, 96)]
