@@ -34,6 +34,16 @@ def cache_dir() -> Path:
     return p
 
 
+def mark_used(*paths: Path) -> None:
+    """Record that cached files were just used (the cache trims what was used longest ago; reading alone does not
+    update the access time on relatime/noatime mounts)."""
+    for p in paths:
+        try:
+            os.utime(p)
+        except OSError:
+            pass
+
+
 def models_dir() -> Path:
     p = data_dir() / "models"
     p.mkdir(parents=True, exist_ok=True)

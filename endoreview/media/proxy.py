@@ -102,6 +102,9 @@ def find_proxy(source: Path | str, proxy_path: Path | str | None = None) -> Prox
         return None
     if abs(info.source_mtime - st.st_mtime) > 1e-3:
         return None
+    from endoreview.paths import mark_used
+
+    mark_used(path, side)
     return info
 
 

@@ -81,6 +81,9 @@ def load_or_make_strip(
     if path.is_file():
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is not None:
+            from endoreview.paths import mark_used
+
+            mark_used(path)
             return path, cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     src = open_source()
     try:

@@ -171,6 +171,52 @@ def cache_size() -> int:
     return _tree_size(cache_dir())
 
 
+def _last_use(paths: list[Path]) -> float:
+    times = []
+    for p in paths:
+        try:
+            times.append(p.stat().st_mtime)  # set on use by paths.mark_used (atime depends on the mount)
+        except OSError:
+            pass
+    return max(times, default=0.0)
+
+
+def trim_caches(limit_mb: int | None = None, protect: tuple[Path | str, ...] = ()) -> int:
+    """Keep the cache under ``limit_mb`` (default: the saved ``cache_limit_mb``) by removing what was used longest
+    ago: a proxy goes with its ``.proxy.json`` sidecar, a thumbnail strip on its own. Files in ``protect`` (the
+    proxy on screen) stay. Everything here is rebuilt on demand. Returns the bytes freed."""
+    from endoreview.paths import cache_dir
+
+    limit = (load_settings().cache_limit_mb if limit_mb is None else limit_mb) * 2**20
+    root = cache_dir()
+    keep = {Path(p).resolve() for p in protect}
+    entries: dict[Path, list[Path]] = {}  # key: the file a user would name (proxy .mp4 or thumbnail)
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            path = Path(dirpath) / f
+            key = path.with_name(f[: -len(".proxy.json")] + ".mp4") if f.endswith(".proxy.json") else path
+            entries.setdefault(key, []).append(path)
+    sizes = {k: sum(p.stat().st_size for p in v if p.exists()) for k, v in entries.items()}
+    total = sum(sizes.values())
+    freed = 0
+    for key in sorted(entries, key=lambda k: _last_use(entries[k])):
+        if total <= limit:
+            break
+        if any(p.resolve() in keep for p in entries[key]):
+            continue
+        try:
+            for p in entries[key]:
+                p.unlink(missing_ok=True)
+        except OSError as exc:  # open elsewhere (Windows) or read-only: leave it, try the next
+            log.info("cache: could not remove %s: %s", key, exc)
+            continue
+        total -= sizes[key]
+        freed += sizes[key]
+    if freed:
+        log.info("cache over %d MB: removed %.1f MB used longest ago", limit // 2**20, freed / 2**20)
+    return freed
+
+
 def clear_caches() -> int:
     """Remove proxies and thumbnails (rebuilt on demand); returns the bytes freed."""
     from endoreview.paths import cache_dir

@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from endoreview.media.proxy import ProxyError, ProxyInfo, ProxyReader, build_proxy, find_proxy
-from endoreview.media.thumbs import load_or_make_strip
+from endoreview.media.thumbs import default_strip_path, load_or_make_strip
 from endoreview.ui.library import STRIP_TILES
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,10 @@ class MediaQueue(QObject):
             self.failed.emit(req.video_id, f"{src}: file not found")
             return
         info: ProxyInfo | None = find_proxy(src) if src.is_file() else None
+        wrote = False  # something new in the cache: trim it to the limit afterwards
         if req.proxy and info is None and src.is_file():
             try:
+                wrote = True
                 info = build_proxy(
                     src,
                     on_progress=lambda d, t: self.progress.emit(req.video_id, d, t),
@@ -124,5 +126,17 @@ class MediaQueue(QObject):
                     (lambda: VideoReader(src, backend="pyav")),
                     req.frame_count,
                 )  # see review_controller
+            wrote = wrote or not default_strip_path(src, STRIP_TILES, 72).is_file()
             _, strip = load_or_make_strip(src, opener, n, n=STRIP_TILES, height=72)
             self.thumbReady.emit(req.video_id, strip)
+        if wrote:
+            self._trim_cache(keep=info.path if info is not None else None)
+
+    @staticmethod
+    def _trim_cache(keep: Path | None) -> None:
+        from endoreview.services.app_settings import trim_caches
+
+        try:
+            trim_caches(protect=(keep,) if keep is not None else ())
+        except OSError as exc:  # a full or read-only cache never stops review
+            log.warning("could not trim the cache: %s", exc)

@@ -181,13 +181,19 @@ class SettingsDialog(QDialog):
         s, password = self.current()
 
         def work() -> str:
-            from endoreview.services.app_settings import save_settings, store_pg_password, validate
+            from endoreview.services.app_settings import (
+                save_settings,
+                store_pg_password,
+                trim_caches,
+                validate,
+            )
 
             validate(s)
             where = ""
             if s.db_kind == "postgresql" and password:
                 where = store_pg_password(s.pg_url, password)
             save_settings(s)
+            trim_caches(s.cache_limit_mb)  # a lower limit applies now
             return where
 
         def done(where: str) -> None:
