@@ -44,6 +44,7 @@ class PhantomGroundTruth:
     seed: int
     tracks: list[Track]
     lumen: np.ndarray  # float32 [T, 2]: pixel position of the lumen centre (vanishing point)
+    polyp_scale: float = 1.0  # the render's polyp_scale (files written before it was recorded: 1)
     _masks: np.ndarray | None = None  # uint8 [T, H, W] (rendered in memory)
     _rles: list[dict[int, dict]] | None = None  # per frame {track_id: rle} (loaded from JSON)
     _boxes: list[list[tuple[int, list[float]]]] = field(default_factory=list)
@@ -138,6 +139,7 @@ class PhantomGroundTruth:
             "fps": self.fps,
             "site": self.site,
             "seed": self.seed,
+            "polyp_scale": self.polyp_scale,
             "video_label": self.video_label,
             "segments": [{"start": s, "end": e, "label": lab} for s, e, lab in self.segments],
             "tracks": [t.__dict__ for t in self.tracks],
@@ -215,6 +217,7 @@ def load_ground_truth(path: str | os.PathLike) -> PhantomGroundTruth:
             seed=int(data["seed"]),
             tracks=[Track(**t) for t in data["tracks"]],
             lumen=lumen,
+            polyp_scale=float(data.get("polyp_scale", 1.0)),
             _rles=rles,
             _boxes=boxes,
         )

@@ -357,6 +357,12 @@ def _render(stream: PhantomStream) -> Iterator[np.ndarray]:
         Track(p.track_id, p.kind, first[p.track_id], last[p.track_id], round(p.radius, 4)) for p in polyps
     ]
     gt = PhantomGroundTruth.from_masks(
-        masks, fps=float(fps), site=style.name, seed=int(seed), tracks=tracks, lumen=cam.vp.astype(np.float32)
+        masks,
+        fps=float(fps),
+        site=style.name,
+        seed=int(seed),
+        tracks=tracks,
+        lumen=cam.vp.astype(np.float32),
+        polyp_scale=stream.polyp_scale,
     )
     stream.ground_truth = gt

@@ -56,6 +56,7 @@ def test_polyp_scale_grows_the_polyps_of_the_same_scene():
     area = sum(int((gt.instance_mask(i) > 0).sum()) for i in range(16))
     big_area = sum(int((big.instance_mask(i) > 0).sum()) for i in range(16))
     assert big_area > 3 * area > 0
+    assert (gt.polyp_scale, big.polyp_scale) == (1.0, 2.5)  # recorded, so a file says which sizes it shows
     with pytest.raises(ValueError, match="polyp_scale"):
         render_video(0, polyp_scale=10)
 
@@ -137,11 +138,12 @@ def test_polyp_pixels_differ_from_the_wall_around_them(videos):
 def test_generate_video_writes_mp4_and_exact_json(tmp_path):
     from core_model.video import VideoReader
 
-    mp4 = generate_video(tmp_path, "case", seed=1, n_frames=24, size=96)
+    mp4 = generate_video(tmp_path, "case", seed=1, n_frames=24, size=96, polyp_scale=2.0)
     assert mp4 == tmp_path / "case.mp4" and (tmp_path / "case.json").is_file()
-    frames, gt = render_video(1, n_frames=24, size=96)
+    frames, gt = render_video(1, n_frames=24, size=96, polyp_scale=2.0)
     loaded = load_ground_truth(tmp_path / "case.json")
     assert (loaded.num_frames, loaded.width, loaded.height, loaded.fps) == (24, 96, 96, 30.0)
+    assert loaded.polyp_scale == 2.0
     assert loaded.video_label == gt.video_label and loaded.segments == gt.segments
     np.testing.assert_array_equal(loaded.frame_has_polyp, gt.frame_has_polyp)
     for i in range(24):
