@@ -26,6 +26,26 @@ def test_demo_setup_imports_videos_once_and_says_when_the_model_is_missing(tmp_p
         assert again.generated == 0 and again.video_ids == first.video_ids  # nothing duplicated
 
 
+def test_a_newer_demo_spec_replaces_older_demo_videos_without_losing_reviewed_labels(tmp_path, monkeypatch):
+    """An app that ran an older demo (e.g. small polyps the current model was not trained on) gets the new videos,
+    and the old ones leave the library; a label made on one of them is kept."""
+    from dataclasses import replace
+
+    from endoreview.services.library import LibraryService
+    from endoreview.store import Store
+    from endoreview.store.records import NewLabel
+
+    monkeypatch.setattr(demo, "demo_model_dir", lambda: None)
+    with Store.open(str(tmp_path / "db.sqlite3"), reviewer="t") as store:
+        old = setup_demo(store, replace(SMALL, polyp_scale=1.0))
+        store.add_labels([NewLabel(old.video_ids[0], "segment", "polyp", start_frame=0, end_frame=4)])
+        new = setup_demo(store, SMALL)
+        assert new.generated == 2 and new.retired == 2 and not set(new.video_ids) & set(old.video_ids)
+        assert sorted(v.id for v in LibraryService(store).list_videos()) == sorted(new.video_ids)
+        assert store.count_labels(old.video_ids[0])  # the label survives the retirement
+        assert setup_demo(store, SMALL).retired == 0  # current videos stay
+
+
 def test_demo_uses_the_bundled_model_when_present(tmp_path, monkeypatch):
     from endoreview.store import Store
 
