@@ -69,14 +69,15 @@ def test_cli_run_writes_run_dir_progress_and_exports(tmp_path, capsys):
         assert torch.equal(from_dir.state_dict()[k], v)
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("head.use_bn=true",)], ids=["official", "bn_head"])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, extra):
     data = tmp_path / "videos"
     write_tiny_videos(data, n=2)  # one step per epoch: the resume boundary is all that matters
-    full = train(tiny_config(data), tmp_path / "full")
-    part = train(tiny_config(data), tmp_path / "part", stop_after_epochs=1)
+    full = train(tiny_config(data, *extra), tmp_path / "full")
+    part = train(tiny_config(data, *extra), tmp_path / "part", stop_after_epochs=1)
     assert part.epochs_done == 1 and part.export_dir is None
     assert torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=False)["epoch"] == 1
-    resumed = train(tiny_config(data), tmp_path / "part", resume=True)
+    resumed = train(tiny_config(data, *extra), tmp_path / "part", resume=True)
     assert resumed.epochs_done == 2
     a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=False)
     b = torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=False)
