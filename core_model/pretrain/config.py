@@ -63,9 +63,8 @@ class HeadConfig:
     bottleneck_dim: int = 256
     nlayers: int = 3
     norm_last_layer: bool = True
-    use_bn: bool = (
-        False  # BatchNorm in the hidden layers (DINO's use_bn_in_head; SyncBatchNorm under torchrun)
-    )
+    # BatchNorm in the hidden layers (DINO's use_bn_in_head; SyncBatchNorm under torchrun on GPUs)
+    use_bn: bool = False
 
 
 @dataclass

@@ -171,6 +171,13 @@ def cache_size() -> int:
     return _tree_size(cache_dir())
 
 
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:  # removed meanwhile (the media worker or another trim)
+        return 0
+
+
 def _last_use(paths: list[Path]) -> float:
     times = []
     for p in paths:
@@ -196,7 +203,7 @@ def trim_caches(limit_mb: int | None = None, protect: tuple[Path | str, ...] = (
             path = Path(dirpath) / f
             key = path.with_name(f[: -len(".proxy.json")] + ".mp4") if f.endswith(".proxy.json") else path
             entries.setdefault(key, []).append(path)
-    sizes = {k: sum(p.stat().st_size for p in v if p.exists()) for k, v in entries.items()}
+    sizes = {k: sum(_size(p) for p in v) for k, v in entries.items()}
     total = sum(sizes.values())
     freed = 0
     for key in sorted(entries, key=lambda k: _last_use(entries[k])):
