@@ -16,7 +16,7 @@ On phantom colonoscopy videos (``core_model.phantom``), for each seed:
 
 Output: one JSON object per line (``pretrain`` epochs, some with probe figures; per-seed ``probe`` rows) and a final
 ``summary`` with mean and standard deviation over seeds, naming the machine. Defaults: 128 pretraining videos,
-30 epochs (480 steps of 8 clips per seed), 64 probe videos (426 clips), 3 seeds; about 30 min on this 2-core CPU.
+30 epochs (480 steps of 8 clips per seed), 64 probe videos (426 clips), 3 seeds; 27 min on this 2-core CPU.
 ``--small`` is a one-minute smoke run of every code path (numbers meaningless). Videos are rendered at
 ``--polyp-scale`` (default 2.5: polyps of public-dataset size, median ~5 % of the frame).
 
@@ -30,10 +30,13 @@ Measured (this 2-core CPU, polyp scale 2.5). The criterion is NOT met: the pretr
 polyp from normal clips no better than a random-init backbone or the mean colour, while the same probes on a
 backbone trained with labels reach AUROC 0.8 (so the probe can see polyps). Linear / k-NN AUROC:
 
-- defaults, 3 seeds (480 steps each; see the closing note for the final figures): pretrained 0.63 / 0.47,
-  random init 0.66 / 0.53, mean colour 0.61 / 0.53, labelled reference 0.84 / 0.81 (seed 0);
+- defaults, 3 seeds (480 steps each, 27 min), mean +- std: loss 5.59 +- 0.02 -> 5.05 +- 0.13; pretrained
+  0.58 +- 0.04 / 0.48 +- 0.04, random init 0.63 +- 0.04 / 0.52 +- 0.04, mean colour 0.57 +- 0.04 / 0.44 +- 0.06,
+  labelled reference 0.83 +- 0.00 / 0.80 +- 0.01; the curve (epochs 10 and 20) stays at the final level;
 - one 960-step run of the defaults, probed every 240 steps: linear 0.60, 0.59, 0.59, 0.58 (random init 0.63);
 - 64-px globals at batch 64 (24 clips/s instead of 7), 190 steps: 0.58 (random init 0.57-0.59);
+- each view standardised per channel (cancels brightness/contrast jitter and a video's colour; tried by patching,
+  not kept) with the official jitter: collapsed by step 320, 0.55-0.60 (random init on the same input 0.67);
 - earlier sessions (20-96 steps, no BN head, polyp scale 1 and 2.5): 0.45-0.66 for all three.
 
 Diagnosis. (1) An untrained backbone gives nearly the same output for every phantom clip (CLS cosine 0.99), so
