@@ -2,9 +2,10 @@
 
 :func:`setup_demo` generates the videos into ``<user data>/demo/<spec folder>`` (once; later calls reuse them),
 imports them through :class:`LibraryService` into the default project, retires the demo videos an older spec made,
-and reports which videos still need predictions and where the bundled demo model is (``resources/demo_model``). The app then analyses those videos with the demo model through
-the ordinary predict job. Without the demo model the videos are still imported and the result carries a clear
-notice instead of predictions. Research use only, not a medical device.
+and reports which videos still need predictions and where the bundled demo model is (``resources/demo_model``).
+The app then analyses those videos with the demo model through the ordinary predict job. Without the demo model the
+videos are still imported and the result carries a clear notice instead of predictions. Research use only, not a
+medical device.
 """
 
 from __future__ import annotations
