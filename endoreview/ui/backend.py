@@ -236,7 +236,7 @@ class Backend:
         if with_geometry:
             per_frame: dict[int, dict[str, list]] = {}
             for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run.id):
-                if lab.frame is None:
+                if lab.frame is None or str(lab.state) == "rejected":  # a reviewer said it is not there
                     continue
                 d = per_frame.setdefault(lab.frame, {"masks": [], "boxes": []})
                 item = {

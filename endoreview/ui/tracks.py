@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from endoreview.services.editing import DERIVED_ORIGINS
+
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
@@ -136,16 +138,19 @@ class LabelTrack:
         for lab in labels:
             kind = str(_get(lab, "kind"))
             state = str(_get(lab, "state"))
+            # judged by a human: not a suggestion, and not propagated / interpolated by a tool (those become
+            # keyframes, origin "drawn", once a reviewer edits them)
+            judged = state != "suggested" and str(_get(lab, "origin")) not in DERIVED_ORIGINS
             if kind == "segment":
                 s, e = int(_get(lab, "start_frame")), int(_get(lab, "end_frame"))
                 track.segments.append(Segment(s, e, str(_get(lab, "class_name")), state, _get(lab, "id")))
-                if state != "suggested":
+                if judged:
                     track.reviewed[max(0, s) : min(frame_count, e)] = True
             elif kind == "video_class" and state != "suggested":
                 track.segments.append(
                     Segment(0, frame_count, str(_get(lab, "class_name")), state, _get(lab, "id"))
                 )
-            elif kind in ("mask", "box") and state != "suggested":
+            elif kind in ("mask", "box") and judged:
                 f = _get(lab, "frame")
                 if f is not None and 0 <= int(f) < frame_count:
                     track.reviewed[int(f)] = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from endoreview.ui.palette import (
     CHIP,
@@ -97,3 +98,40 @@ def test_disagreements_and_low_confidence_regions():
         next_after(np.array([3, 8, 14]), 8) == 14 and next_after(np.array([3, 8, 14]), 8, forward=False) == 3
     )
     assert next_after(np.array([3]), 5) is None
+
+
+def test_only_human_judgements_fill_the_reviewed_lane():
+    """Propagated / interpolated masks are the tool's guesses until a reviewer edits them (then they are ``drawn``);
+    a rejected suggestion is a judgement (the reviewer looked and said no)."""
+    labels = LabelTrack.from_labels(
+        6,
+        [
+            {"kind": "mask", "state": "manual", "origin": "drawn", "frame": 0},
+            {"kind": "mask", "state": "manual", "origin": "propagated", "frame": 1},
+            {"kind": "box", "state": "manual", "origin": "interpolated", "frame": 2},
+            {"kind": "box", "state": "rejected", "origin": "predicted", "frame": 3},
+            {"kind": "box", "state": "suggested", "origin": "predicted", "frame": 4},
+            {"kind": "mask", "state": "edited", "origin": "predicted", "frame": 5},
+        ],
+    )
+    assert labels.reviewed.tolist() == [True, False, False, True, False, True]
+
+
+def test_rejected_predictions_leave_the_detection_lane(tmp_path):
+    from endoreview.store.records import FramePrediction
+    from endoreview.ui.backend import Backend
+    from tests.services.videos import make_video
+
+    b = Backend(f"sqlite:///{tmp_path / 'db.sqlite3'}", reviewer="t")
+    b.open()
+    video, _ = b.library.import_video(b.project.id, make_video(tmp_path / "v.mp4", n=6))
+    run = b.store.start_prediction_run(video.id, None)
+    box = {"label": "polyp", "score": 0.8, "bbox": [1, 1, 9, 9]}
+    b.store.add_frame_predictions(
+        run.id, [FramePrediction(f, {"polyp": 0.9}, boxes=(box,)) for f in range(4)]
+    )
+    b.store.finish_prediction_run(run.id, "finished")
+    assert b.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8] * 4)
+    on_2 = [x for x in b.store.labels_for_video(video.id) if x.frame == 2]
+    b.store.set_label_states([x.id for x in on_2], "rejected")
+    assert b.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8, 0.8, 0.0, 0.8])
