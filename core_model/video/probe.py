@@ -8,8 +8,11 @@ frame rate handled) and which frames are keyframes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +76,44 @@ def _rotation_of(container, stream) -> int:
     return 0
 
 
-def probe_file(path: str | os.PathLike) -> FileProbe:
-    """Open, validate and index ``path``. Raises VideoError naming the file and the reason."""
-    import av
+_MEMO: OrderedDict[tuple[str, int, int, int], FileProbe] = (
+    OrderedDict()
+)  # (path, size, mtime, inode) -> probe
+_MEMO_SIZE = 64  # files; a probe is ~16 bytes per frame (an hour at 30 fps: ~1.7 MB)
+_memo_lock = threading.Lock()
 
+
+def probe_file(path: str | os.PathLike) -> FileProbe:
+    """Open, validate and index ``path``. Raises VideoError naming the file and the reason.
+
+    The index of a file opened before in this process is reused while its size and modification time are unchanged:
+    demuxing reads the whole file, which takes seconds for an hour of HD video, and a reviewer goes back and forth
+    between videos."""
     path = Path(path)
     size = check_regular_file(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), size, st.st_mtime_ns, st.st_ino)
+    except OSError as e:
+        raise VideoError(path, f"cannot access file ({e.strerror or e})") from None
+    with _memo_lock:
+        hit = _MEMO.get(key)
+        if hit is not None:
+            _MEMO.move_to_end(key)
+            return hit if hit.path == path else dataclasses.replace(hit, path=path)
+    probe = _probe_file(path, size)
+    probe.pts.setflags(write=False)  # shared by every reader of the file
+    probe.keyframes.setflags(write=False)
+    with _memo_lock:
+        _MEMO[key] = probe
+        while len(_MEMO) > _MEMO_SIZE:
+            _MEMO.popitem(last=False)
+    return probe
+
+
+def _probe_file(path: Path, size: int) -> FileProbe:
+    import av
+
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except Exception as e:

@@ -307,3 +307,25 @@ def test_pyav_stays_exact_when_a_seek_lands_on_an_earlier_keyframe(tmp_path, mon
         p = write_video(tmp_path / name, (code_frame(i) for i in range(120)), fps=30, bframes=3, gop=30)
         with VideoReader(p, backend="pyav") as r:
             assert [read_code(r[i]) for i in idx] == idx
+
+
+def test_reopening_a_file_reuses_its_index_until_the_file_changes(tmp_path, monkeypatch):
+    """Opening a video demuxes the whole file (seconds for an hour of HD); going back to it must not do that again,
+    but a file rewritten since must be indexed afresh."""
+    from core_model.video import probe as probe_mod
+
+    calls = []
+    real = probe_mod._probe_file
+    monkeypatch.setattr(probe_mod, "_probe_file", lambda p, size: calls.append(p) or real(p, size))
+    p = write_video(tmp_path / "v.mp4", (code_frame(i) for i in range(20)), fps=25, codec="libx264", gop=10)
+    for _ in range(3):
+        with VideoReader(p, backend="pyav") as r:
+            assert len(r) == 20 and read_code(r[13]) == 13
+    assert len(calls) == 1
+    write_video(p, (code_frame(i) for i in range(30)), fps=25, codec="libx264", gop=10)  # rewritten, longer
+    with VideoReader(p, backend="pyav") as r:
+        assert len(r) == 30 and read_code(r[27]) == 27
+    assert len(calls) == 2
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # cut short: the stale index must not hide it
+    with pytest.raises(VideoError, match="v.mp4"):
+        VideoReader(p, backend="pyav")
