@@ -164,6 +164,14 @@ class EditingService:
         self._undo: list[tuple[int, str, tuple[int, str] | None]] = []
         self._redo: list[tuple[int, str, tuple[int, str] | None]] = []
 
+    # ------------------------------------------------------------------ reading what an action acts on
+    def label(self, label_id: int) -> Label:
+        """The label as stored now (the UI's copy may be older than an edit made since)."""
+        return self.store.get_label(label_id)
+
+    def labels(self, label_ids: Sequence[int]) -> list[Label]:
+        return self.store.labels_by_id(list(label_ids))
+
     # ------------------------------------------------------------------ command stack
     def record(self, summary: str, status: tuple[int, str] | None = None) -> None:
         """Push this thread's last change set on the stack as one action named ``summary``."""

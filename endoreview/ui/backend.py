@@ -108,6 +108,7 @@ class Backend:
         from endoreview.services.labels import LabelService
         from endoreview.services.library import LibraryService
         from endoreview.services.projects import ProjectService
+        from endoreview.services.review_data import ReviewData
         from endoreview.store import Store
 
         raw = Store.open(self.db_url, reviewer=self.reviewer)
@@ -117,6 +118,7 @@ class Backend:
         self.library = GuardedService(LibraryService(raw))
         self.projects = GuardedService(ProjectService(raw))
         self.labels = GuardedService(LabelService(raw))
+        self.review = GuardedService(ReviewData(raw))
         self.project = self.projects.default_project()
         from endoreview.services.jobs import JobService
 
@@ -198,7 +200,7 @@ class Backend:
 
     def video_info(self, video_id: int) -> VideoInfo:
         check_off_gui_thread("db", "video info")
-        v = self.store.get_video(video_id)
+        v = self.review.video(video_id)
         try:
             path = self.library.resolve_path(v)
             exists = path.exists()
@@ -221,8 +223,7 @@ class Backend:
 
     # ---- predictions and labels ---------------------------------------------------------------------------
     def _latest_run(self, video_id: int) -> Any | None:
-        runs = self.store.list_prediction_runs(video_id)
-        return runs[-1] if runs else None
+        return self.review.latest_run(video_id)
 
     def _prediction_track(
         self, video_id: int, frame_count: int, with_geometry: bool = False
@@ -231,13 +232,11 @@ class Backend:
         if run is None:
             return None
         track = PredictionTrack(frame_count)
-        for frame, probs in self.store.frame_probs(run.id).items():
+        for frame, probs in self.review.frame_probs(run.id).items():
             track.add({"frame": frame, "probs": probs})
         if with_geometry:
             per_frame: dict[int, dict[str, list]] = {}
-            for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run.id):
-                if lab.frame is None or str(lab.state) == "rejected":  # a reviewer said it is not there
-                    continue
+            for lab in self.review.run_geometry(video_id, run.id):
                 d = per_frame.setdefault(lab.frame, {"masks": [], "boxes": []})
                 item = {
                     "label": lab.class_name,
@@ -259,10 +258,10 @@ class Backend:
 
     def tracks(self, video_id: int) -> VideoTracks:
         check_off_gui_thread("db", "tracks")
-        v = self.store.get_video(video_id)
+        v = self.review.video(video_id)
         run = self._latest_run(video_id)
         pred = self._prediction_track(video_id, v.frame_count, with_geometry=True)
-        labels = self.store.labels_for_video(video_id, kinds=("segment", "video_class", "mask", "box"))
+        labels = self.review.labels(video_id, kinds=("segment", "video_class", "mask", "box"))
         human = [lab for lab in labels if str(lab.origin) != "predicted" or str(lab.state) != "suggested"]
         suggested_segments = [
             lab
@@ -276,17 +275,14 @@ class Backend:
                 video_label = f"{lab.class_name} ({lab.state})"
         model_name = ""
         if run is not None and run.model_version_id is not None:
-            try:
-                model_name = self.store.get_model_version(run.model_version_id).name
-            except Exception:  # noqa: BLE001 - a deleted model version still leaves its output readable
-                model_name = f"model {run.model_version_id}"
+            model_name = self.review.model_name(run.model_version_id)
         return VideoTracks(pred, track, video_label, run.state if run else None, model_name)
 
     # ---- models -------------------------------------------------------------------------------------------
     def active_model_dir(self) -> tuple[str, str] | None:
         """(name, directory) of the active model version, if one is registered and its files exist."""
         check_off_gui_thread("db", "active model")
-        mv = self.store.active_model_version()
+        mv = self.review.active_model()
         if mv is None or not Path(mv.files_dir).is_dir():
             return None
         return mv.name, mv.files_dir
@@ -297,7 +293,7 @@ class Backend:
         from endoreview.services.jobs import JobService
 
         params: dict[str, Any] = {"video_ids": [int(v) for v in video_ids]}
-        mv = self.store.active_model_version()
+        mv = self.review.active_model()
         demo = demo_model_dir()
         if model_dir:
             params["model"], name = str(model_dir), Path(model_dir).name

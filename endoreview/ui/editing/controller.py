@@ -438,7 +438,7 @@ class EditController(QObject):
         if lab is None:
             return
         summary = "Move box" if mode == "move" else "Resize box"
-        self._submit(summary, lambda s: s.set_box(s.store.get_label(lab.id), box, summary), [f],
+        self._submit(summary, lambda s: s.set_box(s.label(lab.id), box, summary), [f],
                      on_done=self.select_box)  # fmt: skip
 
     def interpolate_track(self) -> None:
@@ -459,12 +459,12 @@ class EditController(QObject):
         lab = self.selected_box
         if lab is not None:
             self.selected_box = None
-            self._submit("Delete box", lambda s: s.delete([s.store.get_label(lab.id)]), [lab.frame])
+            self._submit("Delete box", lambda s: s.delete([s.label(lab.id)]), [lab.frame])
             return
         segs = [x for x in self.segments_at(self.frame) if x.state != ReviewState.SUGGESTED]
         if segs:
             ids = [x.id for x in segs]
-            self._submit("Delete segment", lambda s: s.delete(s.store.labels_by_id(ids)), [])
+            self._submit("Delete segment", lambda s: s.delete(s.labels(ids)), [])
             return
         self.message.emit("Nothing selected to delete (select a box, or put the playhead in a segment).")
 
@@ -503,9 +503,7 @@ class EditController(QObject):
             self._submit(f"Mark {cls} segment", lambda s: s.add_segment(vid, a, b, cls), [])
         elif self.selected_box is not None and self.selected_box.class_name != cls:
             lab = self.selected_box
-            self._submit(
-                f"Change class to {cls}", lambda s: s.set_class(s.store.get_label(lab.id), cls), [lab.frame]
-            )
+            self._submit(f"Change class to {cls}", lambda s: s.set_class(s.label(lab.id), cls), [lab.frame])
         else:
             self.message.emit(f"Class: {cls}")
         self.stateChanged.emit()
@@ -517,7 +515,7 @@ class EditController(QObject):
             self.message.emit("Put the playhead inside a segment to split it there.")
             return
         sid = segs[0].id
-        self._submit("Split segment", lambda s: s.split_segment(s.store.get_label(sid), f), [])
+        self._submit("Split segment", lambda s: s.split_segment(s.label(sid), f), [])
 
     def merge_segment(self) -> None:
         here = self.segments_at(self.frame)
@@ -535,12 +533,10 @@ class EditController(QObject):
             self.message.emit("No later segment of the same class to merge with.")
             return
         ids = [cur.id, later[0].id]
-        self._submit("Merge segments", lambda s: s.merge_segments(s.store.labels_by_id(ids)), [])
+        self._submit("Merge segments", lambda s: s.merge_segments(s.labels(ids)), [])
 
     def move_segment_edges(self, label_id: int, start: int, end: int) -> None:
-        self._submit(
-            "Move segment edge", lambda s: s.set_segment_bounds(s.store.get_label(label_id), start, end), []
-        )
+        self._submit("Move segment edge", lambda s: s.set_segment_bounds(s.label(label_id), start, end), [])
 
     def set_video_class(self, cls: str) -> None:
         vid = self.video_id
@@ -579,9 +575,9 @@ class EditController(QObject):
             return
         ids, f = [x.id for x in labs], self.frame
         if verb == "accept":
-            self._submit(f"Accept {len(ids)}", lambda s: s.accept(s.store.labels_by_id(ids)), [f])
+            self._submit(f"Accept {len(ids)}", lambda s: s.accept(s.labels(ids)), [f])
         else:
-            self._submit(f"Reject {len(ids)}", lambda s: s.reject(s.store.labels_by_id(ids), reason), [f])
+            self._submit(f"Reject {len(ids)}", lambda s: s.reject(s.labels(ids), reason), [f])
 
     def accept(self) -> None:
         self._review("accept")

@@ -35,7 +35,7 @@ class QueueController(QObject):
             items = q.build()
             names = {
                 v.id: str(v.meta.get("name") or v.path.rsplit("/", 1)[-1])
-                for v in backend.store.list_videos()
+                for v in backend.library.list_videos()
             }
             return items, names
 

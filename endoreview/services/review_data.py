@@ -1,0 +1,49 @@
+"""What the review screens read: a video, its latest prediction run, the run's per-frame output and the labels.
+
+The UI builds its lanes and overlays from these records (``endoreview.ui.tracks``) and never queries the store
+itself. Reads only; every change goes through :class:`~endoreview.services.editing.EditingService` or
+:class:`~endoreview.services.labels.LabelService`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from endoreview.store import Store
+from endoreview.store.errors import NotFoundError
+from endoreview.store.records import Label, ModelVersion, PredictionRun, Video
+
+
+class ReviewData:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def video(self, video_id: int) -> Video:
+        return self.store.get_video(video_id)
+
+    def latest_run(self, video_id: int) -> PredictionRun | None:
+        runs = self.store.list_prediction_runs(video_id)
+        return runs[-1] if runs else None
+
+    def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
+        return self.store.frame_probs(run_id)
+
+    def run_geometry(self, video_id: int, run_id: int) -> list[Label]:
+        """The run's masks and boxes on frames, without those a reviewer rejected (they are not there)."""
+        return [
+            lab
+            for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run_id)
+            if lab.frame is not None and str(lab.state) != "rejected"
+        ]
+
+    def labels(self, video_id: int, kinds: Sequence[str]) -> list[Label]:
+        return self.store.labels_for_video(video_id, kinds=tuple(kinds))
+
+    def model_name(self, version_id: int) -> str:
+        try:
+            return self.store.get_model_version(version_id).name
+        except NotFoundError:  # a deleted model version still leaves its output readable
+            return f"model {version_id}"
+
+    def active_model(self) -> ModelVersion | None:
+        return self.store.active_model_version()
