@@ -145,7 +145,7 @@ class Backend:
                 exists = path.exists()
             except Exception:  # noqa: BLE001 - an unresolvable path is a missing file
                 path, exists = Path(v.path), False
-            track = self._prediction_track(v.id, v.frame_count)
+            track = self._prediction_track(v.id, v.frame_count, self._latest_run(v.id))
             finding, unc = _finding(track)
             out.append(
                 LibraryRow(
@@ -226,9 +226,8 @@ class Backend:
         return self.review.latest_run(video_id)
 
     def _prediction_track(
-        self, video_id: int, frame_count: int, with_geometry: bool = False
+        self, video_id: int, frame_count: int, run: Any | None, with_geometry: bool = False
     ) -> PredictionTrack | None:
-        run = self._latest_run(video_id)
         if run is None:
             return None
         track = PredictionTrack(frame_count)
@@ -260,7 +259,7 @@ class Backend:
         check_off_gui_thread("db", "tracks")
         v = self.review.video(video_id)
         run = self._latest_run(video_id)
-        pred = self._prediction_track(video_id, v.frame_count, with_geometry=True)
+        pred = self._prediction_track(video_id, v.frame_count, run, with_geometry=True)
         labels = self.review.labels(video_id, kinds=("segment", "video_class", "mask", "box"))
         human = [lab for lab in labels if str(lab.origin) != "predicted" or str(lab.state) != "suggested"]
         suggested_segments = [
