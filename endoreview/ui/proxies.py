@@ -15,7 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from endoreview.media.proxy import ProxyError, ProxyInfo, ProxyReader, build_proxy, find_proxy
-from endoreview.media.thumbs import default_strip_path, load_or_make_strip
+from endoreview.media.thumbs import load_or_make_strip
 from endoreview.ui.library import STRIP_TILES
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class MediaQueue(QObject):
             self.failed.emit(req.video_id, f"{src}: file not found")
             return
         info: ProxyInfo | None = find_proxy(src) if src.is_file() else None
-        wrote = False  # something new in the cache: trim it to the limit afterwards
+        wrote = False  # a new proxy (MBs; strips are KBs): trim the cache to the limit afterwards
         if req.proxy and info is None and src.is_file():
             try:
                 wrote = True
@@ -126,7 +126,6 @@ class MediaQueue(QObject):
                     (lambda: VideoReader(src, backend="pyav")),
                     req.frame_count,
                 )  # see review_controller
-            wrote = wrote or not default_strip_path(src, STRIP_TILES, 72).is_file()
             _, strip = load_or_make_strip(src, opener, n, n=STRIP_TILES, height=72)
             self.thumbReady.emit(req.video_id, strip)
         if wrote:
