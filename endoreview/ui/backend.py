@@ -271,7 +271,10 @@ class Backend:
         video_label = None
         for lab in labels:
             if str(lab.kind) == "video_class":
-                video_label = f"{lab.class_name} ({lab.state})"
+                # the model's video-level call is the mean over all its clips: say how sure, so that it does not
+                # read as contradicting a frame where the model is sure of the other class
+                score = f" {lab.score:.0%}" if lab.score is not None and str(lab.state) == "suggested" else ""
+                video_label = f"{lab.class_name}{score} ({lab.state})"
         model_name = ""
         if run is not None and run.model_version_id is not None:
             model_name = self.review.model_name(run.model_version_id)

@@ -118,7 +118,7 @@ def test_only_human_judgements_fill_the_reviewed_lane():
 
 
 def test_rejected_predictions_leave_the_detection_lane(tmp_path):
-    from endoreview.store.records import FramePrediction
+    from endoreview.store.records import FramePrediction, NewLabel
     from endoreview.ui.backend import Backend
     from tests.services.videos import make_video
 
@@ -130,8 +130,13 @@ def test_rejected_predictions_leave_the_detection_lane(tmp_path):
     b.store.add_frame_predictions(
         run.id, [FramePrediction(f, {"polyp": 0.9}, boxes=(box,)) for f in range(4)]
     )
-    b.store.finish_prediction_run(run.id, "finished")
-    assert b.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8] * 4)
+    video_call = NewLabel(
+        video.id, "video_class", "normal", origin="predicted", state="suggested", score=0.58
+    )
+    b.store.finish_prediction_run(run.id, "finished", [video_call])
+    tracks = b.tracks(video.id)
+    assert tracks.predictions.det_score[:4].tolist() == pytest.approx([0.8] * 4)
+    assert tracks.video_label == "normal 58% (suggested)"  # how sure the whole-video call is
     on_2 = [x for x in b.store.labels_for_video(video.id) if x.frame == 2]
     b.store.set_label_states([x.id for x in on_2], "rejected")
     assert b.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8, 0.8, 0.0, 0.8])

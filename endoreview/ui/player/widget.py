@@ -211,7 +211,7 @@ class PlayerWidget(QWidget):
                     f"&nbsp;{top[0]} {top[1]:.0%}&nbsp;</span>"
                 )
             if self.video_label:
-                parts.append(f"<span style='color:#ddd'>video: <b>{self.video_label}</b></span>")
+                parts.append(f"<span style='color:#ddd'>whole video: <b>{self.video_label}</b></span>")
         if self.controller.source is not None and (self.track is None or self.track.empty):
             parts.append(
                 "<span style='color:#b0b0b8'>Not analysed yet: no model output for this video.</span>"
