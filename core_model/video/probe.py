@@ -76,9 +76,8 @@ def _rotation_of(container, stream) -> int:
     return 0
 
 
-_MEMO: OrderedDict[tuple[str, int, int, int], FileProbe] = (
-    OrderedDict()
-)  # (path, size, mtime, inode) -> probe
+# (resolved path, size, mtime, inode) -> probe
+_MEMO: OrderedDict[tuple[str, int, int, int], FileProbe] = OrderedDict()
 _MEMO_SIZE = 64  # files; a probe is ~16 bytes per frame (an hour at 30 fps: ~1.7 MB)
 _memo_lock = threading.Lock()
 
@@ -86,7 +85,7 @@ _memo_lock = threading.Lock()
 def probe_file(path: str | os.PathLike) -> FileProbe:
     """Open, validate and index ``path``. Raises VideoError naming the file and the reason.
 
-    The index of a file opened before in this process is reused while its size and modification time are unchanged:
+    The index of a file opened before in this process is reused while its size, mtime and inode are unchanged:
     demuxing reads the whole file, which takes seconds for an hour of HD video, and a reviewer goes back and forth
     between videos."""
     path = Path(path)

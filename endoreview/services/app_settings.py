@@ -155,14 +155,7 @@ def database_url(s: Settings) -> str:
 
 
 def _tree_size(p: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(p):
-        for f in files:
-            try:
-                total += (Path(root) / f).stat().st_size
-            except OSError:
-                pass
-    return total
+    return sum(_size(Path(root) / f) for root, _dirs, files in os.walk(p) for f in files)
 
 
 def cache_size() -> int:
