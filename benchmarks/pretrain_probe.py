@@ -37,9 +37,23 @@ backbone trained with labels reach AUROC 0.8 (so the probe can see polyps). Line
 - 64-px globals at batch 64 (24 clips/s instead of 7), 190 steps: 0.58 (random init 0.57-0.59);
 - each view standardised per channel (cancels brightness/contrast jitter and a video's colour; tried by patching,
   not kept) with the official jitter: collapsed by step 320, 0.55-0.60 (random init on the same input 0.67);
-- earlier sessions (20-96 steps, no BN head, polyp scale 1 and 2.5): 0.45-0.66 for all three.
+- earlier sessions (20-96 steps, no BN head, polyp scale 1 and 2.5): 0.45-0.66 for all three;
+- ``--clip-frames 16`` (the 128 videos cut into 512 clips the way ``endofm cut-clips`` does, so a polyp is in all or
+  none of a clip's frames and the recipe no longer asks for invariance to a polyp coming into view), 512 steps:
+  0.64 at every probe point (128, 256, 384 steps); random init 0.66, mean colour 0.61; k-NN 0.47-0.52;
+- the same with wider crops (globals 0.7-1, locals 0.25-0.5 of the frame, so most views contain the polyp), 384
+  steps: 0.63 (random init 0.66);
+- the same with polyp scale 4 (polyps twice as wide), 384 steps: 0.79, random init 0.78 (mean colour 0.55,
+  labelled reference 0.95);
+- the same with the official jitter strength (0.4/0.4/0.2, grayscale 0.2) and a sharper teacher (0.02), 384 steps:
+  no collapse (loss 5.34 -> 4.89), 0.63 (random init 0.66);
+- other poolings of the same frozen tokens (CLS, patch mean, patch max, patch std, all together) change every
+  figure by a few hundredths and never put the pretrained teacher above random init.
 
-Diagnosis. (1) An untrained backbone gives nearly the same output for every phantom clip (CLS cosine 0.99), so
+Diagnosis. (0) Pretraining makes the probe slightly *worse* than random init in every setting: the recipe teaches
+invariances (to crop, colour, time and the part of the frame a local view sees), and a polyp covering ~5 % of the
+frame is exactly what a local view usually misses, so local-to-global matching pushes its trace out of the clip's
+representation. (1) An untrained backbone gives nearly the same output for every phantom clip (CLS cosine 0.99), so
 the centred teacher starts uniform and its only variation is the augmentation noise; strong colour jitter then
 drives every run to the uniform collapse. (2) With milder jitter the student learns what makes a video its own
 (colour, texture): k-NN AUROC falls below 0.5 because neighbours from other videos share colour, not polyps. (3) Scale:
@@ -71,6 +85,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core_model.pretrain import load_config, train  # noqa: E402
+from core_model.pretrain.data import read_clip_list  # noqa: E402
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
@@ -234,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         default=str(Path(__file__).resolve().parents[1] / "resources" / "demo_model"),
         help="an endofm_tiny trained WITH labels (default: the demo model): the probe's ceiling; '' to skip",
     )
+    ap.add_argument(
+        "--clip-frames",
+        type=int,
+        default=0,
+        help="cut the pretraining videos into clips of this many frames (endofm cut-clips) and pretrain on those",
+    )
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra pretraining config")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # small tensors on a shared 2-core CPU: one thread is several times faster
@@ -281,13 +302,23 @@ def main(argv: list[str] | None = None) -> int:
     tag = f"s{args.polyp_scale:g}"
     pre_dir = work / f"pretrain_videos_{tag}"
     pre_videos = make_videos(pre_dir, n_pre, 10_000, frames, size, args.polyp_scale)
+    data_path = pre_dir
+    if args.clip_frames:
+        from core_model.pretrain.clips import cut_video
+
+        data_path = work / f"pretrain_clips_{tag}_{args.clip_frames}f"
+        if not data_path.is_dir():
+            for v in pre_videos:
+                cut_video(v, data_path, clip_frames=args.clip_frames, fps=30.0, short_side=size)
     probe_videos = make_videos(work / f"probe_videos_{tag}", n_probe, 20_000, frames, size, args.polyp_scale)
+    n_clips = len(read_clip_list(data_path))
     clips = probe_clips(probe_videos, clip_len=16, n_frames=4, size=gsize)
     y = clips["y"]
     emit(
         {
             "event": "data",
             "pretrain_videos": len(pre_videos),
+            "pretrain_clips": n_clips,
             "probe_videos": len(probe_videos),
             "probe_clips": int(len(y)),
             "polyp_clips": int(y.sum()),
@@ -324,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 row.update(probe_all(features(teacher, clips["x"]), y, _tr))
             emit(row)
 
-        cfg = load_config(None, [*overrides, f"data.path={pre_dir}", f"run.seed={seed}"])
+        cfg = load_config(None, [*overrides, f"data.path={data_path}", f"run.seed={seed}"])
         result = train(cfg, run_dir, emit=on_event)
         feats = {
             "pretrained": features(
@@ -349,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_name(),
         "seeds": seeds,
         "epochs": epochs,
-        "steps_per_seed": epochs * (n_pre // 8),
+        "steps_per_seed": epochs * (n_clips // 8),
         "pretrain_videos": n_pre,
         "probe_videos": n_probe,
         "seconds": time.perf_counter() - t_start,
