@@ -307,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         from core_model.pretrain.clips import cut_video
 
         data_path = work / f"pretrain_clips_{tag}_{args.clip_frames}f"
-        if not data_path.is_dir():
+        if not data_path.is_dir():  # cut into a scratch folder first: an interrupted cut is never reused
+            scratch = data_path.with_name(data_path.name + ".partial")
             for v in pre_videos:
-                cut_video(v, data_path, clip_frames=args.clip_frames, fps=30.0, short_side=size)
+                cut_video(v, scratch, clip_frames=args.clip_frames, fps=30.0, short_side=size)
+            scratch.rename(data_path)
     probe_videos = make_videos(work / f"probe_videos_{tag}", n_probe, 20_000, frames, size, args.polyp_scale)
     n_clips = len(read_clip_list(data_path))
     clips = probe_clips(probe_videos, clip_len=16, n_frames=4, size=gsize)
