@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -306,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.clip_frames:
         from core_model.pretrain.clips import cut_video
 
-        data_path = work / f"pretrain_clips_{tag}_{args.clip_frames}f"
+        data_path = work / f"pretrain_clips_{tag}_{n_pre}v_{args.clip_frames}f"
         if not data_path.is_dir():  # cut into a scratch folder first: an interrupted cut is never reused
             scratch = data_path.with_name(data_path.name + ".partial")
+            shutil.rmtree(scratch, ignore_errors=True)
             for v in pre_videos:
                 cut_video(v, scratch, clip_frames=args.clip_frames, fps=30.0, short_side=size)
             scratch.rename(data_path)
