@@ -75,8 +75,9 @@ backbone trained with labels reach AUROC 0.8 (so the probe can see polyps). Line
 - another hospital (``--site site_b``: warmer colour, softer optics, round field, other overlay), pretraining
   continued from the labelled reference on that site's unlabelled clips, 3 seeds of 256 steps (loss 5.48 ->
   5.39): linear 0.78 +- 0.03 -> 0.76 +- 0.03, k-NN 0.66 +- 0.02 -> 0.71 +- 0.01, higher in every seed (random
-  init 0.62 / 0.58, mean colour 0.58 / 0.50): adapting a backbone to a new site's archive moves its
-  neighbourhoods towards polyp/normal, the one improvement over a starting point seen in any run.
+  init 0.62 / 0.58, mean colour 0.58 / 0.50), the one improvement over a starting point seen in any run; but
+  it does not last: with a 512-step schedule the loss climbs back towards uniform (5.38 at step 128, 5.46 at
+  512) and the k-NN returns to the start (0.69 at step 256, 0.66 at 512; linear 0.74).
 
 Diagnosis. (0) Pretraining leaves the probe at or slightly *below* random init in every setting, with or without
 local views, crops of any size, blur, colour jitter of any strength, or head size. What it learns is measured by
