@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core_model.atomic import atomic_write, atomic_write_text
 from core_model.models.config import DEFAULT_PREPROCESS, EndoFMConfig
 
 log = logging.getLogger(__name__)
@@ -439,22 +439,6 @@ def _module_config(module: nn.Module) -> EndoFMConfig | None:
     return None
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model directory is shared like any other file
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model_dir(
     directory: str | os.PathLike,
     module: nn.Module | Mapping[str, torch.Tensor],
@@ -494,7 +478,7 @@ def save_model_dir(
             if fp16 and t.is_floating_point()
             else t.clone(memory_format=torch.contiguous_format)
         )
-    _atomic_write(d / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": MODEL_FORMAT}))
+    atomic_write(d / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": MODEL_FORMAT}))
     record = meta.to_dict()
     record["weights"] = {
         "file": WEIGHTS_FILE,
@@ -502,7 +486,7 @@ def save_model_dir(
         "dtype": "float16" if fp16 else "float32",
     }
     text = json.dumps(record, indent=2, sort_keys=False) + "\n"
-    _atomic_write(d / META_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(d / META_FILE, text)
     log.info("wrote model directory %s (%d tensors)", d, len(tensors))
     return d
 

@@ -44,12 +44,13 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from core_model.atomic import atomic_write_text
 
 SCHEMA = "endoreview.training-manifest"
 SCHEMA_VERSION = 1
@@ -234,21 +235,7 @@ def save_manifest(m: TrainingManifest, path: str | os.PathLike) -> Path:
     path = Path(path)
     data = manifest_to_json(m)
     parse_manifest(data, path=path)  # never write something we would refuse to read
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a manifest is an ordinary shared file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def load_manifest(path: str | os.PathLike) -> TrainingManifest:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core_model.atomic import atomic_write_text
 
 GT_FORMAT = "endoreview.phantom-gt"
 GT_VERSION = 1
@@ -149,18 +150,7 @@ class PhantomGroundTruth:
     def save(self, path: str | os.PathLike, video_file: str = "") -> Path:
         path = Path(path)
         data = self.to_json(video_file)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, separators=(",", ":"))
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give it a normal file's mode
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def _area(gt: PhantomGroundTruth, i: int, tid: int) -> int:

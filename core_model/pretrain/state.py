@@ -17,13 +17,13 @@ Exports of the teacher:
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from core_model.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,8 @@ class ResumeError(RuntimeError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through the project's one atomic write (temporary file, fsync, rename)."""
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
