@@ -98,7 +98,7 @@ def read_path(
     if is_archive(path):
         if work_dir is None:
             raise InterchangeError(path, "a zip archive needs a folder to extract into")
-        root = extract_zip(path, Path(work_dir) / path.stem)
+        root = extract_zip(path, work_dir)
         col = read_path(root, layout=layout, base=base)
         col.issues.insert(0, _note(path, f"extracted to {root}"))
         return col

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -92,27 +93,38 @@ def expand_video_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], 
 
 
 def materialise_sequence(frames: Sequence[Path], dest: Path) -> Path:
-    """A folder whose images are exactly ``frames`` in order (``000000.ext`` ...), as links (copies where links fail)."""
+    """A folder whose images are exactly ``frames`` in order (``000000.ext`` ...), as links (copies where links fail).
+
+    An existing folder is never removed or changed (a stored video may play from it): a folder that already holds
+    exactly these frames is reused (a re-import keeps the video's content hash); otherwise the next free name
+    ``dest~2``, ``dest~3`` ... is used."""
     names = [f"{k:06d}{f.suffix.lower()}" for k, f in enumerate(frames)]
-    if dest.is_dir() and sorted(p.name for p in dest.iterdir()) == sorted(names):
-        if all(_same_file(dest / n, f) for n, f in zip(names, frames)):
-            return dest  # already there (a re-import): keep it, so the video's content hash is unchanged
-    tmp = dest.with_name(dest.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, f in zip(names, frames):
-        target = tmp / name
-        try:
-            target.symlink_to(f.resolve())
-        except OSError:
+    for k in range(1, 10_000):
+        cand = dest if k == 1 else dest.with_name(f"{dest.name}~{k}")
+        if not cand.exists():
+            dest = cand
+            break
+        if cand.is_dir() and sorted(p.name for p in cand.iterdir()) == sorted(names):
+            if all(_same_file(cand / n, f) for n, f in zip(names, frames)):
+                return cand  # already there (a re-import): keep it, so the video's content hash is unchanged
+    else:  # pragma: no cover - 10,000 different sequences of one name
+        raise InterchangeError(dest, "too many different frame sequences of this name")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent))
+    try:
+        for name, f in zip(names, frames):
+            target = tmp / name
             try:
-                os.link(f, target)
+                target.symlink_to(f.resolve())
             except OSError:
-                shutil.copy2(f, target)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+                try:
+                    os.link(f, target)
+                except OSError:
+                    shutil.copy2(f, target)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return dest
 
 
@@ -194,4 +206,7 @@ def is_manifest(path: Path) -> bool:
 
 
 def safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))[:150] or "_"
+    """A single path component made of ``name``: never empty, never ``.``/``..`` (leading dots become ``_``)."""
+    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.replace("/", "__"))[:150]
+    stripped = out.lstrip(".")
+    return "_" * (len(out) - len(stripped)) + stripped if out else "_"

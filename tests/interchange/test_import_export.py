@@ -465,8 +465,12 @@ def test_materialised_sequence_follows_the_frames(tmp_path):
     assert [p.name for p in sorted(d.iterdir())] == ["000000.png", "000001.png", "000002.png"]
     assert (d / "000000.png").read_bytes() == a[0].read_bytes()
     b = [write_img(tmp_path / "b" / f"{k}.png", frame_image(8, 8, 10 + k)) for k in range(3)]
-    materialise_sequence(b, tmp_path / "seq")  # same names, other frames: rebuilt, not reused
-    assert (d / "000000.png").read_bytes() == b[0].read_bytes()
+    d2 = materialise_sequence(
+        b, tmp_path / "seq"
+    )  # same name, other frames: a new folder; the first one is kept
+    assert d2 != d and (d2 / "000000.png").read_bytes() == b[0].read_bytes()
+    assert (d / "000000.png").read_bytes() == a[0].read_bytes()
+    assert materialise_sequence(b, tmp_path / "seq") == d2  # the same frames again: reused
 
 
 def test_endofm_pretrain_list_reads_back(store, importer, labelled, tmp_path):

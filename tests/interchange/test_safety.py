@@ -1,0 +1,85 @@
+"""Data safety of imports (issue 19): hostile or unlucky input must not delete, corrupt or exhaust anything."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+
+from endoreview.interchange.importer import Importer
+from tests.interchange.builders import frame_image, make_kvasir, write_img, zip_folder
+
+
+@pytest.fixture
+def importer(store, tmp_path):
+    return Importer(store, work_dir=tmp_path / "work", chunk_size=4)
+
+
+def _playable(importer, video) -> bool:
+    from core_model.video import VideoReader
+
+    with VideoReader(importer.library.resolve_path(video)) as r:
+        return len(r) == video.frame_count and r[0] is not None
+
+
+def test_second_zip_of_the_same_name_keeps_the_first_datasets_frames(store, importer, tmp_path):
+    make_kvasir(tmp_path / "a" / "Kvasir-SEG", n=2)
+    make_kvasir(tmp_path / "b" / "Kvasir-SEG", n=3)
+    for k, img in enumerate(sorted((tmp_path / "b" / "Kvasir-SEG" / "images").iterdir())):
+        write_img(img, frame_image(40 + 4 * k, 48 + 6 * k, 50 + k))  # other frames, same file names
+    (tmp_path / "z1").mkdir()
+    (tmp_path / "z2").mkdir()
+    z1 = zip_folder(tmp_path / "a" / "Kvasir-SEG", tmp_path / "z1" / "dataset.zip", arc_root="Kvasir-SEG")
+    z2 = zip_folder(tmp_path / "b" / "Kvasir-SEG", tmp_path / "z2" / "dataset.zip", arc_root="Kvasir-SEG")
+    first = importer.import_dataset(z1)
+    assert first.ok and len(first.videos_created) == 2
+    second = importer.import_dataset(z2)
+    assert second.ok and len(second.videos_created) == 3
+    videos = store.list_videos()
+    assert len(videos) == 5
+    for v in videos:  # every stored video still plays from its frames
+        assert _playable(importer, v), v.source_path
+    again = importer.import_dataset(z1)  # the same archive again reuses its folder
+    assert again.ok and not again.videos_created and again.labels_added == 0
+    assert all(_playable(importer, v) for v in store.list_videos())
+
+
+@pytest.mark.parametrize("name", ["..zip", "...zip"])
+def test_zip_named_dots_is_refused_and_removes_nothing(store, importer, tmp_path, name):
+    make_kvasir(tmp_path / "a" / "Kvasir-SEG", n=1)
+    ok = importer.import_dataset(
+        zip_folder(tmp_path / "a" / "Kvasir-SEG", tmp_path / "dataset.zip", arc_root="K")
+    )
+    assert ok.ok
+    (importer.work_dir / "dicom").mkdir(parents=True)
+    keep = importer.work_dir / "dicom" / "remux.mp4"
+    keep.write_bytes(b"only playable copy")
+    before = sorted(p for p in importer.work_dir.rglob("*"))
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    zip_folder(tmp_path / "a" / "Kvasir-SEG", evil / name, arc_root="K")
+    rep = importer.import_dataset(evil / name)
+    if rep.failed:
+        assert name in rep.failed[0][1] or "stem" in rep.failed[0][1]
+    after = sorted(p for p in importer.work_dir.rglob("*"))
+    assert set(before) <= set(after)  # nothing that existed was removed
+    assert keep.read_bytes() == b"only playable copy"
+    assert all(_playable(importer, v) for v in store.list_videos())
+
+
+def test_zip_bomb_is_refused_before_writing(store, importer, tmp_path):
+    z = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open("ds/images/a.jpg", "w", force_zip64=True) as f:
+            block = b"\0" * (1 << 20)
+            for _ in range(200):  # 200 MiB of zeros compress to ~200 KB
+                f.write(block)
+    assert z.stat().st_size < 1 << 20
+    rep = importer.import_dataset(z)
+    assert rep.failed and "bomb.zip" in rep.failed[0][1] and "zip bomb" in rep.failed[0][1]
+    written = (
+        sum(p.stat().st_size for p in importer.work_dir.rglob("*") if p.is_file())
+        if importer.work_dir.exists()
+        else 0
+    )
+    assert written == 0
