@@ -91,10 +91,12 @@ def _formats():
 
 
 def _open(args):
+    from endoreview.services.library import LibraryService
     from endoreview.services.projects import ProjectService
     from endoreview.store import Store
 
     store = Store.open(str(args.db) if args.db else None, reviewer=args.reviewer)
+    LibraryService(store).migrate_folder_hashes()  # legacy per-process folder hashes -> deterministic ones
     projects = ProjectService(store)
     if args.project:
         proj = store.find_project(args.project) or projects.create_project(args.project)

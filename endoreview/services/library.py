@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from endoreview.services.hashing import IMAGE_SUFFIXES, content_hash
-from endoreview.store import Store
+from endoreview.services.hashing import IMAGE_SUFFIXES, content_hash, legacy_folder_hashes
+from endoreview.store import Store, StoreError
 from endoreview.store.records import ReviewStatus, Video
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class LibraryService:
         if not p.exists():
             raise VideoImportError(f"{p}: does not exist")
         digest = content_hash(p)
-        for existing in self.store.list_videos(project_id, content_hash=digest, include_removed=True):
+        for existing in self._with_hash(project_id, p, digest):
             video = existing
             if existing.removed_at is not None:
                 video = self.store.restore_video(existing.id)
@@ -156,6 +156,36 @@ class LibraryService:
         )
         log.info("imported video %d (%d frames)", video.id, video.frame_count)
         return video, True
+
+    def _with_hash(self, project_id: int, p: Path, digest: str) -> list[Video]:
+        """Videos (removed ones too) of ``p``'s content: by its hash, or by a legacy ``f1`` folder hash, which is
+        then rewritten to ``digest`` (see :mod:`endoreview.services.hashing`)."""
+        found = self.store.list_videos(project_id, content_hash=digest, include_removed=True)
+        if found or not p.is_dir():
+            return found
+        for old in sorted(legacy_folder_hashes(p)):
+            for v in self.store.list_videos(project_id, content_hash=old, include_removed=True):
+                found.append(self.store.update_video(v.id, v.version, content_hash=digest))
+        return found
+
+    def migrate_folder_hashes(self, project_id: int | None = None) -> int:
+        """Rewrite the legacy ``f1`` hashes of image-sequence videos whose folder is reachable to the deterministic
+        ``f2`` scheme; a folder whose content no longer matches keeps its hash. Returns how many were rewritten."""
+        done = 0
+        for v in self.store.list_videos(project_id, include_removed=True):
+            if not v.content_hash.startswith("f1:"):
+                continue
+            try:
+                p = self.resolve_path(v)
+                if not p.is_dir() or v.content_hash not in legacy_folder_hashes(p):
+                    continue
+                self.store.update_video(v.id, v.version, content_hash=content_hash(p))
+                done += 1
+            except (VideoImportError, OSError, StoreError) as e:
+                log.warning("video %d: folder hash not migrated (%s)", v.id, e)
+        if done:
+            log.info("migrated %d image-sequence folder hash(es) to the deterministic scheme", done)
+        return done
 
     def import_paths(self, project_id: int, paths: Iterable[str | os.PathLike]) -> ImportResult:
         """Import files and folders (folders: every video inside, recursively; an image folder is one video).
@@ -213,8 +243,10 @@ class LibraryService:
         """Point a video at a new file; refused unless the file has the same content hash."""
         video = self.store.get_video(video_id)
         p = Path(new_path)
-        if content_hash(p) != video.content_hash:
+        if content_hash(p) != video.content_hash and video.content_hash not in legacy_folder_hashes(p):
             raise VideoImportError(f"{p}: not the same recording as video {video_id} (content differs)")
+        if video.content_hash.startswith("f1:"):
+            video = self.store.update_video(video.id, video.version, content_hash=content_hash(p))
         return self._relink(video, p)
 
     def relink(self, search_dirs: Sequence[str | os.PathLike], project_id: int | None = None) -> list[Video]:
@@ -232,6 +264,12 @@ class LibraryService:
             digest = content_hash(p)
             if digest in missing:
                 done.append(self._relink(missing.pop(digest), p))
+                continue
+            legacy = next((h for h in legacy_folder_hashes(p) if h in missing), None)
+            if legacy is not None:
+                video = missing.pop(legacy)
+                video = self.store.update_video(video.id, video.version, content_hash=digest)
+                done.append(self._relink(video, p))
         return done
 
     # ------------------------------------------------------------------ review status and reviewer
