@@ -25,6 +25,10 @@ class NotADatabaseError(DatabaseOpenError):
     """The file is not an EndoReview database (not SQLite, corrupt, or another program's database)."""
 
 
+class DamagedDatabaseError(NotADatabaseError):
+    """The database file is damaged or empty; it was neither opened nor written, and the message names a backup."""
+
+
 class NewerDatabaseError(DatabaseOpenError):
     """The database was written by a newer EndoReview; this version refuses to touch it."""
 
