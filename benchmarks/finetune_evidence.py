@@ -76,10 +76,9 @@ def machine_name() -> str:
 
 
 def _rle(mask: np.ndarray) -> dict:
-    from pycocotools import mask as mask_utils
+    from core_model.contract import rle_encode
 
-    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(x) for x in r["size"]], "counts": r["counts"].decode("ascii")}
+    return rle_encode(mask)
 
 
 def _box(mask: np.ndarray) -> tuple[float, float, float, float]:

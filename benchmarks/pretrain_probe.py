@@ -124,12 +124,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from core_model.phantom.sites import SITES  # noqa: E402
 from core_model.pretrain import load_config, train  # noqa: E402
 from core_model.pretrain.data import read_clip_list  # noqa: E402
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
 
 
 def machine_name() -> str:

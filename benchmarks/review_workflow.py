@@ -77,7 +77,8 @@ def make_phantom(out: Path, frames: int, size: int) -> tuple[Path, object]:
 
 def model_events(gt, wrong: float, seed: int = 0):  # noqa: ANN001, ANN201
     """A stand-in model: the truth, with a fraction of polyp frames wrong and a few false positives."""
-    from endoreview.services.editing import mask_box, rle_encode
+    from core_model.contract import rle_encode
+    from endoreview.services.editing import mask_box
 
     rng = np.random.default_rng(seed)
     n, h, w = gt.num_frames, gt.height, gt.width
@@ -204,13 +205,14 @@ class Session:
 
     def frame_mask(self, f: int) -> np.ndarray | None:
         """The reviewer's mask on frame ``f`` as saved (what they see drawn)."""
-        from endoreview.services.editing import HUMAN_STATES, rle_decode
+        from core_model.contract import rle_decode
+        from endoreview.services.editing import HUMAN_STATES
 
         labs = [x for x in self.ctl.frames.get(f, []) if x.kind == "mask" and x.state in HUMAN_STATES]
         return rle_decode(labs[0].rle) if labs else None
 
     def suggested_mask(self, f: int) -> np.ndarray | None:
-        from endoreview.services.editing import rle_decode
+        from core_model.contract import rle_decode
 
         labs = [x for x in self.ctl.frames.get(f, []) if x.kind == "mask" and x.state == "suggested"]
         return rle_decode(labs[0].rle) if labs else None

@@ -194,12 +194,11 @@ def child(args: argparse.Namespace) -> int:
     )
 
     # playback with overlays on
-    from pycocotools import mask as mask_utils
+    from core_model.contract import rle_encode
 
     m = np.zeros((meta.height, meta.width), np.uint8)
     m[400:700, 800:1200] = 1
-    rle = mask_utils.encode(np.asfortranarray(m))
-    rle["counts"] = rle["counts"].decode("ascii")
+    rle = rle_encode(m)
     track = PredictionTrack(meta.frame_count)
     for k in range(meta.frame_count):
         track.add(

@@ -63,7 +63,7 @@ def cpu_name() -> str:
 
 def make_rles(n: int = 64, h: int = 480, w: int = 640) -> list[dict[str, Any]]:
     """Polyp-like blobs (ellipses of varied size and place) as COCO RLE."""
-    from pycocotools import mask as mask_utils
+    from core_model.contract import rle_encode
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:h, :w]
@@ -72,8 +72,7 @@ def make_rles(n: int = 64, h: int = 480, w: int = 640) -> list[dict[str, Any]]:
         cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
         ry, rx = rng.uniform(20, 90), rng.uniform(20, 90)
         m = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).astype(np.uint8)
-        r = mask_utils.encode(np.asfortranarray(m))
-        out.append({"size": [h, w], "counts": r["counts"].decode("ascii")})
+        out.append(rle_encode(m))
     return out
 
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
 from core_model.finetune.augment import AugmentConfig
 
 TASKS = ("classification", "segmentation", "detection")
@@ -49,8 +50,8 @@ class FinetuneConfig:
     window: str = "stride"  # "stride": T frames every frame_stride; "linspace": T frames spread over window_s
     window_s: float = 32 * 8 / 30  # PolypDiag's 256-frame window at 30 fps (linspace mode)
     clips_per_video: int = 4  # training clips drawn per video per epoch
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sequences: str = ""  # "" = whole videos; preset name of a hard-coded sequence split (CVC-12k)
     val_split: str = "val"

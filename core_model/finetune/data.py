@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core_model.contract import rle_decode
 from core_model.data.manifest import ManifestVideo, TrainingManifest
 from core_model.finetune.augment import IGNORE, AugmentConfig, ClipTargets, normalize, transform_clip
 from core_model.finetune.config import FinetuneConfig
@@ -124,15 +125,6 @@ class FrameCache:
         self._bytes = 0
 
 
-def _decode_rle(rle: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    r = dict(rle)
-    if isinstance(r.get("counts"), str):
-        r["counts"] = r["counts"].encode("ascii")
-    return mask_utils.decode(r).astype(bool)
-
-
 class LabelIndex:
     """Targets for frames of one video, in original pixels, from the manifest's labels."""
 
@@ -170,7 +162,7 @@ class LabelIndex:
                 out[:] = IGNORE  # boxes only: no pixel labels on this frame
             for m in fl.masks:
                 if m.label in self.mask_classes:
-                    out[_decode_rle(m.rle)] = self.mask_classes.index(m.label) + 1
+                    out[rle_decode(m.rle).astype(bool)] = self.mask_classes.index(m.label) + 1
         if len(self._mask_cache) < 4096:
             self._mask_cache[frame] = out
         return out
@@ -187,7 +179,7 @@ class LabelIndex:
             for m in fl.masks:
                 if m.label not in self.box_classes:
                     continue
-                ys, xs = np.nonzero(_decode_rle(m.rle))
+                ys, xs = np.nonzero(rle_decode(m.rle))
                 if xs.size:
                     items.append(((xs.min(), ys.min(), xs.max() + 1.0, ys.max() + 1.0), m.label, m.track_id))
         b = np.array([it[0] for it in items], np.float32).reshape(-1, 4)

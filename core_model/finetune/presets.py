@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core_model.contract import ENDOFM_MEAN, ENDOFM_STD
 from core_model.finetune.augment import AugmentConfig
 
 # (1-based start, length) - TransUNet's hard-coded CVC-ClinicDB lists (reference §4.3)
@@ -65,8 +66,8 @@ def _polypdiag(tasks: tuple[str, ...]) -> dict[str, Any]:
         "window": "linspace",
         "window_s": 32 * 8 / 30,
         "clips_per_video": 1,
-        "mean": (0.45, 0.45, 0.45),
-        "std": (0.225, 0.225, 0.225),
+        "mean": ENDOFM_MEAN,
+        "std": ENDOFM_STD,
         "augment": AugmentConfig(
             size=224,
             crop="scale_jitter",

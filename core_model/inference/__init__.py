@@ -11,6 +11,6 @@ merged.
 
 from core_model.inference.merge import FrameMerger
 from core_model.inference.planning import Clip, plan_clips
-from core_model.inference.predictor import Predictor, Preprocess, encode_rle, preprocess_frames
+from core_model.inference.predictor import Predictor, Preprocess, preprocess_frames
 
-__all__ = ["Clip", "FrameMerger", "Predictor", "Preprocess", "encode_rle", "plan_clips", "preprocess_frames"]
+__all__ = ["Clip", "FrameMerger", "Predictor", "Preprocess", "plan_clips", "preprocess_frames"]

@@ -17,21 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core_model.contract import rle_encode
 from core_model.inference.planning import Clip
 
-__all__ = ["FrameMerger", "encode_rle"]
-
-
-def encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    """bool/uint8 ``[H, W]`` -> COCO RLE ``{"size": [h, w], "counts": str}`` (pycocotools, imported here)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    counts = rle["counts"]
-    return {
-        "size": [int(rle["size"][0]), int(rle["size"][1])],
-        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
-    }
+__all__ = ["FrameMerger"]
 
 
 class FrameMerger:
@@ -121,7 +110,7 @@ class FrameMerger:
             if tuple(probs.shape[-2:]) != (h, w):
                 probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
             for label, score, mask in self.seg_head.frame_masks(probs[0]):
-                event["masks"].append({"label": label, "score": round(score, 4), "rle": encode_rle(mask)})
+                event["masks"].append({"label": label, "score": round(score, 4), "rle": rle_encode(mask)})
         if self.det_head is not None and f in self.det_best:
             event["boxes"] = self._boxes(self.det_best[f][1], h, w)
         return event

@@ -50,13 +50,14 @@ import torch
 import torch.nn.functional as F
 
 from core_model import runtime
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
 from core_model.heads.task_model import EndoFMTaskModel
-from core_model.inference.merge import FrameMerger, encode_rle
+from core_model.inference.merge import FrameMerger
 from core_model.inference.planning import Clip, plan_clips
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Predictor", "Preprocess", "encode_rle", "preprocess_frames"]
+__all__ = ["Predictor", "Preprocess", "preprocess_frames"]
 
 PROGRESS_EVERY_S = 0.25
 
@@ -65,8 +66,8 @@ PROGRESS_EVERY_S = 0.25
 class Preprocess:
     """What the model expects (saved with its weights in ``ModelMeta.preprocess``)."""
 
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     num_frames: int = 8
     img_size: tuple[int, int] = (224, 224)  # (H, W)
     frame_stride: int = 1

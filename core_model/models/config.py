@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from core_model.contract import ENDOFM_MEAN, ENDOFM_STD, IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["DEFAULT_PREPROCESS", "MODEL_CONFIGS", "POLYPDIAG_PREPROCESS", "EndoFMConfig", "get_config"]
 
 
@@ -98,13 +100,13 @@ def get_config(name: str, **overrides: Any) -> EndoFMConfig:
 
 # Official pre-training (reference §3.3): ImageNet statistics, DATA.SAMPLING_RATE 32.
 DEFAULT_PREPROCESS: dict[str, Any] = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
     "frame_stride": 32,
 }
 # Official PolypDiag fine-tuning (reference §5.1): config defaults 0.45 / 0.225.
 POLYPDIAG_PREPROCESS: dict[str, Any] = {
-    "mean": [0.45, 0.45, 0.45],
-    "std": [0.225, 0.225, 0.225],
+    "mean": list(ENDOFM_MEAN),
+    "std": list(ENDOFM_STD),
     "frame_stride": 32,
 }

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from core_model.atomic import atomic_write_text
+from core_model.contract import rle_area, rle_decode, rle_encode
 
 GT_FORMAT = "endoreview.phantom-gt"
 GT_VERSION = 1
@@ -69,11 +70,9 @@ class PhantomGroundTruth:
             raise IndexError(f"frame {i} out of range [0, {self.num_frames})")
         if self._masks is not None:
             return self._masks[i].copy()
-        from pycocotools import mask as mask_utils
-
         out = np.zeros((self.height, self.width), np.uint8)
         for tid, rle in sorted(self._rles[i].items()):
-            m = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+            m = rle_decode(rle)
             out[m.astype(bool)] = tid
         return out
 
@@ -101,13 +100,10 @@ class PhantomGroundTruth:
         """{track_id: COCO RLE} for frame i (counts as str)."""
         if self._rles is not None:
             return self._rles[i]
-        from pycocotools import mask as mask_utils
-
         out = {}
         m = self._masks[i]
         for tid, _ in self._boxes[i]:
-            rle = mask_utils.encode(np.asfortranarray((m == tid).astype(np.uint8)))
-            out[tid] = {"size": [int(x) for x in rle["size"]], "counts": rle["counts"].decode("ascii")}
+            out[tid] = rle_encode(m == tid)
         return out
 
     # -- file ------------------------------------------------------------------------------------------------
@@ -156,10 +152,7 @@ class PhantomGroundTruth:
 def _area(gt: PhantomGroundTruth, i: int, tid: int) -> int:
     if gt._masks is not None:
         return int((gt._masks[i] == tid).sum())
-    from pycocotools import mask as mask_utils
-
-    rle = gt._rles[i][tid]
-    return int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()}))
+    return rle_area(gt._rles[i][tid])
 
 
 def _boxes_of(mask: np.ndarray) -> list[tuple[int, list[float]]]:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "AugmentConfig",
     "ConfigError",
@@ -98,8 +100,8 @@ class AugmentConfig:
     blur_p: list[float] = field(default_factory=lambda: [1.0, 0.1, 0.5])  # global1, global2, local
     blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
     solarize_p: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.0])  # global1, global2, local
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
 
 
 @dataclass

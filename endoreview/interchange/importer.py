@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from endoreview.interchange import raster
+from core_model.contract import rle_normalise
 from endoreview.interchange.detect import detect_file, read_path
 from endoreview.interchange.dicom import extract_dicom_video, is_dicom
 from endoreview.interchange.formats.cvat import read_cvat_video
@@ -501,7 +501,7 @@ class Importer:
                 a.provenance,
                 a.score,
                 frame=a.frame,
-                rle=raster.normalise_rle(a.rle),
+                rle=rle_normalise(a.rle),
                 track_id=a.track_id,
             )
         for a in sorted(item.boxes, key=lambda b: b.frame):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -24,37 +23,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 ASPECT_TOLERANCE = 0.02
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# RLE
-# ----------------------------------------------------------------------------------------------------------------
-def encode_mask(mask: np.ndarray) -> dict[str, Any]:
-    """uint8/bool ``[H, W]`` -> COCO RLE with ``str`` counts (the store's format)."""
-    from pycocotools import mask as mask_utils
-
-    m = np.asfortranarray(np.asarray(mask, dtype=bool).astype(np.uint8))
-    rle = mask_utils.encode(m)
-    counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
-
-
-def decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed ``str``/``bytes`` counts, or uncompressed ``list`` counts) -> uint8 ``[H, W]`` 0/1."""
-    from pycocotools import mask as mask_utils
-
-    h, w = (int(s) for s in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        obj = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return np.ascontiguousarray(mask_utils.decode(obj)).astype(np.uint8)
-
-
-def normalise_rle(rle: dict[str, Any]) -> dict[str, Any]:
-    """Any COCO RLE -> compressed RLE with ``str`` counts."""
-    if isinstance(rle.get("counts"), str):
-        return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"]}
-    return encode_mask(decode_rle(rle))
+# COCO RLE: core_model.contract (rle_encode / rle_decode / rle_normalise), the one codec.
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:

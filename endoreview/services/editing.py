@@ -2,7 +2,7 @@
 
 Mask geometry (numpy + OpenCV, no Qt, no database): masks are ``uint8[H, W]`` 0/1 arrays in original-frame pixels;
 in the store they are COCO RLE dicts (``docs/interfaces.md``). :func:`paint_stroke` (brush / eraser),
-:func:`fill_polygon`, :func:`fill_holes`, :func:`grow_shrink`, :func:`rle_encode` / :func:`rle_decode`.
+:func:`fill_polygon`, :func:`fill_holes`, :func:`grow_shrink` (RLE: :mod:`core_model.contract`).
 
 :class:`EditingService` wraps a :class:`~endoreview.store.Store` with the actions of the correction tools: set a
 frame's mask (a brush stroke, an erase, a polygon, fill-hole, grow/shrink, a copy from the neighbouring frame),
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.store import Store
 from endoreview.store.records import (
     Label,
@@ -50,24 +51,6 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 HUMAN_STATES = (ReviewState.MANUAL, ReviewState.EDITED, ReviewState.ACCEPTED)
 DERIVED_ORIGINS = (LabelOrigin.PROPAGATED, LabelOrigin.INTERPOLATED)
-
-
-def rle_encode(mask: np.ndarray) -> dict[str, Any]:
-    from pycocotools import mask as mask_utils
-
-    m = np.asfortranarray((np.asarray(mask) > 0).astype(np.uint8))
-    rle = mask_utils.encode(m)
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    r = {"size": list(rle["size"]), "counts": rle["counts"]}
-    if isinstance(r["counts"], str):
-        r["counts"] = r["counts"].encode("ascii")
-    m = mask_utils.decode(r)
-    return np.ascontiguousarray(m[..., 0] if m.ndim == 3 else m, np.uint8)
 
 
 def empty_mask(height: int, width: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from endoreview.services.editing import DERIVED_ORIGINS, EditingService, is_keyframe, rle_decode, rle_encode
+from core_model.contract import rle_decode, rle_encode
+from endoreview.services.editing import DERIVED_ORIGINS, EditingService, is_keyframe
 from endoreview.store.records import Label, LabelKind, LabelOrigin, NewLabel, ReviewState
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 
+from core_model.contract import RLEError, rle_normalise
 from endoreview.store import convert
 from endoreview.store import records as r
 from endoreview.store import schema as s
@@ -35,19 +36,11 @@ def _rle_columns(rle: dict[str, Any] | None) -> dict[str, Any]:
     if rle is None:
         return {"rle_counts": None, "rle_h": None, "rle_w": None}
     try:
-        h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise InvalidInputError(
-            f"a mask must be COCO RLE {{'size': [h, w], 'counts': str}}, got {rle!r:.80}"
-        ) from e
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    if not isinstance(counts, str):
-        raise InvalidInputError(
-            "mask RLE counts must be the compressed string form (pycocotools.mask.encode)"
-        )
-    return {"rle_counts": counts, "rle_h": h, "rle_w": w}
+        norm = rle_normalise(rle)  # validates: well-formed counts summing to h * w
+    except RLEError as e:
+        raise InvalidInputError(f"{e} (expected COCO RLE {{'size': [h, w], 'counts': str}})") from None
+    h, w = norm["size"]
+    return {"rle_counts": norm["counts"], "rle_h": h, "rle_w": w}
 
 
 def _bbox_columns(bbox: Sequence[float] | None) -> dict[str, Any]:

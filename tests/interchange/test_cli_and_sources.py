@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from endoreview.interchange import raster
+from core_model.contract import rle_encode
 from endoreview.interchange.dicom import extract_dicom_video
 from endoreview.interchange.exporter import Exporter, ExportOptions
 from endoreview.interchange.importer import Importer
@@ -97,7 +97,7 @@ def test_prediction_run_export_keeps_scores_and_reimports_as_suggestions(store, 
     imp = Importer(store, work_dir=tmp_path / "w")
     imp.import_videos([_video(tmp_path / "v" / "clip.mp4", n=6)])
     v = store.list_videos()[0]
-    rle = raster.encode_mask(disk(48, 64, 30, 20, 8))
+    rle = rle_encode(disk(48, 64, 30, 20, 8))
     rec = PredictionRecorder(store, v.id, None)
     events = [
         {

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.formats import coco, cvat, maskdir, tables, voc, yolo
 from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, MaskAnn, Provenance, VideoItem
@@ -57,7 +58,7 @@ def test_mask_size_rule_resizes_same_aspect_and_rejects_other(tmp_path):
 # ------------------------------------------------------------------------------------------------ COCO
 def _coco_doc():
     m = disk(40, 50, 20, 20, 9)
-    rle = raster.encode_mask(m)
+    rle = rle_encode(m)
     from pycocotools import mask as mu
 
     unc = {"size": [40, 50], "counts": []}
@@ -114,10 +115,10 @@ def test_coco_reads_boxes_polygons_and_both_rle_forms(tmp_path):
     v = col.video("caseA")
     assert v.num_frames == 2 and [f.name for f in v.frame_files] == ["0001.jpg", "0002.jpg"]
     masks = {(a.frame, a.provenance.field): a for a in v.masks}
-    assert np.array_equal(raster.decode_rle(masks[(0, "annotations[1]")].rle), m)
+    assert np.array_equal(rle_decode(masks[(0, "annotations[1]")].rle), m)
     assert masks[(0, "annotations[1]")].score == 0.5
-    assert np.array_equal(raster.decode_rle(masks[(1, "annotations[2]")].rle), m)
-    sq = raster.decode_rle(masks[(1, "annotations[3]")].rle)
+    assert np.array_equal(rle_decode(masks[(1, "annotations[2]")].rle), m)
+    sq = rle_decode(masks[(1, "annotations[3]")].rle)
     assert sq.sum() == 100 and sq[5:15, 5:15].all()
     assert (1, (1.0, 2.0, 11.0, 7.0)) in [(b.frame, b.bbox) for b in v.boxes]
 
@@ -159,9 +160,7 @@ def _collection(h=48, w=64, n=6):
         m = disk(h, w, 20 + 3 * f, 24, 8 + f)
         if f == 2:
             m = ring(h, w)
-        v.masks.append(
-            MaskAnn(f, "polyp", raster.encode_mask(m), P, track_id=1, score=0.9 if f == 3 else None)
-        )
+        v.masks.append(MaskAnn(f, "polyp", rle_encode(m), P, track_id=1, score=0.9 if f == 3 else None))
         v.boxes.append(BoxAnn(f, "polyp", (2.0 + f, 3.0, 30.5 + f, 40.0), P, track_id=1))
     v.boxes.append(BoxAnn(1, "adenoma", (0.0, 0.0, 1.0, 48.0), P, track_id=None))  # degenerate at the edge
     return Collection(videos=[v])
@@ -185,7 +184,7 @@ def test_coco_rle_round_trip_is_pixel_exact_and_polygons_iou(tmp_path):
     p.write_text(json.dumps(polydoc))
     poly = coco.read_coco(p).video("vid")
     for a, b in zip(sorted(v0.masks, key=lambda m: m.frame), sorted(poly.masks, key=lambda m: m.frame)):
-        assert raster.iou(raster.decode_rle(a.rle), raster.decode_rle(b.rle)) >= 0.98 or a.frame == 2
+        assert raster.iou(rle_decode(a.rle), rle_decode(b.rle)) >= 0.98 or a.frame == 2
     assert any("holes" in d for d in pdropped)
 
 
@@ -247,7 +246,7 @@ def test_yolo_boxes_within_one_pixel_and_seg_iou(tmp_path):
         assert max(abs(x - y) for x, y in zip(a.bbox, b.bbox)) <= 1.0
     seg, dropped = yolo.yolo_label_text([], v.masks[:2], 64, 48, idx, "seg")
     bs, ms = yolo.parse_label_file(seg, "s.txt", 64, 48, ["polyp", "adenoma"], 0, [])
-    assert raster.iou(raster.decode_rle(ms[0].rle), raster.decode_rle(v.masks[0].rle)) >= 0.98
+    assert raster.iou(rle_decode(ms[0].rle), rle_decode(v.masks[0].rle)) >= 0.98
 
 
 def test_yolo_label_without_image_and_bad_line(tmp_path):
@@ -290,7 +289,7 @@ def test_cvat_interpolates_keyframes_and_honours_outside(tmp_path):
     assert boxes[4] == (4.0, 2.0, 14.0, 12.0)  # halfway between the keyframes
     assert boxes[7] == (8.0, 4.0, 18.0, 14.0)
     assert all(b.track_id == 3 for b in v.boxes)
-    masks = {m.frame: raster.decode_rle(m.rle) for m in v.masks}
+    masks = {m.frame: rle_decode(m.rle) for m in v.masks}
     assert sorted(masks) == list(range(1, 10))  # a mask persists to the end of the task
     assert masks[1].sum() == 3 and masks[1][6, 5] == 0 and masks[1][6, 6] == 1 and masks[1][7, 5] == 1
 
@@ -393,13 +392,13 @@ def test_palette_label_map_png_reads_indices(tmp_path):
     maskdir.write_labelmap(tmp_path, ["background", "adenoma", "polyp"])
     got = maskdir.read_mask_folder(tmp_path, num_frames=5, width=12, height=10)
     assert [(m.frame, m.label) for m in got] == [(3, "polyp")]
-    assert raster.decode_rle(got[0].rle).sum() == 12
+    assert rle_decode(got[0].rle).sum() == 12
 
 
 def test_coco_mask_and_its_own_box_stay_one_annotation(tmp_path):
     m = disk(30, 40, 20, 15, 6)
     v = VideoItem("v", width=40, height=30, num_frames=1)
-    v.masks.append(MaskAnn(0, "polyp", raster.encode_mask(m), P))
+    v.masks.append(MaskAnn(0, "polyp", rle_encode(m), P))
     v.boxes.append(BoxAnn(0, "polyp", raster.mask_bbox(m), P))
     v.boxes.append(BoxAnn(0, "polyp", (1.0, 1.0, 4.0, 4.0), P))
     doc, _ = coco.coco_document(Collection(videos=[v]))
@@ -424,6 +423,6 @@ def test_cvat_for_images_reads_frames_by_image_id(tmp_path):
     assert col.layout == "cvat-images" and [(b.frame, b.bbox) for b in v.boxes] == [
         (4, (1.0, 2.0, 11.0, 12.0))
     ]
-    assert [m.frame for m in v.masks] == [4] and raster.decode_rle(v.masks[0].rle).sum() == 3
+    assert [m.frame for m in v.masks] == [4] and rle_decode(v.masks[0].rle).sum() == 3
     with pytest.raises(InterchangeError, match="not a frame"):
         cvat.read_cvat_video(p, num_frames=3)

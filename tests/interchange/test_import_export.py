@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.exporter import Exporter, ExportOptions, set_text_region
 from endoreview.interchange.importer import Importer, provenance_of
@@ -111,7 +112,7 @@ def test_cvc_sequence_frames_are_zero_based_in_the_store(store, importer, tmp_pa
 
         first = cv2.imread(str(tmp_path / "CVC-ClinicDB" / "Original" / "3.tif"))[..., ::-1]
         assert np.array_equal(r[0], first)  # file 3.tif (1-based) is frame 0 of the sequence
-    masks = {lab.frame: raster.decode_rle(lab.rle) for lab in store.labels_for_video(seq.id)}
+    masks = {lab.frame: rle_decode(lab.rle) for lab in store.labels_for_video(seq.id)}
     for k in range(20):
         if truth[3 + k].any():
             assert np.array_equal(masks[k], truth[3 + k])
@@ -202,7 +203,7 @@ def labelled(store, importer, tmp_path):
         m = disk(48, 64, 20 + 3 * f, 24, 9 + f)
         if f == 2:
             m = m & (1 - disk(48, 64, 26, 24, 3))
-        svc.add_mask(v.id, f, raster.encode_mask(m), "polyp", track_id=1)
+        svc.add_mask(v.id, f, rle_encode(m), "polyp", track_id=1)
         svc.add_box(v.id, f, (2.0 + f, 3.5, 30.0 + f, 40.0), "polyp", track_id=1)
     svc.add_segment(v.id, 0, 6, "polyp")
     svc.set_video_class(v.id, "abnormal")
@@ -274,8 +275,8 @@ def test_polygon_and_yolo_fidelity(store, labelled, tmp_path):
 
     back = read_coco(tmp_path / "poly" / "annotations.json").videos[0]
     for lab in store.labels_for_video(labelled.id, kinds=["mask"]):
-        m = raster.decode_rle(next(x for x in back.masks if x.frame == lab.frame).rle)
-        orig = raster.decode_rle(lab.rle)
+        m = rle_decode(next(x for x in back.masks if x.frame == lab.frame).rle)
+        orig = rle_decode(lab.rle)
         if lab.frame == 2:  # the mask with a hole: the listed loss, nothing else
             filled = raster.polygons_to_mask(raster.mask_to_polygons(orig)[0], 48, 64)
             assert np.array_equal(m, filled) and not np.array_equal(m, orig)
@@ -294,8 +295,8 @@ def test_polygon_and_yolo_fidelity(store, labelled, tmp_path):
         union = np.zeros((48, 64), bool)
         for x in seg.masks:
             if x.frame == lab.frame:
-                union |= raster.decode_rle(x.rle).astype(bool)
-        orig = raster.decode_rle(lab.rle)
+                union |= rle_decode(x.rle).astype(bool)
+        orig = rle_decode(lab.rle)
         ref = raster.polygons_to_mask(raster.mask_to_polygons(orig)[0], 48, 64) if lab.frame == 2 else orig
         assert raster.iou(union, ref) >= 0.98
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from core_model.contract import rle_decode
 from endoreview.interchange import raster
 from endoreview.interchange.detect import detect_folder, read_path
 from endoreview.interchange.layouts import cvc
@@ -48,7 +49,7 @@ def test_cvc_groups_listed_sequences_and_keeps_unassigned_runs(cvc_tif):
     assert col.video("cvc_1_25").split == "test"
     assert col.video("cvc_51_17").metadata["endofm_splits"] == ["train", "test"]
     # 1-based file 104 is frame 0 of its sequence; masks thresholded from dozens of grey levels
-    by_frame = {m.frame: raster.decode_rle(m.rle) for m in seq.masks}
+    by_frame = {m.frame: rle_decode(m.rle) for m in seq.masks}
     for k in (0, 5, 22):
         n = 104 + k
         if truth[n].any():
@@ -155,7 +156,7 @@ def test_kvasir_seg_with_jpeg_masks_and_bbox_json(tmp_path):
     for name, (m, box) in truth.items():
         v = col.video(name)
         assert v.num_frames == 1 and (v.height, v.width) == m.shape
-        assert raster.iou(raster.decode_rle(v.masks[0].rle), m) > 0.97
+        assert raster.iou(rle_decode(v.masks[0].rle), m) > 0.97
         assert v.boxes[0].bbox == tuple(float(c) for c in box)
         assert v.boxes[0].provenance.field == f"{name}.bbox[0]"
     doc = json.loads((tmp_path / "Kvasir-SEG" / "kavsir_bboxes.json").read_text())
@@ -219,7 +220,7 @@ def test_mask_size_differs_from_frame(tmp_path):
     write_img(root / "Frame" / "c" / "f1.jpg", frame_image(40, 60, 1))
     write_img(root / "GT" / "c" / "f1.png", (disk(20, 30, 15, 10, 5) * 255).astype(np.uint8))
     col = read_path(root)
-    assert raster.decode_rle(col.video("c").masks[0].rle).shape == (40, 60)
+    assert rle_decode(col.video("c").masks[0].rle).shape == (40, 60)
     assert any("resized" in i.reason for i in col.issues)
     write_img(root / "GT" / "c" / "f1.png", (disk(30, 30, 15, 10, 5) * 255).astype(np.uint8))
     with pytest.raises(InterchangeError, match="f1.png.*aspect"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.services.editing import (
     REJECT_REASONS,
     EditingService,
@@ -14,8 +15,6 @@ from endoreview.services.editing import (
     is_keyframe,
     mask_box,
     paint_stroke,
-    rle_decode,
-    rle_encode,
 )
 from endoreview.services.predictions import PredictionRecorder
 from endoreview.services.projects import ProjectService

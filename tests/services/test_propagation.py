@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from endoreview.services.editing import EditingService, rle_decode, rle_encode
+from core_model.contract import rle_decode, rle_encode
+from endoreview.services.editing import EditingService
 from endoreview.services.projects import ProjectService
 from endoreview.services.propagation import interpolate_boxes, propagate_mask, warp_mask
 from endoreview.store.records import LabelOrigin, NewLabel

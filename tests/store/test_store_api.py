@@ -43,6 +43,9 @@ def test_invalid_labels_are_refused_with_a_reason(store, video):
         store.add_labels([NewLabel(video.id, "segment", "polyp", start_frame=10, end_frame=10)])
     with pytest.raises(errors.InvalidInputError, match="RLE"):
         store.add_labels([NewLabel(video.id, "mask", "polyp", frame=1, rle={"counts": "x"})])
+    other_size = {"size": [40, 48], "counts": rle()["counts"]}  # a 32x48 mask's counts under another size
+    with pytest.raises(errors.InvalidInputError, match="'counts' cover 1536 pixels"):
+        store.add_labels([NewLabel(video.id, "mask", "polyp", frame=1, rle=other_size)])
     with pytest.raises(errors.NotFoundError):
         store.add_labels([NewLabel(video.id + 99, "video_class", "abnormal")])
     assert store.count_labels() == {}

@@ -104,7 +104,7 @@ def test_sigkill_loses_at_most_the_stroke_in_progress(tmp_path):
     assert released >= kill_after, proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == -signal.SIGKILL
 
-    from endoreview.services.editing import rle_decode
+    from core_model.contract import rle_decode
     from endoreview.store import Store
 
     store = Store.open(str(db))  # opens cleanly after the kill

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 
-from endoreview.services.editing import rle_decode
+from core_model.contract import rle_decode
 from tests.ui.helpers import click, drag
 
 
@@ -177,7 +177,7 @@ def test_boxes_draw_move_resize_class_delete_and_interpolate(qtbot, edit):
 
 def _predict(ctl, polyp=range(45, 90)) -> None:  # noqa: ANN001
     """Model output: frames in ``polyp`` abnormal, a box x 100..160 y 80..140 around a mask x 110..150 y 90..130."""
-    from endoreview.services.editing import rle_encode
+    from core_model.contract import rle_encode
     from endoreview.services.predictions import PredictionRecorder
 
     m = np.zeros((240, 320), np.uint8)
@@ -322,7 +322,8 @@ def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window)
 
 
 def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, edit):
-    from endoreview.services.editing import grow_shrink, rle_encode
+    from core_model.contract import rle_encode
+    from endoreview.services.editing import grow_shrink
     from endoreview.store import Store
 
     ctl = edit

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from core_model.contract import RLEError, rle_decode, rle_encode, rle_normalise
 from endoreview.interchange import raster
 from endoreview.interchange.model import (
     BoxAnn,
@@ -194,7 +195,7 @@ def _segmentation_to_rle(seg: Any, h: int, w: int, src: str, where: str) -> dict
                     src, "each polygon must be a flat list of >= 3 x,y pairs", field=f"{where}[{k}]"
                 )
             polys.append(p)
-        return raster.encode_mask(raster.polygons_to_mask(polys, h, w))
+        return rle_encode(raster.polygons_to_mask(polys, h, w))
     if isinstance(seg, dict):
         size = seg.get("size")
         counts = seg.get("counts")
@@ -204,22 +205,11 @@ def _segmentation_to_rle(seg: Any, h: int, w: int, src: str, where: str) -> dict
             raise InterchangeError(
                 src, f"mask size {size} differs from its image's [{h}, {w}]", field=f"{where}.size"
             )
-        if isinstance(counts, list):
-            if not all(isinstance(c, int) and c >= 0 for c in counts) or sum(counts) != h * w:
-                raise InterchangeError(
-                    src, f"uncompressed RLE counts must sum to {h * w}", field=f"{where}.counts"
-                )
-            return raster.encode_mask(raster.decode_rle({"size": size, "counts": counts}))
-        if isinstance(counts, str):
+        if isinstance(counts, (list, str)):
             try:
-                m = raster.decode_rle({"size": size, "counts": counts})
-            except Exception as e:  # pycocotools raises bare exceptions on garbage
-                raise InterchangeError(
-                    src, f"RLE counts do not decode ({e})", field=f"{where}.counts"
-                ) from None
-            if m.shape != (h, w):
-                raise InterchangeError(src, "RLE counts do not match its size", field=f"{where}.counts")
-            return raster.encode_mask(m)
+                return rle_normalise({"size": size, "counts": counts})
+            except RLEError as e:
+                raise InterchangeError(src, f"RLE counts {e.reason}", field=f"{where}.{e.field}") from None
         raise InterchangeError(src, "RLE 'counts' must be a string or a list", field=f"{where}.counts")
     raise InterchangeError(src, "segmentation must be a polygon list or an RLE object", field=where)
 
@@ -276,7 +266,7 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                 if not isinstance(a, MaskAnn):
                     continue
                 ann_id += 1
-                m = raster.decode_rle(a.rle)
+                m = rle_decode(a.rle)
                 mb = raster.mask_bbox(m)
                 cands = boxes_by_key.get((a.label, a.track_id), [])
                 if (
@@ -291,7 +281,7 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                     "id": ann_id,
                     "image_id": image_id,
                     "category_id": cat_id[a.label],
-                    "segmentation": raster.normalise_rle(a.rle),
+                    "segmentation": rle_normalise(a.rle),
                     "area": int(m.sum()),
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "iscrowd": 0,
@@ -329,7 +319,7 @@ def coco_polygon_document(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str
     for a in out["annotations"]:
         seg = a.get("segmentation")
         if isinstance(seg, dict):
-            polys, holes = raster.mask_to_polygons(raster.decode_rle(seg))
+            polys, holes = raster.mask_to_polygons(rle_decode(seg))
             if holes:
                 dropped.add("holes in masks (polygons cannot express them)")
             a["segmentation"] = polys

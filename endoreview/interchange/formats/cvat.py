@@ -27,6 +27,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from core_model.contract import RLEError, rle_counts, rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.model import (
     BoxAnn,
@@ -47,20 +48,29 @@ def cvat_rle_decode(
         raise InterchangeError(
             src, "mask rle must be comma-separated integers", line=line, field="rle"
         ) from None
-    if any(c < 0 for c in counts) or sum(counts) != bw * bh:
+    # CVAT's dialect: uncompressed runs in row-major order over the mask's rectangle = COCO's column-major runs
+    # over the transposed rectangle, so the one codec decodes (and validates) it
+    try:
+        crop = rle_decode({"size": [bw, bh], "counts": counts}).T
+    except RLEError as e:
+        if e.field == "size":
+            raise InterchangeError(
+                src, f"mask rectangle {[left, top, bw, bh]} {e.reason}", line=line
+            ) from None
         raise InterchangeError(
             src,
-            f"mask rle covers {sum(counts)} pixels, its {bw}x{bh} rectangle has {bw * bh}",
+            f"mask rle covers {sum(counts)} pixels, its {bw}x{bh} rectangle has {bw * bh}"
+            if e.reason.startswith("cover")
+            else f"mask rle {e.reason}",
             line=line,
             field="rle",
-        )
+        ) from None
     if left < 0 or top < 0 or left + bw > width or top + bh > height:
         raise InterchangeError(
             src, f"mask rectangle {[left, top, bw, bh]} lies outside the {width}x{height} frame", line=line
         )
-    flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(np.uint8)
     full = np.zeros((height, width), np.uint8)
-    full[top : top + bh, left : left + bw] = flat.reshape(bh, bw)
+    full[top : top + bh, left : left + bw] = crop
     return full
 
 
@@ -69,13 +79,8 @@ def cvat_rle_encode(mask: np.ndarray) -> tuple[str, int, int, int, int] | None:
     if bb is None:
         return None
     x0, y0, x1, y1 = (int(v) for v in bb)
-    crop = mask[y0:y1, x0:x1].astype(np.uint8).reshape(-1)
-    change = np.flatnonzero(np.diff(crop)) + 1
-    bounds = np.concatenate([[0], change, [crop.size]])
-    runs = np.diff(bounds).tolist()
-    if crop[0] == 1:
-        runs = [0] + runs
-    return ", ".join(str(r) for r in runs), x0, y0, x1 - x0, y1 - y0
+    _, runs = rle_counts(rle_encode(mask[y0:y1, x0:x1].T))  # row-major runs (see cvat_rle_decode)
+    return ", ".join(str(int(r)) for r in runs), x0, y0, x1 - x0, y1 - y0
 
 
 def _meta_int(meta: XNode | None, *path: str) -> int | None:
@@ -240,7 +245,7 @@ def _shape_geometry(s: XNode, src: str, w: int, h: int, col: Collection):
             ]
         if len(pts) < 6:
             raise InterchangeError(src, "polygon needs at least 3 points", line=s.line, field="points")
-        return raster.encode_mask(raster.polygons_to_mask([pts], h, w))
+        return rle_encode(raster.polygons_to_mask([pts], h, w))
     # mask
     for k in ("rle", "left", "top", "width", "height"):
         if k not in a:
@@ -249,7 +254,7 @@ def _shape_geometry(s: XNode, src: str, w: int, h: int, col: Collection):
         parse_int(a[k], src, line=s.line, field=k) for k in ("left", "top", "width", "height")
     )
     m = cvat_rle_decode(a["rle"], left, top, bw, bh, h, w, src, s.line)
-    return raster.encode_mask(m)
+    return rle_encode(m)
 
 
 def cvat_video_xml(
@@ -328,7 +333,7 @@ def _shape_xml(kind: str, a, frame: int, *, outside: bool) -> str:
     if kind == "box":
         x0, y0, x1, y1 = a.bbox
         return f'    <box {common} xtl="{x0:.4f}" ytl="{y0:.4f}" xbr="{x1:.4f}" ybr="{y1:.4f}"></box>'
-    enc = cvat_rle_encode(raster.decode_rle(a.rle))
+    enc = cvat_rle_encode(rle_decode(a.rle))
     if enc is None:
         h, w = a.rle["size"]
         enc = (str(w * h), 0, 0, int(w), int(h))

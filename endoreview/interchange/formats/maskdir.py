@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.model import InterchangeError, Issue, MaskAnn, Provenance
 from endoreview.interchange.util import frame_number, list_images
@@ -93,7 +94,7 @@ def load_binary_mask(
     m = raster.fit_to_frame(m, height, width, name, issues)
     if not m.any():
         return None
-    return MaskAnn(frame, label, raster.encode_mask(m), Provenance(name))
+    return MaskAnn(frame, label, rle_encode(m), Provenance(name))
 
 
 def read_labelmap(folder: Path) -> list[str] | None:
@@ -138,9 +139,7 @@ def load_labelmap_masks(
             raise InterchangeError(
                 path, f"pixel value {v} has no class in {LABELMAP} ({len(classes)} entries)"
             )
-        out.append(
-            MaskAnn(frame, classes[v], raster.encode_mask(lm == v), Provenance(str(path), field=f"value {v}"))
-        )
+        out.append(MaskAnn(frame, classes[v], rle_encode(lm == v), Provenance(str(path), field=f"value {v}")))
     return out
 
 
@@ -193,7 +192,7 @@ def label_png(
     dtype = np.uint8 if len(class_index) < 255 else np.uint16
     out = np.zeros((height, width), dtype)
     for m in masks:
-        px = raster.decode_rle(m.rle).astype(bool)
+        px = rle_decode(m.rle).astype(bool)
         if (out[px] != 0).any():
             dropped.add(
                 "overlapping pixels of different masks (a label map holds one class per pixel; later wins)"

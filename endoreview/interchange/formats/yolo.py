@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core_model.contract import rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.model import BoxAnn, Collection, InterchangeError, Issue, MaskAnn, Provenance
 from endoreview.interchange.util import (
@@ -114,7 +115,7 @@ def parse_label_file(
             if not m.any():
                 issues.append(Issue(src, "polygon covers no pixel; skipped", line=ln))
                 continue
-            masks.append(MaskAnn(frame, label, raster.encode_mask(m), prov, None, score))
+            masks.append(MaskAnn(frame, label, rle_encode(m), prov, None, score))
         else:
             raise InterchangeError(
                 src,
@@ -192,7 +193,7 @@ def yolo_label_text(
             dropped.add("masks (YOLO detection carries boxes only; use the segmentation export)")
     else:
         for m in masks:
-            polys, holes = raster.mask_to_polygons(raster.decode_rle(m.rle))
+            polys, holes = raster.mask_to_polygons(rle_decode(m.rle))
             if holes:
                 dropped.add("holes in masks (polygons cannot express them)")
             if len(polys) > 1:

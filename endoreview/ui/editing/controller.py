@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
+from core_model.contract import rle_decode
 from endoreview.services import editing as E
 from endoreview.store.records import Label, LabelKind, ReviewState
 from endoreview.ui.editing.canvas import CanvasTools, Tool
@@ -241,7 +242,7 @@ class EditController(QObject):
             return self._working[f].copy()
         t = self._mask_target(f)
         w, h = self.size
-        return E.rle_decode(t.rle) if t is not None and t.rle else E.empty_mask(h, w)
+        return rle_decode(t.rle) if t is not None and t.rle else E.empty_mask(h, w)
 
     def preview_mask(self, mask: np.ndarray) -> None:
         self._draw(working=mask)
@@ -269,7 +270,7 @@ class EditController(QObject):
             if working is not None and x.class_name == self.current_class:
                 continue
             masks.append(
-                DrawnMask(E.rle_decode(x.rle), self._colour(x.class_name), x.origin in E.DERIVED_ORIGINS)
+                DrawnMask(rle_decode(x.rle), self._colour(x.class_name), x.origin in E.DERIVED_ORIGINS)
             )
         if working is not None:
             masks.append(DrawnMask(working, self._colour(self.current_class)))

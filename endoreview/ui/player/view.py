@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
 
+from core_model.contract import rle_decode
 from endoreview.ui.palette import CHIP, CHIP_TEXT, HALO, colour_for
 
 
@@ -39,22 +40,11 @@ class FrameImageItem(pg.ImageItem):
             self.painted.emit(self.frame_index, time.perf_counter())
 
 
-def _rle_to_mask(rle: dict) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    r = dict(rle)
-    if isinstance(r.get("counts"), str):
-        r["counts"] = r["counts"].encode("ascii")
-    return mask_utils.decode(r)
-
-
 def mask_outline(rle: dict) -> list[np.ndarray]:
     """Outer contours of an RLE mask as ``[K, 2]`` float arrays (x, y) in mask pixels."""
     import cv2
 
-    m = _rle_to_mask(rle)
-    if m.ndim == 3:
-        m = m[..., 0]
+    m = rle_decode(rle)
     contours, _ = cv2.findContours(
         np.ascontiguousarray(m, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )

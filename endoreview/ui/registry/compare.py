@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core_model.contract import rle_decode
 from endoreview import RESEARCH_NOTICE
 from endoreview.ui.app import import_pyqtgraph
 from endoreview.ui.jobs_panel import Job
@@ -54,13 +55,8 @@ def overlay(frame: np.ndarray, pred: dict[str, Any], color: tuple[int, int, int]
     out = frame.astype(np.float32).copy()
     h, w = out.shape[:2]
     if pred.get("masks"):
-        from pycocotools import mask as mask_utils
-
         for m in pred["masks"]:
-            rle = dict(m["rle"])
-            if isinstance(rle.get("counts"), str):
-                rle["counts"] = rle["counts"].encode()
-            mk = mask_utils.decode(rle).astype(bool)
+            mk = rle_decode(m["rle"]).astype(bool)
             if mk.shape == (h, w):
                 out[mk] = 0.55 * out[mk] + 0.45 * np.array(color, np.float32)
     for b in pred.get("boxes") or []:
