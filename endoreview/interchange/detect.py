@@ -147,7 +147,10 @@ def read_voc_file(path: Path) -> Collection:
     col = Collection(layout="voc", issues=list(issues))
     image = None
     if info["filename"]:
-        cand = path.parent / info["filename"]
+        from endoreview.interchange.util import safe_join
+
+        # <filename> is relative to the XML's folder; "../" or an absolute path must not reach outside the dataset
+        cand = safe_join(path.parent, info["filename"], path, field="annotation/filename")
         image = cand if cand.is_file() else None
     if image is None:
         same = [p for p in list_images(path.parent) if p.stem == path.stem]

@@ -29,8 +29,10 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -190,14 +192,22 @@ class RegistryService:
         if metrics is None:
             metrics = prov.get("metrics") or {}
         files_dir = Path(model_dir).resolve()
+        _refuse_links(files_dir)
         if copy:
             dest = self.root / _slug(final)
             if dest.exists():
                 raise RegistryError(f"{dest} already exists; choose another name")
-            tmp = dest.with_name(dest.name + ".partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(files_dir, tmp)
-            os.replace(tmp, dest)
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".partial", dir=self.root))
+            try:
+                # symlinks=True: a link that appeared after the check is copied as a link, never followed
+                shutil.copytree(files_dir, tmp, symlinks=True, dirs_exist_ok=True)
+                os.replace(tmp, dest)
+            except BaseException as e:
+                shutil.rmtree(tmp, ignore_errors=True)  # no .partial folder stays behind
+                if isinstance(e, OSError):
+                    raise RegistryError(f"copying {files_dir} into the registry failed: {e}") from e
+                raise
             files_dir = dest
         try:
             mv = self.store.add_model_version(
@@ -268,17 +278,26 @@ class RegistryService:
         if fp16:
             cmd.append("--fp16")
         run = runner or (lambda c: subprocess.run(c, capture_output=True, text=True, check=False))
-        proc = run(cmd)
+        try:
+            proc = run(cmd)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             reason = (proc.stderr or proc.stdout or "").strip().splitlines()
             msg = reason[-1] if reason else f"converter exited with {proc.returncode}"
             msg = msg.removeprefix("endofm convert: ")
             raise RegistryError(f"{src.name} is not a usable Endo-FM checkpoint: {msg}")
-        os.replace(tmp, dest)
-        meta = read_model_json(dest)
-        prov = meta.get("provenance") or {}
         try:
+            _refuse_links(tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            meta = read_model_json(dest)
+            prov = meta.get("provenance") or {}
             return self.store.add_model_version(
                 final,
                 architecture=str((meta.get("arch") or {}).get("name", "unknown"))[:100],
@@ -355,3 +374,16 @@ def _disagree(x: dict[str, Any], y: dict[str, Any], dice_gap: float) -> str:
         if abs(float(x.get("dice", 0.0)) - float(y.get("dice", 0.0))) > dice_gap:
             return "mask Dice differs"
     return ""
+
+
+def _refuse_links(folder: Path) -> None:
+    """A model folder holds regular files and folders only: a symbolic link (which could pull ``/etc`` or a home
+    folder into the registry) or a device/FIFO is refused, naming it."""
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            p = Path(root) / name
+            st = p.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                raise RegistryError(f"{p}: is a symbolic link; model folders must hold plain files only")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise RegistryError(f"{p}: is not a regular file; model folders must hold plain files only")

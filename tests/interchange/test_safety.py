@@ -83,3 +83,19 @@ def test_zip_bomb_is_refused_before_writing(store, importer, tmp_path):
         else 0
     )
     assert written == 0
+
+
+@pytest.mark.parametrize("filename", ["../outside/secret.png", "/ABS/secret.png"])
+def test_voc_filename_outside_the_dataset_is_refused(store, importer, tmp_path, filename):
+    from tests.interchange.builders import voc
+
+    outside = tmp_path / "outside"
+    write_img(outside / "secret.png", frame_image(32, 40, 1))
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    write_img(ds / "frame.png", frame_image(32, 40, 2))
+    fname = filename.replace("/ABS", str(tmp_path))
+    (ds / "frame.xml").write_text(voc(fname, 40, 32, [("polyp", 2, 3, 20, 30)]))
+    rep = importer.import_dataset(ds / "frame.xml")
+    assert rep.failed and "frame.xml" in rep.failed[0][1] and "filename" in rep.failed[0][1]
+    assert not any("outside" in v.path for v in store.list_videos())
