@@ -21,84 +21,10 @@ Output: one JSON object per line (``pretrain`` epochs, some with probe figures; 
 ``--polyp-scale`` (default 2.5: polyps of public-dataset size, median ~5 % of the frame) and at ``--site`` (the
 acquisition site, ``core_model.phantom.sites``; ``site_b`` is a second hospital's equipment).
 
-Settings. The defaults are the most stable found: BatchNorm in the head (``head.use_bn``, DINO's
-``use_bn_in_head``), no DropPath, milder colour jitter (0.2/0.2/0.1, grayscale 0.1, values clamped), official
-temperatures (0.04/0.1) and momentum (0.996), lr 5e-4 at batch 8. With them the loss falls steadily and never
-collapses (960-step run: 5.5 -> 4.2). With the official jitter strength or a higher lr every run collapses to a
-uniform output (loss back at ln(256) = 5.55) within 100-300 steps, BN head or not.
-
-Measured (this 2-core CPU, polyp scale 2.5). The criterion is NOT met: the pretrained teacher's features separate
-polyp from normal clips no better than a random-init backbone or the mean colour, while the same probes on a
-backbone trained with labels reach AUROC 0.8 (so the probe can see polyps). Linear / k-NN AUROC:
-
-- defaults, 3 seeds (480 steps each, 27 min), mean +- std: loss 5.59 +- 0.02 -> 5.05 +- 0.13; pretrained
-  0.58 +- 0.04 / 0.48 +- 0.04, random init 0.63 +- 0.04 / 0.52 +- 0.04, mean colour 0.57 +- 0.04 / 0.44 +- 0.06,
-  labelled reference 0.83 +- 0.00 / 0.80 +- 0.01; the curve (epochs 10 and 20) stays at the final level;
-- one 960-step run of the defaults, probed every 240 steps: linear 0.60, 0.59, 0.59, 0.58 (random init 0.63);
-- 64-px globals at batch 64 (24 clips/s instead of 7), 190 steps: 0.58 (random init 0.57-0.59);
-- each view standardised per channel (cancels brightness/contrast jitter and a video's colour; tried by patching,
-  not kept) with the official jitter: collapsed by step 320, 0.55-0.60 (random init on the same input 0.67);
-- earlier sessions (20-96 steps, no BN head, polyp scale 1 and 2.5): 0.45-0.66 for all three;
-- ``--clip-frames 16`` (the 128 videos cut into 512 clips the way ``endofm cut-clips`` does, so a polyp is in all or
-  none of a clip's frames and the recipe no longer asks for invariance to a polyp coming into view), 512 steps:
-  0.64 at every probe point (128, 256, 384 steps); random init 0.66, mean colour 0.61; k-NN 0.47-0.52;
-- the same with wider crops (globals 0.7-1, locals 0.25-0.5 of the frame, so most views contain the polyp), 384
-  steps: 0.63 (random init 0.66);
-- the same with polyp scale 4 (polyps twice as wide), 384 steps: 0.79, random init 0.78 (mean colour 0.55,
-  labelled reference 0.95);
-- the same with the official jitter strength (0.4/0.4/0.2, grayscale 0.2) and a sharper teacher (0.02), 384 steps:
-  no collapse (loss 5.34 -> 4.89), 0.63 (random init 0.66);
-- other poolings of the same frozen tokens (CLS, patch mean, patch max, patch std, all together) change every
-  figure by a few hundredths and never put the pretrained teacher above random init.
-
-- fifth session, same 512 clips, each figure the mean over the 3 train/test splits (random init 0.64 / 0.52):
-  no local views at all (2 globals, so 2 view pairs instead of 18), 768 steps: 0.60 / 0.48 (flat from step 256);
-  64-px globals and 32-px locals, 768 steps: 0.56 / 0.48; a DINO head of 4096 prototypes, teacher temperature 0.04
-  or 0.02, 384 steps: 0.58-0.59 / 0.47-0.50; blur and solarisation working (``augment.blur_solarize``) with the
-  official jitter strength and a 0.02 teacher, 384 steps: 0.58 / 0.48; the same with blur (sigma 1-2.5) on every
-  view: 0.60 / 0.50;
-- ``video_share`` (the share of the feature variance explained by which video a clip comes from; the polyp label
-  varies *within* videos): random init 0.65, after pretraining 0.84-0.91 in every setting above, the labelled
-  reference 0.53;
-- continued pretraining from the labelled reference (``--set model.init_checkpoint=resources/demo_model``), 192
-  steps: 0.83 / 0.80, the reference itself 0.83 / 0.80, video share 0.53 -> 0.55. The recipe keeps polyp features a
-  backbone already has; it does not find them from scratch at this budget;
-- long videos cut into many clips each (the official regime), 512 clips of 16 frames from 32 videos of 256 frames
-  (polyp in 15 % of the frames), 384 steps: 0.59 / 0.49, video share 0.88; from 64 videos of 128 frames, 192
-  steps: 0.60 / 0.50, video share 0.84.
-
-- sixth session (same 512 clips, 512 steps, means over 3 splits): every block's own features (CLS, patch mean,
-  patch max of blocks 1-6, DINO's "last 4 blocks" concatenation for small ViTs): the pretrained teacher is at
-  or below random init in every block (linear 0.59-0.64 against 0.62-0.69), and its video share is already
-  0.84 after the first block; ``endofm_tiny`` with 8-pixel patches (4x the tokens, a polyp spans ~3 patches;
-  ``model.overrides``), loss 5.49 -> 4.11 (lower than any 16-pixel run): 0.61 +- 0.08 / 0.46, random init 0.60
-  / 0.51, video share 0.73 -> 0.87;
-- another hospital (``--site site_b``: warmer colour, softer optics, round field, other overlay), pretraining
-  continued from the labelled reference on that site's unlabelled clips, 3 seeds of 256 steps (loss 5.48 ->
-  5.39): linear 0.78 +- 0.03 -> 0.76 +- 0.03, k-NN 0.66 +- 0.02 -> 0.71 +- 0.01, higher in every seed (random
-  init 0.62 / 0.58, mean colour 0.58 / 0.50), the one improvement over a starting point seen in any run; but
-  it does not last: with a 512-step schedule the loss climbs back towards uniform (5.38 at step 128, 5.46 at
-  512) and the k-NN returns to the start (0.69 at step 256, 0.66 at 512; linear 0.74); at a 5x lower lr (1e-4
-  at batch 8, ``--set optim.lr=0.0032``) the gain holds: 3 seeds of 512 steps (loss 5.59 -> 5.44), k-NN 0.66
-  +- 0.02 -> 0.73 +- 0.01 (+0.07, +0.04, +0.09), linear 0.78 +- 0.03 -> 0.76 +- 0.02. The start was trained
-  with labels, so this shows adaptation of a backbone to a new site's unlabelled archive, not polyps found
-  from scratch.
-
-Diagnosis. (0) Pretraining leaves the probe at or slightly *below* random init in every setting, with or without
-local views, crops of any size, blur, colour jitter of any strength, or head size. What it learns is measured by
-``video_share``: the features come to say which video a clip is from. For an instance-level objective that is the
-best cue there is: every crop, every frame and every colour-jittered view of a clip shares its video's mucosal
-texture, fold geometry and lighting, while a polyp covering ~5 % of the frame is in only some views and changes
-within a video. Polyp features would only pay once the video cues are exhausted, which takes far longer than this
-budget. (1) An untrained backbone gives nearly the same output for every phantom clip (CLS cosine 0.99), so
-the centred teacher starts uniform and its only variation is the augmentation noise; strong colour jitter with the
-official 0.04 teacher then drives runs to the uniform collapse (a 0.02 teacher avoids it). (2) k-NN AUROC falls
-below 0.5 because neighbours from other videos share texture and colour, not polyps. (3) Scale: this budget is
-~4-8 thousand clips seen per seed; DINO from scratch is usually trained on millions, and the official Endo-FM run
-starts from Kinetics-pretrained weights, which cannot be had offline (continued pretraining above shows that a
-starting point with object features is kept). The script runs unchanged on a GPU
-(``--set run.device=cuda --set data.batch_size_per_gpu=64 --pretrain-videos 1024 --epochs 100``), which is where
-the next attempt belongs.
+Settings: ``endofm_tiny`` from scratch (``model.init_checkpoint=scratch``; ``--set`` changes it) with the most
+stable settings found: a BatchNorm head, no DropPath, milder colour jitter, the official temperatures and momentum,
+lr 5e-4 at batch 8. What was tried with this script and what it showed is in ``docs/experiments/pretraining.md``;
+continued pretraining on another site's archive has its own benchmark, ``benchmarks/site_adaptation.py``.
 
     python benchmarks/pretrain_probe.py               # 3 seeds
     python benchmarks/pretrain_probe.py --small
@@ -332,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     size, frames = 128, 64
     gsize, lsize = args.size, args.size // 2
     # endofm_tiny with small globals (2/4 frames) and half-size locals, sized for a 2-core CPU. The settings are
-    # the most stable found (see the docstring): a BatchNorm head, no DropPath, milder colour jitter, the official
+    # the most stable found (docs/experiments/pretraining.md): a BatchNorm head, no DropPath, milder colour jitter, the official
     # temperatures and momentum, lr 5e-4 at batch 8.
     overrides = [
         "model.arch=endofm_tiny",
+        "model.init_checkpoint=scratch",  # this script asks what the recipe learns from random weights
         "model.drop_path_rate=0",
         "head.out_dim=256",
         "head.hidden_dim=512",

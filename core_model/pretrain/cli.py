@@ -1,4 +1,9 @@
-"""``endofm pretrain --config CONFIG.yaml [--out DIR] [--resume] [--set key=value ...]``.
+"""``endofm pretrain --config CONFIG.yaml [--out DIR] [--init PATH | --from-scratch] [--resume] [--set key=value ...]``.
+
+A run continues from a checkpoint, as the official recipe does: by default the bundled backbone
+(``resources/demo_model``); ``--init`` names another (a user's ``endo_fm.pth``, an official ``checkpoint.pth``, whose
+student, teacher, centre and optimiser all carry over, or a model directory). ``--from-scratch`` starts from random
+weights. ``--resume`` continues this run directory's own ``checkpoint.pth`` instead.
 
 Prints one JSON object per line on stdout (``{"event": "progress", "epoch", "step", "loss", "lr", ...}``, then
 ``epoch``, ``done`` or ``error`` events); when stdout is a terminal it shows a human progress bar instead
@@ -48,7 +53,8 @@ class _ProgressBar:
         elif kind == "start":
             self.stream.write(
                 f"pretraining {event['clips']} clips, {event['steps_per_epoch']} steps/epoch, epochs "
-                f"{event['start_epoch']}..{event['epochs'] - 1} on {event['device']} ({event['precision']})\n"
+                f"{event['start_epoch']}..{event['epochs'] - 1} on {event['device']} ({event['precision']}), "
+                f"starting from {event.get('init', '?')}\n"
             )
         elif kind in ("done", "stopped"):
             self.stream.write(f"{kind}: {json.dumps({k: v for k, v in event.items() if k != 'event'})}\n")
@@ -67,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="endofm pretrain",
         description="Self-supervised pretraining with the Endo-FM recipe (DINO-style video self-distillation). "
+        "Like the official run, it continues from a checkpoint: by default the bundled backbone "
+        "(resources/demo_model); --init names another, --from-scratch starts from random weights. "
         "JSON lines on stdout; run directory with config.yaml, metrics.jsonl, checkpoints and export/.",
     )
     p.add_argument(
@@ -74,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML config file, or a built-in one by name: demo_tiny, endofm_official (default: the official recipe)",
     )
     p.add_argument("--out", default=None, help="run directory (default runs/pretrain)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pth")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--init",
+        metavar="CHECKPOINT",
+        help="the weights to continue from: 'bundled' (default: resources/demo_model, which also decides the "
+        "architecture), endo_fm.pth, an official checkpoint.pth (student, teacher, centre and optimiser carry over) "
+        "or a model directory (sets model.init_checkpoint)",
+    )
+    start.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from randomly initialised weights instead of a checkpoint",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue this run from OUT/checkpoint.pth (ignores --init)"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -119,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         config_path = str(out / "config.yaml")  # resume with the run's own resolved config
     t0 = time.perf_counter()
     try:
-        cfg = load_config(config_path, args.overrides)
+        overrides = list(args.overrides)
+        if args.init:
+            overrides.append(f"model.init_checkpoint={args.init}")
+        elif args.from_scratch:
+            overrides.append("model.init_checkpoint=scratch")
+        cfg = load_config(config_path, overrides)
         result = train(cfg, out, resume=args.resume, emit=emit, stop_after_epochs=args.stop_after_epochs)
     except NonFiniteLossError as exc:
         if emit is _json_emit:

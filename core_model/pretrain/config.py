@@ -53,7 +53,10 @@ class ModelConfig:
     arch: str = "endofm_base"
     overrides: dict[str, Any] = field(default_factory=dict)  # passed to create_model(arch, **overrides)
     drop_path_rate: float | None = 0.1  # None: the arch's default
-    init_checkpoint: str | None = None  # any checkpoint the converter reads (e.g. endo_fm.pth); None: scratch
+    # the weights the run starts from: "bundled" (resources/demo_model), a user's endo_fm.pth, an official
+    # checkpoint.pth (student, teacher, centre, optimiser), a model directory or any layout the converter reads;
+    # "scratch" or null: random initialisation (explicit, never a silent fallback)
+    init_checkpoint: str | None = "bundled"
     init_head: bool = True  # also load DINO head weights when the checkpoint has matching ``head.*`` keys
     grad_checkpointing: bool = False
 

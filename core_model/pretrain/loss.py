@@ -82,9 +82,13 @@ class DINOLoss(nn.Module):
         self.register_buffer("center", torch.zeros(1, out_dim))
         self.teacher_temps = [float(t) for t in teacher_temps]
 
+    def teacher_temp(self, epoch: int) -> float:
+        """The teacher temperature in ``epoch`` (the last value past the schedule's end)."""
+        return self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+
     def forward(self, student_out: torch.Tensor, teacher_out: torch.Tensor, epoch: int) -> torch.Tensor:
         """``student_out: [V*B, K]``, ``teacher_out: [2*B, K]`` (view-major) -> scalar loss; updates the centre."""
-        temp = self.teacher_temps[min(epoch, len(self.teacher_temps) - 1)]
+        temp = self.teacher_temp(epoch)
         if self.center_init == "first_batch" and not bool(self.center.any()):
             # not yet set (a trained centre is never exactly zero)
             self.center.copy_(self._batch_mean(teacher_out))

@@ -17,6 +17,7 @@ Exports of the teacher:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,17 @@ from core_model.atomic import atomic_write
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BUNDLED",
     "CHECKPOINT_FORMAT",
+    "SCRATCH",
     "ResumeError",
+    "StartCheckpoint",
     "atomic_torch_save",
     "export_model_dir",
     "export_official",
     "load_run_checkpoint",
+    "read_start_checkpoint",
+    "resolve_init_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "endofm-pretrain"
@@ -63,6 +69,98 @@ def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ResumeError(f"{path}: checkpoint lacks {missing}")
     return ckpt
+
+
+# ---------------------------------------------------------------------------------------------------- start weights
+
+BUNDLED = "bundled"  # ``model.init_checkpoint`` value naming the backbone shipped in resources/demo_model
+SCRATCH = "scratch"  # ``model.init_checkpoint`` value (or null) for random initialisation
+
+
+def bundled_model_dir() -> Path:
+    """The model directory shipped with the project (``resources/demo_model``)."""
+    return Path(__file__).resolve().parents[2] / "resources" / "demo_model"
+
+
+@dataclass
+class StartCheckpoint:
+    """The weights a run starts from (``model.init_checkpoint``), read once.
+
+    ``student`` / ``teacher``: MultiCropWrapper state dicts (``backbone.*`` and, when the file has a DINO head,
+    ``head.*``). An official run checkpoint (``train_ssl.py``'s ``checkpoint.pth``, or our ``teacher_official.pth``
+    export) gives both, plus the DINO centre, the optimiser state when present and its ``epoch``; any other layout
+    the converter reads (``endo_fm.pth``, a flat backbone, one of our model directories) gives the same backbone to
+    both. ``meta``: the ``ModelMeta`` of a model directory (its backbone architecture)."""
+
+    path: str
+    source: str
+    student: dict[str, torch.Tensor]
+    teacher: dict[str, torch.Tensor]
+    center: torch.Tensor | None = None
+    optimizer: dict[str, Any] | None = None
+    epoch: int = 0
+    meta: Any = None
+    head_loaded: bool = False  # set by build_models: the DINO head fitted (so do the centre and optimiser)
+
+
+def resolve_init_checkpoint(value: str | None) -> str | None:
+    """``model.init_checkpoint`` -> a path, or None for a run from scratch."""
+    if value is None or value == SCRATCH:
+        return None
+    if value == BUNDLED:
+        d = bundled_model_dir()
+        if not (d / "model.json").is_file():
+            raise ResumeError(
+                f"{d}: the bundled backbone is missing; pass --init PATH (endo_fm.pth, an official checkpoint.pth or "
+                "a model directory) or --from-scratch"
+            )
+        return str(d)
+    return value
+
+
+def _is_official_run(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and isinstance(obj.get("student"), dict)
+        and isinstance(obj.get("teacher"), dict)
+    )
+
+
+def read_start_checkpoint(path: str | Path) -> StartCheckpoint:
+    """Read the weights a run starts from, safely (``weights_only=True``); ``CheckpointError`` names the file."""
+    from core_model.checkpoint import META_FILE, CheckpointError, load_backbone_state_dict, safe_torch_load
+
+    p = Path(path)
+    if p.is_file() and p.suffix != ".safetensors" and p.name != META_FILE:
+        obj = safe_torch_load(p)
+        if _is_official_run(obj):
+            student = dict(obj["student"])
+            if all(k.startswith("module.") for k in student):
+                student = {k[len("module.") :]: v for k, v in student.items()}  # the student was under DDP
+            teacher = dict(obj["teacher"])
+            for name, sd in (("student", student), ("teacher", teacher)):
+                bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+                if bad or not any(k.startswith("backbone.") for k in sd):
+                    raise CheckpointError(
+                        f"{p}: '{name}' is not a MultiCropWrapper state dict (keys {sorted(sd)[:4]})"
+                    )
+            loss_sd = obj.get("dino_loss")
+            center = loss_sd.get("center") if isinstance(loss_sd, dict) else None
+            optim = obj.get("optimizer") if isinstance(obj.get("optimizer"), dict) else None
+            epoch = obj.get("epoch", 0)
+            return StartCheckpoint(
+                str(p),
+                "official-run",
+                student,
+                teacher,
+                center,
+                optim,
+                int(epoch) if isinstance(epoch, int) else 0,
+            )
+    sd = load_backbone_state_dict(p)
+    both = {f"backbone.{k}": v for k, v in sd.items()}
+    both.update({k: v for k, v in sd.extra.items() if k.startswith("head.")})
+    return StartCheckpoint(str(p), sd.source, both, dict(both), meta=sd.meta)
 
 
 def export_official(

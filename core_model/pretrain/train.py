@@ -19,7 +19,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,15 +46,30 @@ from core_model.pretrain.state import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     ResumeError,
+    StartCheckpoint,
     atomic_torch_save,
     export_model_dir,
     export_official,
     load_run_checkpoint,
+    read_start_checkpoint,
+    resolve_init_checkpoint,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NonFiniteLossError", "TrainResult", "build_models", "train", "train_one_epoch"]
+__all__ = [
+    "NonFiniteLossError",
+    "Schedules",
+    "StepRecord",
+    "TrainResult",
+    "build_loss",
+    "build_models",
+    "build_optimizer",
+    "build_schedules",
+    "continue_from",
+    "train",
+    "train_one_epoch",
+]
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -75,55 +90,192 @@ class TrainResult:
 # ============================================================================================== models
 
 
-def _load_init_head(path: str, head: nn.Module) -> bool:
-    """Load the DINO head from a checkpoint that has one (SVT / Endo-FM pretraining layouts) when every tensor
-    matches this head's shapes; otherwise leave the head as initialised and say so."""
-    from core_model.checkpoint import load_backbone_state_dict
+def _load_part(module: nn.Module, sd: dict[str, torch.Tensor], prefix: str, where: str, strict: bool) -> bool:
+    """Load the ``prefix``-keys of ``sd`` into ``module``. Exact keys and shapes, else: ``strict`` raises a
+    ``CheckpointError`` naming the file and the tensors; otherwise returns False and loads nothing."""
+    from core_model.checkpoint import CheckpointError
 
-    extra = load_backbone_state_dict(path).extra or {}
-    found = {k[len("head.") :]: v for k, v in extra.items() if k.startswith("head.")}
-    expected = head.state_dict()
-    if set(found) != set(expected) or any(found[k].shape != expected[k].shape for k in expected):
-        if found:
-            log.info(
-                "%s: its DINO head does not match this head's shapes; the head starts from scratch", path
+    found = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"{prefix}{k}: checkpoint {tuple(found[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        if strict:
+            raise CheckpointError(
+                f"{where}: its '{prefix}*' weights do not fit this model: missing {missing[:6]}, "
+                f"unexpected {unexpected[:6]}, {'; '.join(shapes[:6]) or 'shapes agree'}"
             )
         return False
-    head.load_state_dict(found, strict=True)
+    module.load_state_dict(found, strict=True)
     return True
 
 
-def build_models(cfg: PretrainConfig) -> tuple[MultiCropWrapper, MultiCropWrapper]:
-    """Student and teacher (same initial weights; the teacher takes no gradients)."""
-    from core_model.models import create_model
+def build_models(
+    cfg: PretrainConfig,
+    start: StartCheckpoint | None = None,
+    *,
+    from_config: bool = True,
+    backbone_config: dict[str, Any] | None = None,
+) -> tuple[MultiCropWrapper, MultiCropWrapper]:
+    """Student and teacher (the teacher takes no gradients), started from ``start`` (default: read
+    ``cfg.model.init_checkpoint`` unless ``from_config`` is False; None/"scratch": random initialisation).
 
+    An official run checkpoint gives the student its ``student`` weights and the teacher its ``teacher`` weights; other
+    layouts give both the same backbone. The backbone must fit exactly (``CheckpointError`` otherwise); a DINO head is
+    loaded when the file has one of this head's shapes, otherwise it starts from scratch (and so do the centre and the
+    optimiser state). A model directory decides the backbone's architecture (``model.overrides`` still apply), and so
+    does ``backbone_config`` (a resumed run's own, from its checkpoint)."""
+    from core_model.models import create_model
+    from core_model.models.config import EndoFMConfig
+    from core_model.models.endofm import EndoFM
+
+    if start is None and from_config:
+        init = resolve_init_checkpoint(cfg.model.init_checkpoint)
+        start = read_start_checkpoint(init) if init else None
     overrides = dict(cfg.model.overrides)
     if cfg.model.drop_path_rate is not None:
         overrides.setdefault("drop_path_rate", cfg.model.drop_path_rate)
-    backbone = create_model(cfg.model.arch, checkpoint=cfg.model.init_checkpoint, **overrides)
+    if backbone_config is not None:
+        backbone = EndoFM(EndoFMConfig.from_dict(backbone_config))
+    elif start is not None and start.meta is not None:
+        backbone = EndoFM(
+            start.meta.config.replace(**overrides)
+        )  # the directory says which backbone it holds
+    else:
+        backbone = create_model(cfg.model.arch, **overrides)
     h = cfg.head
     head = DINOHead(
         backbone.embed_dim, h.out_dim, h.hidden_dim, h.bottleneck_dim, h.nlayers, h.norm_last_layer, h.use_bn
     )
-    if cfg.model.init_checkpoint and cfg.model.init_head and _load_init_head(cfg.model.init_checkpoint, head):
-        log.info("DINO head initialised from %s", cfg.model.init_checkpoint)
     student = MultiCropWrapper(backbone, head)
     teacher = copy.deepcopy(student)
+    if start is not None:
+        for model, sd in ((student, start.student), (teacher, start.teacher)):
+            _load_part(model.backbone, sd, "backbone.", start.path, strict=True)
+        heads = [
+            _load_part(m.head, sd, "head.", start.path, strict=False)
+            for m, sd in ((student, start.student), (teacher, start.teacher))
+        ]
+        start.head_loaded = all(heads)
+        if not start.head_loaded:
+            teacher.head.load_state_dict(student.head.state_dict())
+            if any(k.startswith("head.") for k in start.teacher):
+                log.info(
+                    "%s: its DINO head does not match this head's shapes; the head starts from scratch",
+                    start.path,
+                )
+        log.info(
+            "student and teacher start from %s (%s%s)",
+            start.path,
+            start.source,
+            ", with its DINO head" if start.head_loaded else "",
+        )
     for p in teacher.parameters():
         p.requires_grad = False
+    teacher.train(cfg.run.teacher_train_mode)
     if cfg.model.grad_checkpointing:
         student.backbone.set_grad_checkpointing(True)
     return student, teacher
+
+
+def build_loss(cfg: PretrainConfig) -> DINOLoss:
+    o = cfg.optim
+    temps = teacher_temp_schedule(
+        o.warmup_teacher_temp, o.teacher_temp, o.warmup_teacher_temp_epochs, o.epochs
+    )
+    return DINOLoss(
+        cfg.head.out_dim,
+        cfg.n_views,
+        temps,
+        o.student_temp,
+        o.center_momentum,
+        center_init=o.center_init,
+        centering=o.centering,
+    )
+
+
+def build_optimizer(
+    cfg: PretrainConfig, student: nn.Module, device: torch.device | str = "cpu"
+) -> torch.optim.AdamW:
+    """AdamW over the official parameter groups (weights decayed, biases and 1-D tensors not)."""
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(
+        param_groups(_unwrap(student)),
+        betas=(cfg.optim.betas[0], cfg.optim.betas[1]),
+        fused=fused,
+        foreach=None if fused else True,
+    )
+
+
+def build_schedules(cfg: PretrainConfig, niter: int, world_size: int = 1) -> Schedules:
+    """lr (peak ``optim.lr`` x global batch / 256, linear warm-up), weight decay and teacher momentum per iteration."""
+    o = cfg.optim
+    global_batch = cfg.data.batch_size_per_gpu * world_size
+    return Schedules(
+        lr=cosine_scheduler(o.lr * global_batch / 256.0, o.min_lr, o.epochs, niter, o.warmup_epochs),
+        wd=cosine_scheduler(o.weight_decay, o.weight_decay_end, o.epochs, niter),
+        momentum=cosine_scheduler(o.momentum_teacher, 1.0, o.epochs, niter),
+    )
+
+
+def continue_from(
+    start: StartCheckpoint, dino_loss: DINOLoss, optimizer: torch.optim.Optimizer | None = None
+) -> None:
+    """Restore what an official run checkpoint holds besides the weights: the DINO centre and, when present and of
+    this model's shape, the optimiser state. Nothing when the DINO head did not load (they belong to another head)."""
+    if not start.head_loaded:
+        return
+    if start.center is not None:
+        if tuple(start.center.shape) != tuple(dino_loss.center.shape):
+            log.info(
+                "%s: centre %s does not fit this head; it starts at zero",
+                start.path,
+                tuple(start.center.shape),
+            )
+        else:
+            dino_loss.center.copy_(start.center)
+    if optimizer is not None and start.optimizer is not None:
+        try:
+            optimizer.load_state_dict(start.optimizer)
+        except (ValueError, KeyError) as exc:
+            log.info(
+                "%s: its optimiser state does not fit this run (%s); AdamW starts fresh", start.path, exc
+            )
 
 
 # ============================================================================================== one epoch
 
 
 @dataclass
-class _Schedules:
+class Schedules:
+    """Per-iteration values (dino's ``lr_schedule``, ``wd_schedule``, ``momentum_schedule``), indexed by the global
+    iteration ``epoch * niter + step``."""
+
     lr: np.ndarray
     wd: np.ndarray
     momentum: np.ndarray
+
+
+@dataclass
+class StepRecord:
+    """What one optimisation step computed (handed to ``train_one_epoch``'s ``on_step``)."""
+
+    epoch: int
+    step: int  # within the epoch
+    it: int  # global iteration (the schedules' index)
+    loss: float
+    lr: float
+    wd: float
+    momentum: float
+    teacher_temp: float
+    student_out: torch.Tensor  # [V*B, K], detached
+    teacher_out: torch.Tensor  # [2*B, K], detached
+    batch: int
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -142,26 +294,34 @@ def train_one_epoch(
     student: nn.Module,
     teacher: nn.Module,
     dino_loss: DINOLoss,
-    loader: DataLoader,
+    data: Iterable[Sequence[torch.Tensor]],
     optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    schedules: _Schedules,
+    schedules: Schedules,
     epoch: int,
-    cfg: PretrainConfig,
-    device: torch.device,
-    amp: torch.dtype | None,
-    emit: Emit,
-    checkpoint_path: Path | None,
+    *,
+    clip_grad: float = 3.0,
+    freeze_last_layer: int = 1,
+    niter: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    device: torch.device | str = "cpu",
+    amp: torch.dtype | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
 ) -> float:
-    """One pass over the loader; returns the mean loss of the epoch (this rank)."""
+    """One epoch of the official step (``train_ssl.py::train_one_epoch``) over ``data``, an iterable of view lists
+    ``[g1, g2, l1, ...]`` (each ``[B, 3, T_v, S_v, S_v]``). Returns the epoch's mean loss (this rank).
+
+    Per step, in the official order: set lr (every group) and weight decay (group 0) from the schedules at
+    ``it = epoch * niter + step``; teacher on the 2 global views, student on all; DINO loss (which updates the
+    centre); stop on a non-finite loss before touching the weights; backward; per-parameter clipping; drop the last
+    layer's gradients while ``epoch < freeze_last_layer``; optimiser step; EMA of the teacher with ``momentum[it]``.
+    ``niter`` defaults to ``len(data)``; ``on_step`` receives a ``StepRecord`` after every step."""
+    device = torch.device(device)
     student.train()
-    teacher.train(cfg.run.teacher_train_mode)
     s_params = list(_unwrap(student).parameters())
     t_params = list(teacher.parameters())
-    niter = len(loader)
+    niter = len(data) if niter is None else niter  # type: ignore[arg-type]
     total, count = 0.0, 0
-    t0 = time.perf_counter()
-    for step, views in enumerate(loader):
+    for step, views in enumerate(data):
         it = epoch * niter + step
         for i, group in enumerate(optimizer.param_groups):
             group["lr"] = float(schedules.lr[it])
@@ -174,15 +334,8 @@ def train_one_epoch(
                 teacher_out = teacher(views[:2])  # [2B, K]
             student_out = student(views)  # [V*B, K]
         loss = dino_loss(student_out, teacher_out, epoch)
-
         if not _all_finite(loss):
-            where = (
-                f"last good checkpoint kept: {checkpoint_path}" if checkpoint_path else "no checkpoint yet"
-            )
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at epoch {epoch} step {step}; training stopped ({where}). "
-                "Lower optim.lr, check the data, or use run.precision=fp32."
-            )
+            raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch} step {step}")
 
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -190,9 +343,9 @@ def train_one_epoch(
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if cfg.optim.clip_grad > 0:
-            clip_gradients_per_param(_unwrap(student).parameters(), cfg.optim.clip_grad)
-        cancel_last_layer_grads(student, epoch, cfg.optim.freeze_last_layer)
+        if clip_grad > 0:
+            clip_gradients_per_param(_unwrap(student).parameters(), clip_grad)
+        cancel_last_layer_grads(student, epoch, freeze_last_layer)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -203,21 +356,21 @@ def train_one_epoch(
         value = float(loss.item())
         total += value
         count += 1
-        if (step + 1) % max(cfg.run.log_every, 1) == 0 or step + 1 == niter:
-            value = float(runtime.all_reduce_mean(value))  # every rank reaches this step: the mean over ranks
-            elapsed = time.perf_counter() - t0
-            emit(
-                {
-                    "event": "progress",
-                    "epoch": epoch,
-                    "step": step + 1,
-                    "steps": niter,
-                    "loss": value,
-                    "lr": float(schedules.lr[it]),
-                    "wd": float(schedules.wd[it]),
-                    "momentum": float(schedules.momentum[it]),
-                    "clips_per_s": (step + 1) * views[0].shape[0] / max(elapsed, 1e-9),
-                }
+        if on_step is not None:
+            on_step(
+                StepRecord(
+                    epoch=epoch,
+                    step=step,
+                    it=it,
+                    loss=value,
+                    lr=float(schedules.lr[it]),
+                    wd=float(schedules.wd[it]),
+                    momentum=float(schedules.momentum[it]),
+                    teacher_temp=dino_loss.teacher_temp(epoch),
+                    student_out=student_out.detach(),
+                    teacher_out=teacher_out.detach(),
+                    batch=int(views[0].shape[0]),
+                )
             )
     return total / max(count, 1)
 
@@ -280,6 +433,33 @@ class _MetricsLog:
             self._emit(event)
 
 
+class _Progress:
+    """``on_step`` of the run: a ``progress`` event every ``log_every`` steps and at the end of the epoch."""
+
+    def __init__(self, metrics: _MetricsLog, niter: int, log_every: int) -> None:
+        self.metrics, self.niter, self.every = metrics, niter, max(log_every, 1)
+        self.t0 = time.perf_counter()
+
+    def __call__(self, r: StepRecord) -> None:
+        if (r.step + 1) % self.every and r.step + 1 != self.niter:
+            return
+        loss = float(runtime.all_reduce_mean(r.loss))  # every rank reaches this step: the mean over ranks
+        elapsed = time.perf_counter() - self.t0
+        self.metrics(
+            {
+                "event": "progress",
+                "epoch": r.epoch,
+                "step": r.step + 1,
+                "steps": self.niter,
+                "loss": loss,
+                "lr": r.lr,
+                "wd": r.wd,
+                "momentum": r.momentum,
+                "clips_per_s": (r.step + 1) * r.batch / max(elapsed, 1e-9),
+            }
+        )
+
+
 def _check_resume_config(saved: dict[str, Any], cfg: PretrainConfig, path: Path) -> None:
     old = config_from_dict(saved)
     for section in ("model", "head", "views"):
@@ -332,7 +512,15 @@ def _train(
     niter = len(loader)
 
     # -------------------------------------------------------------------------------- models
-    student, teacher = build_models(cfg)
+    ckpt_path = out / "checkpoint.pth"
+    ckpt = load_run_checkpoint(ckpt_path) if resume else None
+    start = None
+    if ckpt is None:
+        init = resolve_init_checkpoint(cfg.model.init_checkpoint)
+        start = read_start_checkpoint(init) if init else None
+    student, teacher = build_models(
+        cfg, start, from_config=False, backbone_config=ckpt.get("backbone_config") if ckpt else None
+    )
     student.to(device)
     teacher.to(device)
     if info.distributed and cfg.head.use_bn and device.type == "cuda":
@@ -343,44 +531,17 @@ def _train(
         student = nn.parallel.DistributedDataParallel(
             student, device_ids=[device.index] if device.type == "cuda" else None
         )
-    n_views = cfg.n_views
-    dino_loss = DINOLoss(
-        cfg.head.out_dim,
-        n_views,
-        teacher_temp_schedule(
-            cfg.optim.warmup_teacher_temp,
-            cfg.optim.teacher_temp,
-            cfg.optim.warmup_teacher_temp_epochs,
-            cfg.optim.epochs,
-        ),
-        cfg.optim.student_temp,
-        cfg.optim.center_momentum,
-        center_init=cfg.optim.center_init,
-        centering=cfg.optim.centering,
-    ).to(device)
+    dino_loss = build_loss(cfg).to(device)
 
     # -------------------------------------------------------------------------------- optimiser and schedules
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(
-        param_groups(_unwrap(student)),
-        betas=(cfg.optim.betas[0], cfg.optim.betas[1]),
-        fused=fused,
-        foreach=None if fused else True,
-    )
+    optimizer = build_optimizer(cfg, student, device)
     scaler = torch.amp.GradScaler(device.type) if need_scaler else None
     o = cfg.optim
-    global_batch = cfg.data.batch_size_per_gpu * info.world_size
-    schedules = _Schedules(
-        lr=cosine_scheduler(o.lr * global_batch / 256.0, o.min_lr, o.epochs, niter, o.warmup_epochs),
-        wd=cosine_scheduler(o.weight_decay, o.weight_decay_end, o.epochs, niter),
-        momentum=cosine_scheduler(o.momentum_teacher, 1.0, o.epochs, niter),
-    )
+    schedules = build_schedules(cfg, niter, info.world_size)
 
-    # -------------------------------------------------------------------------------- resume
-    ckpt_path = out / "checkpoint.pth"
+    # -------------------------------------------------------------------------------- resume or continue
     start_epoch = 0
-    if resume:
-        ckpt = load_run_checkpoint(ckpt_path)
+    if ckpt is not None:
         _check_resume_config(ckpt["config"], cfg, ckpt_path)
         _unwrap(student).load_state_dict(ckpt["student"])
         teacher.load_state_dict(ckpt["teacher"])
@@ -390,6 +551,8 @@ def _train(
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch = int(ckpt["epoch"])
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+    elif start is not None:
+        continue_from(start, dino_loss, optimizer)
     if main:
         save_config(cfg, out / "config.yaml")
     metrics(
@@ -403,6 +566,7 @@ def _train(
             "device": str(device),
             "precision": str(amp).replace("torch.", "") if amp else "fp32",
             "out_dir": str(out),
+            "init": "resume" if resume else (start.path if start is not None else "scratch"),
         }
     )
 
@@ -414,21 +578,27 @@ def _train(
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         torch.manual_seed(cfg.run.seed + 100_003 * (epoch + 1) + info.rank)  # DropPath draws: resume-exact
         t0 = time.perf_counter()
-        last_loss = train_one_epoch(
-            student,
-            teacher,
-            dino_loss,
-            loader,
-            optimizer,
-            scaler,
-            schedules,
-            epoch,
-            cfg,
-            device,
-            amp,
-            metrics,
-            last_ckpt,
-        )
+        try:
+            last_loss = train_one_epoch(
+                student,
+                teacher,
+                dino_loss,
+                loader,
+                optimizer,
+                schedules,
+                epoch,
+                clip_grad=o.clip_grad,
+                freeze_last_layer=o.freeze_last_layer,
+                scaler=scaler,
+                device=device,
+                amp=amp,
+                on_step=_Progress(metrics, niter, cfg.run.log_every),
+            )
+        except NonFiniteLossError as exc:
+            where = f"last good checkpoint kept: {last_ckpt}" if last_ckpt else "no checkpoint yet"
+            raise NonFiniteLossError(
+                f"{exc}; training stopped ({where}). Lower optim.lr, check the data, or use run.precision=fp32."
+            ) from None
         last_loss = float(runtime.all_reduce_mean(last_loss))
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -440,6 +610,7 @@ def _train(
             "dino_loss": dino_loss.state_dict(),
             "epoch": epoch + 1,
             "config": config_to_dict(cfg),
+            "backbone_config": _unwrap(student).backbone.cfg.to_dict(),
         }
         if main:
             atomic_torch_save(state, ckpt_path)

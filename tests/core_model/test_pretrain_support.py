@@ -8,6 +8,7 @@ import numpy as np
 
 TINY_OVERRIDES = [
     "model.arch=endofm_tiny",
+    "model.init_checkpoint=scratch",
     "model.overrides={embed_dim: 48, depth: 1, num_heads: 3, img_size: 32, num_frames: 2}",
     "head.out_dim=64",
     "head.hidden_dim=32",

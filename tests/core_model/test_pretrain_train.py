@@ -178,9 +178,11 @@ def test_shipped_configs_load_and_the_official_one_is_the_default_recipe():
     assert load_config(None, ["optim.min_lr=1e-5"]).optim.min_lr == 1e-5  # YAML 1.1 reads 1e-5 as a string
 
 
-def test_init_from_an_exported_checkpoint_loads_backbone_and_dino_head(tmp_path):
+def test_continuing_from_an_official_run_checkpoint_restores_student_teacher_and_centre(tmp_path):
     from core_model.pretrain import build_models
-    from core_model.pretrain.state import export_official
+    from core_model.pretrain.loss import DINOLoss
+    from core_model.pretrain.state import export_official, read_start_checkpoint
+    from core_model.pretrain.train import build_loss, continue_from
 
     data = tmp_path / "videos"
     cfg = tiny_config(data)
@@ -188,15 +190,41 @@ def test_init_from_an_exported_checkpoint_loads_backbone_and_dino_head(tmp_path)
     with torch.no_grad():
         for p in teacher.parameters():
             p.add_(torch.randn_like(p))  # weights that differ from any fresh initialisation
-    from core_model.pretrain.loss import DINOLoss
-
-    path = export_official(tmp_path / "endo.pth", teacher, student, 3, DINOLoss(64, 10, [0.04]))
-    s2, t2 = build_models(tiny_config(data, f"model.init_checkpoint={path}"))
+    loss = DINOLoss(64, 10, [0.04])
+    loss.center.normal_()
+    path = export_official(tmp_path / "checkpoint.pth", teacher, student, 3, loss)
+    cont = tiny_config(data, f"model.init_checkpoint={path}")
+    start = read_start_checkpoint(path)
+    s2, t2 = build_models(cont, start)
+    for name, value in student.state_dict().items():
+        assert torch.equal(s2.state_dict()[name], value), name  # the student continues as the student
     for name, value in teacher.state_dict().items():
-        assert torch.equal(s2.state_dict()[name], value) and torch.equal(t2.state_dict()[name], value), name
+        assert torch.equal(t2.state_dict()[name], value), name  # and the teacher as the teacher
+    new_loss = build_loss(cont)
+    continue_from(start, new_loss)
+    assert torch.equal(new_loss.center, loss.center)
+
     wrong_head = tiny_config(data, f"model.init_checkpoint={path}", "head.out_dim=32")
-    s3, _ = build_models(wrong_head)  # a head of another size starts from scratch; the backbone still loads
-    assert torch.equal(s3.backbone.cls_token, teacher.backbone.cls_token)
+    s3, t3 = build_models(wrong_head)  # a head of another size starts from scratch; the backbone still loads
+    assert torch.equal(s3.backbone.cls_token, student.backbone.cls_token)
+    assert torch.equal(s3.head.last_layer.weight_v, t3.head.last_layer.weight_v)
+
+
+def test_a_run_starts_from_the_bundled_backbone_by_default():
+    from core_model.checkpoint import load_model_dir
+    from core_model.pretrain import build_models, load_config
+    from core_model.pretrain.state import bundled_model_dir
+
+    cfg = load_config("demo_tiny")
+    assert cfg.model.init_checkpoint == "bundled"
+    student, teacher = build_models(cfg)
+    state, meta = load_model_dir(bundled_model_dir())
+    assert student.backbone.cfg.embed_dim == meta.config.embed_dim
+    for k, v in student.backbone.state_dict().items():
+        assert torch.equal(v, state[f"backbone.{k}"].to(v.dtype)), k
+        assert torch.equal(teacher.backbone.state_dict()[k], v), k
+    scratch, _ = build_models(load_config("demo_tiny", ["model.init_checkpoint=scratch"]))
+    assert not torch.equal(scratch.backbone.cls_token, student.backbone.cls_token)
 
 
 def test_terminal_progress_bar_is_human_readable():
