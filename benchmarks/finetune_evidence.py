@@ -9,7 +9,7 @@ Per seed:
 2. import the training videos into a fresh label store (``LibraryService``) and load labels with errors through
    the store: a share of masks shifted by ~10 % of the frame (with their boxes), a share missing, a share of video
    classes wrong;
-3. correct every error through ``LabelService`` (edit the shifted masks and boxes, draw the missing ones, set the
+3. correct every error through ``EditingService`` (edit the shifted masks and boxes, draw the missing ones, set the
    right video class), as a reviewer would;
 4. snapshot the reviewed labels (``snapshot_manifest``, split by video) and fine-tune the demo model on them;
 5. evaluate the demo model ("before") and the fine-tuned one ("after") on the held-out site_b videos, plus a
@@ -190,10 +190,10 @@ def load_with_errors(
 
 def correct(store, errors: list[tuple]) -> int:
     """What a reviewer does: fix each wrong label through the services. Returns the number of actions."""
-    from endoreview.services.labels import LabelService
+    from endoreview.services.editing import EditingService
     from endoreview.store.records import LabelKind
 
-    svc = LabelService(store)
+    svc = EditingService(store)
     n = 0
     for err in errors:
         kind, vid = err[0], err[1]

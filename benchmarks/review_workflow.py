@@ -157,7 +157,9 @@ class Session:
 
         self.ctl = attach_editing(self.win)  # idempotent (the window attaches it after its first paint)
         self.win.open_video(vid)
-        self.spin(lambda: self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl._snap_gen >= 1)
+        self.spin(
+            lambda: self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl.session.snap_gen >= 1
+        )
         self.keys = self.clicks = 0
 
     def spin(self, cond, timeout: float = 60.0) -> None:  # noqa: ANN001
@@ -208,13 +210,13 @@ class Session:
         from core_model.contract import rle_decode
         from endoreview.services.editing import HUMAN_STATES
 
-        labs = [x for x in self.ctl.frames.get(f, []) if x.kind == "mask" and x.state in HUMAN_STATES]
+        labs = [x for x in self.ctl.session.frames.get(f, []) if x.kind == "mask" and x.state in HUMAN_STATES]
         return rle_decode(labs[0].rle) if labs else None
 
     def suggested_mask(self, f: int) -> np.ndarray | None:
         from core_model.contract import rle_decode
 
-        labs = [x for x in self.ctl.frames.get(f, []) if x.kind == "mask" and x.state == "suggested"]
+        labs = [x for x in self.ctl.session.frames.get(f, []) if x.kind == "mask" and x.state == "suggested"]
         return rle_decode(labs[0].rle) if labs else None
 
     def polygon(self, mask: np.ndarray) -> None:
@@ -366,7 +368,7 @@ def screens(out: Path, size: str, work: Path) -> None:
     ctl.set_tool("navigate")
     ctl.tools.cancel()
     ctl.set_tool("box")
-    ctl.select_box(next((x for x in ctl.frames.get(mid, []) if x.kind == "box"), None))
+    ctl.select_box(next((x for x in ctl.session.frames.get(mid, []) if x.kind == "box"), None))
     save("box")
     go(max(0, int(polyp[0]) - 3))
     ctl.set_mark("in")

@@ -5,8 +5,11 @@
 * :class:`~endoreview.services.library.LibraryService` — import videos (relative to a library root, content hash
   in :mod:`~endoreview.services.hashing`), list/filter/search, relink moved files, review status, reviewer
   assignment, remove a video (predictions and cache files; labels only when asked).
-* :class:`~endoreview.services.labels.LabelService` — accept/edit/reject/create/delete labels, bulk accept,
-  undo/redo (each an audited change), frame labels and the timeline summary.
+* :class:`~endoreview.services.editing.EditingService` — every label action (draw, edit, accept, reject, delete,
+  bulk accept …), each one audited change set on one undo/redo stack.
+* :class:`~endoreview.services.review_session.ReviewSession` — the open video under review (Qt-free): its labels,
+  what the reviewer can see of the model, marks, blind pass; actions as named commands
+  (:mod:`endoreview.services.review_commands`) run in order by one writer, change events for the editor.
 * :class:`~endoreview.services.predictions.PredictionRecorder` — stream ``Predictor`` events into a prediction run.
 * :func:`~endoreview.services.manifest.snapshot_manifest` / ``ManifestService`` — reviewed labels -> training
   manifest (:mod:`core_model.data.manifest`).

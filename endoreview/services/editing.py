@@ -212,6 +212,30 @@ class EditingService:
     def frame_labels(self, video_id: int, frame: int) -> list[Label]:
         return self.store.labels_for_frame(video_id, frame)
 
+    def video_labels(self, video_id: int, **filters: Any) -> list[Label]:
+        return self.store.labels_for_video(video_id, **filters)
+
+    # ------------------------------------------------------------------ creating and editing labels as given
+    def create(self, labels: NewLabel | Sequence[NewLabel], summary: str | None = None) -> list[Label]:
+        """Create labels (a drawn mask, a box, a segment, a video class …) in one action."""
+        items = [labels] if isinstance(labels, NewLabel) else list(labels)
+        summary = summary or f"Add {len(items)} label(s)"
+        out = self.store.add_labels(items, summary)
+        self.record(summary)
+        return out
+
+    def add_mask(self, video_id: int, frame: int, rle: dict, class_name: str = "polyp", **kw: Any) -> Label:
+        return self.create(
+            NewLabel(video_id, LabelKind.MASK, class_name, frame=frame, rle=rle, **kw), "Draw mask"
+        )[0]
+
+    def edit(self, label: Label, **changes: Any) -> Label:
+        """Change class, frame(s), ``rle``, ``bbox``, ``track_id`` or ``reason`` of ``label`` as last seen (a
+        suggestion becomes ``edited``)."""
+        out = self.store.edit_label(label.id, label.version, **changes)
+        self.record(f"Edit {label.kind}")
+        return out
+
     def mask_target(self, video_id: int, frame: int, class_name: str) -> Label | None:
         """The mask a stroke on ``frame`` changes: the reviewer's own, else the best live suggestion."""
         masks = [
@@ -237,9 +261,16 @@ class EditingService:
         mask: np.ndarray,
         class_name: str = "polyp",
         summary: str = "Brush stroke",
+        target_id: int | None | str = "auto",
     ) -> Label | None:
-        """Make ``mask`` the mask of ``class_name`` on ``frame`` (one action). Returns the label (None if erased)."""
-        target = self.mask_target(video_id, frame, class_name)
+        """Make ``mask`` the mask of ``class_name`` on ``frame`` (one action). Returns the label (None if erased).
+
+        ``target_id`` is the mask the reviewer saw and changed (None: none, a new mask); ``"auto"`` picks
+        :meth:`mask_target` (the reviewer's own mask, else the best open suggestion)."""
+        if target_id == "auto":
+            target = self.mask_target(video_id, frame, class_name)
+        else:
+            target = None if target_id is None else self.label(int(target_id))
         empty = not np.asarray(mask).any()
         out: Label | None = None
         if target is None:
@@ -316,7 +347,7 @@ class EditingService:
         return n
 
     # ------------------------------------------------------------------ segments
-    def add_segment(self, video_id: int, start: int, end: int, class_name: str) -> Label:
+    def add_segment(self, video_id: int, start: int, end: int, class_name: str = "polyp") -> Label:
         a, b = sorted((int(start), int(end)))
         new = NewLabel(video_id, LabelKind.SEGMENT, class_name, start_frame=a, end_frame=b)
         out = self.store.add_labels([new], f"Mark {class_name} segment")[0]
@@ -431,11 +462,21 @@ class EditingService:
         self.record(f"Reject {len(labels)} suggestion(s)")
         return out
 
-    def bulk_accept(self, video_id: int, start: int, end: int, min_score: float) -> int:
-        """Accept every suggestion on frames ``[start, end)`` scoring at least ``min_score``."""
-        n = self.store.accept_suggestions(video_id, frames=(int(start), int(end)), min_score=float(min_score))
+    def bulk_accept(
+        self,
+        video_id: int,
+        *,
+        kinds: Iterable[str] | None = None,
+        frames: tuple[int, int] | None = None,
+        min_score: float | None = None,
+    ) -> int:
+        """Accept every open suggestion of a video (optionally by kind, frame range ``[a, b)``, minimum score).
+
+        For scripts and the command line, which see everything; the review session accepts exactly the
+        suggestions the reviewer can see instead (:meth:`accept` with their versions)."""
+        n = self.store.accept_suggestions(video_id, kinds=kinds, frames=frames, min_score=min_score)
         if n:
-            self.record(f"Accept {n} suggestion(s) ≥ {min_score:.2f}")
+            self.record(f"Accept {n} suggestion(s)")
         return n
 
     # ------------------------------------------------------------------ video

@@ -1,8 +1,8 @@
 """What the review screens read: a video, its latest prediction run, the run's per-frame output and the labels.
 
 The UI builds its lanes and overlays from these records (``endoreview.ui.tracks``) and never queries the store
-itself. Reads only; every change goes through :class:`~endoreview.services.editing.EditingService` or
-:class:`~endoreview.services.labels.LabelService`.
+itself. Reads only; every change goes through :class:`~endoreview.services.editing.EditingService` (in the editor:
+through :class:`~endoreview.services.review_session.ReviewSession`).
 """
 
 from __future__ import annotations

@@ -247,7 +247,8 @@ class AnnotationsMixin(StoreBase):
         reason: str | None = None,
         summary: str | None = None,
     ) -> list[r.Label]:
-        """Accept or reject labels in one action (accept only moves ``suggested`` ones)."""
+        """Accept or reject labels in one action; labels the review-state table (``ReviewState.can_become``) does not
+        let move are left as they are."""
         state = r.ReviewState(state)
         if state not in (r.ReviewState.ACCEPTED, r.ReviewState.REJECTED):
             raise InvalidInputError("a review sets a label to accepted or rejected (edit it to change it)")
@@ -269,11 +270,7 @@ class AnnotationsMixin(StoreBase):
             changes: dict[str, Any] = {"state": str(state), "reviewed_by": tx.actor, "reviewed_at": tx.now}
             if reason is not None:
                 changes["reason"] = reason
-            todo = [
-                x
-                for x in rows
-                if x.state != str(state) and (state != r.ReviewState.ACCEPTED or x.state == "suggested")
-            ]
+            todo = [x for x in rows if r.ReviewState(x.state).can_become(state)]
             if todo:
                 tx.video_id = todo[0].video_id
             tx.bulk_update(

@@ -28,6 +28,23 @@ class ReviewState(StrEnum):
     REJECTED = "rejected"  # a reviewer said the suggestion is wrong (a negative for training)
     MANUAL = "manual"  # created by a reviewer from scratch
 
+    def can_become(self, new: ReviewState | str) -> bool:
+        """Whether a review action may move a label from this state to ``new`` (:data:`REVIEW_TRANSITIONS`)."""
+        return ReviewState(new) in REVIEW_TRANSITIONS[self]
+
+
+# Who may move where by a review action (undo restores any earlier state as a change of its own): a suggestion is
+# accepted, edited or rejected; an accepted one can still be edited or rejected; a rejected one is final (a
+# negative for training) until undone; a reviewer's own label stays manual when edited and is rejected, not
+# accepted.
+REVIEW_TRANSITIONS: dict[ReviewState, frozenset[ReviewState]] = {
+    ReviewState.SUGGESTED: frozenset({ReviewState.ACCEPTED, ReviewState.EDITED, ReviewState.REJECTED}),
+    ReviewState.ACCEPTED: frozenset({ReviewState.EDITED, ReviewState.REJECTED}),
+    ReviewState.EDITED: frozenset({ReviewState.EDITED, ReviewState.REJECTED}),
+    ReviewState.MANUAL: frozenset({ReviewState.MANUAL, ReviewState.REJECTED}),
+    ReviewState.REJECTED: frozenset(),
+}
+
 
 class LabelOrigin(StrEnum):
     DRAWN = "drawn"  # drawn by a user

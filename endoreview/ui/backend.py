@@ -105,7 +105,7 @@ class Backend:
     def open(self) -> str:
         """Open (create or upgrade) the database. Returns a short description for the status bar."""
         check_off_gui_thread("db", "open store")
-        from endoreview.services.labels import LabelService
+        from endoreview.services.editing import EditingService
         from endoreview.services.library import LibraryService
         from endoreview.services.projects import ProjectService
         from endoreview.services.review_data import ReviewData
@@ -117,7 +117,7 @@ class Backend:
         self.store = GuardedService(raw)
         self.library = GuardedService(LibraryService(raw))
         self.projects = GuardedService(ProjectService(raw))
-        self.labels = GuardedService(LabelService(raw))
+        self.labels = GuardedService(EditingService(raw))
         self.review = GuardedService(ReviewData(raw))
         self.project = self.projects.default_project()
         from endoreview.services.jobs import JobService

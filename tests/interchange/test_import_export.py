@@ -194,11 +194,11 @@ def test_cancel_mid_dataset_keeps_finished_units(store, importer, tmp_path):
 @pytest.fixture
 def labelled(store, importer, tmp_path):
     """One video with masks (one with a hole), boxes with tracks, a segment, a video class, a rejected suggestion."""
-    from endoreview.services.labels import LabelService
+    from endoreview.services.editing import EditingService
 
     importer.import_videos([_video(tmp_path / "src" / "patient_smith_2024.mp4", n=8)])
     v = store.list_videos()[0]
-    svc = LabelService(store)
+    svc = EditingService(store)
     for f in range(6):
         m = disk(48, 64, 20 + 3 * f, 24, 9 + f)
         if f == 2:

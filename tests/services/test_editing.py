@@ -124,7 +124,7 @@ def test_boxes_segments_and_review_actions(store, video):
     assert svc.undo() == "Undo: Merge 2 segments"
     assert len([x for x in svc.segments_at(video.id, 5) if x.state == "manual"]) == 1
     # bulk accept over a range above a score, review status; everything undoable through the one stack
-    n = svc.bulk_accept(video.id, 16, 25, 0.5)
+    n = svc.bulk_accept(video.id, frames=(16, 25), min_score=0.5)
     assert n > 0 and all(x.state != "suggested" for f in range(16, 25) for x in svc.frame_labels(video.id, f))
     svc.set_review_status(video.id, "in_review")
     svc.set_review_status(video.id, "reviewed")

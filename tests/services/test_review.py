@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from endoreview.services.labels import LabelService
+from endoreview.services.editing import EditingService
 from endoreview.services.manifest import snapshot_manifest
 from endoreview.services.predictions import PredictionRecorder, segments_from_probs
 from endoreview.services.projects import ProjectService
@@ -80,7 +80,7 @@ def test_a_stream_that_errors_or_is_cancelled_keeps_what_arrived(store, video):
 
 def test_review_actions_with_undo_and_redo(store, video):
     PredictionRecorder(store, video.id, None).record(stream(video.path))
-    svc = LabelService(store)
+    svc = EditingService(store)
     sugg = svc.frame_labels(video.id, 12)
     mask = next(x for x in sugg if x.kind == "mask")
     box = next(x for x in sugg if x.kind == "box")
@@ -92,9 +92,9 @@ def test_review_actions_with_undo_and_redo(store, video):
     assert (drawn.state, drawn.origin, drawn.track_id) == ("manual", "drawn", 4)
     assert svc.undo() == "Undo: Draw box"
     assert svc.frame_labels(video.id, 30) == []
-    assert svc.undo() == "Undo: Reject 2 label(s)"
+    assert svc.undo() == "Undo: Reject 2 suggestion(s)"
     assert {x.state for x in svc.frame_labels(video.id, 13)} == {"suggested"}
-    assert svc.redo() == "Redo: Reject 2 label(s)"
+    assert svc.redo() == "Redo: Reject 2 suggestion(s)"
     assert {x.state for x in svc.frame_labels(video.id, 13)} == {"rejected"}
     assert svc.can_redo and svc.redo() == "Redo: Draw box"
     assert [x.bbox for x in svc.frame_labels(video.id, 30)] == [(2.0, 2.0, 6.0, 6.0)]
@@ -102,17 +102,20 @@ def test_review_actions_with_undo_and_redo(store, video):
     assert n == 15 - 1 - 1  # frame 12 already accepted, frame 13 rejected
     svc.undo()
     assert store.count_labels(video.id)[("mask", "suggested")] == 13
-    vc = svc.set_video_class(video.id, "normal")
+    svc.set_video_class(video.id, "normal")
     vc2 = svc.set_video_class(video.id, "abnormal")
-    assert vc2.id == vc.id and vc2.class_name == "abnormal"
+    assert vc2.class_name == "abnormal"
+    assert [x.id for x in svc.video_labels(video.id, kinds=["video_class"]) if x.state != "suggested"] == [
+        vc2.id
+    ]
     suggested_vc = next(
         x for x in svc.video_labels(video.id, kinds=["video_class"]) if x.state == "suggested"
     )
     svc.accept([suggested_vc])
     vc3 = svc.set_video_class(video.id, "normal")  # two reviewed video classes -> replaced by one, one action
     assert [x.class_name for x in svc.video_labels(video.id, kinds=["video_class"])] == ["normal"]
-    assert svc.undo() == "Undo: Set video class"
-    assert {x.id for x in svc.video_labels(video.id, kinds=["video_class"])} == {vc.id, suggested_vc.id}
+    assert svc.undo() == "Undo: Set video class normal"
+    assert {x.id for x in svc.video_labels(video.id, kinds=["video_class"])} == {vc2.id, suggested_vc.id}
     assert vc3.id not in {x.id for x in svc.video_labels(video.id)}  # ids are never reused
     # the audit log shows the undo as a change of its own, by its author
     summaries = [c.summary for c in store.changes_since(0)]
@@ -123,7 +126,7 @@ def test_snapshot_manifest_contains_only_reviewed_labels(store, video, tmp_path)
     from core_model.data.manifest import load_manifest
 
     PredictionRecorder(store, video.id, None).record(stream(video.path))
-    svc = LabelService(store)
+    svc = EditingService(store)
     svc.accept([x for x in svc.frame_labels(video.id, 11) if x.kind == "mask"])
     svc.reject(svc.frame_labels(video.id, 14))
     svc.add_box(video.id, 35, (1, 1, 9, 9), track_id=2)
@@ -182,11 +185,11 @@ def test_change_poller_shows_other_workstations_edits_once(db_url, video):
     ):
         poller = ChangePoller(b, video_id=video.id)
         assert poller.poll() == []
-        lab = LabelService(a).add_box(video.id, 3, (0, 0, 4, 4))
-        LabelService(b).add_box(video.id, 4, (0, 0, 4, 4))  # bob's own edit: already on his screen
+        lab = EditingService(a).add_box(video.id, 3, (0, 0, 4, 4))
+        EditingService(b).add_box(video.id, 4, (0, 0, 4, 4))  # bob's own edit: already on his screen
         a.edit_label(lab.id, lab.version, bbox=(1, 1, 4, 4))
         seen = poller.poll()
         assert [(c.actor, c.summary) for c in seen] == [("alice", "Draw box"), ("alice", "Edit label")]
         assert poller.poll() == []  # each change once
-        LabelService(a).reject([a.get_label(lab.id)])
+        EditingService(a).reject([a.get_label(lab.id)])
         assert [c.summary for c in poller.poll()] == ["Reject 1 label(s)"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.helpers import make_indexed_video
+from tests.ui.helpers import _in_thread, make_indexed_video
 
 
 @pytest.fixture
@@ -48,3 +48,19 @@ def main_window(qtbot, strict_guard, pg_config, tmp_path):
     qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
     yield win
     win.close()
+
+
+@pytest.fixture
+def edit(qtbot, main_window, indexed_video):
+    from endoreview.ui.editing import attach_editing
+
+    win = main_window
+    be = win.backend
+    video, _ = _in_thread(be.library.import_video, be.project.id, str(indexed_video))
+    ctl = attach_editing(win)
+    win.resize(1280, 800)
+    win.open_video(video.id)
+    qtbot.waitUntil(lambda: win.player.shown == (0, True) and ctl.loaded, timeout=15000)
+    ctl.video = video
+    yield ctl
+    qtbot.waitUntil(lambda: ctl.writer.busy == 0, timeout=15000)

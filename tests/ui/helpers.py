@@ -7,6 +7,7 @@ qtbot's ``mouseMove`` does not carry the held button, so a "drag" made of ``mous
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,3 +102,32 @@ def click(
     _send(target, QEvent.Type.MouseButtonPress, p, button, button)
     _send(target, QEvent.Type.MouseButtonRelease, p, button, Qt.MouseButton.NoButton)
     QApplication.processEvents()
+
+
+# ---- the correction tools (tests of endoreview.ui.editing)
+def _in_thread(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - the test's own store reads, off the GUI thread
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def at(ctl, x: float, y: float) -> QPointF:
+    """Widget (viewport) position of image pixel (x, y)."""
+    v = ctl.player_widget.view
+    return QPointF(v.mapFromScene(v.vb.mapViewToScene(QPointF(x, y))))
+
+
+def key(qtbot, ctl, k, mod=Qt.KeyboardModifier.NoModifier) -> None:  # noqa: ANN001
+    ctl.player_widget.view.setFocus()
+    qtbot.keyClick(ctl.player_widget.view, k, mod)
+
+
+def saved(qtbot, ctl) -> None:
+    qtbot.waitUntil(lambda: ctl.writer.busy == 0, timeout=15000)
+
+
+def labels(ctl, frame: int, kind: str | None = None) -> list:
+    out = _in_thread(ctl.backend.store.labels_for_frame, ctl.video.id, frame)
+    return [x for x in out if kind is None or x.kind == kind]

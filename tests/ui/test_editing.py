@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-import pytest
 from PySide6.QtCore import QPointF, Qt
 
 from core_model.contract import rle_decode
-from tests.ui.helpers import click, drag
-
-
-def _in_thread(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - the test's own store reads, off the GUI thread
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)))
-    t.start()
-    t.join()
-    return out[0]
-
-
-@pytest.fixture
-def edit(qtbot, main_window, indexed_video):
-    from endoreview.ui.editing import attach_editing
-
-    win = main_window
-    be = win.backend
-    video, _ = _in_thread(be.library.import_video, be.project.id, str(indexed_video))
-    ctl = attach_editing(win)
-    win.resize(1280, 800)
-    win.open_video(video.id)
-    qtbot.waitUntil(lambda: win.player.shown == (0, True) and ctl.loaded, timeout=15000)
-    ctl.video = video
-    yield ctl
-    qtbot.waitUntil(lambda: ctl.writer.busy == 0, timeout=15000)
-
-
-def at(ctl, x: float, y: float) -> QPointF:
-    """Widget (viewport) position of image pixel (x, y)."""
-    v = ctl.player_widget.view
-    return QPointF(v.mapFromScene(v.vb.mapViewToScene(QPointF(x, y))))
-
-
-def key(qtbot, ctl, k, mod=Qt.KeyboardModifier.NoModifier) -> None:  # noqa: ANN001
-    ctl.player_widget.view.setFocus()
-    qtbot.keyClick(ctl.player_widget.view, k, mod)
-
-
-def saved(qtbot, ctl) -> None:
-    qtbot.waitUntil(lambda: ctl.writer.busy == 0, timeout=15000)
-
-
-def labels(ctl, frame: int, kind: str | None = None) -> list:
-    out = _in_thread(ctl.backend.store.labels_for_frame, ctl.video.id, frame)
-    return [x for x in out if kind is None or x.kind == kind]
+from endoreview.services.review_commands import Command
+from endoreview.store.records import Label
+from tests.ui.helpers import _in_thread, at, click, drag, key, labels, saved
 
 
 def test_brush_eraser_undo_redo(qtbot, edit):
@@ -162,7 +120,7 @@ def test_boxes_draw_move_resize_class_delete_and_interpolate(qtbot, edit):
     ctl.player.seek(0)
     qtbot.waitUntil(lambda: ctl.frame == 0, timeout=5000)
     click(view, at(ctl, 100, 100))  # select the first box
-    assert ctl.selected_box is not None
+    assert ctl.session.selected_box is not None
     key(qtbot, ctl, Qt.Key.Key_T, Qt.KeyboardModifier.ShiftModifier)
     saved(qtbot, ctl)
     (mid,) = labels(ctl, 5, "box")
@@ -198,7 +156,7 @@ def _predict(ctl, polyp=range(45, 90)) -> None:  # noqa: ANN001
 
     store = ctl.backend.store
     _in_thread(lambda: PredictionRecorder(store, ctl.video.id, None).record(events()))
-    ctl.writer.submit("reload", lambda s: None, ctl.video.id, frames=None)
+    ctl.session.reload()
 
 
 def test_segments_with_in_out_class_keys_timeline_drag_split_merge_delete(qtbot, edit):
@@ -281,7 +239,7 @@ def test_accept_reject_edit_bulk_accept_blind_pass_and_queue(qtbot, edit):
     (m,) = labels(ctl, 52, "mask")
     assert (m.state, m.origin) == ("edited", "predicted") and rle_decode(m.rle)[110, 185]
     # bulk accept In..Out above 0.8: boxes of frames 60-69 (0.9) and masks (0.95); boxes from 70 on (0.6) stay
-    ctl.mark_in, ctl.mark_out = 60, 80
+    ctl.session.set_marks(60, 80)
     key(qtbot, ctl, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
     saved(qtbot, ctl)
     assert {x.state for x in labels(ctl, 65)} == {"accepted"}
@@ -304,7 +262,7 @@ def test_accept_reject_edit_bulk_accept_blind_pass_and_queue(qtbot, edit):
     # the review queue goes to the uncertain frames 40-42
     key(qtbot, ctl, Qt.Key.Key_N)
     qtbot.waitUntil(lambda: ctl.frame == 40, timeout=10000)
-    assert (ctl.mark_in, ctl.mark_out) == (40, 43)
+    assert (ctl.session.mark_in, ctl.session.mark_out) == (40, 43)
 
 
 def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window):
@@ -319,6 +277,21 @@ def test_every_shortcut_key_is_bound_once_and_listed_in_help(qtbot, main_window)
     qtbot.addWidget(dlg)
     listed = {dlg.table.item(r, 1).text() for r in range(dlg.table.rowCount())}
     assert {s.description for s in EDIT_SHORTCUTS} <= listed
+
+
+@dataclass(frozen=True)
+class StaleStroke(Command):
+    """A stroke saved against the version of the mask the screen showed."""
+
+    name: ClassVar[str] = "Brush stroke"
+    label: Label
+
+    @property
+    def frames(self) -> list[int]:
+        return [self.label.frame or 0]
+
+    def run(self, svc):  # noqa: ANN001, ANN201
+        return svc.store.edit_label(self.label.id, self.label.version, rle=self.label.rle)
 
 
 def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, edit):
@@ -339,11 +312,9 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
         _in_thread(other.edit_label, mine.id, mine.version, rle=rle_encode(theirs))
     finally:
         _in_thread(other.close)
-    ctl._working[0] = rle_decode(mine.rle)  # what the screen showed before the colleague's change
-    ctl.writer.submit(  # our next stroke, based on the version we last saw
-        "Brush stroke", lambda s: s.store.edit_label(mine.id, mine.version, rle=mine.rle), ctl.video.id, [0]
-    )
+    ctl.session.working[0] = rle_decode(mine.rle)  # what the screen showed before the colleague's change
+    ctl.session.execute(StaleStroke(mine))  # our next stroke, based on the version we last saw
     qtbot.waitUntil(lambda: "was not saved" in ctl.win.statusBar().currentMessage(), timeout=10000)
     assert "colleague" in ctl.win.statusBar().currentMessage()
     saved(qtbot, ctl)
-    assert ctl._working == {} and np.array_equal(ctl.editable_mask(0), theirs)
+    assert ctl.session.working == {} and np.array_equal(ctl.editable_mask(0), theirs)

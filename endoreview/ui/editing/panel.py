@@ -130,10 +130,15 @@ class EditToolbar(QToolBar):
         self.thr = QDoubleSpinBox()
         self.thr.setRange(0.0, 1.0)
         self.thr.setSingleStep(0.05)
-        self.thr.setValue(ctl.bulk_threshold)
+        self.thr.setValue(ctl.session.bulk_threshold)
         self.thr.setPrefix("≥ ")
         self.thr.setToolTip("Bulk accept takes suggestions scoring at least this")
-        self.thr.valueChanged.connect(lambda v: setattr(ctl, "bulk_threshold", float(v)))
+        self.thr.valueChanged.connect(self._set_threshold)
+        self.bulk_btn = self._button(
+            "Bulk accept (⇧A)",
+            "Accept every visible suggestion between In and Out at or above the score (the count is shown below)",
+            ctl.bulk_accept,
+        )
         self._pairs(
             [
                 self._button(
@@ -144,11 +149,7 @@ class EditToolbar(QToolBar):
                 self._button(
                     "Reason… (⇧R)", "Reject with a reason from a short list", lambda: popup_reasons(ctl, self)
                 ),  # fmt: skip
-                self._button(
-                    "Bulk accept (⇧A)",
-                    "Accept every suggestion between In and Out above the score",
-                    ctl.bulk_accept,
-                ),  # fmt: skip
+                self.bulk_btn,
                 self.thr,
             ]
         )
@@ -202,32 +203,44 @@ class EditToolbar(QToolBar):
         b.clicked.connect(slot)
         return b
 
+    def _set_threshold(self, v: float) -> None:
+        self.ctl.session.bulk_threshold = float(v)
+        self.sync()
+
     def sync(self) -> None:
-        c = self.ctl
+        c, s = self.ctl, self.ctl.session
         self.tool_buttons[c.tools.tool].setChecked(True)
-        if [self.cls.itemText(k).split(" ", 1)[-1] for k in range(self.cls.count())] != list(c.classes[:9]):
+        if [self.cls.itemText(k).split(" ", 1)[-1] for k in range(self.cls.count())] != list(s.classes[:9]):
             self.cls.clear()
-            for k, name in enumerate(c.classes[:9]):
+            for k, name in enumerate(s.classes[:9]):
                 self.cls.addItem(f"{k + 1} {name}")
-        if c.current_class in c.classes:
-            self.cls.setCurrentIndex(c.classes.index(c.current_class))
-        if self.vclass.count() != len(c.video_classes) + 1:
+        if s.current_class in s.classes:
+            self.cls.setCurrentIndex(s.classes.index(s.current_class))
+        if self.vclass.count() != len(s.video_classes) + 1:
             self.vclass.clear()
             self.vclass.addItem("Video class…")
-            self.vclass.addItems(list(c.video_classes))
+            self.vclass.addItems(list(s.video_classes))
         self.brush.setText(f"Brush {c.brush_radius:g} px  [ ]")
-        k = self.status.findData(c.review_status)
+        k = self.status.findData(s.review_status)
         if k >= 0:
             self.status.setCurrentIndex(k)
         self.blind.blockSignals(True)
-        self.blind.setChecked(c.blind)
+        self.blind.setChecked(s.blind)
         self.blind.blockSignals(False)
-        self.undo_btn.setEnabled(c.can_undo)
-        self.redo_btn.setEnabled(c.can_redo)
-        mi = "—" if c.mark_in is None else str(c.mark_in + 1)
-        mo = "—" if c.mark_out is None else str(c.mark_out)
-        pending = f" · saving {c.writer.busy}…" if c.writer.busy else ""
-        self.marks.setText(f"In {mi} · Out {mo}{pending}")
+        self.undo_btn.setEnabled(s.can_undo)
+        self.redo_btn.setEnabled(s.can_redo)
+        mi = "—" if s.mark_in is None else str(s.mark_in + 1)
+        mo = "—" if s.mark_out is None else str(s.mark_out)
+        pending = f" · saving {s.writer.busy}…" if s.writer.busy else ""
+        bulk = ""
+        rng = s.bulk_range(c.frame) if s.loaded else None
+        if rng is not None and not s.blind:
+            take, hidden = s.bulk_candidates(*rng)
+            bulk = f"\nBulk accept takes {len(take)} suggestion(s)" + (
+                f" ({hidden} hidden left open)" if hidden else ""
+            )
+        self.bulk_btn.setText(f"Bulk accept {len(take)} (⇧A)" if bulk else "Bulk accept (⇧A)")
+        self.marks.setText(f"In {mi} · Out {mo}{pending}{bulk}")
 
 
 class QueuePanel(QWidget):

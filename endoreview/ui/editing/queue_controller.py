@@ -80,8 +80,7 @@ class QueueController(QObject):
     def _arrive(self, it: QueueItem) -> None:
         self.ctl.player.pause()
         self.ctl.player.seek(it.start)
-        self.ctl.mark_in, self.ctl.mark_out = it.start, it.end
-        self.ctl.stateChanged.emit()
+        self.ctl.session.set_marks(it.start, it.end)
         self.ctl.message.emit(
             f"Queue item {self.position + 1}/{len(self.items)}: frames {it.start + 1}–{it.end}, "
             f"uncertainty {it.score:.2f} ({it.reason}). In/Out set to the region."

@@ -56,7 +56,7 @@ class TimelineEditing:
         return (a - y0) / h, (b - y0) / h
 
     def update_marks(self) -> None:
-        for line, v in ((self.mark_in, self.ctl.mark_in), (self.mark_out, self.ctl.mark_out)):
+        for line, v in ((self.mark_in, self.ctl.session.mark_in), (self.mark_out, self.ctl.session.mark_out)):
             line.setVisible(v is not None)
             if v is not None:
                 line.setValue(v)
@@ -72,7 +72,7 @@ class TimelineEditing:
         span = self._span()
         live = {
             s.id: s
-            for s in self.ctl.segments
+            for s in self.ctl.session.segments
             if s.kind == LabelKind.SEGMENT and s.state != ReviewState.REJECTED
         }
         for sid in list(self.regions):
@@ -98,7 +98,7 @@ class TimelineEditing:
             region.setToolTip(f"{s.class_name} ({s.state}) — drag an edge to move it")
         a, b = lane_extents()["Labels"]
         frames: dict[str, list[int]] = {k: [] for k in ORIGIN_COLOURS}
-        for f, labs in self.ctl.frames.items():
+        for f, labs in self.ctl.session.frames.items():
             for x in labs:
                 if x.kind not in (LabelKind.MASK, LabelKind.BOX):
                     continue
@@ -115,9 +115,9 @@ class TimelineEditing:
 
     def _moved(self, label_id: int, region: pg.LinearRegionItem) -> None:
         lo, hi = region.getRegion()
-        n = max(1, self.ctl.frame_count)
+        n = max(1, self.ctl.session.frame_count)
         a, b = int(round(max(0, lo))), int(round(min(n, hi)))
-        seg = next((x for x in self.ctl.segments if x.id == label_id), None)
+        seg = next((x for x in self.ctl.session.segments if x.id == label_id), None)
         if seg is None or (a, b) == (seg.start_frame, seg.end_frame):
             return
         if b - a < 1:
