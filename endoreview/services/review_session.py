@@ -30,6 +30,9 @@ from endoreview.services.editing import (
     HUMAN_STATES,
     EditingService,
     empty_mask,
+    fill_holes,
+    fill_polygon,
+    grow_shrink,
     point_in_label,
 )
 from endoreview.store.records import Label, LabelKind, LabelOrigin, ReviewState, ReviewStatus
@@ -323,6 +326,33 @@ class ReviewSession:
             C.SetMask(self.video_id, frame, mask, self.current_class, summary, None if t is None else t.id)
         )
 
+    def _mask_op(self, frame: int, fn: Callable[[np.ndarray], np.ndarray], summary: str, what: str) -> None:
+        m = self.editable_mask(frame)
+        if not m.any():
+            self.say(f"No mask on this frame to {what}.")
+            return
+        self.commit_mask(frame, fn(m), summary)
+
+    def fill_polygon(self, frame: int, points: list[tuple[float, float]]) -> None:
+        self.commit_mask(frame, fill_polygon(self.editable_mask(frame), points), "Polygon")
+
+    def fill_holes(self, frame: int) -> None:
+        self._mask_op(frame, fill_holes, "Fill holes", "fill")
+
+    def grow(self, frame: int, px: int) -> None:
+        what = f"{'Grow' if px > 0 else 'Shrink'} mask by {abs(px)} px"
+        self._mask_op(frame, lambda m: grow_shrink(m, px), what, "grow or shrink")
+
+    def clear_mask(self, frame: int) -> None:
+        self._mask_op(frame, np.zeros_like, "Clear mask", "clear")
+
+    def copy_from(self, frame: int, offset: int) -> None:
+        src = frame + offset
+        if not 0 <= src < self.frame_count or not self.editable_mask(src).any():
+            self.say(f"Frame {src + 1} has no {self.current_class} mask to copy.")
+            return
+        self.commit_mask(frame, self.editable_mask(src), f"Copy mask from frame {src + 1}")
+
     def propagate(self, frame: int, forward: bool) -> None:
         if not self.editable_mask(frame).any():
             self.say("Draw or accept a mask on this frame first, then propagate it.")
@@ -571,6 +601,19 @@ class ReviewSession:
             and x.state not in (ReviewState.SUGGESTED, ReviewState.REJECTED)
             and x.rle
         ]
+
+    def overlay_content(self, frame: int) -> tuple[list[dict], list[dict]]:
+        """(masks, boxes) for the model's overlay: the open suggestions of ``frame`` (none during a blind pass);
+        the overlay itself then hides those under the slider, exactly as :meth:`View.shows` does."""
+        if self.blind:
+            return [], []
+        sug = [x for x in self.labels_at(frame) if x.state == ReviewState.SUGGESTED]
+        score = {x.id: x.score if x.score is not None else 1.0 for x in sug}
+        masks = [{"label": x.class_name, "score": score[x.id], "rle": x.rle, "label_id": x.id}
+                 for x in sug if x.kind == LabelKind.MASK and x.rle]  # fmt: skip
+        boxes = [{"label": x.class_name, "score": score[x.id], "bbox": list(x.bbox), "label_id": x.id}
+                 for x in sug if x.kind == LabelKind.BOX and x.bbox is not None]  # fmt: skip
+        return masks, boxes
 
     def drawn_boxes_at(self, frame: int) -> list[Label]:
         """Boxes the label layer draws: the reviewer's own, and a selected suggestion (being edited)."""

@@ -113,7 +113,7 @@ def test_boxes_draw_move_resize_class_delete_and_interpolate(qtbot, edit):
     assert np.allclose(b.bbox, (70, 70, 150, 150), atol=1.5)
     ctl.player.seek(10)
     qtbot.waitUntil(lambda: ctl.frame == 10, timeout=5000)
-    ctl.select_box(None)
+    ctl.session.select_box(None)
     drag(view, [at(ctl, 170, 70), at(ctl, 250, 150)])  # a keyframe of the same track on frame 10
     saved(qtbot, ctl)
     assert labels(ctl, 10, "box")[0].track_id == b.track_id

@@ -115,7 +115,7 @@ class CanvasTools(QObject):
             self.ctl.preview_mask(self._mask)
         elif t == _RELEASE and self._stroke is not None:
             mask, self._stroke, self._mask = self._mask, None, None
-            self.ctl.commit_mask(mask, "Brush stroke" if value else "Erase")
+            self.ctl.session.commit_mask(self.ctl.frame, mask, "Brush stroke" if value else "Erase")
         return True
 
     # ---- polygon ----------------------------------------------------------------------------------------------
@@ -152,12 +152,12 @@ class CanvasTools(QObject):
     def _box(self, t: QEvent.Type, pt: tuple[float, float], left: bool) -> bool:
         layer = self.ctl.layer
         if t == _PRESS and left:
-            hit, mode = self.ctl.box_hit(pt, 10 * self.pixel())
+            hit, mode = self.ctl.session.box_hit(self.ctl.frame, pt, 10 * self.pixel())
             if hit is not None:
-                self.ctl.select_box(hit)
+                self.ctl.session.select_box(hit)
                 self._box_drag = (mode, pt, tuple(hit.bbox))  # type: ignore[arg-type]
             else:
-                self.ctl.select_box(None)
+                self.ctl.session.select_box(None)
                 self._box_drag = ("new", pt, (pt[0], pt[1], pt[0], pt[1]))
         elif t == _MOVE and self._box_drag is not None:
             layer.rubber = self._dragged(pt)
@@ -169,7 +169,7 @@ class CanvasTools(QObject):
             layer.rubber = None
             changed = mode == "new" or max(abs(a - b) for a, b in zip(box, before)) >= 0.5
             if box[2] - box[0] >= 2 and box[3] - box[1] >= 2 and changed:
-                self.ctl.commit_box(box, mode)
+                self.ctl.session.commit_box(self.ctl.frame, box, mode)
             layer.update()
         return True
 
@@ -187,4 +187,4 @@ class CanvasTools(QObject):
             ny0 = y0 + dy if "t" in mode else y0
             ny1 = y1 + dy if "b" in mode else y1
             box = (min(nx0, nx1), min(ny0, ny1), max(nx0, nx1), max(ny0, ny1))
-        return self.ctl.clip_box(box)
+        return self.ctl.session.clip_box(box)

@@ -191,94 +191,18 @@ class EditController(QObject):
 
     def _override_overlay(self) -> None:
         """The model's layer shows only what is still open (suggested) — nothing during a blind pass."""
-        s = self.session
-        if not s.snapshot_current:
-            return  # our snapshot is older than the model output on screen: leave the player's overlay
-        ov = self.player_widget.view.overlay
-        if s.blind:
-            ov.set_content(self.frame, [], [])
-            return
-        sug = [x for x in s.labels_at(self.frame) if x.state == "suggested"]
-        score = lambda x: x.score if x.score is not None else 1.0  # noqa: E731
-        masks = [{"label": x.class_name, "score": score(x), "rle": x.rle, "label_id": x.id}
-                 for x in sug if x.kind == "mask" and x.rle]  # fmt: skip
-        boxes = [{"label": x.class_name, "score": score(x), "bbox": list(x.bbox), "label_id": x.id}
-                 for x in sug if x.kind == "box" and x.bbox is not None]  # fmt: skip
-        ov.set_content(self.frame, masks, boxes)
+        if self.session.snapshot_current:  # else our labels are older than the model output on screen
+            self.player_widget.view.overlay.set_content(self.frame, *self.session.overlay_content(self.frame))
 
     # ---- actions: the tools and keys call these; the session does the rest -----------------------------------
     def editable_mask(self, frame: int | None = None) -> np.ndarray:
         return self.session.editable_mask(self.frame if frame is None else frame)
 
-    def commit_mask(self, mask: np.ndarray, summary: str, frame: int | None = None) -> None:
-        self._draw(working=mask)
-        self.session.commit_mask(self.frame if frame is None else frame, mask, summary)
-
-    def _mask_op(self, fn: Callable[[np.ndarray], np.ndarray], summary: str, what: str) -> None:
-        m = self.editable_mask()
-        if not m.any():
-            self.message.emit(f"No mask on this frame to {what}.")
-            return
-        self.commit_mask(fn(m), summary)
-
     def fill_polygon(self, points: list[tuple[float, float]]) -> None:
-        self.commit_mask(E.fill_polygon(self.editable_mask(), points), "Polygon")
-
-    def fill_holes(self) -> None:
-        self._mask_op(E.fill_holes, "Fill holes", "fill")
-
-    def grow(self, px: int) -> None:
-        self._mask_op(lambda m: E.grow_shrink(m, px), f"{'Grow' if px > 0 else 'Shrink'} mask by {abs(px)} px",
-                      "grow or shrink")  # fmt: skip
-
-    def clear_mask(self) -> None:
-        self._mask_op(np.zeros_like, "Clear mask", "clear")
-
-    def copy_from(self, offset: int) -> None:
-        src = self.frame + offset
-        if not 0 <= src < self.session.frame_count or not self.editable_mask(src).any():
-            self.message.emit(f"Frame {src + 1} has no {self.session.current_class} mask to copy.")
-            return
-        self.commit_mask(self.editable_mask(src), f"Copy mask from frame {src + 1}")
+        self.session.fill_polygon(self.frame, points)
 
     def propagate(self, forward: bool) -> None:
         self.session.propagate(self.frame, forward)
-
-    def box_hit(self, pt: tuple[float, float], tol: float) -> tuple[Any, str]:
-        return self.session.box_hit(self.frame, pt, tol)
-
-    def clip_box(self, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        return self.session.clip_box(box)
-
-    def select_box(self, label: Any) -> None:
-        self.session.select_box(label)
-
-    def commit_box(self, box: tuple[float, float, float, float], mode: str) -> None:
-        self.session.commit_box(self.frame, box, mode)
-
-    def interpolate_track(self) -> None:
-        self.session.interpolate_track()
-
-    def delete_selection(self) -> None:
-        self.session.delete_selection(self.frame)
-
-    def set_mark(self, which: str) -> None:
-        self.session.set_mark(which, self.frame)
-
-    def class_key(self, k: int) -> None:
-        self.session.class_key(k)
-
-    def split_segment(self) -> None:
-        self.session.split_segment(self.frame)
-
-    def merge_segment(self) -> None:
-        self.session.merge_segment(self.frame)
-
-    def move_segment_edges(self, label_id: int, start: int, end: int) -> None:
-        self.session.move_segment_edges(label_id, start, end)
-
-    def set_video_class(self, cls: str) -> None:
-        self.session.set_video_class(cls)
 
     def set_review_status(self, status: str) -> None:
         lib = getattr(self.win, "library_ctl", None)
@@ -290,15 +214,9 @@ class EditController(QObject):
     def reject(self, reason: str | None = None) -> None:
         self.session.review("reject", self.frame, self.hover, reason)
 
-    def bulk_accept(self) -> None:
-        self.session.bulk_accept(self.frame)
-
     def undo(self) -> None:
         self.tools.cancel()
         self.session.undo()
-
-    def redo(self) -> None:
-        self.session.redo()
 
     def edit(self) -> None:
         """E: start editing the visible suggestion under the cursor (mask: brush; box: select it for moving)."""
@@ -309,7 +227,7 @@ class EditController(QObject):
         self.session.current_class = x.class_name
         self.set_tool(Tool.BOX if x.kind == "box" else Tool.BRUSH)
         if x.kind == "box":
-            self.select_box(x)
+            self.session.select_box(x)
         self.message.emit(
             f"Editing the model's {x.kind}: your changes keep it linked to the model (state edited)."
         )

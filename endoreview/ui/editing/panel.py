@@ -91,7 +91,7 @@ class EditToolbar(QToolBar):
         self._caption("Class (keys 1–9)")
         self.cls = QComboBox()
         self.cls.setToolTip("Class for new masks, boxes and segments (keys 1–9)")
-        self.cls.activated.connect(lambda k: ctl.class_key(k))
+        self.cls.activated.connect(lambda k: ctl.session.class_key(k))
         self._full(self.cls)
         self.brush = QLabel()
         self.grow = QSpinBox()
@@ -104,15 +104,33 @@ class EditToolbar(QToolBar):
         self._caption("Mask")
         self._pairs(
             [
-                self._button("Fill holes (H)", "Fill the holes of this frame's mask", ctl.fill_holes),
-                self._button("Grow (G)", "Grow this frame's mask", lambda: ctl.grow(ctl.grow_px)),
-                self._button("◀ Copy (C)", "Copy the previous frame's mask here", lambda: ctl.copy_from(-1)),
-                self._button("Shrink (⇧G)", "Shrink this frame's mask", lambda: ctl.grow(-ctl.grow_px)),
-                self._button("Copy ▶ (⇧C)", "Copy the next frame's mask here", lambda: ctl.copy_from(1)),
+                self._button(
+                    "Fill holes (H)",
+                    "Fill the holes of this frame's mask",
+                    lambda: ctl.session.fill_holes(ctl.frame),
+                ),
+                self._button(
+                    "Grow (G)", "Grow this frame's mask", lambda: ctl.session.grow(ctl.frame, ctl.grow_px)
+                ),
+                self._button(
+                    "◀ Copy (C)",
+                    "Copy the previous frame's mask here",
+                    lambda: ctl.session.copy_from(ctl.frame, -1),
+                ),
+                self._button(
+                    "Shrink (⇧G)",
+                    "Shrink this frame's mask",
+                    lambda: ctl.session.grow(ctl.frame, -ctl.grow_px),
+                ),
+                self._button(
+                    "Copy ▶ (⇧C)",
+                    "Copy the next frame's mask here",
+                    lambda: ctl.session.copy_from(ctl.frame, 1),
+                ),
                 self._button(
                     "Interpolate (⇧T)",
                     "Fill the selected box's track between keyframes",
-                    ctl.interpolate_track,
+                    ctl.session.interpolate_track,
                 ),  # fmt: skip
                 self._button(
                     "◀ Propagate",
@@ -137,7 +155,7 @@ class EditToolbar(QToolBar):
         self.bulk_btn = self._button(
             "Bulk accept (⇧A)",
             "Accept every visible suggestion between In and Out at or above the score (the count is shown below)",
-            ctl.bulk_accept,
+            lambda: ctl.session.bulk_accept(ctl.frame),
         )
         self._pairs(
             [
@@ -163,7 +181,7 @@ class EditToolbar(QToolBar):
         self.vclass = QComboBox()
         self.vclass.setToolTip("The class of the whole video")
         self.vclass.activated.connect(
-            lambda k: ctl.set_video_class(self.vclass.itemText(k)) if k > 0 else None
+            lambda k: ctl.session.set_video_class(self.vclass.itemText(k)) if k > 0 else None
         )
         self.status = QComboBox()
         self.status.setToolTip("Review status of this video (shown in the library)")
@@ -172,7 +190,7 @@ class EditToolbar(QToolBar):
         self.status.activated.connect(lambda k: ctl.set_review_status(self.status.itemData(k)))
         self._pairs([self.vclass, self.status])
         self.undo_btn = self._button("Undo", "Undo the last edit (Ctrl+Z)", ctl.undo)
-        self.redo_btn = self._button("Redo", "Redo (Ctrl+Shift+Z)", ctl.redo)
+        self.redo_btn = self._button("Redo", "Redo (Ctrl+Shift+Z)", ctl.session.redo)
         self._pairs([self.undo_btn, self.redo_btn])
         self.marks = QLabel()
         self.marks.setWordWrap(True)

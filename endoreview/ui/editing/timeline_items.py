@@ -123,4 +123,4 @@ class TimelineEditing:
         if b - a < 1:
             region.setRegion((seg.start_frame, seg.end_frame))
             return
-        self.ctl.move_segment_edges(label_id, a, b)
+        self.ctl.session.move_segment_edges(label_id, a, b)
