@@ -8,8 +8,24 @@ from pathlib import Path
 APP_NAME = "EndoReview"
 
 
+def private_dir(p: Path) -> Path:
+    """Create ``p`` (and missing parents) readable by this user only (0700); an existing folder of ours that others
+    can read is tightened. Patient videos, frames and labels live under these folders."""
+    p.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        st = p.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(p, 0o700)
+    except (
+        OSError,
+        AttributeError,
+    ):  # AttributeError: os.getuid does not exist on Windows (ACLs apply there)
+        pass
+    return p
+
+
 def data_dir() -> Path:
-    """The user data directory (database, proxies, thumbnails, models, logs)."""
+    """The user data directory (database, proxies, thumbnails, models, logs), private to the user."""
     override = os.environ.get("ENDOREVIEW_DATA_DIR")
     if override:
         p = Path(override).expanduser()
@@ -17,8 +33,7 @@ def data_dir() -> Path:
         import platformdirs
 
         p = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return private_dir(p)
 
 
 def cache_dir() -> Path:
@@ -30,8 +45,7 @@ def cache_dir() -> Path:
         import platformdirs
 
         p = Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return private_dir(p)
 
 
 def mark_used(*paths: Path) -> None:
@@ -45,15 +59,16 @@ def mark_used(*paths: Path) -> None:
 
 
 def models_dir() -> Path:
-    p = data_dir() / "models"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return private_dir(data_dir() / "models")
 
 
 def logs_dir() -> Path:
-    p = data_dir() / "logs"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    return private_dir(data_dir() / "logs")
+
+
+def imports_dir() -> Path:
+    """Extracted archives, DICOM remuxes and frame sequences of imports (patient data: private)."""
+    return private_dir(data_dir() / "imports")
 
 
 def default_db_url() -> str:

@@ -127,9 +127,9 @@ class Importer:
             project_id = ProjectService(store).default_project().id
         self.project_id = project_id
         if work_dir is None:
-            from endoreview.paths import data_dir
+            from endoreview.paths import imports_dir
 
-            work_dir = data_dir() / "imports"
+            work_dir = imports_dir()
         self.work_dir = Path(work_dir)
         self.chunk_size = max(1, int(chunk_size))
         self.state = ReviewState(state) if state else None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -252,12 +253,55 @@ def check_revision(shown: str, revision: str | None) -> bool:
     return True
 
 
+def create_private_sqlite(path: Path) -> None:
+    """Create an empty WAL database at ``path`` readable by this user only (0600; SQLite gives its ``-wal`` and
+    ``-shm`` files the same permissions). Built under a temporary name and moved into place, so a crash never leaves
+    an empty file where the database should be."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".new", dir=path.parent)  # mode 0600
+    os.close(fd)
+    try:
+        con = sqlite3.connect(tmp)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # writes the header; the WAL mode is kept in the file
+        finally:
+            con.close()
+        for suffix in ("-wal", "-shm"):
+            Path(tmp + suffix).unlink(missing_ok=True)
+        try:
+            os.link(tmp, path)  # never replaces a database that appeared meanwhile
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    if os.name == "posix" and path.parent.exists():
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def backup_sqlite(path: Path, revision: str, backup_dir: Path | None = None) -> Path:
     """Copy the database (consistently, via the SQLite backup API) before an upgrade."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dest = (backup_dir or path.parent) / f"{path.stem}.backup-{revision}-{stamp}.sqlite3"
     src = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
+        os.close(
+            os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        )  # the copy is as private as a new db
         dst = sqlite3.connect(dest)
         try:
             src.backup(dst)
@@ -324,6 +368,8 @@ def open_engine(
         revision = check_sqlite_file(path, mounts_file)
         if check_revision(str(path), revision) and revision is not None:
             backup_sqlite(path, revision, backup_dir)
+        if not path.exists():
+            create_private_sqlite(path)
     engine = create_store_engine(url, sqlite_pragmas=sqlite_pragmas)
     try:
         with engine.connect() as conn:
