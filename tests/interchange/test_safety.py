@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 
+import numpy as np
 import pytest
 
 from endoreview.interchange.importer import Importer
@@ -99,3 +100,65 @@ def test_voc_filename_outside_the_dataset_is_refused(store, importer, tmp_path, 
     rep = importer.import_dataset(ds / "frame.xml")
     assert rep.failed and "frame.xml" in rep.failed[0][1] and "filename" in rep.failed[0][1]
     assert not any("outside" in v.path for v in store.list_videos())
+
+
+def test_csv_export_neutralises_spreadsheet_formulas_and_reads_back(store, importer, tmp_path):
+    import csv
+
+    from core_model.video import write_video
+    from endoreview.interchange.exporter import Exporter, ExportOptions
+    from endoreview.interchange.formats.tables import read_segment_csv, read_video_label_csv
+    from endoreview.services.labels import LabelService
+
+    names = ["=HYPERLINK(1)", "@SUM(A1)", "+cmd", "-2+3"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for n in names:
+        write_video(
+            tmp_path / "in" / f"{n}.mp4", rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8), fps=25.0
+        )
+    rep = importer.import_videos([tmp_path / "in"])
+    assert len(rep.videos_created) == 4
+    svc = LabelService(store)
+    for v in store.list_videos():
+        svc.add_segment(v.id, 0, 2, "polyp")
+        svc.set_video_class(v.id, "abnormal")
+    Exporter(store).export(tmp_path / "c", ExportOptions("csv"))
+    for f in ("segments.csv", "video_labels.csv"):
+        with open(tmp_path / "c" / f, newline="") as fh:
+            cells = [c for row in list(csv.reader(fh))[1:] for c in row]
+        assert all(not c.startswith(("=", "+", "@")) for c in cells), cells
+        assert not any(c.startswith("-") and not c.lstrip("-").isdigit() for c in cells), cells
+    segs = read_segment_csv(tmp_path / "c" / "segments.csv")
+    assert "-2_3" in {v.name for v in segs.videos}  # the quote is removed again on import
+    assert "-2_3" in {v for v, _, _ in read_video_label_csv(tmp_path / "c" / "video_labels.csv")}
+
+
+def test_csv_cells_of_free_text_labels_are_neutralised(tmp_path):
+    import csv
+
+    from endoreview.interchange.formats.tables import (
+        read_segment_csv,
+        read_video_label_csv,
+        segment_csv_text,
+        video_label_csv_text,
+    )
+    from endoreview.interchange.model import Collection, Provenance, SegmentAnn, VideoLabelAnn
+
+    evil = ['=HYPERLINK("http://x")', "@SUM(A1)", "+1", "-cmd", "\tx"]
+    col = Collection(layout="t")
+    for k, e in enumerate(evil):
+        item = col.get_or_add(f"{e}v{k}")
+        item.segments.append(SegmentAnn(0, 3, e, Provenance("x")))
+        item.video_labels.append(VideoLabelAnn(e, Provenance("x")))
+    (tmp_path / "s.csv").write_text(segment_csv_text(col))
+    (tmp_path / "v.csv").write_text(video_label_csv_text(col))
+    for f in ("s.csv", "v.csv"):
+        with open(tmp_path / f, newline="") as fh:
+            cells = [c for row in list(csv.reader(fh))[1:] for c in row]
+        assert not [
+            c for c in cells if c.startswith(("=", "+", "@", "\t")) or (c[:1] == "-" and not c[1:].isdigit())
+        ]
+    back = read_segment_csv(tmp_path / "s.csv")
+    assert sorted(s.label for v in back.videos for s in v.segments) == sorted(evil)
+    assert sorted(lab for _, lab, _ in read_video_label_csv(tmp_path / "v.csv")) == sorted(evil)

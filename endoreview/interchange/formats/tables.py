@@ -4,6 +4,12 @@
   optional ``score`` column.
 * Video-label CSV: ``video,label`` (the PolypDiag split format is the same without a header: ``path,label``).
 * Pre-training list CSV (``data/pretrain/train.csv``): ``<path>,-1`` per clip, exactly two fields.
+
+Spreadsheet safety: a text cell the segment or video-label CSV writes that starts with ``=``, ``+``, ``-``, ``@``, a
+tab or a carriage return gets a leading ``'`` so that a spreadsheet shows it as text instead of running it as a
+formula (a video or label name is free text from datasets and users); the readers remove that one ``'`` again, so
+exported files import back unchanged. Numbers are written as numbers. Endo-FM's ``train.csv`` is read by Endo-FM,
+not a spreadsheet, and is written verbatim.
 * Clip list (``sun_seg.txt``, CVC split lists): ``<clip> <start> <count> <label>`` whitespace-separated; ``start``
   uses the dataset's own numbering (``base`` says whether it is 0- or 1-based) and is converted to 0-based here.
 """
@@ -20,6 +26,17 @@ from endoreview.interchange.model import Collection, InterchangeError, Provenanc
 from endoreview.interchange.util import parse_float, parse_int
 
 SEGMENT_HEADER = ["video", "start_frame", "end_frame", "label"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(text: str) -> str:
+    """A text cell a spreadsheet will not evaluate (see the module docstring)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unsafe_cell(text: str) -> str:
+    """The inverse of :func:`safe_cell` on a read cell."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
 
 
 def _read_text(path: str | os.PathLike, src: str) -> str:
@@ -66,12 +83,12 @@ def read_segment_csv(
             continue
         if len(row) < len(header):
             raise InterchangeError(src, f"{len(row)} fields, header has {len(header)}", line=ln)
-        video = row[idx["video"]].strip()
+        video = unsafe_cell(row[idx["video"]].strip())
         if not video:
             raise InterchangeError(src, "empty video name", line=ln, field="video")
         start = parse_int(row[idx["start_frame"]], src, line=ln, field="start_frame")
         end = parse_int(row[idx["end_frame"]], src, line=ln, field="end_frame")
-        label = row[idx["label"]].strip()
+        label = unsafe_cell(row[idx["label"]].strip())
         if not label:
             raise InterchangeError(src, "empty label", line=ln, field="label")
         if start < 0 or end <= start:
@@ -97,7 +114,7 @@ def segment_csv_text(col: Collection) -> str:
     w.writerow(SEGMENT_HEADER + (["score"] if has_score else []))
     for v in col.videos:
         for s in sorted(v.segments, key=lambda s: (s.start, s.end, s.label)):
-            row = [v.name, s.start, s.end, s.label]
+            row = [safe_cell(v.name), s.start, s.end, safe_cell(s.label)]
             if has_score:
                 row.append("" if s.score is None else f"{s.score:.6g}")
             w.writerow(row)
@@ -122,7 +139,7 @@ def read_video_label_csv(
             raise InterchangeError(
                 src, f"expected 2 comma-separated fields 'video,label', got {len(row)}", line=ln
             )
-        video, label = row[0].strip(), row[1].strip()
+        video, label = unsafe_cell(row[0].strip()), unsafe_cell(row[1].strip())
         if not video or not label:
             raise InterchangeError(src, "empty video or label", line=ln)
         out.append((video, label, Provenance(src, line=ln)))
@@ -135,7 +152,7 @@ def video_label_csv_text(col: Collection) -> str:
     w.writerow(["video", "label"])
     for v in col.videos:
         for lab in v.video_labels:
-            w.writerow([v.name, lab.label])
+            w.writerow([safe_cell(v.name), safe_cell(lab.label)])
     return buf.getvalue()
 
 
