@@ -150,6 +150,9 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
                 f"{p}: truncated or corrupt checkpoint ({size} bytes; {type(exc).__name__}: {text.splitlines()[0]})"
             ) from exc
         first = text.splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text or "Weights only" in text:
+            # never pass on PyTorch's advice to switch the weights-only guard off for a file we refused
+            first = "it holds objects other than tensors and plain containers; nothing was executed"
         raise CheckpointError(
             f"{p}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first})"
         ) from exc

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from core_model.training import is_oom  # the one home; re-exported
+
 log = logging.getLogger(__name__)
 
 CPU_BATCH = {"endofm_tiny": 4, "endofm_small": 2, "endofm_base": 1}
@@ -50,12 +52,6 @@ class MachinePlan:
             "per_clip_gb": round(self.per_clip_bytes / 2**30, 3),
             "note": self.note,
         }
-
-
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def choose_amp(device: torch.device, amp: str) -> str:

@@ -25,13 +25,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from core_model import runtime
-from core_model.atomic import atomic_write
 from core_model.finetune import schedules as S
 from core_model.finetune.config import FinetuneConfig, monitor_score
 from core_model.finetune.data import (
@@ -44,8 +42,16 @@ from core_model.finetune.data import (
 )
 from core_model.finetune.engine import evaluate, train_one_epoch
 from core_model.finetune.lora import apply_lora, freeze_backbone, merge_lora
-from core_model.finetune.machine import MachinePlan, is_oom, plan_machine
+from core_model.finetune.machine import MachinePlan, plan_machine
 from core_model.finetune.modeling import build_task_model, export_model_dir
+from core_model.training import (
+    is_oom,
+    load_run_checkpoint,
+    restore,
+    rng_state,
+    save_run_checkpoint,
+    set_rng_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +67,18 @@ class FinetuneResult:
     plan: dict
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
-
-
-def _rng_state() -> dict:
-    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+RUN_KEYS = (
+    "model",
+    "optimizer",
+    "epoch",
+    "iteration",
+    "config",
+    "batch_size",
+    "history",
+    "best",
+    "best_epoch",
+    "rng",
+)
 
 
 def _better(a: float, b: float | None) -> bool:
@@ -101,7 +103,7 @@ def finetune(
     if resume:
         if not ckpt_path.exists():
             raise FileNotFoundError(f"{ckpt_path}: nothing to resume from (no checkpoint in {out_dir})")
-        resumed = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        resumed = load_run_checkpoint(ckpt_path, "finetune", RUN_KEYS)
         saved = FinetuneConfig.from_dict(resumed["config"])
         if saved.manifest != cfg.manifest:
             raise ValueError(
@@ -208,15 +210,14 @@ def finetune(
     best: float | None = None
     best_epoch = -1
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
+        restore(resumed, ckpt_path, model=model, optimizer=optimizer)
         if scaler is not None and resumed.get("scaler"):
-            scaler.load_state_dict(resumed["scaler"])
+            restore(resumed, ckpt_path, scaler=scaler)
         start_epoch = int(resumed["epoch"]) + 1
         iteration = int(resumed["iteration"])
         history = list(resumed["history"])
         best, best_epoch = resumed["best"], int(resumed["best_epoch"])
-        _set_rng_state(resumed["rng"])
+        set_rng_state(resumed["rng"])
         emit({"event": "resumed", "epoch": start_epoch, "checkpoint": str(ckpt_path)})
     lr_schedule = make_schedule(batch_size)
     emit(
@@ -257,7 +258,7 @@ def finetune(
             drop_last=len(train_ds) > batch_size,
         )
         n_steps = steps_per_epoch(batch_size)
-        rng_before = _rng_state()
+        rng_before = rng_state()
 
         def on_step(i: int, n: int, loss: float, lr: float, epoch: int = epoch, t_ep: float = t_ep) -> None:
             now = time.time()
@@ -312,7 +313,7 @@ def finetune(
             )
             log.warning("CUDA out of memory at batch %d; retrying with %d", batch_size, new_bs)
             batch_size = new_bs
-            _set_rng_state(rng_before)
+            set_rng_state(rng_before)
             done_frac = iteration / max(len(lr_schedule), 1)
             lr_schedule = make_schedule(batch_size)
             iteration = int(round(done_frac * len(lr_schedule)))
@@ -333,8 +334,10 @@ def finetune(
         if improved:
             best, best_epoch, bad_epochs = score, epoch, 0
             if cfg.select_best:
-                atomic_save(
-                    {"model": model.state_dict(), "epoch": epoch, "score": score}, out_dir / "best.pth"
+                save_run_checkpoint(
+                    out_dir / "best.pth",
+                    "finetune-best",
+                    {"model": model.state_dict(), "epoch": epoch, "score": score},
                 )
         elif score is not None:
             bad_epochs += 1
@@ -346,7 +349,9 @@ def finetune(
             "seconds": round(epoch_times[-1], 2),
         }
         history.append(record)
-        atomic_save(
+        save_run_checkpoint(
+            ckpt_path,
+            "finetune",
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -358,9 +363,8 @@ def finetune(
                 "history": history,
                 "best": best,
                 "best_epoch": best_epoch,
-                "rng": _rng_state(),
+                "rng": rng_state(),
             },
-            ckpt_path,
         )
         eta = float(np.mean(epoch_times)) * (cfg.epochs - epoch - 1)
         emit(
@@ -388,9 +392,8 @@ def finetune(
 
     # ============================== export =======================================================
     if cfg.select_best and (out_dir / "best.pth").exists():
-        model.load_state_dict(
-            torch.load(out_dir / "best.pth", map_location="cpu", weights_only=False)["model"]
-        )
+        best_ckpt = load_run_checkpoint(out_dir / "best.pth", "finetune-best", ("model",))
+        restore(best_ckpt, out_dir / "best.pth", model=model)
     if cfg.mode == "lora":
         merge_lora(model.backbone)
     model.backbone.set_grad_checkpointing(False)

@@ -9,40 +9,25 @@ own parameters outside blocks) is layer L + 1. A group's learning rate is ``lr *
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 
 import numpy as np
 import torch
 
+from core_model.training import cosine_scheduler  # the one home; re-exported for the recipe
+
+__all__ = [
+    "apply_lr",
+    "cosine_scheduler",
+    "layer_id",
+    "multistep_scheduler",
+    "param_groups_lrd",
+    "poly_scheduler",
+]
+
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _EMBED = ("cls_token", "pos_embed", "time_embed", "patch_embed")
-
-
-def cosine_scheduler(
-    base_value: float,
-    final_value: float,
-    epochs: int,
-    niter_per_ep: int,
-    warmup_epochs: float = 0,
-    start_warmup_value: float = 0.0,
-) -> np.ndarray:
-    """``[epochs * niter_per_ep]`` values: linear warm-up from ``start_warmup_value`` over ``warmup_epochs``
-    (``np.linspace`` including both ends, as dino), then a half cosine from ``base_value`` to ``final_value``."""
-    total = int(epochs * niter_per_ep)
-    if total <= 0:
-        raise ValueError(
-            f"a schedule needs at least one iteration (epochs={epochs}, per epoch={niter_per_ep})"
-        )
-    warmup_iters = min(int(round(warmup_epochs * niter_per_ep)), total)
-    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_iters > 0 else np.array([])
-    iters = np.arange(total - warmup_iters)
-    n = max(len(iters), 1)
-    cos = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(math.pi * iters / n))
-    out = np.concatenate((warmup, cos))
-    assert len(out) == total
-    return out
 
 
 def poly_scheduler(base_value: float, total_iters: int, power: float = 0.9) -> np.ndarray:

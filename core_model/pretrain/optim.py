@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 import torch
 import torch.nn as nn
+
+from core_model.training import cosine_scheduler  # the one home; re-exported for the recipe
 
 __all__ = [
     "cancel_last_layer_grads",
@@ -32,25 +33,6 @@ def param_groups(model: nn.Module) -> list[dict]:
         else:
             regularized.append(p)
     return [{"params": regularized}, {"params": not_regularized, "weight_decay": 0.0}]
-
-
-def cosine_scheduler(
-    base_value: float,
-    final_value: float,
-    epochs: int,
-    niter_per_ep: int,
-    warmup_epochs: int = 0,
-    start_warmup_value: float = 0.0,
-) -> np.ndarray:
-    """One value per iteration: linear warm-up (both ends included) then a half cosine to ``final_value``."""
-    warmup_iters = warmup_epochs * niter_per_ep
-    warmup = np.linspace(start_warmup_value, base_value, warmup_iters) if warmup_epochs > 0 else np.array([])
-    iters = np.arange(epochs * niter_per_ep - warmup_iters)
-    n = max(len(iters), 1)
-    schedule = final_value + 0.5 * (base_value - final_value) * (1 + np.cos(np.pi * iters / n))
-    schedule = np.concatenate((warmup, schedule))
-    assert len(schedule) == epochs * niter_per_ep
-    return schedule
 
 
 @torch.no_grad()

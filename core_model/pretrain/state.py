@@ -24,13 +24,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from core_model import training
 from core_model.atomic import atomic_write
+from core_model.training import RunCheckpointError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED",
-    "CHECKPOINT_FORMAT",
     "SCRATCH",
     "ResumeError",
     "StartCheckpoint",
@@ -39,15 +40,12 @@ __all__ = [
     "export_official",
     "load_run_checkpoint",
     "read_start_checkpoint",
+    "save_run_checkpoint",
     "resolve_init_checkpoint",
 ]
 
-CHECKPOINT_FORMAT = "endofm-pretrain"
-CHECKPOINT_VERSION = 1
 
-
-class ResumeError(RuntimeError):
-    """A run cannot be resumed; the message names the checkpoint and the reason."""
+ResumeError = RunCheckpointError  # a run cannot be resumed or started; the message names the file and reason
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -56,19 +54,14 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def load_run_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ResumeError(f"{path}: no checkpoint to resume from (run without --resume to start a new run)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ResumeError(f"{path}: cannot read checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ResumeError(f"{path}: not a pretraining run checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
-    missing = [k for k in ("student", "teacher", "optimizer", "dino_loss", "epoch") if k not in ckpt]
-    if missing:
-        raise ResumeError(f"{path}: checkpoint lacks {missing}")
-    return ckpt
+    """A pretraining run checkpoint, read safely (``core_model.training``'s one run-checkpoint format)."""
+    return training.load_run_checkpoint(
+        path, "pretrain", ("student", "teacher", "optimizer", "dino_loss", "epoch")
+    )
+
+
+def save_run_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    return training.save_run_checkpoint(path, "pretrain", state)
 
 
 # ---------------------------------------------------------------------------------------------------- start weights

@@ -43,17 +43,16 @@ from core_model.pretrain.optim import (
     param_groups,
 )
 from core_model.pretrain.state import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
     ResumeError,
     StartCheckpoint,
-    atomic_torch_save,
     export_model_dir,
     export_official,
     load_run_checkpoint,
     read_start_checkpoint,
     resolve_init_checkpoint,
+    save_run_checkpoint,
 )
+from core_model.training import restore
 
 log = logging.getLogger(__name__)
 
@@ -543,12 +542,16 @@ def _train(
     start_epoch = 0
     if ckpt is not None:
         _check_resume_config(ckpt["config"], cfg, ckpt_path)
-        _unwrap(student).load_state_dict(ckpt["student"])
-        teacher.load_state_dict(ckpt["teacher"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        dino_loss.load_state_dict(ckpt["dino_loss"])
+        restore(
+            ckpt,
+            ckpt_path,
+            student=_unwrap(student),
+            teacher=teacher,
+            optimizer=optimizer,
+            dino_loss=dino_loss,
+        )
         if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
+            restore(ckpt, ckpt_path, scaler=scaler)
         start_epoch = int(ckpt["epoch"])
         log.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     elif start is not None:
@@ -601,8 +604,6 @@ def _train(
             ) from None
         last_loss = float(runtime.all_reduce_mean(last_loss))
         state = {
-            "format": CHECKPOINT_FORMAT,
-            "format_version": CHECKPOINT_VERSION,
             "student": _unwrap(student).state_dict(),
             "teacher": teacher.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -613,9 +614,9 @@ def _train(
             "backbone_config": _unwrap(student).backbone.cfg.to_dict(),
         }
         if main:
-            atomic_torch_save(state, ckpt_path)
+            save_run_checkpoint(ckpt_path, state)
             if cfg.run.saveckp_freq > 0 and epoch % cfg.run.saveckp_freq == 0:
-                atomic_torch_save(state, out / f"checkpoint{epoch:04}.pth")
+                save_run_checkpoint(out / f"checkpoint{epoch:04}.pth", state)
             if cfg.run.export_every_epoch:
                 _export(cfg, out, _unwrap(student), teacher, dino_loss, epoch + 1)
         last_ckpt = ckpt_path
