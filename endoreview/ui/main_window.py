@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self.library.table.customContextMenuRequested.connect(self._library_menu)
         self.library.demoRequested.connect(self.demo_ctl.start)
         self.review_ctl.videoOpened.connect(lambda info: self._set_title(info.name))
+        self.review_ctl.videoOpened.connect(lambda info: self.player_widget.set_video_name(info.name))
         self.review_ctl.videoMissing.connect(lambda info: self.show_message(f"File not found: {info.path}"))
         self.library_ctl.refreshed.connect(self._on_library)
         self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)

@@ -22,6 +22,7 @@ class QueueController(QObject):
         self.names: dict[int, str] = {}
         self.position = -1
         self._pending: QueueItem | None = None
+        self._switched_from: int | None = None
         panel.refresh_btn.clicked.connect(self.rebuild)
         panel.list.itemDoubleClicked.connect(lambda row: self.go(int(row.data(256) or 0)))
         ctl.review_ctl.videoOpened.connect(self._on_opened)
@@ -67,21 +68,29 @@ class QueueController(QObject):
         self.panel.show_items(self.items, self.names, k)
         if self.ctl.video_id != it.video_id:
             self._pending = it
+            self._switched_from = self.ctl.video_id
             self.ctl.win.open_video(it.video_id)
         else:
+            self.ctl.player_widget.announce_switch(None)
             self._arrive(it)
 
     def _on_opened(self, info: Any) -> None:
         it = self._pending
         if it is not None and it.video_id == info.video_id:
             self._pending = None
-            QTimer.singleShot(0, lambda: self._arrive(it))
+            name = self.names.get(info.video_id, info.name)
+            old = self.names.get(self._switched_from) if self._switched_from is not None else None
+            note = f"⇄ Switched to {name}" + (f" (from {old})" if old else "") + " by the review queue"
+            self.ctl.player_widget.announce_switch(note)
+            QTimer.singleShot(0, lambda: self._arrive(it, note + ". "))
+        else:
+            self.ctl.player_widget.announce_switch(None)  # opened by hand: the reviewer chose it
 
-    def _arrive(self, it: QueueItem) -> None:
+    def _arrive(self, it: QueueItem, note: str = "") -> None:
         self.ctl.player.pause()
         self.ctl.player.seek(it.start)
         self.ctl.session.set_marks(it.start, it.end)
         self.ctl.message.emit(
-            f"Queue item {self.position + 1}/{len(self.items)}: frames {it.start + 1}–{it.end}, "
+            f"{note}Queue item {self.position + 1}/{len(self.items)}: frames {it.start + 1}–{it.end}, "
             f"uncertainty {it.score:.2f} ({it.reason}). In/Out set to the region."
         )

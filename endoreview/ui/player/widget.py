@@ -66,6 +66,15 @@ class PlayerWidget(QWidget):
         self.show_banner = True
         self.painted_frames: list[tuple[int, float]] = []
 
+        self.video_name = QLabel("")  # which video is open, always in sight of the frame being edited
+        self.video_name.setObjectName("videoName")
+        self.video_name.setStyleSheet("font-weight: 700; padding: 1px 6px;")
+        self.switched = QLabel("")  # "Switched to … by the review queue": stays until the reviewer acts
+        self.switched.setObjectName("videoSwitched")
+        self.switched.setStyleSheet(
+            "background: #ffb74d; color: #16161c; font-weight: 700; padding: 2px 8px; border-radius: 3px;"
+        )
+        self.switched.setVisible(False)
         self.banner = QLabel("")
         self.banner.setObjectName("classBanner")
         self.banner.setTextFormat(Qt.TextFormat.RichText)
@@ -78,6 +87,8 @@ class PlayerWidget(QWidget):
         self.notice.setVisible(False)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
+        header.addWidget(self.video_name)
+        header.addWidget(self.switched)
         header.addWidget(self.banner)
         header.addWidget(self.notice, 1)
 
@@ -184,6 +195,15 @@ class PlayerWidget(QWidget):
         self._overlay_settings_changed()
 
     # ---- content ----------------------------------------------------------------------------------------------
+    def set_video_name(self, name: str) -> None:
+        self.video_name.setText(name)
+        self.video_name.setToolTip(f"The open video: {name}")
+
+    def announce_switch(self, text: str | None) -> None:
+        """Show (``text``) or clear the notice that another video was opened without the reviewer choosing it."""
+        self.switched.setText(text or "")
+        self.switched.setVisible(bool(text))
+
     def set_predictions(self, track: PredictionTrack | None, video_label: str | None = None) -> None:
         self.track = track
         self.video_label = video_label

@@ -1,0 +1,39 @@
+"""Issue 22 item 3: the review queue (N) opening another video says so where the reviewer is looking."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from tests.ui.helpers import _in_thread, key, make_indexed_video, saved
+
+
+def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_path):
+    from endoreview.services.predictions import PredictionRecorder
+
+    ctl = edit
+    be = ctl.backend
+    other_path = make_indexed_video(tmp_path / "second_procedure.mp4", n=60)
+    other, _ = _in_thread(be.library.import_video, be.project.id, str(other_path))
+
+    def events():  # noqa: ANN202 - frames 20-24 uncertain: the only item of the queue
+        for f in range(60):
+            p = 0.55 if 20 <= f < 25 else 0.02
+            yield {"event": "frame", "frame": f, "probs": {"normal": 1 - p, "abnormal": p}}
+        yield {"event": "video_done", "frames": 60, "probs": {"normal": 0.9, "abnormal": 0.1}}
+
+    _in_thread(lambda: PredictionRecorder(be.store, other.id, None).record(events()))
+    pw = ctl.player_widget
+    assert pw.video_name.text() == "indexed.mp4" and not pw.switched.isVisible()
+    said: list[str] = []
+    ctl.message.connect(said.append)
+    key(qtbot, ctl, Qt.Key.Key_N)
+    qtbot.waitUntil(lambda: ctl.video_id == other.id and ctl.frame == 20, timeout=15000)
+    saved(qtbot, ctl)
+    assert pw.video_name.text() == "second_procedure.mp4"
+    assert pw.switched.isVisible()
+    assert "Switched to second_procedure.mp4 (from indexed.mp4)" in pw.switched.text()
+    assert any("Switched to second_procedure.mp4" in m for m in said)
+    # opening a video by hand is the reviewer's own choice: the notice goes
+    ctl.win.open_video(ctl.video.id)
+    qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
+    assert pw.video_name.text() == "indexed.mp4" and not pw.switched.isVisible()
