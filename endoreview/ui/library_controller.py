@@ -6,7 +6,7 @@ import logging
 import threading
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QToolButton, QWidget
 
 from endoreview.ui.backend import Backend, ImportSummary
 from endoreview.ui.library import LibraryRow, LibraryWidget
@@ -35,6 +35,9 @@ class LibraryController(QObject):
         self.backend, self.runner, self.media, self.widget = backend, runner, media, widget
         self.ready = False
         self._import_task: Task | None = None
+        self.failures: list[tuple[str, str]] = []  # (file, reason) of imports that failed, until dismissed
+        self.failure_button: QToolButton | None = None
+        self.failure_dialog: QMessageBox | None = None
         self._dialog: QProgressDialog | None = None
         media.thumbReady.connect(self.widget.model.set_thumb)
         widget.filesDropped.connect(self.import_paths)
@@ -140,10 +143,52 @@ class LibraryController(QObject):
                 f"{p}: {why}" for p, why in summary.failed[:3]
             )
         self.message.emit(text)
+        if summary.failed:
+            self._show_failures(list(summary.failed), text)
         self.imported.emit(summary)
         self.refresh()
 
     def _on_import_error(self, exc: BaseException) -> None:
         self._close_dialog()
         self.message.emit(f"Import failed: {exc}")
+        self._show_failures([], f"Import failed: {exc}")
         self.refresh()
+
+    def _show_failures(self, failed: list[tuple[str, str]], headline: str) -> None:
+        """A failed import stays in sight until dismissed: a warning button in the status bar (a status-bar line is
+        overwritten within moments) that lists every file and its reason; it never takes the keyboard focus."""
+        self.failures += failed or [("", headline)]
+        btn = self.failure_button
+        if btn is None:
+            btn = self.failure_button = QToolButton()
+            btn.setObjectName("importFailures")
+            btn.setStyleSheet("color: #16161c; background: #ffb74d; font-weight: 700; padding: 1px 8px;")
+            btn.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            btn.clicked.connect(self.show_failure_details)
+            self.widget.window().statusBar().addPermanentWidget(btn)
+        n = len(self.failures)
+        btn.setText(f"⚠ {n} import problem(s) — details")
+        btn.setToolTip("\n".join(f"{p}: {why}" if p else why for p, why in self.failures[-10:]))
+        btn.show()
+
+    def show_failure_details(self) -> QMessageBox:
+        """The list of files that were not imported and why; closing it dismisses the warning."""
+        box = QMessageBox(self.widget.window())
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Files not imported")
+        box.setText(f"{len(self.failures)} file(s) could not be imported; nothing else was changed.")
+        lines = [f"• {p}\n    {why}" if p else f"• {why}" for p, why in self.failures]
+        box.setInformativeText(
+            "\n".join(lines[:8]) + (f"\n… and {len(lines) - 8} more" if len(lines) > 8 else "")
+        )
+        box.setDetailedText("\n".join(f"{p}: {why}" for p, why in self.failures))
+        box.setStandardButtons(QMessageBox.StandardButton.Ok)
+        box.finished.connect(self.dismiss_failures)
+        box.open()
+        self.failure_dialog = box
+        return box
+
+    def dismiss_failures(self) -> None:
+        self.failures = []
+        if self.failure_button is not None:
+            self.failure_button.hide()

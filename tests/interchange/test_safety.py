@@ -105,10 +105,11 @@ def test_voc_filename_outside_the_dataset_is_refused(store, importer, tmp_path, 
 def test_csv_export_neutralises_spreadsheet_formulas_and_reads_back(store, importer, tmp_path):
     import csv
 
+    from endoreview.services.labels import LabelService
+
     from core_model.video import write_video
     from endoreview.interchange.exporter import Exporter, ExportOptions
     from endoreview.interchange.formats.tables import read_segment_csv, read_video_label_csv
-    from endoreview.services.labels import LabelService
 
     names = ["=HYPERLINK(1)", "@SUM(A1)", "+cmd", "-2+3"]
     rng = np.random.default_rng(0)
