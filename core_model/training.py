@@ -3,7 +3,9 @@
 - ``cosine_scheduler``: per-iteration values, linear warm-up then a half cosine (dino's ``cosine_scheduler``).
 - ``rng_state`` / ``set_rng_state``: every RNG a run draws from (torch, CUDA, NumPy, Python), as tensors and plain
   numbers only, so a run checkpoint loads with ``weights_only=True``.
-- ``is_oom``: a CUDA out-of-memory error (the recipes back off to half the batch and retry the epoch).
+- ``is_oom`` / ``halve_batch_on_oom``: a CUDA out-of-memory error, and the back-off (half the batch, retry the
+  epoch) that fine-tuning uses; pretraining does not back off, because its batch sets the learning rate and the
+  official recipe's global batch (it stops with the error instead).
 - ``save_run_checkpoint`` / ``load_run_checkpoint`` / ``restore``: the one run-checkpoint format of both recipes.
   A versioned dict (``format`` "endofm-run", ``format_version``, ``kind`` "pretrain" | "finetune", then the recipe's
   objects by name), written atomically (``core_model.atomic``), read with ``weights_only=True`` and an allow-list of
@@ -30,6 +32,7 @@ __all__ = [
     "RUN_FORMAT_VERSION",
     "RunCheckpointError",
     "cosine_scheduler",
+    "halve_batch_on_oom",
     "is_oom",
     "load_run_checkpoint",
     "restore",
@@ -123,6 +126,18 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def halve_batch_on_oom(
+    exc: BaseException, batch_size: int, device: torch.device | str | None = None
+) -> int | None:
+    """The out-of-memory back-off: the batch to retry with after ``exc`` (half, at least 1, with the CUDA cache
+    emptied), or None when ``exc`` is not an out-of-memory error or the batch is already 1 (re-raise then)."""
+    if not is_oom(exc) or batch_size <= 1:
+        return None
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    return max(1, batch_size // 2)
 
 
 # ---------------------------------------------------------------------------------------------------- run checkpoints

@@ -13,18 +13,25 @@ Files in ``out_dir``: ``checkpoint.pth`` (every epoch, atomically: model, optimi
 config, RNG states, history, best), ``best.pth`` (weights of the best epoch when ``select_best``), ``model/``
 (the exported model directory, fp32 unless ``export_dtype`` says otherwise), ``result.json``.
 ``resume=True`` continues from ``checkpoint.pth`` with every object restored by name; the continuation is the same
-run as one that was never interrupted (same seeds per epoch, same RNG state).
+run as one that was never interrupted (same seeds per epoch, same RNG state). Both checkpoints use the one
+run-checkpoint format of ``core_model.training`` (versioned, atomic, read with ``weights_only=True``).
+
+``finetune`` reads like the pretraining recipe: banner-separated steps that delegate machine planning
+(``plan_run_machine``), resume (``read_resume`` / ``restore_run``), one epoch with its CUDA out-of-memory back-off
+(``run_epoch``), the checkpoint (``save_run``) and the export (``export_run``) to named functions.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,12 +47,12 @@ from core_model.finetune.data import (
     collate,
     resolve_classes,
 )
-from core_model.finetune.engine import evaluate, train_one_epoch
+from core_model.finetune.engine import evaluate, make_targets, train_one_epoch
 from core_model.finetune.lora import apply_lora, freeze_backbone, merge_lora
-from core_model.finetune.machine import MachinePlan, plan_machine
+from core_model.finetune.machine import MachinePlan, choose_amp, plan_machine
 from core_model.finetune.modeling import build_task_model, export_model_dir
 from core_model.training import (
-    is_oom,
+    halve_batch_on_oom,
     load_run_checkpoint,
     restore,
     rng_state,
@@ -56,16 +63,6 @@ from core_model.training import (
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict], None]
-
-
-@dataclass
-class FinetuneResult:
-    model_dir: str
-    metrics: dict[str, dict[str, float]]
-    history: list[dict]
-    seconds: float
-    plan: dict
-
 
 RUN_KEYS = (
     "model",
@@ -81,6 +78,47 @@ RUN_KEYS = (
 )
 
 
+@dataclass
+class FinetuneResult:
+    model_dir: str
+    metrics: dict[str, dict[str, float]]
+    history: list[dict]
+    seconds: float
+    plan: dict
+
+
+@dataclass
+class RunData:
+    """What the manifest gives a run: classes, the sequences of each split and the datasets."""
+
+    manifest: Any
+    classes: dict[str, tuple[str, ...]]
+    train_seqs: list
+    val_seqs: list
+    test_seqs: list
+    cache: FrameCache
+    train_ds: ClipDataset
+    val_ds: ClipDataset | None
+
+
+@dataclass
+class RunState:
+    """What changes as the run goes and is saved in every checkpoint."""
+
+    batch_size: int
+    start_epoch: int = 0
+    iteration: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    epoch_times: list[float] = field(default_factory=list)
+
+
+def _ignore(event: dict) -> None:
+    return None
+
+
 def _better(a: float, b: float | None) -> bool:
     return b is None or a > b
 
@@ -89,32 +127,116 @@ def manifest_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+# ================================================================================================ the recipe
+
+
 def finetune(
     cfg: FinetuneConfig, emit: Emit | None = None, resume: bool = False, stop_after_epochs: int = 0
 ) -> FinetuneResult | None:
     """Run (or, with ``resume``, continue) ``cfg``. ``stop_after_epochs``: end this call after N epochs without
     exporting (continue later with ``resume=True``); returns None then."""
-    emit = emit or (lambda e: None)
+    emit = emit or _ignore
     t_start = time.time()
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pth"
-    resumed: dict | None = None
+
+    # ============================== resume =======================================================
+    resumed = None
     if resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"{ckpt_path}: nothing to resume from (no checkpoint in {out_dir})")
-        resumed = load_run_checkpoint(ckpt_path, "finetune", RUN_KEYS)
-        saved = FinetuneConfig.from_dict(resumed["config"])
-        if saved.manifest != cfg.manifest:
-            raise ValueError(
-                f"{ckpt_path}: was trained on {saved.manifest}, not {cfg.manifest}; refusing to resume"
-            )
-        cfg = saved.replace(epochs=max(cfg.epochs, saved.epochs))
+        resumed, cfg = read_resume(ckpt_path, cfg)
 
     # ============================== data =========================================================
+    runtime.seed_everything(cfg.seed)
+    data = build_data(cfg)
+
+    # ============================== model ========================================================
+    device = runtime.pick_device(cfg.device or None)
+    model, init_info = build_model(cfg, data.classes, device)
+
+    # ============================== machine ======================================================
+    plan = plan_run_machine(cfg, model, data.train_ds, device, init_info, resumed)
+    runtime.seed_everything(cfg.seed)  # the probe must not change what the run draws
+    model.backbone.set_grad_checkpointing(plan.grad_checkpointing)
+    autocast = functools.partial(runtime.autocast, device, plan.torch_dtype or torch.float32)
+    scaler = torch.amp.GradScaler("cuda") if plan.amp_dtype == "fp16" else None
+
+    # ============================== optimiser and schedule =======================================
+    optimizer = build_optimizer(cfg, model)
+    state = RunState(batch_size=plan.batch_size)
+    if resumed is not None:
+        restore_run(resumed, ckpt_path, model, optimizer, scaler, state)
+        emit({"event": "resumed", "epoch": state.start_epoch, "checkpoint": str(ckpt_path)})
+    lr_schedule = make_schedule(cfg, len(data.train_ds), state.batch_size)
+    emit(_start_event(cfg, out_dir, device, plan, init_info, data, state))
+
+    # ============================== training loop ================================================
+    epoch = state.start_epoch
+    while epoch < cfg.epochs:
+        t_ep = time.time()
+        stats, lr_schedule = run_epoch(
+            cfg, model, data, optimizer, scaler, lr_schedule, state, epoch, device, autocast, emit
+        )
+        if stats is None:
+            continue  # out of memory: the same epoch again with half the batch
+        score, val_metrics = validate(cfg, model, data, stats.summary(), state, epoch, device, autocast)
+        if score is not None and _better(score, state.best):
+            state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
+            if cfg.select_best:
+                best = {"model": model.state_dict(), "epoch": epoch, "score": score}
+                save_run_checkpoint(out_dir / "best.pth", "finetune-best", best)
+        elif score is not None:
+            state.bad_epochs += 1
+        state.epoch_times.append(time.time() - t_ep)
+        state.history.append(
+            {
+                "epoch": epoch,
+                "train": stats.summary(),
+                "val": val_metrics,
+                "seconds": round(state.epoch_times[-1], 2),
+            }
+        )
+        save_run(ckpt_path, cfg, model, optimizer, scaler, state, epoch)
+        emit(_epoch_event(cfg, state, epoch, score))
+        epoch += 1
+        if stop_after_epochs and epoch - state.start_epoch >= stop_after_epochs and epoch < cfg.epochs:
+            data.cache.close()
+            emit({"event": "stopped", "epoch": epoch - 1, "checkpoint": str(ckpt_path)})
+            return None
+        if cfg.patience and state.bad_epochs >= cfg.patience and epoch < cfg.epochs:
+            emit(
+                {
+                    "event": "early_stop",
+                    "epoch": epoch - 1,
+                    "best_epoch": state.best_epoch,
+                    "monitor": cfg.monitor_metric,
+                }
+            )
+            break
+
+    # ============================== export =======================================================
+    return export_run(cfg, model, data, state, plan, init_info, device, autocast, emit, t_start)
+
+
+# ================================================================================================ the steps
+
+
+def read_resume(ckpt_path: Path, cfg: FinetuneConfig) -> tuple[dict[str, Any], FinetuneConfig]:
+    """The run checkpoint to continue, and the run's own config (``cfg`` may only extend the epochs)."""
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"{ckpt_path}: nothing to resume from (no checkpoint in {ckpt_path.parent})")
+    resumed = load_run_checkpoint(ckpt_path, "finetune", RUN_KEYS)
+    saved = FinetuneConfig.from_dict(resumed["config"])
+    if saved.manifest != cfg.manifest:
+        raise ValueError(
+            f"{ckpt_path}: was trained on {saved.manifest}, not {cfg.manifest}; refusing to resume"
+        )
+    return resumed, saved.replace(epochs=max(cfg.epochs, saved.epochs))
+
+
+def build_data(cfg: FinetuneConfig) -> RunData:
     from core_model.data.manifest import load_manifest
 
-    runtime.seed_everything(cfg.seed)
     manifest = load_manifest(cfg.manifest)
     classes = resolve_classes(manifest, cfg.tasks)
     seqs = build_sequences(manifest, cfg.sequences)
@@ -127,289 +249,326 @@ def finetune(
     cache = FrameCache()
     train_ds = ClipDataset(train_seqs, cfg, classes, train=True, cache=cache)
     val_ds = ClipDataset(val_seqs, cfg, classes, train=False, cache=cache) if val_seqs else None
+    return RunData(manifest, classes, train_seqs, val_seqs, test_seqs, cache, train_ds, val_ds)
 
-    # ============================== model ========================================================
-    device = runtime.pick_device(cfg.device or None)
+
+def build_model(cfg: FinetuneConfig, classes: dict, device: torch.device) -> tuple[torch.nn.Module, dict]:
     model, init_info = build_task_model(cfg, classes)
     if cfg.mode == "lora":
         n_lora = apply_lora(model.backbone, cfg.lora_rank, cfg.lora_alpha)
         log.info("LoRA: %d trainable adapter parameters; backbone frozen", n_lora)
     elif cfg.mode == "linear":
         freeze_backbone(model.backbone)
-    model.to(device)
+    return model.to(device), init_info
 
-    # ============================== machine ======================================================
-    def probe(batch: int, gc_on: bool) -> None:
+
+class _MemoryProbe:
+    """One full training step (forward, backward, optimiser step) at a batch size, for ``plan_machine``."""
+
+    def __init__(
+        self, cfg: FinetuneConfig, model: torch.nn.Module, train_ds: ClipDataset, device: torch.device
+    ):
+        self.cfg, self.model, self.train_ds, self.device = cfg, model, train_ds, device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choose_amp(device, cfg.amp))
+
+    def __call__(self, batch: int, gc_on: bool) -> None:
+        cfg, model = self.cfg, self.model
         model.backbone.set_grad_checkpointing(gc_on)
-        x = torch.zeros(batch, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=device)
-        ds_batch = collate([train_ds[k % len(train_ds)] for k in range(batch)])
+        x = torch.zeros(batch, 3, cfg.num_frames, cfg.img_size, cfg.img_size, device=self.device)
+        ds_batch = collate([self.train_ds[k % len(self.train_ds)] for k in range(batch)])
         ds_batch["clip"] = x
-        from core_model.finetune.engine import make_targets
-
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
-        with runtime.autocast(device, dtype=plan_dtype):
+        with runtime.autocast(self.device, dtype=self.dtype):
             out = model(x)
-        model.losses(out, make_targets(ds_batch, cfg.tasks, device))["loss"].backward()
+        model.losses(out, make_targets(ds_batch, cfg.tasks, self.device))["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        del opt
 
-    from core_model.finetune.machine import choose_amp
 
-    plan_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choose_amp(device, cfg.amp))
-    plan: MachinePlan = plan_machine(
+def plan_run_machine(
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    train_ds: ClipDataset,
+    device: torch.device,
+    init_info: dict,
+    resumed: dict | None,
+) -> MachinePlan:
+    """Precision, gradient checkpointing and batch size for this device (a resumed run keeps its batch)."""
+    return plan_machine(
         device,
-        cfg.arch if not init_info.get("arch") else init_info["arch"],
+        init_info.get("arch") or cfg.arch,
         cfg.amp,
         cfg.grad_checkpointing,
         resumed["batch_size"] if resumed else cfg.batch_size,
         cfg.memory_budget_gb,
-        probe=probe if device.type == "cuda" else None,
+        probe=_MemoryProbe(cfg, model, train_ds, device) if device.type == "cuda" else None,
     )
-    runtime.seed_everything(cfg.seed)  # the probe must not change what the run draws
-    model.backbone.set_grad_checkpointing(plan.grad_checkpointing)
-    batch_size = plan.batch_size
-    amp_dtype = plan.torch_dtype
-    scaler = torch.amp.GradScaler("cuda") if plan.amp_dtype == "fp16" else None
 
-    def autocast():
-        return runtime.autocast(device, dtype=amp_dtype) if amp_dtype is not None else runtime.autocast("cpu")
 
-    # ============================== optimiser and schedules ======================================
-    depth = model.depth
+def build_optimizer(cfg: FinetuneConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     nwd = {f"backbone.{n}" for n in getattr(model.backbone, "no_weight_decay", lambda: set())()}
-    groups = S.param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, depth, nwd)
+    groups = S.param_groups_lrd(model, cfg.weight_decay, cfg.layer_decay, model.depth, nwd)
     if not groups:
         raise ValueError("nothing to train: every parameter is frozen")
     if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
-    def steps_per_epoch(bs: int) -> int:
-        n = -(-len(train_ds) // bs)
-        return min(n, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n
 
-    def make_schedule(bs: int) -> np.ndarray:
-        it = steps_per_epoch(bs)
-        total = cfg.epochs * it
-        if cfg.schedule == "cosine":
-            return S.cosine_scheduler(cfg.lr, cfg.min_lr, cfg.epochs, it, cfg.warmup_epochs)
-        if cfg.schedule == "cosine_epoch":  # CosineAnnealingLR stepped per epoch (PolypDiag)
-            per_ep = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (
-                1 + np.cos(np.pi * np.arange(cfg.epochs) / cfg.epochs)
-            )
-            return np.repeat(per_ep, it)
-        if cfg.schedule == "poly":
-            return S.poly_scheduler(cfg.lr, total)
-        ms = [int(round(f * total)) for f in cfg.milestones]
-        return S.multistep_scheduler(cfg.lr, total, ms, cfg.gamma, int(round(cfg.warmup_epochs * it)))
+def steps_per_epoch(cfg: FinetuneConfig, n_clips: int, batch_size: int) -> int:
+    n = -(-n_clips // batch_size)
+    return min(n, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else n
 
-    start_epoch, iteration = 0, 0
-    history: list[dict] = []
-    best: float | None = None
-    best_epoch = -1
-    if resumed is not None:
-        restore(resumed, ckpt_path, model=model, optimizer=optimizer)
-        if scaler is not None and resumed.get("scaler"):
-            restore(resumed, ckpt_path, scaler=scaler)
-        start_epoch = int(resumed["epoch"]) + 1
-        iteration = int(resumed["iteration"])
-        history = list(resumed["history"])
-        best, best_epoch = resumed["best"], int(resumed["best_epoch"])
-        set_rng_state(resumed["rng"])
-        emit({"event": "resumed", "epoch": start_epoch, "checkpoint": str(ckpt_path)})
-    lr_schedule = make_schedule(batch_size)
-    emit(
+
+def make_schedule(cfg: FinetuneConfig, n_clips: int, batch_size: int) -> np.ndarray:
+    """The learning rate of every iteration of the run at this batch size."""
+    it = steps_per_epoch(cfg, n_clips, batch_size)
+    total = cfg.epochs * it
+    if cfg.schedule == "cosine":
+        return S.cosine_scheduler(cfg.lr, cfg.min_lr, cfg.epochs, it, cfg.warmup_epochs)
+    if cfg.schedule == "cosine_epoch":  # CosineAnnealingLR stepped per epoch (PolypDiag)
+        per_ep = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (
+            1 + np.cos(np.pi * np.arange(cfg.epochs) / cfg.epochs)
+        )
+        return np.repeat(per_ep, it)
+    if cfg.schedule == "poly":
+        return S.poly_scheduler(cfg.lr, total)
+    ms = [int(round(f * total)) for f in cfg.milestones]
+    return S.multistep_scheduler(cfg.lr, total, ms, cfg.gamma, int(round(cfg.warmup_epochs * it)))
+
+
+def restore_run(
+    resumed: dict[str, Any],
+    where: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    state: RunState,
+) -> None:
+    """Every object of the run by name, then the RNG state: the continuation equals an uninterrupted run."""
+    restore(resumed, where, model=model, optimizer=optimizer)
+    if scaler is not None and resumed.get("scaler"):
+        restore(resumed, where, scaler=scaler)
+    state.start_epoch = int(resumed["epoch"]) + 1
+    state.iteration = int(resumed["iteration"])
+    state.history = list(resumed["history"])
+    state.best, state.best_epoch = resumed["best"], int(resumed["best_epoch"])
+    set_rng_state(resumed["rng"])
+
+
+def save_run(
+    path: Path,
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    state: RunState,
+    epoch: int,
+) -> None:
+    save_run_checkpoint(
+        path,
+        "finetune",
         {
-            "event": "start",
-            "out_dir": str(out_dir),
-            "tasks": list(cfg.tasks),
-            "preset": cfg.preset,
-            "mode": cfg.mode,
-            "device": str(device),
-            "plan": plan.as_dict(),
-            "init": init_info,
-            "train_sequences": len(train_seqs),
-            "val_sequences": len(val_seqs),
-            "test_sequences": len(test_seqs),
-            "train_clips_per_epoch": len(train_ds),
-            "epochs": cfg.epochs,
-            "start_epoch": start_epoch,
-        }
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": epoch,
+            "iteration": state.iteration,
+            "config": cfg.to_dict(),
+            "batch_size": state.batch_size,
+            "history": state.history,
+            "best": state.best,
+            "best_epoch": state.best_epoch,
+            "rng": rng_state(),
+        },
     )
 
-    # ============================== training loop ================================================
-    monitor = cfg.monitor_metric
-    epoch_times: list[float] = []
-    bad_epochs = 0
-    last_emit = [0.0]
-    epoch = start_epoch
-    while epoch < cfg.epochs:
-        t_ep = time.time()
-        train_ds.set_epoch(epoch)
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loader = torch.utils.data.DataLoader(
-            train_ds,
-            batch_size=batch_size,
-            sampler=torch.utils.data.RandomSampler(train_ds, generator=g),
-            collate_fn=collate,
-            num_workers=cfg.num_workers,
-            drop_last=len(train_ds) > batch_size,
-        )
-        n_steps = steps_per_epoch(batch_size)
-        rng_before = rng_state()
 
-        def on_step(i: int, n: int, loss: float, lr: float, epoch: int = epoch, t_ep: float = t_ep) -> None:
-            now = time.time()
-            if now - last_emit[0] < 0.5 and i + 1 < n:
-                return
-            last_emit[0] = now
-            per_step = (now - t_ep) / (i + 1)
-            done_epochs = epoch - start_epoch
-            mean_epoch = np.mean(epoch_times) if epoch_times else per_step * n
-            eta = (n - i - 1) * per_step + (cfg.epochs - epoch - 1) * mean_epoch
-            emit(
-                {
-                    "event": "progress",
-                    "epoch": epoch,
-                    "epochs": cfg.epochs,
-                    "step": i + 1,
-                    "steps": n,
-                    "loss": round(loss, 5),
-                    "lr": lr,
-                    "eta_s": round(float(eta), 1),
-                    "fraction": round((done_epochs + (i + 1) / n) / max(cfg.epochs - start_epoch, 1), 4),
-                }
-            )
+class _ProgressEvents:
+    """``on_step`` of one epoch: a ``progress`` event at most every 0.5 s, with the run's ETA."""
 
-        try:
-            stats = train_one_epoch(
-                model,
-                loader,
-                optimizer,
-                lr_schedule,
-                iteration,
-                device,
-                cfg.tasks,
-                autocast,
-                scaler,
-                cfg.grad_clip,
-                cfg.max_steps_per_epoch,
-                on_step,
-            )
-        except Exception as exc:  # noqa: BLE001
-            if not is_oom(exc) or batch_size == 1:
-                raise
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            new_bs = max(1, batch_size // 2)
-            emit(
-                {
-                    "event": "warning",
-                    "message": f"CUDA out of memory at batch {batch_size}; retrying epoch {epoch} with batch {new_bs}",
-                }
-            )
-            log.warning("CUDA out of memory at batch %d; retrying with %d", batch_size, new_bs)
-            batch_size = new_bs
-            set_rng_state(rng_before)
-            done_frac = iteration / max(len(lr_schedule), 1)
-            lr_schedule = make_schedule(batch_size)
-            iteration = int(round(done_frac * len(lr_schedule)))
-            continue
-        iteration += n_steps
-        train_metrics = stats.summary()
-        val_metrics: dict[str, float] = {}
-        due = (epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs
-        if val_ds is not None and due:
-            val_metrics = evaluate(model, val_ds, device, autocast, batch_size=max(1, batch_size)).metrics
-        if val_ds is not None and not due:
-            score = None  # not validated this epoch: neither best nor a reason to stop
-        else:
-            score = monitor_score(val_metrics, monitor, cfg.tasks)
-            if score is None:
-                score = -train_metrics["loss"]
-        improved = score is not None and _better(score, best)
-        if improved:
-            best, best_epoch, bad_epochs = score, epoch, 0
-            if cfg.select_best:
-                save_run_checkpoint(
-                    out_dir / "best.pth",
-                    "finetune-best",
-                    {"model": model.state_dict(), "epoch": epoch, "score": score},
-                )
-        elif score is not None:
-            bad_epochs += 1
-        epoch_times.append(time.time() - t_ep)
-        record = {
-            "epoch": epoch,
-            "train": train_metrics,
-            "val": val_metrics,
-            "seconds": round(epoch_times[-1], 2),
-        }
-        history.append(record)
-        save_run_checkpoint(
-            ckpt_path,
-            "finetune",
+    def __init__(self, emit: Emit, cfg: FinetuneConfig, state: RunState, epoch: int) -> None:
+        self.emit, self.cfg, self.state, self.epoch = emit, cfg, state, epoch
+        self.t_ep = time.time()
+        self.last = 0.0
+
+    def __call__(self, i: int, n: int, loss: float, lr: float) -> None:
+        now = time.time()
+        if now - self.last < 0.5 and i + 1 < n:
+            return
+        self.last = now
+        cfg, st = self.cfg, self.state
+        per_step = (now - self.t_ep) / (i + 1)
+        mean_epoch = np.mean(st.epoch_times) if st.epoch_times else per_step * n
+        eta = (n - i - 1) * per_step + (cfg.epochs - self.epoch - 1) * mean_epoch
+        done = self.epoch - st.start_epoch + (i + 1) / n
+        self.emit(
             {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "epoch": epoch,
-                "iteration": iteration,
-                "config": cfg.to_dict(),
-                "batch_size": batch_size,
-                "history": history,
-                "best": best,
-                "best_epoch": best_epoch,
-                "rng": rng_state(),
-            },
-        )
-        eta = float(np.mean(epoch_times)) * (cfg.epochs - epoch - 1)
-        emit(
-            {
-                "event": "epoch",
-                "epoch": epoch,
+                "event": "progress",
+                "epoch": self.epoch,
                 "epochs": cfg.epochs,
-                "train": train_metrics,
-                "val": val_metrics,
-                "monitor": monitor,
-                "score": score,
-                "best": best,
-                "best_epoch": best_epoch,
-                "eta_s": round(eta, 1),
+                "step": i + 1,
+                "steps": n,
+                "loss": round(loss, 5),
+                "lr": lr,
+                "eta_s": round(float(eta), 1),
+                "fraction": round(done / max(cfg.epochs - st.start_epoch, 1), 4),
             }
         )
-        epoch += 1
-        if stop_after_epochs and epoch - start_epoch >= stop_after_epochs and epoch < cfg.epochs:
-            cache.close()
-            emit({"event": "stopped", "epoch": epoch - 1, "checkpoint": str(ckpt_path)})
-            return None
-        if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
-            emit({"event": "early_stop", "epoch": epoch - 1, "best_epoch": best_epoch, "monitor": monitor})
-            break
 
-    # ============================== export =======================================================
-    if cfg.select_best and (out_dir / "best.pth").exists():
-        best_ckpt = load_run_checkpoint(out_dir / "best.pth", "finetune-best", ("model",))
-        restore(best_ckpt, out_dir / "best.pth", model=model)
+
+def run_epoch(
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    data: RunData,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    lr_schedule: np.ndarray,
+    state: RunState,
+    epoch: int,
+    device: torch.device,
+    autocast: Callable[[], Any],
+    emit: Emit,
+) -> tuple[Any, np.ndarray]:
+    """One epoch -> (its ``StepStats``, the schedule). On CUDA out of memory: (None, the schedule rebuilt for half
+    the batch at the same point of the run), with the RNG state as it was before the epoch."""
+    data.train_ds.set_epoch(epoch)
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    loader = torch.utils.data.DataLoader(
+        data.train_ds,
+        batch_size=state.batch_size,
+        sampler=torch.utils.data.RandomSampler(data.train_ds, generator=g),
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        drop_last=len(data.train_ds) > state.batch_size,
+    )
+    rng_before = rng_state()
+    try:
+        stats = train_one_epoch(
+            model,
+            loader,
+            optimizer,
+            lr_schedule,
+            state.iteration,
+            device,
+            cfg.tasks,
+            autocast,
+            scaler,
+            cfg.grad_clip,
+            cfg.max_steps_per_epoch,
+            _ProgressEvents(emit, cfg, state, epoch),
+        )
+    except Exception as exc:  # noqa: BLE001 - only an out-of-memory error is handled
+        new_bs = halve_batch_on_oom(exc, state.batch_size, device)
+        if new_bs is None:
+            raise
+        optimizer.zero_grad(set_to_none=True)
+        message = (
+            f"CUDA out of memory at batch {state.batch_size}; retrying epoch {epoch} with batch {new_bs}"
+        )
+        emit({"event": "warning", "message": message})
+        log.warning(message)
+        set_rng_state(rng_before)
+        done_frac = state.iteration / max(len(lr_schedule), 1)
+        state.batch_size = new_bs
+        lr_schedule = make_schedule(cfg, len(data.train_ds), new_bs)
+        state.iteration = int(round(done_frac * len(lr_schedule)))
+        return None, lr_schedule
+    state.iteration += steps_per_epoch(cfg, len(data.train_ds), state.batch_size)
+    return stats, lr_schedule
+
+
+def validate(
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    data: RunData,
+    train_metrics: dict[str, float],
+    state: RunState,
+    epoch: int,
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> tuple[float | None, dict[str, float]]:
+    """(the monitored score or None when not validated this epoch, the validation metrics)."""
+    due = (epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs
+    if data.val_ds is not None and not due:
+        return None, {}  # neither best nor a reason to stop
+    val_metrics: dict[str, float] = {}
+    if data.val_ds is not None:
+        val_metrics = evaluate(
+            model, data.val_ds, device, autocast, batch_size=max(1, state.batch_size)
+        ).metrics
+    score = monitor_score(val_metrics, cfg.monitor_metric, cfg.tasks)
+    return (-train_metrics["loss"] if score is None else score), val_metrics
+
+
+def _start_event(cfg, out_dir, device, plan, init_info, data: RunData, state: RunState) -> dict:
+    return {
+        "event": "start",
+        "out_dir": str(out_dir),
+        "tasks": list(cfg.tasks),
+        "preset": cfg.preset,
+        "mode": cfg.mode,
+        "device": str(device),
+        "plan": plan.as_dict(),
+        "init": init_info,
+        "train_sequences": len(data.train_seqs),
+        "val_sequences": len(data.val_seqs),
+        "test_sequences": len(data.test_seqs),
+        "train_clips_per_epoch": len(data.train_ds),
+        "epochs": cfg.epochs,
+        "start_epoch": state.start_epoch,
+    }
+
+
+def _epoch_event(cfg: FinetuneConfig, state: RunState, epoch: int, score: float | None) -> dict:
+    last = state.history[-1]
+    return {
+        "event": "epoch",
+        "epoch": epoch,
+        "epochs": cfg.epochs,
+        "train": last["train"],
+        "val": last["val"],
+        "monitor": cfg.monitor_metric,
+        "score": score,
+        "best": state.best,
+        "best_epoch": state.best_epoch,
+        "eta_s": round(float(np.mean(state.epoch_times)) * (cfg.epochs - epoch - 1), 1),
+    }
+
+
+def export_run(
+    cfg: FinetuneConfig,
+    model: torch.nn.Module,
+    data: RunData,
+    state: RunState,
+    plan: MachinePlan,
+    init_info: dict,
+    device: torch.device,
+    autocast: Callable[[], Any],
+    emit: Emit,
+    t_start: float,
+) -> FinetuneResult:
+    """The best (or last) weights, LoRA merged, evaluated, as a model directory with provenance + result.json."""
+    out_dir = Path(cfg.out_dir)
+    best_path = out_dir / "best.pth"
+    use_best = cfg.select_best and best_path.exists()
+    if use_best:
+        restore(load_run_checkpoint(best_path, "finetune-best", ("model",)), best_path, model=model)
     if cfg.mode == "lora":
         merge_lora(model.backbone)
     model.backbone.set_grad_checkpointing(False)
+    batch = max(1, state.batch_size)
     metrics: dict[str, dict[str, float]] = {}
-    last = history[-1] if history else None
-    exported_epoch = (
-        best_epoch if cfg.select_best and (out_dir / "best.pth").exists() else (last or {}).get("epoch")
-    )
+    last = state.history[-1] if state.history else None
+    exported_epoch = state.best_epoch if use_best else (last or {}).get("epoch")
     if last is not None and last["val"] and exported_epoch == last["epoch"] and cfg.mode != "lora":
         metrics["val"] = dict(last["val"])  # the weights exported are the ones just validated
-    elif val_ds is not None:
-        metrics["val"] = evaluate(model, val_ds, device, autocast, batch_size=max(1, batch_size)).metrics
-    if test_seqs:
-        test_ds = ClipDataset(test_seqs, cfg, classes, train=False, cache=cache)
-        metrics["test"] = evaluate(model, test_ds, device, autocast, batch_size=max(1, batch_size)).metrics
-    cache.close()
+    elif data.val_ds is not None:
+        metrics["val"] = evaluate(model, data.val_ds, device, autocast, batch_size=batch).metrics
+    if data.test_seqs:
+        test_ds = ClipDataset(data.test_seqs, cfg, data.classes, train=False, cache=data.cache)
+        metrics["test"] = evaluate(model, test_ds, device, autocast, batch_size=batch).metrics
+    data.cache.close()
     seconds = time.time() - t_start
     provenance = {
         "kind": "finetune",
@@ -417,26 +576,26 @@ def finetune(
         "parent": init_info.get("source", ""),
         "manifest": str(Path(cfg.manifest).resolve()),
         "manifest_sha256_16": manifest_digest(cfg.manifest),
-        "manifest_source": manifest.source,
+        "manifest_source": data.manifest.source,
         "config": cfg.to_dict(),
         "metrics": metrics,
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "best_epoch": state.best_epoch,
+        "epochs_run": len(state.history),
         "seconds": round(seconds, 1),
         "device": str(device),
         "plan": plan.as_dict(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     model_dir = export_model_dir(
-        model.cpu(), cfg, classes, out_dir / "model", provenance, fp16=cfg.export_fp16
+        model.cpu(), cfg, data.classes, out_dir / "model", provenance, fp16=cfg.export_fp16
     )
-    result = FinetuneResult(str(model_dir), metrics, history, seconds, plan.as_dict())
-    (out_dir / "result.json").write_text(
-        json.dumps(
-            {"model_dir": result.model_dir, "metrics": metrics, "history": history, "provenance": provenance},
-            indent=1,
-            default=str,
-        )
-    )
+    result = FinetuneResult(str(model_dir), metrics, state.history, seconds, plan.as_dict())
+    summary = {
+        "model_dir": result.model_dir,
+        "metrics": metrics,
+        "history": state.history,
+        "provenance": provenance,
+    }
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=1, default=str))
     emit({"event": "done", "model_dir": str(model_dir), "metrics": metrics, "seconds": round(seconds, 1)})
     return result

@@ -57,3 +57,13 @@ def test_run_checkpoint_restores_objects_by_name_and_refuses_the_wrong_file(tmp_
     assert load_run_checkpoint(legacy, "pretrain", ("epoch",))["epoch"] == 2
     with pytest.raises(RunCheckpointError, match="missing.pth: no run checkpoint"):
         load_run_checkpoint(tmp_path / "missing.pth", "pretrain")
+
+
+def test_out_of_memory_back_off_halves_the_batch_and_lets_other_errors_through():
+    from core_model.training import halve_batch_on_oom
+
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert halve_batch_on_oom(oom, 8, "cpu") == 4
+    assert halve_batch_on_oom(oom, 3) == 1
+    assert halve_batch_on_oom(oom, 1) is None  # nothing left to halve: the caller re-raises
+    assert halve_batch_on_oom(ValueError("bad manifest"), 8) is None
