@@ -20,6 +20,7 @@ class AnalysisController(QObject):
     message = Signal(str)
     started = Signal(object)  # Job
     finished = Signal(object)  # JobEntry
+    videoAnalysed = Signal(int)  # a video's analysis is stored (the job may still be running on others)
     noModel = Signal(str)
 
     def __init__(
@@ -34,6 +35,8 @@ class AnalysisController(QObject):
         self.backend, self.runner, self.jobs, self.review = backend, runner, jobs, review
         jobs.jobFinished.connect(self._on_finished)
         self._job_videos: dict[int, list[int]] = {}
+        self._stored: set[int] = set()  # videos whose analysis a running job has stored
+        self._failed: set[int] = set()
 
     def analyse(self, video_ids: list[int], model_dir: str | None = None) -> None:
         if not video_ids:
@@ -64,15 +67,38 @@ class AnalysisController(QObject):
         return job
 
     def _on_event(self, video_ids: list[int], ev: dict) -> None:
+        kind, vid = ev.get("event"), ev.get("video_id")
+        if kind == "video_done" and vid is not None:
+            self._stored.add(int(vid))
+            self.videoAnalysed.emit(int(vid))  # its library row updates now, not when the whole job ends
+            done = len(self._stored & set(video_ids))
+            self.message.emit(
+                f"Analysis stored for {done} of {len(video_ids)} video(s); results are in the library."
+            )
+        elif kind == "error" and vid is not None:
+            self._failed.add(int(vid))
         info = self.review.info
         if info is None or info.video_id not in video_ids:
             return
-        vid = ev.get("video_id")
-        if ev.get("event") in ("progress", "video_done") and (vid is None or int(vid) == info.video_id):
+        if kind in ("progress", "video_done") and (vid is None or int(vid) == info.video_id):
             self.review.reload_soon()
 
     def _on_finished(self, entry) -> None:  # noqa: ANN001
         vids = self._job_videos.pop(entry.id, [])
         if self.review.info is not None and self.review.info.video_id in vids:
             self.review.reload_tracks()
+        done, failed = len(self._stored & set(vids)), len(self._failed & set(vids))
+        self._stored -= set(vids)
+        self._failed -= set(vids)
+        self.message.emit(_finished_text(str(entry.state), len(vids), done, failed))
         self.finished.emit(entry)
+
+
+def _finished_text(state: str, n: int, done: int, failed: int) -> str:
+    """The end of an analysis, announced: how it ended and how many videos it stored."""
+    tail = f"{done} of {n} video(s) analysed" + (f", {failed} failed" if failed else "")
+    if state == "succeeded":
+        return f"Analysis finished: {tail}."
+    if state == "cancelled":
+        return f"Analysis cancelled: {tail} (kept)."
+    return f"Analysis failed: {tail} — the Jobs panel shows the log."

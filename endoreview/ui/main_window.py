@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.library_ctl.refreshed.connect(self._on_library)
         self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
         self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
+        self.analysis_ctl.videoAnalysed.connect(lambda _v: self.library_ctl.refresh())
         self.demo_ctl.noticeChanged.connect(self.library.set_notice)
         self.analysis_ctl.started.connect(lambda _job: self.show_jobs())
         self.analysis_ctl.noModel.connect(self.library.set_notice)

@@ -50,3 +50,16 @@ class HalfVideoPredictor:
                 "fraction": (i + 1) / n,
             }
         yield {"event": "video_done", "video": str(path), "probs": {"normal": 0.4, "abnormal": 0.6}}
+
+
+class SlowOnNamePredictor(HalfVideoPredictor):
+    """Like :class:`HalfVideoPredictor`, but slow (``JOB_PREDICTOR_DELAY`` per frame) only on videos whose file name
+    contains "slow": a job whose first video is done long before the job ends."""
+
+    def predict_video(self, path, on_progress=None, should_cancel=None):  # noqa: ANN001
+        delay = self.delay
+        self.delay = delay if "slow" in str(path) else 0.0
+        try:
+            yield from super().predict_video(path, on_progress, should_cancel)
+        finally:
+            self.delay = delay

@@ -307,3 +307,31 @@ def test_analyse_without_a_model_says_so(qtbot, main_window, indexed_video, monk
         win.analysis_ctl.analyse([win.library.model.rows[0].video_id])
     assert "not installed" in sig.args[0]
     assert not win.jobs.jobs
+
+
+def test_each_video_of_an_analysis_reaches_the_library_when_stored_and_the_end_is_announced(
+    qtbot, main_window, tmp_path, model_dir, monkeypatch
+):
+    monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.15")  # the second video takes >= 6 s
+    win = main_window
+    win.backend.predictor = "tests.ui.job_predictor:SlowOnNamePredictor"
+    fast = make_indexed_video(tmp_path / "a_fast.mp4", n=20)
+    slow = make_indexed_video(tmp_path / "b_slow.mp4", n=40)
+    _import(qtbot, win, [fast, slow])
+    rows = {r.path.rsplit("/", 1)[-1]: r.video_id for r in win.library.model.rows}
+    said: list[str] = []
+    win.analysis_ctl.message.connect(said.append)
+    with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
+        win.analysis_ctl.analyse([rows["a_fast.mp4"], rows["b_slow.mp4"]], model_dir=str(model_dir))
+    job = sig.args[0]
+
+    def fast_row_done() -> bool:
+        row = next(r for r in win.library.model.rows if r.video_id == rows["a_fast.mp4"])
+        return "abnormal" in row.finding
+
+    qtbot.waitUntil(fast_row_done, timeout=30000)
+    assert job.entry.state == "running"  # the first video's results showed while the job still ran
+    assert any("Analysis stored for 1 of 2 video(s)" in m for m in said)
+    with qtbot.waitSignal(win.analysis_ctl.finished, timeout=60000):
+        pass
+    assert said[-1] == "Analysis finished: 2 of 2 video(s) analysed."
