@@ -182,3 +182,15 @@ def test_pretraining_steps_match_the_official_recipe():
         assert set(got) == set(want), f"{prefix}: keys differ: {sorted(set(got) ^ set(want))[:6]}"
         for k, v in want.items():
             _close(f"{prefix}{k}", got[k], v, 1e-4)
+
+
+def test_a_missing_fixture_fails_under_ci_and_skips_elsewhere(monkeypatch, tmp_path):
+    import tests.core_model.test_pretrain_parity as mod
+
+    monkeypatch.setattr(mod, "CHECKPOINT", tmp_path / "official_ssl_checkpoint.pth")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="parity fixture is missing"):
+        mod._fixture_or_skip()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        mod._fixture_or_skip()
