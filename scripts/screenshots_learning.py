@@ -81,7 +81,7 @@ def shoot(out: Path) -> int:
     view.btn_compare_parent.click()
     spin(lambda: bool(reg.compares) and reg.compares[-1].state != "running", 600)
     cmp = reg.compares[-1]
-    mv = win.backend._raw_store.get_model_version(new_id)
+    mv = win.backend.services.store.get_model_version(new_id)
     cmp.show_frame(str(mv.data_snapshot["splits"]["val"][0]), 4)
     spin(lambda: hasattr(cmp, "images"), 300)
     save(cmp, "registry_compare")

@@ -4,6 +4,7 @@ registered model version.
     python -m endoreview.jobs finetune --project-id 1                       # every video of the project
     python -m endoreview.jobs finetune --video-id 3 --video-id 4 --parent-version 2 --epochs 5 --activate
     python -m endoreview.jobs finetune --job-id 12                          # parameters from the job row
+    python -m endoreview.jobs finetune --resume-of 9                        # continue job 9's stopped run
 
 Steps: (1) snapshot the reviewed labels of the videos into ``<data dir>/runs/job-<id>/manifest.json`` (split by
 video: ``--split auto`` hashes video ids into train/val/test; a JSON ``{video_id: split}`` map also works);
@@ -12,6 +13,12 @@ video: ``--split auto`` hashes video ids into train/val/test; a JSON ``{video_id
 (3) register the exported model as a new version whose parent is the starting version, with the data snapshot
 (manifest, digest, videos, label counts), the hyper-parameters and the held-out metrics. SIGTERM/SIGINT stop the
 child gracefully (its last epoch checkpoint stays in the run folder) and the job ends ``cancelled``.
+Progress is the fine-tuning engine's own ``fraction``, passed on as it is.
+
+``--resume-of N`` (a job row made by :func:`endoreview.services.finetune_plan.create_resume_job` carries it as
+``resume_of``) continues job ``N``'s run in its run folder (``<data dir>/runs/job-N/run``) from its last epoch
+checkpoint with ``endofm finetune --resume``, on the same data snapshot and options; when no epoch had finished the
+run starts again on the same snapshot. The result is registered exactly as a first run's.
 Exit codes: 0 succeeded, 1 failed, 2 bad arguments, 3 cancelled.
 """
 
@@ -23,25 +30,21 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, parse_line
-from endoreview.jobs.runner import CancelFlag, JobContext, setup_logging
-from endoreview.store import Store, StoreError
+from endoreview.jobs.runner import CancelFlag, JobContext, JobKind, JobRun
+from endoreview.services.jobs import core_model_command
+from endoreview.services.model_resolver import resolve_model
+from endoreview.store import Store
 from endoreview.store.records import JobState
 
 log = logging.getLogger("endoreview.jobs.finetune")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m endoreview.jobs finetune", description=__doc__.split("\n\n")[0]
-    )
-    p.add_argument("--db", help="database URL (default: $ENDOREVIEW_DB_URL or the user data directory)")
-    p.add_argument("--job-id", type=int, help="take parameters from (and report into) this job row")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--video-id", type=int, action="append", dest="video_ids", help="video to train on (repeatable)"
     )
@@ -62,8 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name of the new model version")
     p.add_argument("--activate", action="store_true", help="make the new version the active one")
     p.add_argument("--library-root", help="this workstation's library folder")
-    p.add_argument("--reviewer", help="recorded as the author (default: the OS login)")
-    return p
+    p.add_argument("--resume-of", type=int, help="continue this stopped fine-tune job's run")
 
 
 def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
@@ -74,15 +76,11 @@ def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
 
 
 def start_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
+    """The model a fine-tune starts from (directory, registered parent id or None for a bare directory)."""
     if params.get("model"):
         return str(Path(params["model"]).resolve()), None
-    if params.get("parent_version") is not None:
-        mv = store.get_model_version(int(params["parent_version"]))
-        return mv.files_dir, mv.id
-    active = store.active_model_version()
-    if active is None:
-        raise ValueError("no starting model: pass --parent-version or --model, or activate a model version")
-    return active.files_dir, active.id
+    m = resolve_model(store, model_version=params.get("parent_version"))
+    return m.files_dir, m.version_id
 
 
 def select_tasks(manifest: Any, given: str | None) -> list[str]:
@@ -101,38 +99,26 @@ def select_tasks(manifest: Any, given: str | None) -> list[str]:
     return tasks
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        store = Store.open(args.db, reviewer=args.reviewer)
-    except StoreError as e:
-        emit("error", message=str(e))
-        emit("done", state="failed", result={}, message=str(e))
-        return EXIT_FAILED
-    with store:
-        given = {
-            k: v
-            for k, v in vars(args).items()
-            if k not in ("db", "job_id", "reviewer") and v not in (None, False, [])
-        }
-        try:
-            ctx = JobContext(store, "finetune", args.job_id, given)
-        except (StoreError, ValueError) as e:
-            emit("error", message=str(e))
-            return EXIT_USAGE
-        params = {**build_parser().parse_args([]).__dict__, **ctx.job.params} if args.job_id else vars(args)
-        setup_logging(ctx.job.log_path)
-        cancel = CancelFlag().install()
-        ctx.start()
-        try:
-            return run(store, ctx, params, cancel)
-        except Exception as e:  # the job row must never stay "running"
-            log.exception("finetune job %d failed", ctx.id)
-            ctx.finish(JobState.FAILED, {}, f"{type(e).__name__}: {e}")
-            return EXIT_FAILED
+def finetune_command(
+    manifest_path: Path, run_dir: Path, init_dir: str, tasks: list[str], params: dict
+) -> list[str]:
+    cmd = core_model_command(
+        "finetune", "--manifest", str(manifest_path), "--out", str(run_dir), "--init", init_dir,
+        "--tasks", ",".join(tasks), "--preset", str(params.get("preset") or "default"),
+    )  # fmt: skip
+    for flag, key in (("--epochs", "epochs"), ("--mode", "mode"), ("--device", "device")):
+        if params.get(key) is not None:
+            cmd += [flag, str(params[key])]
+    for item in params.get("overrides") or []:
+        cmd += ["--set", item]
+    return cmd
 
 
-def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFlag) -> int:
+def run(job: JobRun) -> int:
+    store, ctx, params, cancel = job.store, job.ctx, job.params, job.cancel
+    assert store is not None and ctx is not None
+    if params.get("resume_of") is not None:
+        return resume(store, ctx, int(params["resume_of"]), params, cancel)
     from endoreview.paths import data_dir
     from endoreview.services.library import LibraryService
     from endoreview.services.manifest import snapshot_manifest
@@ -161,17 +147,50 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
     tasks = select_tasks(manifest, params.get("tasks"))
     splits = {s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")}
     run_dir = work / "run"
-    cmd = [
-        sys.executable, "-m", "core_model", "finetune",
-        "--manifest", str(manifest_path), "--out", str(run_dir), "--init", init_dir,
-        "--tasks", ",".join(tasks), "--preset", str(params.get("preset") or "default"),
-    ]  # fmt: skip
-    for flag, key in (("--epochs", "epochs"), ("--mode", "mode"), ("--device", "device")):
-        if params.get(key) is not None:
-            cmd += [flag, str(params[key])]
-    for item in params.get("overrides") or []:
-        cmd += ["--set", item]
+    cmd = finetune_command(manifest_path, run_dir, init_dir, tasks, params)
     log.info("finetune job %d: %d videos %s, tasks %s, from %s", ctx.id, len(ids), splits, tasks, init_dir)
+    return _train_and_register(
+        store, ctx, cmd, cancel, manifest, manifest_path, run_dir,
+        video_ids=ids, parent_id=parent_id, params=params,
+        notes=f"fine-tuned by job {ctx.id} on {len(ids)} video(s)",
+    )  # fmt: skip
+
+
+def resume(store: Store, ctx: JobContext, old_id: int, params: dict[str, Any], cancel: CancelFlag) -> int:
+    """Continue job ``old_id``'s run (see the module docstring)."""
+    from core_model.data.manifest import load_manifest
+    from endoreview.paths import data_dir
+
+    store.get_job(old_id)  # a resume names a job that exists
+    work = data_dir() / "runs" / f"job-{old_id}"
+    manifest_path = work / "manifest.json"
+    run_dir = work / "run"
+    manifest = load_manifest(manifest_path)
+    tasks = select_tasks(manifest, params.get("tasks"))
+    init_dir, parent_id = start_model(store, params)
+    cmd = finetune_command(manifest_path, run_dir, init_dir, tasks, params)
+    resumed = (run_dir / "checkpoint.pth").is_file()
+    if resumed:
+        cmd.append("--resume")
+    ctx.progress(0.0, f"resuming job {old_id}" if resumed else f"restarting job {old_id} (no finished epoch)")
+    log.info("job %d continues job %d (resume=%s)", ctx.id, old_id, resumed)
+    return _train_and_register(
+        store, ctx, cmd, cancel, manifest, manifest_path, run_dir,
+        video_ids=[int(v) for v in params.get("video_ids") or []], parent_id=parent_id, params=params,
+        notes=f"fine-tuned by job {old_id}, resumed by job {ctx.id}", extra_snapshot={"resumed_from_job": old_id},
+    )  # fmt: skip
+
+
+def _train_and_register(
+    store: Store,
+    ctx: JobContext,
+    cmd: list[str],
+    cancel: CancelFlag,
+    manifest: Any,
+    manifest_path: Path,
+    run_dir: Path,
+    **register: Any,
+) -> int:
     done, errors = run_child(cmd, ctx, cancel)
     if cancel():
         ctx.finish(
@@ -182,18 +201,7 @@ def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFla
         msg = errors[-1] if errors else "the fine-tuning process ended without a result"
         ctx.finish(JobState.FAILED, {"run_dir": str(run_dir)}, msg)
         return EXIT_FAILED
-    return register_result(
-        store,
-        ctx,
-        done,
-        manifest,
-        manifest_path,
-        video_ids=ids,
-        parent_id=parent_id,
-        params=params,
-        run_dir=run_dir,
-        notes=f"fine-tuned by job {ctx.id} on {len(ids)} video(s)",
-    )
+    return register_result(store, ctx, done, manifest, manifest_path, run_dir=run_dir, **register)
 
 
 def register_result(
@@ -211,7 +219,7 @@ def register_result(
     extra_snapshot: dict[str, Any] | None = None,
 ) -> int:
     """Register a finished fine-tune (its ``done`` event) as a new model version with its data snapshot, and
-    finish the job row. Shared by the fine-tune job and its resume."""
+    finish the job row."""
     from endoreview.services.registry import RegistryService
 
     snapshot = {
@@ -276,7 +284,7 @@ def run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict
         if kind == "progress":
             msg = f"epoch {ev['epoch'] + 1}/{ev['epochs']} step {ev['step']}/{ev['steps']} loss {ev['loss']:.4f}"
             ctx.progress(
-                0.02 + 0.93 * float(ev.get("fraction", 0.0)),
+                float(ev.get("fraction", 0.0)),
                 msg,
                 epoch=ev["epoch"],
                 loss=ev["loss"],
@@ -284,7 +292,7 @@ def run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict
             )
         elif kind == "epoch":
             ctx.progress(
-                0.02 + 0.93 * (ev["epoch"] + 1) / max(ev["epochs"], 1),
+                float(ev.get("fraction", (ev["epoch"] + 1) / max(ev["epochs"], 1))),
                 f"epoch {ev['epoch'] + 1}/{ev['epochs']} done",
                 epoch=ev["epoch"],
                 val=ev.get("val"),
@@ -302,3 +310,6 @@ def run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict
     if proc.returncode != 0 and not errors:
         errors.append(f"fine-tuning exited with {proc.returncode}: {' | '.join(stderr_tail[-3:])}")
     return (done if proc.returncode == 0 else None), errors
+
+
+KIND = JobKind("finetune", __doc__.split("\n\n")[0], add_arguments, run)

@@ -11,38 +11,31 @@ lines, :mod:`endoreview.jobs.protocol`). SIGTERM/SIGINT cancel gracefully: the c
 run is closed as ``cancelled``, the job ends ``cancelled`` (exit 3). A video that cannot be read is reported and
 skipped. Logs and events name videos by id only.
 
-``--predictor MODULE:CALLABLE`` swaps the predictor factory (default ``core_model.inference:Predictor``); it is
-called as ``factory(model_dir, device=..., batch_size=...)`` and must return an object with
-``predict_video(path, on_progress=..., should_cancel=...)`` yielding Predictor events.
+The predictor is ``core_model.inference.Predictor``; a caller of :func:`endoreview.jobs.runner.run_job` may inject
+another factory as ``predictor_factory`` (tests do, through their own entry module), called as
+``factory(model_dir, device=..., batch_size=...)``; neither the command line nor a job row can choose it.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit
-from endoreview.jobs.runner import SCRUBBER, CancelFlag, JobContext, setup_logging
+from endoreview.jobs.protocol import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, emit
+from endoreview.jobs.runner import SCRUBBER, JobKind, JobRun
 from endoreview.services.library import LibraryService, VideoImportError
+from endoreview.services.model_resolver import resolve_model
 from endoreview.services.predictions import PredictionRecorder
 from endoreview.store import Store, StoreError
 from endoreview.store.records import JobState
 
 log = logging.getLogger("endoreview.jobs.predict")
-DEFAULT_FACTORY = "core_model.inference:Predictor"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m endoreview.jobs predict", description=__doc__.split("\n\n")[0]
-    )
-    p.add_argument("--db", help="database URL (default: $ENDOREVIEW_DB_URL or the user data directory)")
-    p.add_argument("--job-id", type=int, help="take parameters from (and report into) this job row")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--video-id", type=int, action="append", dest="video_ids", help="video to run (repeatable)"
     )
@@ -56,49 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-frames", type=int, default=256, help="frames per transaction (default 256)")
     p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
     p.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
-    p.add_argument("--reviewer", help="recorded as the author of the run (default: the OS login)")
-    p.add_argument("--predictor", default=DEFAULT_FACTORY, help=argparse.SUPPRESS)
-    return p
 
 
-def _load_factory(spec: str) -> Any:
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name or "Predictor")
+def _default_factory() -> Any:
+    from core_model.inference import Predictor
 
-
-def _resolve_model(store: Store, params: dict[str, Any]) -> tuple[str, int | None]:
-    if params.get("model_version") is not None:
-        mv = store.get_model_version(int(params["model_version"]))
-        return mv.files_dir, mv.id
-    if params.get("model"):
-        d = str(Path(params["model"]).resolve())
-        for mv in store.list_model_versions():
-            if str(Path(mv.files_dir).resolve()) == d:
-                return d, mv.id
-        name = Path(d).name
-        taken = {mv.name for mv in store.list_model_versions()}
-        i = 2
-        while name in taken:
-            name, i = f"{Path(d).name}-{i}", i + 1
-        mv = store.add_model_version(
-            name, architecture=_architecture(Path(d)), files_dir=d, notes="registered by a predict job"
-        )
-        return d, mv.id
-    active = store.active_model_version()
-    if active is None:
-        raise ValueError("no model given (--model or --model-version) and no active model version")
-    return active.files_dir, active.id
-
-
-def _architecture(model_dir: Path) -> str:
-    import json
-
-    try:
-        meta = json.loads((model_dir / "model.json").read_text())
-    except (OSError, ValueError):
-        return "unknown"
-    arch = meta.get("arch") or meta.get("architecture") or {}
-    return str(arch.get("name", arch) if isinstance(arch, dict) else arch)[:100] or "unknown"
+    return Predictor
 
 
 def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
@@ -110,43 +66,20 @@ def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
     return ids
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        store = Store.open(args.db, reviewer=args.reviewer)
-    except StoreError as e:
-        emit("error", message=str(e))
-        emit("done", state="failed", result={}, message=str(e))
-        return EXIT_FAILED
-    with store:
-        given = {
-            k: v
-            for k, v in vars(args).items()
-            if k not in ("db", "job_id", "reviewer") and v not in (None, False)
-        }
-        try:
-            ctx = JobContext(store, "predict", args.job_id, given)
-        except (StoreError, ValueError) as e:
-            emit("error", message=str(e))
-            return EXIT_USAGE
-        params = {**build_parser().parse_args([]).__dict__, **ctx.job.params} if args.job_id else vars(args)
-        setup_logging(ctx.job.log_path)
-        cancel = CancelFlag().install()
-        ctx.start()
-        try:
-            return run(store, ctx, params, cancel)
-        except Exception as e:  # the job row must never stay "running"
-            log.exception("predict job %d failed", ctx.id)
-            ctx.finish(JobState.FAILED, {}, f"{type(e).__name__}: {e}")
-            return EXIT_FAILED
-
-
-def run(store: Store, ctx: JobContext, params: dict[str, Any], cancel: CancelFlag) -> int:
-    model_dir, mv_id = _resolve_model(store, params)
+def run(job: JobRun) -> int:
+    store, ctx, params, cancel = job.store, job.ctx, job.params, job.cancel
+    assert store is not None and ctx is not None
+    model = resolve_model(
+        store,
+        model_version=params.get("model_version"),
+        model=params.get("model"),
+        register=True,
+    )
+    model_dir, mv_id = model.files_dir, model.version_id
     ids = _video_ids(store, params)
     library = LibraryService(store, params.get("library_root"))
     log.info("predict job %d: %d video(s), model version %s", ctx.id, len(ids), mv_id)
-    factory = _load_factory(params.get("predictor") or DEFAULT_FACTORY)
+    factory = job.deps.get("predictor_factory") or _default_factory()
     kwargs: dict[str, Any] = {"batch_size": int(params.get("batch_size") or 4)}
     if params.get("device"):
         kwargs["device"] = params["device"]
@@ -208,5 +141,4 @@ def _scrub(message: str, path: Path) -> str:
     return SCRUBBER.scrub(message.replace(str(path), "<video file>").replace(path.name, "<video file>"))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+KIND = JobKind("predict", __doc__.split("\n\n")[0], add_arguments, run)

@@ -1,16 +1,22 @@
-"""What every job process shares: logging to stderr + a log file, SIGTERM -> graceful cancel, job-row state."""
+"""What every job process shares, in one wrapper: :func:`run_job` parses a kind's options, opens the store, takes
+over (or creates) the job row, logs to stderr + the job's log file, turns SIGTERM/SIGINT into a graceful cancel and
+records any failure in the job row, so a kind's own code is only its work (:class:`JobKind`, :class:`JobRun`).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from endoreview.jobs.protocol import emit
-from endoreview.store import Store
+from endoreview.jobs.protocol import EXIT_FAILED, EXIT_USAGE, emit
+from endoreview.store import Store, StoreError
 from endoreview.store.records import Job, JobState
 
 log = logging.getLogger(__name__)
@@ -124,3 +130,96 @@ class JobContext:
             changes["progress"] = 1.0
         self.job = self.store.update_job(self.id, **changes)
         emit("done", job=self.id, state=str(state), result=result, message=message)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job (:mod:`endoreview.jobs.registry`): its options and its work.
+
+    ``row``: the job keeps a row in the jobs table (state, progress, result; ``--job-id`` takes one over);
+    ``store``: it needs the database at all (``--db``). ``run`` gets a :class:`JobRun` and returns the exit code.
+    """
+
+    name: str
+    summary: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[JobRun], int]
+    row: bool = True
+    store: bool = True
+
+    def parser(self) -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog=f"python -m endoreview.jobs {self.name}", description=self.summary)
+        if self.store:
+            p.add_argument(
+                "--db", help="database URL (default: $ENDOREVIEW_DB_URL or the user data directory)"
+            )
+            p.add_argument("--reviewer", help="recorded as the author (default: the OS login)")
+        if self.row:
+            p.add_argument("--job-id", type=int, help="take parameters from (and report into) this job row")
+        self.add_arguments(p)
+        return p
+
+
+@dataclass
+class JobRun:
+    """What a kind's ``run`` works with: its parameters (options, or the job row's), the cancel flag, and where it
+    has them the store and job context. ``deps`` are collaborators the caller of :func:`run_job` injected (a test's
+    predictor factory); nothing a job row or command line says can set them."""
+
+    params: dict[str, Any]
+    cancel: CancelFlag
+    store: Store | None = None
+    ctx: JobContext | None = None
+    deps: dict[str, Any] = field(default_factory=dict)
+
+
+_NOT_PARAMS = ("db", "job_id", "reviewer")
+
+
+def run_job(kind: JobKind, argv: list[str], **deps: Any) -> int:
+    """Run one job of ``kind`` in this process with command-line ``argv``; returns the exit code."""
+    parser = kind.parser()
+    args = parser.parse_args(argv)
+    cancel = CancelFlag().install()
+    if not kind.store:
+        setup_logging(None)
+        return _guarded(kind, JobRun(vars(args), cancel, deps=deps))
+    try:
+        store = Store.open(args.db, reviewer=args.reviewer)
+    except StoreError as e:
+        emit("error", message=str(e))
+        emit("done", state="failed", result={}, message=str(e))
+        return EXIT_FAILED
+    with store:
+        if not kind.row:
+            setup_logging(None)
+            return _guarded(kind, JobRun(vars(args), cancel, store, deps=deps))
+        given = {k: v for k, v in vars(args).items() if k not in _NOT_PARAMS and v not in (None, False, [])}
+        try:
+            ctx = JobContext(store, kind.name, args.job_id, given)
+        except (StoreError, ValueError) as e:
+            emit("error", message=str(e))
+            return EXIT_USAGE
+        if args.job_id is not None:  # the row's parameters over the kind's defaults; the row chooses no code
+            defaults = {k: v for k, v in vars(parser.parse_args([])).items() if k not in _NOT_PARAMS}
+            params = {**defaults, **ctx.job.params}
+        else:
+            params = {k: v for k, v in vars(args).items() if k not in _NOT_PARAMS}
+        setup_logging(ctx.job.log_path)
+        ctx.start()
+        try:
+            return kind.run(JobRun(params, cancel, store, ctx, deps))
+        except Exception as e:  # the job row must never stay "running"
+            log.exception("%s job %d failed", kind.name, ctx.id)
+            ctx.finish(JobState.FAILED, {}, f"{type(e).__name__}: {e}")
+            return EXIT_FAILED
+
+
+def _guarded(kind: JobKind, job: JobRun) -> int:
+    try:
+        return kind.run(job)
+    except Exception as e:  # a row-less job still ends with a protocol line that says why
+        log.exception("%s job failed", kind.name)
+        emit("error", message=f"{type(e).__name__}: {e}")
+        emit("done", state="failed", result={}, message=f"{type(e).__name__}: {e}")
+        return EXIT_FAILED

@@ -74,11 +74,10 @@ def demo_dir() -> Path:
 
 
 def demo_model_dir() -> Path | None:
-    """The bundled demo model directory, or ``None`` when it is not installed."""
-    from endoreview.paths import resources_dir
+    """The bundled demo model directory (:func:`endoreview.services.model_resolver.demo_model_dir`)."""
+    from endoreview.services.model_resolver import demo_model_dir as installed
 
-    d = resources_dir() / "demo_model"
-    return d if (d / "model.json").is_file() and any(d.glob("*.safetensors")) else None
+    return installed()
 
 
 def ensure_demo_videos(

@@ -9,15 +9,14 @@ plan.split            # {video_id: "train"|"val"}: held out by video, never by f
 plan.warnings         # ["Only 2 reviewed labels for mask/polyp …", "All labels come from one video …", "No GPU …"]
 plan.epochs, plan.estimated_s
 job = create_finetune_job(store, plan, name=None, activate=False)   # a queued ``finetune`` job row
-argv, env = JobService(store).command(job), JobService(store).environment()
+launch = JobService(store).launch(job, "Fine-tune")                # argv + environment to start it with
 ```
 
 Resuming: a fine-tune job that failed, was cancelled or whose process was killed keeps its run folder
 (``<data dir>/runs/job-<id>/``: the manifest snapshot and the last epoch's ``checkpoint.pth``).
 :func:`resumable_jobs` lists such jobs and :func:`create_resume_job` makes a queued job for
-``python -m endoreview.services.finetune_resume --job-id NEW`` that continues the run with ``--resume``
-(or restarts it on the same data snapshot when no epoch had finished) and registers the result like the
-ordinary job does.
+``python -m endoreview.jobs finetune --job-id NEW`` whose ``resume_of`` continues the run with ``--resume`` (or
+restarts it on the same data snapshot when no epoch had finished) and registers the result like a first run does.
 """
 
 from __future__ import annotations
@@ -316,7 +315,7 @@ def resumable_jobs(store: Store) -> list[Job]:
 
 
 def create_resume_job(store: Store, job_id: int) -> Job:
-    """A queued job that continues ``job_id``'s run (see :mod:`endoreview.services.finetune_resume`)."""
+    """A queued fine-tune job that continues ``job_id``'s run (``resume_of``; see :mod:`endoreview.jobs.finetune`)."""
     from endoreview.services.jobs import JobService
 
     old = store.get_job(job_id)
@@ -330,7 +329,3 @@ def create_resume_job(store: Store, job_id: int) -> Job:
         )
     params = {k: v for k, v in old.params.items() if k not in ("host", "resume_of")}
     return JobService(store).create("finetune", **params, resume_of=old.id)
-
-
-def resume_command(job: Job) -> list[str]:
-    return [sys.executable, "-m", "endoreview.services.finetune_resume", "--job-id", str(job.id)]

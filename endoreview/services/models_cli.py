@@ -138,20 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {d.video} {where}: {d.reason}  ({cmp.a.name}: {d.a}; {cmp.b.name}: {d.b})")
             if args.out:
                 with open(args.out, "w", encoding="utf-8") as f:
-                    json.dump(
-                        {
-                            "a": _row(cmp.a),
-                            "b": _row(cmp.b),
-                            "manifest": cmp.manifest,
-                            "split": cmp.split,
-                            "metrics": [
-                                {"metric": r.metric, "a": r.a, "b": r.b, "delta": r.delta} for r in cmp.rows
-                            ],
-                            "disagreements": [asdict(d) for d in cmp.disagreements],
-                        },
-                        f,
-                        default=str,
-                    )
+                    json.dump(cmp.to_json(), f, default=str)
             return 0
     except (RegistryError, StoreError, ValueError, FileNotFoundError) as exc:
         print(f"endoreview models {args.cmd}: {exc}", file=sys.stderr)

@@ -31,7 +31,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from endoreview.paths import models_dir
+from endoreview.services.jobs import core_model_command
 from endoreview.store import Store
 from endoreview.store.records import ModelVersion
 
@@ -82,6 +82,25 @@ class Comparison:
     disagreements: tuple[Disagreement, ...]
     frames_compared: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The comparison as the JSON that ``endoreview models compare --out`` and the compare job write."""
+        from dataclasses import asdict
+
+        def version(mv: ModelVersion) -> dict[str, Any]:
+            d = asdict(mv)
+            d["created_at"] = mv.created_at.isoformat(timespec="seconds") if mv.created_at else None
+            return d
+
+        return {
+            "a": version(self.a),
+            "b": version(self.b),
+            "manifest": self.manifest,
+            "split": self.split,
+            "metrics": [{"metric": r.metric, "a": r.a, "b": r.b, "delta": r.delta} for r in self.rows],
+            "disagreements": [asdict(d) for d in self.disagreements],
+            "frames_compared": self.frames_compared,
+        }
 
     def table(self) -> str:
         """The metric table as aligned text (for the CLI and logs)."""
@@ -274,7 +293,7 @@ class RegistryService:
             raise RegistryError(f"{dest} already exists; choose another name")
         tmp = dest.with_name(dest.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [sys.executable, "-m", "core_model", "convert", str(src), "-o", str(tmp), "--force"]
+        cmd = core_model_command("convert", str(src), "-o", str(tmp), "--force")
         if fp16:
             cmd.append("--fp16")
         run = runner or (lambda c: subprocess.run(c, capture_output=True, text=True, check=False))

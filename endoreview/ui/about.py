@@ -51,7 +51,7 @@ def model_card(store: Any) -> dict[str, Any]:
     """The active model's card: name, version, parent, date, held-out metrics, and its MODEL_CARD.md if any."""
     mv = store.active_model_version()
     if mv is None:
-        from endoreview.ui.backend import demo_model_dir
+        from endoreview.services.model_resolver import demo_model_dir
 
         demo = demo_model_dir()
         return {

@@ -8,7 +8,9 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from endoreview import RESEARCH_NOTICE
-from endoreview.ui.backend import Backend, JobLaunch, NoModelError
+from endoreview.services.jobs import Launch
+from endoreview.services.model_resolver import NoModelError
+from endoreview.ui.backend import Backend
 from endoreview.ui.jobs_panel import Job, JobsPanel
 from endoreview.ui.review_controller import ReviewController
 from endoreview.ui.tasks import TaskRunner
@@ -57,7 +59,7 @@ class AnalysisController(QObject):
             self.noModel.emit(str(exc))
         self.message.emit(f"Cannot analyse: {exc}")
 
-    def _start(self, video_ids: list[int], launch: JobLaunch) -> Job:
+    def _start(self, video_ids: list[int], launch: Launch) -> Job:
         job = self.jobs.start(
             launch.title, launch.argv, on_event=lambda ev: self._on_event(video_ids, ev), env=launch.env
         )

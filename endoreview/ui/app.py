@@ -89,11 +89,15 @@ def ensure_app(argv: list[str] | None = None) -> Any:
     return app
 
 
-def create_main_window(args: Any) -> Any:
-    """The configured, not yet shown main window (needs a QApplication)."""
+def create_main_window(args: Any, job_module: str | None = None) -> Any:
+    """The composition root: the app's services (database, job launcher), the backend and the configured, not yet
+    shown main window (needs a QApplication). ``job_module``: the entry module of job processes (default
+    ``endoreview.jobs``)."""
     pg = import_pyqtgraph()
 
     from endoreview.media.guard import mark_gui_thread
+    from endoreview.services.app import AppServices
+    from endoreview.services.jobs import JOBS_MODULE
     from endoreview.ui.backend import Backend
     from endoreview.ui.icons import app_icon
     from endoreview.ui.main_window import MainWindow
@@ -103,7 +107,10 @@ def create_main_window(args: Any) -> Any:
     app = ensure_app()
     apply_theme(app)
     app.setWindowIcon(app_icon())
-    return MainWindow(Backend(getattr(args, "db", None), getattr(args, "reviewer", None)))
+    services = AppServices(
+        getattr(args, "db", None), getattr(args, "reviewer", None), job_module or JOBS_MODULE
+    )
+    return MainWindow(Backend(services=services), error_reporting=True)
 
 
 def run_app(args: Any) -> int:

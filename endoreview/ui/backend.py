@@ -7,7 +7,6 @@ Results are plain view models (:class:`LibraryRow`, :class:`VideoInfo`, tracks) 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,9 @@ from typing import Any
 
 from endoreview.media.guard import check_off_gui_thread
 from endoreview.media.proxy import ProxyInfo, find_proxy
+from endoreview.services.app import AppServices
+from endoreview.services.jobs import JobService, Launch
+from endoreview.services.model_resolver import model_params, resolve_model
 from endoreview.ui.library import LibraryRow
 from endoreview.ui.tasks import GuardedService
 from endoreview.ui.tracks import LabelTrack, PredictionTrack
@@ -69,60 +71,55 @@ def _finding(track: PredictionTrack | None) -> tuple[str, float | None]:
     return "; ".join(parts), unc
 
 
-class NoModelError(RuntimeError):
-    """Analysis was asked for but no model is available."""
-
-
-@dataclass(frozen=True)
-class JobLaunch:
-    title: str
-    argv: list[str]
-    env: dict[str, str]
-    job_id: int
-    model_name: str
-
-
-def demo_model_dir() -> Path | None:
-    from endoreview.paths import resources_dir
-
-    d = resources_dir() / "demo_model"
-    return d if (d / "model.json").is_file() else None
-
-
 class Backend:
-    def __init__(self, db_url: str | None = None, reviewer: str | None = None) -> None:
-        self.db_url = db_url
-        self.reviewer = reviewer or os.environ.get("ENDOREVIEW_REVIEWER") or None
+    """``services`` is the app's :class:`AppServices` (built once by the composition root); ``Backend(db_url,
+    reviewer)`` builds its own for tests and tools that make a backend alone."""
+
+    def __init__(
+        self, db_url: str | None = None, reviewer: str | None = None, services: AppServices | None = None
+    ) -> None:
+        self.services = services if services is not None else AppServices(db_url, reviewer)
         self.store: Any = None
         self.library: Any = None
         self.projects: Any = None
         self.labels: Any = None
         self.project: Any = None
-        # ``MODULE:CALLABLE`` predictor factory for predict jobs (the job's --predictor option); None = Endo-FM
-        self.predictor: str | None = os.environ.get("ENDOREVIEW_PREDICTOR") or None
+
+    @property
+    def db_url(self) -> str | None:
+        return self.services.db_url
+
+    @db_url.setter
+    def db_url(self, url: str | None) -> None:
+        self.services.db_url = url
+
+    @property
+    def reviewer(self) -> str | None:
+        return self.services.reviewer
+
+    @reviewer.setter
+    def reviewer(self, name: str | None) -> None:
+        self.services.reviewer = name
+
+    @property
+    def jobs(self) -> JobService:
+        """The job launcher (what to run for a job; cancel; reap)."""
+        return self.services.jobs
 
     # ---- opening ------------------------------------------------------------------------------------------
     def open(self) -> str:
         """Open (create or upgrade) the database. Returns a short description for the status bar."""
         check_off_gui_thread("db", "open store")
-        from endoreview.services.editing import EditingService
-        from endoreview.services.library import LibraryService
-        from endoreview.services.projects import ProjectService
-        from endoreview.services.review_data import ReviewData
-        from endoreview.store import Store
-
-        raw = Store.open(self.db_url, reviewer=self.reviewer)
-        self._raw_store = raw
+        sv = self.services
+        raw = sv.open()
         # every call through these refuses (strict) or records a call made on the GUI thread
         self.store = GuardedService(raw)
-        self.library = GuardedService(LibraryService(raw))
-        self.projects = GuardedService(ProjectService(raw))
-        self.labels = GuardedService(EditingService(raw))
-        self.review = GuardedService(ReviewData(raw))
+        self.library = GuardedService(sv.library)
+        self.projects = GuardedService(sv.projects)
+        self.labels = GuardedService(sv.labels)
+        self.review = GuardedService(sv.review)
         self.project = self.projects.default_project()
-        from endoreview.services.jobs import JobService
-
-        reaped = JobService(raw).reap()  # jobs whose process died with an earlier session are marked failed
+        reaped = sv.jobs.reap()  # jobs whose process died with an earlier session are marked failed
         if reaped:
             log.info("%d job(s) of an earlier session ended unexpectedly", len(reaped))
         LibraryService(raw).migrate_folder_hashes()  # legacy per-process folder hashes -> deterministic ones
@@ -130,11 +127,8 @@ class Backend:
 
     def close(self) -> None:
         """Release the database connection pool (no query runs; safe at exit on any thread)."""
-        raw = getattr(self, "_raw_store", None)
-        if raw is not None:
-            raw.close()
-            self._raw_store = None
-            self.store = None
+        self.services.close()
+        self.store = None
 
     # ---- library ------------------------------------------------------------------------------------------
     def rows(self) -> list[LibraryRow]:
@@ -290,38 +284,19 @@ class Backend:
             return None
         return mv.name, mv.files_dir
 
-    def predict_job(self, video_ids: list[int], model_dir: str | None = None) -> JobLaunch:
+    def predict_job(self, video_ids: list[int], model_dir: str | None = None) -> Launch:
         """Create a predict job row for ``video_ids`` and return how to start it (argv + environment)."""
         check_off_gui_thread("db", "create predict job")
-        from endoreview.services.jobs import JobService
-
-        params: dict[str, Any] = {"video_ids": [int(v) for v in video_ids]}
-        mv = self.review.active_model()
-        demo = demo_model_dir()
-        if model_dir:
-            params["model"], name = str(model_dir), Path(model_dir).name
-        elif mv is not None and Path(mv.files_dir).is_dir():
-            params["model_version"], name = mv.id, mv.name
-        elif demo is not None:
-            params["model"], name = str(demo), "the demo model"
-        else:
-            raise NoModelError(
-                "Demo model not installed, and no model is registered: videos open and can be labelled, but cannot "
-                "be analysed yet (expected in resources/demo_model)."
-            )
-        if self.predictor:
-            params["predictor"] = self.predictor
         from endoreview.services.app_settings import load_settings
 
+        model = resolve_model(self.services.store, model=model_dir, demo=True, usable_only=True)
+        params: dict[str, Any] = {"video_ids": [int(v) for v in video_ids], **model_params(model)}
         try:
             device = load_settings().device
         except Exception:  # unreadable settings: the job picks its device itself
             device = "auto"
         if device != "auto":
             params["device"] = device
-        jobs = JobService(self._raw_store)
-        job = jobs.create("predict", **params)
+        job = self.jobs.create("predict", **params)
         n = len(video_ids)
-        title = f"Analyse {n} video{'s' if n != 1 else ''} with {name}"
-        env = {k: v for k, v in jobs.environment().items() if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")}
-        return JobLaunch(title, jobs.command(job), env, job.id, name)
+        return self.jobs.launch(job, f"Analyse {n} video{'s' if n != 1 else ''} with {model.name}")

@@ -59,7 +59,7 @@ class DemoController(QObject):
             from endoreview.services.demo import DemoSpec, setup_demo
 
             return setup_demo(
-                self.backend._raw_store,  # noqa: SLF001 - handed to a service on this worker thread
+                self.backend.services.store,  # handed to a service on this worker thread
                 self.spec or DemoSpec(),
                 progress=self._bridge.progress.emit,
                 cancelled=lambda: task.cancelled,

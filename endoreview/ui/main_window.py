@@ -43,7 +43,11 @@ log = logging.getLogger(__name__)
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, backend: Backend, cache_bytes: int = 768 * 1024 * 1024) -> None:
+    def __init__(
+        self, backend: Backend, cache_bytes: int = 768 * 1024 * 1024, error_reporting: bool = False
+    ) -> None:
+        """``error_reporting``: unexpected errors open the error dialog (the app's composition root turns it on;
+        tests that build a window leave it off and see the exception)."""
         super().__init__()
         self.setWindowTitle("EndoReview — research use only, not a medical device")
         self.setWindowIcon(app_icon())
@@ -115,7 +119,7 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(60, self._attach_editing)
         from endoreview.ui.finetune.attach import attach_learning_loop  # fine-tune, models, settings, about
 
-        attach_learning_loop(self)
+        attach_learning_loop(self, error_dialog=error_reporting)
         self.resize(1280, 800)
 
     def _attach_editing(self) -> None:

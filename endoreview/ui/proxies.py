@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from endoreview.media.proxy import ProxyError, ProxyInfo, ProxyReader, build_proxy, find_proxy
+from endoreview.media.opener import long_lived_opener, proxy_opener
+from endoreview.media.proxy import ProxyError, ProxyInfo, build_proxy, find_proxy
 from endoreview.media.thumbs import load_or_make_strip
 from endoreview.ui.library import STRIP_TILES
 
@@ -118,14 +119,9 @@ class MediaQueue(QObject):
                 self.proxyReady.emit(req.video_id, info)
         if req.thumbs and not self._stop:
             if info is not None:
-                opener, n = (lambda: ProxyReader(info.path, info.fps)), info.frame_count
+                opener, n = proxy_opener(info), info.frame_count
             else:
-                from core_model.video import VideoReader
-
-                opener, n = (
-                    (lambda: VideoReader(src, backend="pyav")),
-                    req.frame_count,
-                )  # see review_controller
+                opener, n = long_lived_opener(src), req.frame_count
             _, strip = load_or_make_strip(src, opener, n, n=STRIP_TILES, height=72)
             self.thumbReady.emit(req.video_id, strip)
         if wrote:

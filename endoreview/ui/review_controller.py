@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from endoreview.media.guard import check_off_gui_thread
-from endoreview.media.proxy import ProxyInfo, ProxyReader
+from endoreview.media.opener import long_lived_opener, proxy_opener
+from endoreview.media.proxy import ProxyInfo
 from endoreview.ui.backend import Backend, VideoInfo, VideoTracks
 from endoreview.ui.player.controller import PlayerController, VideoSource
 from endoreview.ui.player.widget import PlayerWidget
@@ -24,25 +24,12 @@ from endoreview.ui.tracks import low_confidence_starts, next_after
 log = logging.getLogger(__name__)
 
 
-# The player keeps its readers open for as long as a video is shown. decord's reader (core_model's "auto" choice)
-# goes on decoding in background threads after a seek and grows by ~400 MB/s while the player waits (measured on a
-# 1080p file: 141 MB -> 1.9 GB in 4 s idle); PyAV decodes only what is asked and was faster here for sequential
-# reads (10 vs 64 ms/frame). So long-lived readers use the PyAV backend.
-LONG_LIVED_BACKEND = "pyav"
-
-
 def _open_original(path: str) -> Callable:
-    def opener():  # noqa: ANN202 - FrameSource
-        from core_model.video import VideoReader
-
-        check_off_gui_thread("open", path)
-        return VideoReader(path, backend=LONG_LIVED_BACKEND)
-
-    return opener
+    return long_lived_opener(path)
 
 
 def _open_proxy(info: ProxyInfo) -> Callable:
-    return lambda: ProxyReader(info.path, info.fps)
+    return proxy_opener(info)
 
 
 class ReviewController(QObject):

@@ -83,3 +83,13 @@ class BrightnessPredictor:
                 "frames": n,
                 "probs": {"normal": 1 - mean, "abnormal": mean},
             }
+
+
+if (
+    __name__ == "__main__"
+):  # this module as a job entry: `python -m tests.services.simple_predictor <kind> …` with BrightnessPredictor
+    import sys
+
+    from endoreview.jobs.__main__ import main
+
+    sys.exit(main(sys.argv[1:], predictor_factory=BrightnessPredictor))

@@ -19,7 +19,9 @@ from endoreview.services.projects import ProjectService
 from tests.services.videos import make_video
 
 ROOT = Path(__file__).resolve().parents[2]
-FACTORY = "tests.services.simple_predictor:BrightnessPredictor"
+ENTRY = (
+    "tests.services.simple_predictor"  # ``python -m endoreview.jobs`` with the brightness predictor injected
+)
 
 
 def model_dir(tmp_path: Path, delay: float = 0.0) -> Path:
@@ -42,8 +44,8 @@ def test_predict_job_records_predictions_and_progress(store, db_url, tmp_path):
     a, _ = lib.import_video(project.id, make_video(tmp_path / "patient_smith_1.mp4", n=12, seed=1))
     b, _ = lib.import_video(project.id, make_video(tmp_path / "patient_smith_2.mp4", n=10, seed=2))
     proc = subprocess.run(
-        [sys.executable, "-m", "endoreview.jobs", "predict", "--db", db_url, "--video-id", str(a.id),
-         "--video-id", str(b.id), "--model", str(model_dir(tmp_path)), "--batch-frames", "4", "--predictor", FACTORY],
+        JobService(None, job_module=ENTRY).command("predict", "--db", db_url, "--video-id", str(a.id),
+         "--video-id", str(b.id), "--model", str(model_dir(tmp_path)), "--batch-frames", "4"),
         cwd=ROOT, env=env_for(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -86,12 +88,11 @@ def test_sigterm_cancels_gracefully_keeping_committed_frames(sqlite_store, tmp_p
     store, db_url = sqlite_store
     project = ProjectService(store).default_project()
     video, _ = LibraryService(store).import_video(project.id, make_video(tmp_path / "long.mp4", n=60))
-    jobs = JobService(store)
+    jobs = JobService(store, job_module=ENTRY)
     job = jobs.create(
         "predict",
         video_ids=[video.id],
         model=str(model_dir(tmp_path, delay=0.05)),
-        predictor=FACTORY,
         batch_frames=5,
     )
     proc = subprocess.Popen(
@@ -102,6 +103,7 @@ def test_sigterm_cancels_gracefully_keeping_committed_frames(sqlite_store, tmp_p
         stderr=subprocess.PIPE,
         text=True,
     )
+    jobs.started(job.id, proc.pid)
     deadline = time.monotonic() + 60
     while True:  # wait until the job is under way with frames committed
         j = store.get_job(job.id)
@@ -140,8 +142,8 @@ def test_bad_arguments_and_unreadable_videos_are_reported(sqlite_store, tmp_path
     bad, _ = lib.import_video(project.id, bad_path)
     bad_path.unlink()
     proc = subprocess.run(
-        [sys.executable, "-m", "endoreview.jobs", "predict", "--video-id", str(good.id), "--video-id", str(bad.id),
-         "--model", str(model_dir(tmp_path)), "--predictor", FACTORY],
+        JobService(None, job_module=ENTRY).command("predict", "--video-id", str(good.id), "--video-id",
+         str(bad.id), "--model", str(model_dir(tmp_path))),
         cwd=ROOT, env=env_for(db_url), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -150,7 +152,7 @@ def test_bad_arguments_and_unreadable_videos_are_reported(sqlite_store, tmp_path
     assert [e["video_id"] for e in errors] == [bad.id] and "gone.mp4" not in errors[0]["message"]
     assert events[-1]["result"]["failed"][0]["video_id"] == bad.id
     unknown = subprocess.run(
-        [sys.executable, "-m", "endoreview.jobs", "bake"],
+        JobService(None).command("bake"),
         cwd=ROOT,
         env=env_for(db_url),
         capture_output=True,
@@ -185,3 +187,48 @@ def test_job_logs_never_show_video_file_names(tmp_path):
     assert scrubber.filter(record)
     assert record.getMessage() == "cannot decode <video 7> at frame 3"
     assert scrubber.scrub("opened Doe_John_1960-01-01.mp4") == "opened <video 7>"
+
+
+def test_a_job_row_chooses_neither_the_code_a_job_imports_nor_the_process_cancel_signals(
+    sqlite_store, tmp_path
+):
+    """Issue 19 row 13: on a shared database anyone can write a job row. A row naming a predictor module must not
+    make the job import it, the hidden ``--predictor`` option is gone, and Cancel never signals the row's pid."""
+    store, db_url = sqlite_store
+    project = ProjectService(store).default_project()
+    video, _ = LibraryService(store).import_video(project.id, make_video(tmp_path / "v.mp4", n=6))
+    marker = tmp_path / "imported.txt"
+    evil = tmp_path / "evil_mod"
+    evil.mkdir()
+    (evil / "planted_predictor.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nclass P:\n    pass\n", encoding="utf-8"
+    )
+    jobs = JobService(store, job_module=ENTRY)
+    job = jobs.create(
+        "predict",
+        video_ids=[video.id],
+        model=str(model_dir(tmp_path)),
+        predictor="planted_predictor:P",
+    )
+    env = jobs.environment({**env_for(), "PYTHONPATH": f"{ROOT}{os.pathsep}{evil}"})
+    proc = subprocess.run(jobs.command(job), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists(), "the job imported a module named by its row"
+    assert store.get_job(job.id).state == "succeeded"
+    hidden = subprocess.run(
+        jobs.command("predict", "--db", db_url, "--video-id", str(video.id), "--predictor", "planted_predictor:P"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert hidden.returncode == 2 and "--predictor" in hidden.stderr and not marker.exists()
+
+    # a running row that names a process this app did not start: Cancel leaves that process alone
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        row = jobs.create("predict", video_ids=[video.id])
+        store.update_job(row.id, state="running", pid=bystander.pid)
+        assert JobService(store).cancel(row.id) is False
+        time.sleep(0.2)
+        assert bystander.poll() is None, "Cancel signalled a process named only by the job row"
+    finally:
+        bystander.kill()
+        bystander.wait()

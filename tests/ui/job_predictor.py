@@ -1,4 +1,4 @@
-"""A fast, deterministic predictor for GUI job tests (the predict job's ``--predictor`` hook), so the app side of
+"""A fast, deterministic predictor for GUI job tests (run as the job entry module, see the end of this file), so the app side of
 analysis — job row, QProcess, JSON lines, recording, timeline refresh, cancel — is tested without loading torch.
 
 Frames in the second half of a video are "abnormal" with a polyp box and mask; the first half is "normal".
@@ -63,3 +63,14 @@ class SlowOnNamePredictor(HalfVideoPredictor):
             yield from super().predict_video(path, on_progress, should_cancel)
         finally:
             self.delay = delay
+
+
+if __name__ == "__main__":
+    # this module as the job entry of the GUI tests: ``python -m tests.ui.job_predictor <kind> …`` runs
+    # ``endoreview.jobs`` with the predictor class named by ``JOB_PREDICTOR_CLASS`` (default HalfVideoPredictor)
+    import sys
+
+    from endoreview.jobs.__main__ import main
+
+    factory = globals()[os.environ.get("JOB_PREDICTOR_CLASS", "HalfVideoPredictor")]
+    sys.exit(main(sys.argv[1:], predictor_factory=factory))

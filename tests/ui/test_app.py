@@ -231,7 +231,7 @@ def test_analyse_finishes_and_results_reach_timeline_and_overlays(
     qtbot, main_window, indexed_video, model_dir
 ):
     win = main_window
-    win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+    win.backend.jobs.job_module = "tests.ui.job_predictor"
     _import(qtbot, win, [indexed_video])
     vid = win.library.model.rows[0].video_id
     win.open_video(vid)
@@ -283,7 +283,7 @@ def test_analyse_finishes_and_results_reach_timeline_and_overlays(
 def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_video, model_dir, monkeypatch):
     monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.2")
     win = main_window
-    win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+    win.backend.jobs.job_module = "tests.ui.job_predictor"
     _import(qtbot, win, [indexed_video])
     vid = win.library.model.rows[0].video_id
     with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
@@ -298,9 +298,9 @@ def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_vid
 
 
 def test_analyse_without_a_model_says_so(qtbot, main_window, indexed_video, monkeypatch):
-    import endoreview.ui.backend as backend_mod
+    import endoreview.services.model_resolver as resolver
 
-    monkeypatch.setattr(backend_mod, "demo_model_dir", lambda: None)
+    monkeypatch.setattr(resolver, "demo_model_dir", lambda: None)
     win = main_window
     _import(qtbot, win, [indexed_video])
     with qtbot.waitSignal(win.analysis_ctl.noModel, timeout=10000) as sig:
@@ -314,7 +314,8 @@ def test_each_video_of_an_analysis_reaches_the_library_when_stored_and_the_end_i
 ):
     monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.15")  # the second video takes >= 6 s
     win = main_window
-    win.backend.predictor = "tests.ui.job_predictor:SlowOnNamePredictor"
+    monkeypatch.setenv("JOB_PREDICTOR_CLASS", "SlowOnNamePredictor")
+    win.backend.jobs.job_module = "tests.ui.job_predictor"
     fast = make_indexed_video(tmp_path / "a_fast.mp4", n=20)
     slow = make_indexed_video(tmp_path / "b_slow.mp4", n=40)
     _import(qtbot, win, [fast, slow])

@@ -69,12 +69,12 @@ def test_demo_from_the_app(qtbot, main_window, tmp_path, monkeypatch, with_model
         (model / "model.json").write_text(json.dumps({"format": "x"}))
         (model / "model.safetensors").write_bytes(b"")
         monkeypatch.setattr(demo, "demo_model_dir", lambda: model)
-        win.backend.predictor = "tests.ui.job_predictor:HalfVideoPredictor"
+        win.backend.jobs.job_module = "tests.ui.job_predictor"
     else:
         monkeypatch.setattr(demo, "demo_model_dir", lambda: None)
-        import endoreview.ui.backend as backend_mod
+        import endoreview.services.model_resolver as resolver
 
-        monkeypatch.setattr(backend_mod, "demo_model_dir", lambda: None)
+        monkeypatch.setattr(resolver, "demo_model_dir", lambda: None)
     with qtbot.waitSignal(win.demo_ctl.ready, timeout=60000):
         win.act_demo.trigger()
     qtbot.waitUntil(lambda: len(win.library.model.rows) == 2, timeout=10000)

@@ -150,7 +150,7 @@ def test_finetune_cancel_resume_register_compare_activate_analyse(ft_window, qtb
     assert mon.val or mon2.val, "no held-out metric curve"
     assert "Registered" in mon2.status.text()
     new_id = int(mon2.result["model_version_id"])
-    store = win.backend._raw_store  # the app's own connection (a second one could race the job's writes)
+    store = win.backend.services.store  # the app's own connection (a second one could race the job's writes)
     mv = store.get_model_version(new_id)
     assert mv.parent_id == win.data["parent"]
     assert "segmentation/dice_frame_strict" in mv.metrics["val"]

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 
 from endoreview.services.editing import DERIVED_ORIGINS, HUMAN_STATES
-from endoreview.store.records import LabelKind, LabelOrigin, ReviewState
+from endoreview.services.records import LabelKind, LabelOrigin, ReviewState
 from endoreview.ui.palette import STATE_COLOURS
 from endoreview.ui.timeline import lane_extents
 

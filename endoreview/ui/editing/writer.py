@@ -18,7 +18,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from endoreview.media.guard import check_off_gui_thread
-from endoreview.store.records import Label, LabelKind
+from endoreview.services.records import Label, LabelKind
 
 log = logging.getLogger(__name__)
 

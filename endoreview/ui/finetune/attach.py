@@ -4,7 +4,6 @@ top of the jobs panel, and the error dialog. Keeps the main window's own code to
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from PySide6.QtGui import QAction, QKeySequence
@@ -62,9 +61,9 @@ def apply_settings(backend: Any) -> None:
         backend.reviewer = s.reviewer
 
 
-def attach_learning_loop(win: Any, error_dialog: bool | None = None) -> FinetuneController:
+def attach_learning_loop(win: Any, error_dialog: bool = False) -> FinetuneController:
     apply_settings(win.backend)
-    store_fn = lambda: win.backend._raw_store  # noqa: E731, SLF001 - called on worker threads only
+    store_fn = lambda: win.backend.services.store  # noqa: E731 - called on worker threads only
     ft = FinetuneController(win.backend, win.runner, win.jobs, win)
     reg = RegistryController(
         win.backend, win.runner, win.jobs, open_frame=lambda v, f: open_at(win, v, f), parent=win
@@ -114,7 +113,7 @@ def attach_learning_loop(win: Any, error_dialog: bool | None = None) -> Finetune
     file_menu.insertAction(quit_action, win.act_settings)
     win.act_about = act("About EndoReview", about)
     _menu(win, "Help").addAction(win.act_about)
-    if error_dialog if error_dialog is not None else "pytest" not in sys.modules:
+    if error_dialog:
         from endoreview.ui.about import install_error_handling
 
         win.error_reporter = install_error_handling(win)

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
 from endoreview import RESEARCH_NOTICE
+from endoreview.services.jobs import Launch
 from endoreview.ui.finetune.dialog import FinetuneDialog
 from endoreview.ui.finetune.monitor import FinetuneMonitor
 from endoreview.ui.jobs_panel import Job, JobsPanel
@@ -34,7 +35,7 @@ class FinetuneController(QObject):
         self.overrides: tuple[str, ...] = ()  # passed to every plan (tests: tiny shapes)
 
     def _store(self) -> Any:
-        return self.backend._raw_store  # noqa: SLF001 - used on worker threads only
+        return self.backend.services.store  # used on worker threads only
 
     def open_dialog(
         self, parent: QWidget | None = None, video_ids: list[int] | None = None
@@ -50,59 +51,38 @@ class FinetuneController(QObject):
         return dlg
 
     def start(self, plan: Any, name: str = "", activate: bool = False) -> None:
-        def work() -> tuple[str, list[str], dict[str, str], int]:
+        def work() -> Launch:
             from endoreview.services.finetune_plan import create_finetune_job
-            from endoreview.services.jobs import JobService
 
-            store = self._store()
-            job = create_finetune_job(store, plan, name=name or None, activate=activate)
-            js = JobService(store)
-            env = {
-                k: v for k, v in js.environment().items() if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")
-            }
+            job = create_finetune_job(self._store(), plan, name=name or None, activate=activate)
             n = len(plan.video_ids)
-            return (
-                f"Fine-tune “{plan.parent_name}” on {n} video{'s' if n != 1 else ''}",
-                js.command(job),
-                env,
-                job.id,
+            return self.backend.jobs.launch(
+                job, f"Fine-tune “{plan.parent_name}” on {n} video{'s' if n != 1 else ''}"
             )
 
         self.runner.submit(
-            "finetune job", work, on_done=lambda r: self._launch(*r, epochs=plan.epochs), on_error=self._error
+            "finetune job", work, on_done=lambda r: self._launch(r, epochs=plan.epochs), on_error=self._error
         )
 
     def resume(self, job_id: int) -> None:
-        def work() -> tuple[str, list[str], dict[str, str], int, int]:
-            from endoreview.services.finetune_plan import create_resume_job, resume_command
-            from endoreview.services.jobs import JobService
+        def work() -> tuple[Launch, int]:
+            from endoreview.services.finetune_plan import create_resume_job
 
-            store = self._store()
-            job = create_resume_job(store, job_id)
-            env = {
-                k: v
-                for k, v in JobService(store).environment().items()
-                if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")
-            }
-            return (
-                f"Resume fine-tune (job {job_id})",
-                resume_command(job),
-                env,
-                job.id,
-                int(job.params.get("epochs") or 1),
-            )
+            job = create_resume_job(self._store(), job_id)
+            launch = self.backend.jobs.launch(job, f"Resume fine-tune (job {job_id})")
+            return launch, int(job.params.get("epochs") or 1)
 
         self.runner.submit(
-            "resume finetune", work, on_done=lambda r: self._launch(*r[:4], epochs=r[4]), on_error=self._error
+            "resume finetune", work, on_done=lambda r: self._launch(r[0], epochs=r[1]), on_error=self._error
         )
 
     def _error(self, exc: BaseException) -> None:
         self.message.emit(f"Cannot start the fine-tune: {exc}")
 
-    def _launch(self, title: str, argv: list[str], env: dict[str, str], job_row: int, epochs: int = 1) -> Job:
-        monitor = FinetuneMonitor(title, epochs)
-        monitor.job_row = job_row  # type: ignore[attr-defined]
-        job = self.jobs.start(title, argv, on_event=monitor.on_event, env=env)
+    def _launch(self, launch: Launch, epochs: int = 1) -> Job:
+        monitor = FinetuneMonitor(launch.title, epochs)
+        monitor.job_row = launch.job_id  # type: ignore[attr-defined]
+        job = self.jobs.start(launch.title, launch.argv, on_event=monitor.on_event, env=launch.env)
         # a fine-tune finishes its current step and records "cancelled" on SIGTERM; give it time before a kill, so a
         # resume never races a checkpoint still being written
         monitor.cancelRequested.connect(lambda: job.cancel(grace_ms=30000))
@@ -111,7 +91,7 @@ class FinetuneController(QObject):
         monitor.job = job  # type: ignore[attr-defined]
         monitor.show()
         self.monitors.append(monitor)
-        self.message.emit(f"{title}: running in the background. {RESEARCH_NOTICE}")
+        self.message.emit(f"{launch.title}: running in the background. {RESEARCH_NOTICE}")
         self.started.emit(job)
         return job
 

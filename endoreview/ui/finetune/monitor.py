@@ -104,8 +104,8 @@ class FinetuneMonitor(QWidget):
         self.cancelRequested.emit()
 
     def _x(self, fraction: float) -> float:
-        # the job maps the engine's run fraction to 0.02 + 0.93 * f
-        return max(0.0, (fraction - 0.02) / 0.93) * self.epochs
+        # the job passes on the fine-tuning engine's own run fraction
+        return max(0.0, fraction) * self.epochs
 
     def on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("event")

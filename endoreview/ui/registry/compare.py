@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from PySide6.QtWidgets import (
 
 from core_model.contract import rle_decode
 from endoreview import RESEARCH_NOTICE
+from endoreview.media.opener import read_frame
+from endoreview.services.jobs import JobService, Launch
 from endoreview.ui.app import import_pyqtgraph
 from endoreview.ui.jobs_panel import Job
 from endoreview.ui.tasks import TaskRunner
@@ -86,14 +87,14 @@ class CompareView(QDialog):
         manifest: str,
         split: str,
         runner: TaskRunner,
-        env: dict[str, str] | None = None,
+        launcher: JobService | None = None,
         start_job: Any = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         pg = import_pyqtgraph()
         self.a, self.b, self.manifest, self.split, self.runner = a, b, manifest, split, runner
-        self.env = dict(env or {})
+        self.launcher = launcher if launcher is not None else JobService(None)
         self._start_job = start_job
         self.result: dict[str, Any] | None = None
         self.frame_preds: dict[int, dict[str, Any]] = {}
@@ -163,19 +164,20 @@ class CompareView(QDialog):
         self.out_path = Path(self._tmp.name) / "compare.json"
 
     # ---- the comparison job ----------------------------------------------------------------------------
-    def _job(self, title: str, argv: list[str], on_event: Any = None) -> Job:
+    def _job(self, launch: Launch, on_event: Any = None) -> Job:
         if self._start_job is not None:
-            return self._start_job(title, argv, on_event, self.env)
-        job = Job(title, argv, on_event=on_event, env=self.env, parent=self)
+            return self._start_job(launch, on_event)
+        job = Job(launch.title, launch.argv, on_event=on_event, env=launch.env, parent=self)
         job.start()
         return job
 
     def start(self) -> Job:
-        argv = [
-            sys.executable, "-m", "endoreview", "models", "compare", str(self.a.id), str(self.b.id),
-            "--manifest", self.manifest, "--split", self.split, "--out", str(self.out_path), "--record",
-        ]  # fmt: skip
-        self.job = self._job(f"Compare {self.a.name} with {self.b.name}", argv)
+        launch = self.launcher.launch(
+            "compare", f"Compare {self.a.name} with {self.b.name}",
+            "--a", str(self.a.id), "--b", str(self.b.id), "--manifest", self.manifest, "--split", self.split,
+            "--out", str(self.out_path), "--record",
+        )  # fmt: skip
+        self.job = self._job(launch)
         self.job.finished.connect(self._compared)
         return self.job
 
@@ -260,10 +262,12 @@ class CompareView(QDialog):
             return
         self.frame_preds = {}
         self._frame_key = (str(path), frame)
-        argv = [sys.executable, "-m", "endoreview.services.model_frames", "--model", self.a.files_dir,
-                "--model", self.b.files_dir, "--video", str(path), "--frame", str(frame)]  # fmt: skip
+        launch = self.launcher.launch(
+            "model-frames", f"Both models on frame {frame}", "--model", self.a.files_dir,
+            "--model", self.b.files_dir, "--video", str(path), "--frame", str(frame),
+        )  # fmt: skip
         self.status.setText(f"Running both models on frame {frame} of video {html.escape(video)}…")
-        job = self._job(f"Both models on frame {frame}", argv, on_event=self._frame_event)
+        job = self._job(launch, on_event=self._frame_event)
         job.finished.connect(lambda _e, key=self._frame_key: self._render_frame(key))
 
     def _frame_event(self, ev: dict[str, Any]) -> None:
@@ -277,10 +281,7 @@ class CompareView(QDialog):
         preds = dict(self.frame_preds)
 
         def work() -> tuple[np.ndarray, np.ndarray]:
-            from core_model.video import VideoReader
-
-            with VideoReader(path) as r:
-                img = r[frame]
+            img = read_frame(path, frame)
             return overlay(img, preds.get(0, {}), SIDE_COLORS[0]), overlay(
                 img, preds.get(1, {}), SIDE_COLORS[1]
             )

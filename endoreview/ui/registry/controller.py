@@ -36,7 +36,7 @@ class RegistryController(QObject):
         self.compares: list[CompareView] = []
 
     def _store(self) -> Any:
-        return self.backend._raw_store  # noqa: SLF001 - used on worker threads only
+        return self.backend.services.store  # used on worker threads only
 
     def open(self, parent: QWidget | None = None, select: int | None = None) -> RegistryView:
         if self.view is None:
@@ -53,39 +53,34 @@ class RegistryController(QObject):
         return self.view
 
     def compare(self, a_id: int, b_id: int) -> None:
-        def work() -> tuple[Any, Any, tuple[str, str] | None, dict[str, str]]:
-            from endoreview.services.jobs import JobService
+        def work() -> tuple[Any, Any, tuple[str, str] | None]:
             from endoreview.services.registry import RegistryService
 
-            store = self._store()
-            reg = RegistryService(store)
+            reg = RegistryService(self._store())
             a, b = reg.get(a_id), reg.get(b_id)
-            env = {
-                k: v
-                for k, v in JobService(store).environment().items()
-                if k in ("ENDOREVIEW_DB_URL", "PYTHONUNBUFFERED")
-            }
-            return a, b, held_out(b) or held_out(a), env
+            return a, b, held_out(b) or held_out(a)
 
         self.runner.submit("compare", work, on_done=self._start_compare, on_error=self._error)
 
     def _error(self, exc: BaseException) -> None:
         self.message.emit(f"Cannot compare: {exc}")
 
-    def _start_compare(self, found: tuple[Any, Any, tuple[str, str] | None, dict[str, str]]) -> None:
-        a, b, ho, env = found
+    def _start_compare(self, found: tuple[Any, Any, tuple[str, str] | None]) -> None:
+        a, b, ho = found
         if ho is None:
             self.message.emit(
                 f"Neither {a.name} nor {b.name} records held-out videos to compare on (fine-tune with two or more "
                 "videos so one is held out)."
             )
             return
-        view = CompareView(a, b, ho[0], ho[1], self.runner, env, start_job=self._start_job, parent=self.view)
+        view = CompareView(
+            a, b, ho[0], ho[1], self.runner, self.backend.jobs, start_job=self._start_job, parent=self.view
+        )
         if self._open_frame is not None:
             view.openFrame.connect(self._open_frame)
         self.compares.append(view)
         view.show()
         view.start()
 
-    def _start_job(self, title: str, argv: list[str], on_event: Any, env: dict[str, str]) -> Any:
-        return self.jobs.start(title, argv, on_event=on_event, env=env)
+    def _start_job(self, launch: Any, on_event: Any) -> Any:
+        return self.jobs.start(launch.title, launch.argv, on_event=on_event, env=launch.env)

@@ -1,5 +1,5 @@
-"""``python -m endoreview.services.model_frames --model A --model B --video PATH --frame 12 [--frame 40 …]``:
-what each model predicts on the same frames (for the side-by-side comparison in the app).
+"""``python -m endoreview.jobs model-frames --model A --model B --video PATH --frame 12 [--frame 40 …]``: what each
+model predicts on the same frames (for the side-by-side comparison in the app). Keeps no job row.
 
 Prints JSON lines: ``{"event": "frame", "model": k, "frame": i, "probs": {...}, "masks": [...], "boxes": [...]}``
 for every model ``k`` (0-based, in the order given) and frame, then ``{"event": "done"}``; a model that cannot
@@ -9,24 +9,28 @@ run gives ``{"event": "error", "model": k, "message": ...}``. Exit 0, or 1 when 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from endoreview.jobs.protocol import emit
+from endoreview.jobs.protocol import EXIT_FAILED, EXIT_OK, emit
+from endoreview.jobs.runner import JobKind, JobRun
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m endoreview.services.model_frames")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", required=True, help="model directory (repeat for each model)")
     p.add_argument("--video", required=True)
     p.add_argument("--frame", type=int, action="append", required=True)
     p.add_argument("--device", default="cpu")
-    args = p.parse_args(argv)
+
+
+def run(job: JobRun) -> int:
     from core_model.inference import Predictor
 
+    params = job.params
+    factory = job.deps.get("predictor_factory") or Predictor
     failed = False
-    for k, model_dir in enumerate(args.model):
+    for k, model_dir in enumerate(params["model"]):
         try:
-            for ev in Predictor(model_dir, device=args.device).predict_video(args.video, frames=args.frame):
+            predictor = factory(model_dir, device=params["device"])
+            for ev in predictor.predict_video(params["video"], frames=params["frame"]):
                 if ev.get("event") == "frame":
                     emit(
                         "frame",
@@ -40,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             emit("error", model=k, message=f"{type(exc).__name__}: {exc}")
     emit("done")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+KIND = JobKind("model-frames", __doc__.split("\n\n")[0], add_arguments, run, row=False, store=False)
