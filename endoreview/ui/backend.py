@@ -122,7 +122,7 @@ class Backend:
         reaped = sv.jobs.reap()  # jobs whose process died with an earlier session are marked failed
         if reaped:
             log.info("%d job(s) of an earlier session ended unexpectedly", len(reaped))
-        LibraryService(raw).migrate_folder_hashes()  # legacy per-process folder hashes -> deterministic ones
+        sv.library.migrate_folder_hashes()  # legacy per-process folder hashes -> deterministic ones
         return f"{self.store.reviewer} · {self.project.name}"
 
     def close(self) -> None:
