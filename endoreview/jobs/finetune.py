@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -249,11 +250,26 @@ def register_result(
     return EXIT_OK
 
 
+def _end_with_parent() -> None:
+    """In the fine-tuning child (Linux): SIGTERM it when this job process dies, even by SIGKILL, so training never
+    goes on orphaned after the app stopped the job."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def run_child(cmd: list[str], ctx: JobContext, cancel: CancelFlag) -> tuple[dict | None, list[str]]:
     """Run ``endofm finetune``, relaying its events; returns its ``done`` event (or None) and its errors."""
     env = dict(os.environ)
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        bufsize=1,
+        preexec_fn=_end_with_parent if sys.platform.startswith("linux") else None,
     )
     stderr_tail: list[str] = []
 

@@ -324,3 +324,16 @@ class JobsPanel(QWidget):
     def cancel_all(self) -> None:
         for j in self.running:
             j.cancel()
+
+    def stop_all(self, grace_ms: int = 8000) -> None:
+        """Stop every running job before the app quits: SIGTERM (each records ``cancelled`` after its current
+        batch), wait up to ``grace_ms`` in all, then kill what is left. Blocks; used only when quitting."""
+        running = self.running
+        for j in running:
+            j.cancel(grace_ms=grace_ms)
+        deadline = time.monotonic() + grace_ms / 1000
+        for j in running:
+            left = max(0, int(1000 * (deadline - time.monotonic())))
+            if j.proc.state() != QProcess.ProcessState.NotRunning and not j.proc.waitForFinished(left):
+                j.proc.kill()
+                j.proc.waitForFinished(2000)

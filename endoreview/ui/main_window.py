@@ -6,15 +6,18 @@ It holds no domain state and no logic beyond layout and menus: each editor has i
 
 from __future__ import annotations
 
+import html
 import logging
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QLabel,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QSizePolicy,
     QSplitter,
     QTabWidget,
@@ -40,6 +43,9 @@ from endoreview.ui.tasks import TaskRunner
 from endoreview.ui.timeline import TimelineWidget
 
 log = logging.getLogger(__name__)
+# how long quitting waits for stopped jobs to record their state before it kills them (a killed job's row is marked
+# failed at the next start and a fine-tune stays resumable)
+JOB_STOP_GRACE_MS = 8000
 
 
 class MainWindow(QMainWindow):
@@ -52,6 +58,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("EndoReview — research use only, not a medical device")
         self.setWindowIcon(app_icon())
         self.backend = backend
+        self._quit_confirmed = False
         self.runner = TaskRunner(workers=2, parent=self)
         self.media = MediaQueue(self)
 
@@ -335,8 +342,46 @@ class MainWindow(QMainWindow):
         super().keyPressEvent(ev)
 
     def closeEvent(self, ev) -> None:  # noqa: N802, ANN001
-        self.jobs.cancel_all()
+        running = self.jobs.running
+        if running and not self._quit_confirmed:
+            ev.ignore()  # asked first; the answer closes the window again (nothing blocks meanwhile)
+            self.ask_quit(running)
+            return
+        self.jobs.stop_all(grace_ms=JOB_STOP_GRACE_MS)
         self.player.close()
         self.media.stop()
         self.runner.shutdown()
         super().closeEvent(ev)
+        # monitors, the model registry, comparisons: top-level windows that would keep the app (and its jobs) alive
+        app = QApplication.instance()
+        for w in app.topLevelWidgets() if app is not None else ():
+            if w is not self and w.isVisible():
+                w.close()
+        self.backend.services.release_instance_lock()  # another window may open this database now
+
+    def ask_quit(self, running: list) -> QMessageBox:
+        """Ask whether to stop the running jobs and quit (non-modal; "Stop jobs and quit" closes the window)."""
+        titles = "".join(f"<li>{html.escape(j.entry.title)}</li>" for j in running)
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Quit EndoReview")
+        box.setText(
+            f"{len(running)} job{'s are' if len(running) != 1 else ' is'} still running:<ul>{titles}</ul>"
+        )
+        box.setInformativeText(
+            "Quitting stops them cleanly: an analysis keeps every frame it has stored, and a fine-tune keeps its "
+            "last finished epoch (resume it from the Jobs panel)."
+        )
+        stop = box.addButton("Stop jobs and quit", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Keep working", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(stop)
+
+        def answered(_code: int) -> None:
+            if box.clickedButton() is stop:
+                self._quit_confirmed = True
+                self.close()
+
+        box.finished.connect(answered)
+        box.open()
+        self.quit_box = box
+        return box

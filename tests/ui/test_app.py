@@ -297,6 +297,44 @@ def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_vid
     qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
 
 
+def test_quit_asks_about_running_jobs_and_stops_them_cleanly(
+    qtbot, main_window, indexed_video, model_dir, monkeypatch
+):
+    """Issue 22 item 6: quitting with a job running asks first; "Stop jobs and quit" ends the job (its row records
+    it) and closes every other top-level window (a fine-tune monitor used to keep the app and its job alive)."""
+    from PySide6.QtWidgets import QWidget
+
+    monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.2")
+    win = main_window
+    win.backend.jobs.job_module = "tests.ui.job_predictor"
+    _import(qtbot, win, [indexed_video])
+    vid = win.library.model.rows[0].video_id
+    with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
+        win.analysis_ctl.analyse([vid], model_dir=str(model_dir))
+    job = sig.args[0]
+    qtbot.waitUntil(lambda: job.entry.fraction > 0, timeout=30000)
+    monitor = QWidget()  # stands for a monitor window: top level, not a child of the main window
+    qtbot.addWidget(monitor)
+    monitor.show()
+    win.close()
+    assert win.isVisible() and job.running, "quitting with a running job asks first"
+    box = win.quit_box
+    assert box.isVisible() and "1 job is still running" in box.text()
+    keep = next(b for b in box.buttons() if b.text() == "Keep working")
+    keep.click()
+    assert win.isVisible() and job.running
+    win.close()
+    stop = next(b for b in win.quit_box.buttons() if b.text() == "Stop jobs and quit")
+    stop.click()
+    qtbot.waitUntil(lambda: not win.isVisible(), timeout=15000)
+    assert not job.running and job.entry.state == "cancelled"
+    assert not monitor.isVisible()
+    rows = [j for j in win.backend.services.store.list_jobs() if j.kind == "predict"]
+    assert [r.state for r in rows] == [
+        "cancelled"
+    ]  # the job stopped itself and said so; nothing left running
+
+
 def test_analyse_without_a_model_says_so(qtbot, main_window, indexed_video, monkeypatch):
     import endoreview.services.model_resolver as resolver
 
