@@ -150,8 +150,8 @@ def child(args: argparse.Namespace) -> int:
     scrub_for(args.seconds)
     emit({"step": "scrub_proxy", **hb.take()})
     # a job while the video plays
-    if args.predictor:
-        win.backend.predictor = args.predictor
+    if args.job_module:
+        win.backend.jobs.job_module = args.job_module
     if args.model:
         win.analysis_ctl.analyse([row.video_id], model_dir=args.model)
     else:
@@ -188,7 +188,7 @@ def main() -> int:
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--video", help=argparse.SUPPRESS)
     ap.add_argument("--model", help="model directory for the job phase (default: active or demo model)")
-    ap.add_argument("--predictor", help=argparse.SUPPRESS)
+    ap.add_argument("--job-module", help="entry module of job processes (default endoreview.jobs)")
     args = ap.parse_args()
     args.seconds = args.seconds or (8.0 if args.small else 30.0)
     args.job_seconds = args.job_seconds or (15.0 if args.small else 60.0)
@@ -202,7 +202,7 @@ def main() -> int:
     video = work / "stall_1080p.mp4"
     if not video.exists():
         make_video(video, int((10 if args.small else 60) * 30))
-    from endoreview.ui.backend import demo_model_dir
+    from endoreview.services.model_resolver import demo_model_dir
 
     cmd = [
         sys.executable,
@@ -223,7 +223,7 @@ def main() -> int:
         model = work / "no_weights_model"
         model.mkdir(exist_ok=True)
         (model / "model.json").write_text("{}")
-        cmd += ["--model", str(model), "--predictor", "tests.ui.job_predictor:HalfVideoPredictor"]
+        cmd += ["--model", str(model), "--job-module", "tests.ui.job_predictor"]
         predictor_note = "tests' fast predictor (demo model not installed)"
     env = dict(
         os.environ,

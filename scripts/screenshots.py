@@ -30,9 +30,9 @@ def shoot(out_dir: Path, size: str) -> int:
 
     w, h = (int(v) for v in size.split("x"))
     app = ensure_app()
-    win = create_main_window(SimpleNamespace(db=None, reviewer="dr_demo"))
-    if os.environ.get("SCREENSHOT_PREDICTOR"):
-        win.backend.predictor = os.environ["SCREENSHOT_PREDICTOR"]
+    win = create_main_window(
+        SimpleNamespace(db=None, reviewer="dr_demo"), job_module=os.environ.get("SCREENSHOT_JOB_MODULE")
+    )
     win.setGeometry(0, 0, w, h)
     win.showMaximized()
 
@@ -112,8 +112,9 @@ def main() -> int:
     ap.add_argument("--data-dir", help="user data folder for the demo (default: a new temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument(
-        "--predictor", help=argparse.SUPPRESS
-    )  # MODULE:CALLABLE for previews without the demo model
+        "--job-module",
+        help="job entry module for previews without the demo model (e.g. tests.ui.job_predictor)",
+    )
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     out = Path(args.out)
@@ -142,8 +143,8 @@ def main() -> int:
                 PYTHONPATH=str(REPO),
             )
             env.pop("ENDOREVIEW_DB_URL", None)
-            if args.predictor:
-                env["SCREENSHOT_PREDICTOR"] = args.predictor
+            if args.job_module:
+                env["SCREENSHOT_JOB_MODULE"] = args.job_module
             r = subprocess.run(
                 [sys.executable, __file__, "--child", size, "--out", str(out)], env=env, cwd=REPO
             )

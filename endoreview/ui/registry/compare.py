@@ -1,6 +1,6 @@
 """Two model versions side by side: the metric table and the frames where they disagree on the same held-out
 videos (``endoreview models compare`` in a subprocess), and both models' overlays on the same frame
-(``python -m endoreview.services.model_frames``). Double-clicking a disagreeing frame opens it in the player."""
+(the ``model-frames`` job). Double-clicking a disagreeing frame opens it in the player."""
 
 from __future__ import annotations
 
