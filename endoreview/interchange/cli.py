@@ -49,7 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export labels or prediction runs")
     exp.add_argument("format", choices=list(_formats()))
     exp.add_argument("out_dir", type=Path)
-    exp.add_argument("--reviewed", action="store_true", help="only accepted, edited and manual labels")
+    which = exp.add_mutually_exclusive_group()
+    which.add_argument(
+        "--reviewed", action="store_true", help="only accepted, edited and manual labels (the default)"
+    )
+    which.add_argument(
+        "--all",
+        dest="all_labels",
+        action="store_true",
+        help="model suggestions too, each with its review state and score (COCO, CSV; other formats cannot say)",
+    )
     exp.add_argument("--state", action="append", dest="states", help="only labels in this state (repeatable)")
     exp.add_argument(
         "--video-id", action="append", type=int, dest="video_ids", help="repeatable; default: all"
@@ -203,7 +212,7 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
 
         opt = ExportOptions(
             args.format,
-            selection="reviewed" if args.reviewed else "all",
+            selection="all" if args.all_labels else ("reviewed" if args.reviewed else None),
             states=args.states,
             video_ids=args.video_ids,
             run_ids=args.run_ids,

@@ -4,7 +4,8 @@ Formats (``ExportOptions.format``): ``coco`` (RLE masks), ``coco-polygons``, ``y
 ``png-masks``, ``cvat-video``, ``csv`` (segments + video labels), ``manifest`` (the training manifest),
 ``endofm-pretrain`` (Endo-FM's ``train.csv`` list of videos).
 
-Selection: ``selection="all"`` (every label, suggestions included), ``"reviewed"`` (accepted, edited, manual) or
+Selection: ``selection="reviewed"`` (accepted, edited, manual: the default, except for prediction runs),
+``"all"`` (every label, suggestions included; COCO and CSV say each label's review state and score) or
 ``states=[...]``; ``video_ids`` (a video set; default: the whole project) and/or ``video_status`` (e.g. only
 videos whose review is finished); ``run_ids`` (labels of those prediction
 runs only). Rejected labels are negatives: only the manifest can express them; other formats drop them and say so.
@@ -63,7 +64,11 @@ FORMATS = (
 REVIEWED = (ReviewState.ACCEPTED, ReviewState.EDITED, ReviewState.MANUAL)
 TEXT_REGION_KEY = "burned_in_text_rect"
 
-ALWAYS_DROPPED = "review state, origin, reviewer, times and provenance of each label"
+ALWAYS_DROPPED = "origin, reviewer, times and provenance of each label"
+STATE_FORMATS = ("coco", "coco-polygons", "csv")  # formats that carry each label's review state and score
+STATE_DROPPED = (
+    "review state of each label (this format cannot say which labels are unreviewed model suggestions)"
+)
 
 
 class ExportError(ValueError):
@@ -73,7 +78,9 @@ class ExportError(ValueError):
 @dataclass
 class ExportOptions:
     format: str
-    selection: str = "all"  # all | reviewed
+    # reviewed (ground truth only) | all (suggestions too, each with its state); None: reviewed, or all when
+    # exporting prediction runs (``run_ids``), whose labels are suggestions by nature
+    selection: str | None = None
     states: Sequence[str] | None = None
     video_ids: Sequence[int] | None = None
     run_ids: Sequence[int] | None = None
@@ -141,9 +148,9 @@ class Exporter:
         states = None
         if opt.states:
             states = [ReviewState(s) for s in opt.states]
-        elif opt.selection == "reviewed":
+        elif _selection(opt) == "reviewed":
             states = list(REVIEWED)
-        elif opt.selection != "all":
+        elif _selection(opt) != "all":
             raise ExportError(
                 f"selection must be 'all' or 'reviewed' (or give states), got {opt.selection!r}"
             )
@@ -212,6 +219,12 @@ class Exporter:
             per_video.append((v, item))
         rep.videos = len(per_video)
         ext = "png" if opt.image_format == "png" else "jpg"
+        if opt.format not in STATE_FORMATS and any(
+            a.state == ReviewState.SUGGESTED
+            for _v, it in per_video
+            for a in (*it.masks, *it.boxes, *it.segments)
+        ):
+            dropped.add(STATE_DROPPED)
         writer = getattr(self, "_w_" + opt.format.replace("-", "_"))
         writer(out, col, per_video, opt, rep, dropped, ext)
         if opt.frames or opt.format.startswith("yolo"):
@@ -248,7 +261,7 @@ class Exporter:
             "labels": rep.labels,
             "frames_written": rep.frames_written,
             "dropped": rep.dropped,
-            "selection": list(opt.states) if opt.states else opt.selection,
+            "selection": list(opt.states) if opt.states else _selection(opt),
             "cancelled": rep.cancelled,
             "failed": [list(f) for f in rep.failed],
         }
@@ -376,7 +389,7 @@ class Exporter:
         from core_model.data import manifest as mf
         from endoreview.services.manifest import snapshot_manifest
 
-        if opt.selection != "reviewed" or opt.states or opt.run_ids:
+        if _selection(opt) != "reviewed" or opt.states or opt.run_ids:
             rep.dropped.append(
                 "the manifest holds reviewed labels only (accepted, edited, manual; rejected as negatives)"
             )
@@ -494,6 +507,12 @@ class Exporter:
             write_video(target, (_apply_blank(r[i], rect) for i in range(len(r))), fps=v.fps)
 
 
+def _selection(opt: ExportOptions) -> str:
+    if opt.selection is not None:
+        return opt.selection
+    return "all" if opt.run_ids is not None else "reviewed"
+
+
 # ====================================================================== store -> IR
 def to_item(v: Video, labels: Sequence[Label], name: str, dropped: set[str]) -> VideoItem:
     item = VideoItem(name=name, width=v.width, height=v.height, num_frames=v.frame_count, fps=v.fps)
@@ -502,18 +521,21 @@ def to_item(v: Video, labels: Sequence[Label], name: str, dropped: set[str]) -> 
         if lab.state == ReviewState.REJECTED:
             dropped.add("rejected labels (negatives; only the training manifest can express them)")
             continue
+        st = str(lab.state)
         if lab.kind == LabelKind.MASK and lab.rle is not None:
             item.masks.append(
-                MaskAnn(lab.frame, lab.class_name, dict(lab.rle), prov, lab.track_id, lab.score)
+                MaskAnn(lab.frame, lab.class_name, dict(lab.rle), prov, lab.track_id, lab.score, st)
             )
         elif lab.kind == LabelKind.BOX and lab.bbox is not None:
             item.boxes.append(
-                BoxAnn(lab.frame, lab.class_name, tuple(lab.bbox), prov, lab.track_id, lab.score)
+                BoxAnn(lab.frame, lab.class_name, tuple(lab.bbox), prov, lab.track_id, lab.score, st)
             )
         elif lab.kind == LabelKind.SEGMENT:
-            item.segments.append(SegmentAnn(lab.start_frame, lab.end_frame, lab.class_name, prov, lab.score))
+            item.segments.append(
+                SegmentAnn(lab.start_frame, lab.end_frame, lab.class_name, prov, lab.score, st)
+            )
         elif lab.kind == LabelKind.VIDEO_CLASS:
-            item.video_labels.append(VideoLabelAnn(lab.class_name, prov, lab.score))
+            item.video_labels.append(VideoLabelAnn(lab.class_name, prov, lab.score, st))
     return item
 
 

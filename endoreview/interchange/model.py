@@ -90,6 +90,9 @@ class MaskAnn:
     provenance: Provenance
     track_id: int | None = None
     score: float | None = None
+    state: str | None = (
+        None  # review state (suggested, accepted, edited, manual) when exported from the store
+    )
 
 
 @dataclass
@@ -100,6 +103,7 @@ class BoxAnn:
     provenance: Provenance
     track_id: int | None = None
     score: float | None = None
+    state: str | None = None
 
 
 @dataclass
@@ -109,6 +113,7 @@ class SegmentAnn:
     label: str
     provenance: Provenance
     score: float | None = None
+    state: str | None = None
 
 
 @dataclass
@@ -116,6 +121,7 @@ class VideoLabelAnn:
     label: str
     provenance: Provenance
     score: float | None = None
+    state: str | None = None
 
 
 @dataclass

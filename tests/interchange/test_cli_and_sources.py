@@ -115,6 +115,7 @@ def test_prediction_run_export_keeps_scores_and_reimports_as_suggestions(store, 
     rep = Exporter(store).export(tmp_path / "o", ExportOptions("coco", run_ids=[run_id]))
     doc = json.loads((tmp_path / "o" / "annotations.json").read_text())
     assert rep.labels >= 12 and all("score" in a for a in doc["annotations"])
+    assert {a["review_state"] for a in doc["annotations"]} == {"suggested"}
     from endoreview.store import Store
 
     other = Store.open(str(tmp_path / "o.sqlite3"))

@@ -333,7 +333,9 @@ def test_manifest_and_csv_round_trip(store, labelled, tmp_path):
 
     assert rest(other, v2.id) == rest(store, labelled.id)
     ex.export(tmp_path / "c", ExportOptions("csv"))
-    assert (tmp_path / "c" / "segments.csv").read_text().splitlines()[1] == "patient_smith_2024,0,6,polyp"
+    assert (tmp_path / "c" / "segments.csv").read_text().splitlines()[
+        1
+    ] == "patient_smith_2024,0,6,polyp,manual"
     assert "patient_smith_2024,abnormal" in (tmp_path / "c" / "video_labels.csv").read_text()
     other.close()
 

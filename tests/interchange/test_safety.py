@@ -105,11 +105,10 @@ def test_voc_filename_outside_the_dataset_is_refused(store, importer, tmp_path, 
 def test_csv_export_neutralises_spreadsheet_formulas_and_reads_back(store, importer, tmp_path):
     import csv
 
-    from endoreview.services.labels import LabelService
-
     from core_model.video import write_video
     from endoreview.interchange.exporter import Exporter, ExportOptions
     from endoreview.interchange.formats.tables import read_segment_csv, read_video_label_csv
+    from endoreview.services.editing import EditingService
 
     names = ["=HYPERLINK(1)", "@SUM(A1)", "+cmd", "-2+3"]
     rng = np.random.default_rng(0)
@@ -120,7 +119,7 @@ def test_csv_export_neutralises_spreadsheet_formulas_and_reads_back(store, impor
         )
     rep = importer.import_videos([tmp_path / "in"])
     assert len(rep.videos_created) == 4
-    svc = LabelService(store)
+    svc = EditingService(store)
     for v in store.list_videos():
         svc.add_segment(v.id, 0, 2, "polyp")
         svc.set_video_class(v.id, "abnormal")

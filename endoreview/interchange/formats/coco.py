@@ -9,6 +9,7 @@ Reading. ``images`` map to video frames in one of two ways:
 
 Each annotation becomes a mask (when it has a ``segmentation``) and a box (always, unless the file was written by
 EndoReview and says ``"endoreview_box": false``). ``score`` and ``track_id`` (or ``instance_id``) are kept.
+EndoReview writes each annotation's ``review_state`` (suggested, accepted, edited, manual) next to its ``score``.
 
 Writing produces COCO-VID style files with RLE masks (``str`` counts) and lists what the format cannot carry.
 """
@@ -268,7 +269,8 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                 ann_id += 1
                 m = rle_decode(a.rle)
                 mb = raster.mask_bbox(m)
-                cands = boxes_by_key.get((a.label, a.track_id), [])
+                # one annotation carries a mask and its box only when both have the same review state
+                cands = [b for b in boxes_by_key.get((a.label, a.track_id), []) if b.state == a.state]
                 if (
                     a.track_id is None
                 ):  # untracked: only the box that is exactly this mask's box is the same object
@@ -291,6 +293,8 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                     ann["track_id"] = a.track_id
                 if a.score is not None:
                     ann["score"] = a.score
+                if a.state is not None:
+                    ann["review_state"] = a.state
                 doc["annotations"].append(ann)
             for rest in boxes_by_key.values():
                 for b in rest:
@@ -308,6 +312,8 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
                         ann["track_id"] = b.track_id
                     if b.score is not None:
                         ann["score"] = b.score
+                    if b.state is not None:
+                        ann["review_state"] = b.state
                     doc["annotations"].append(ann)
     return doc, sorted(dropped)
 

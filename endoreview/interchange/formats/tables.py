@@ -111,12 +111,15 @@ def segment_csv_text(col: Collection) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     has_score = any(s.score is not None for v in col.videos for s in v.segments)
-    w.writerow(SEGMENT_HEADER + (["score"] if has_score else []))
+    has_state = any(s.state is not None for v in col.videos for s in v.segments)
+    w.writerow(SEGMENT_HEADER + (["score"] if has_score else []) + (["state"] if has_state else []))
     for v in col.videos:
         for s in sorted(v.segments, key=lambda s: (s.start, s.end, s.label)):
             row = [safe_cell(v.name), s.start, s.end, safe_cell(s.label)]
             if has_score:
                 row.append("" if s.score is None else f"{s.score:.6g}")
+            if has_state:
+                row.append(s.state or "")
             w.writerow(row)
     return buf.getvalue()
 
@@ -128,16 +131,19 @@ def read_video_label_csv(
     src = source_name or str(path)
     text = _read_text(path, src)
     out = []
+    ncols = 2
     for ln, row in enumerate(_csv_rows(text, src), start=1):
         if not row or all(not c.strip() for c in row):
             continue
         if ln == 1 and (
             header or (header is None and [c.strip().lower() for c in row[:2]] == ["video", "label"])
         ):
+            if [c.strip().lower() for c in row] == ["video", "label", "state"]:
+                ncols = 3  # written by EndoReview with each label's review state (not imported)
             continue
-        if len(row) != 2:
+        if len(row) != ncols:
             raise InterchangeError(
-                src, f"expected 2 comma-separated fields 'video,label', got {len(row)}", line=ln
+                src, f"expected {ncols} comma-separated fields 'video,label', got {len(row)}", line=ln
             )
         video, label = unsafe_cell(row[0].strip()), unsafe_cell(row[1].strip())
         if not video or not label:
@@ -149,10 +155,11 @@ def read_video_label_csv(
 def video_label_csv_text(col: Collection) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video", "label"])
+    has_state = any(lab.state is not None for v in col.videos for lab in v.video_labels)
+    w.writerow(["video", "label"] + (["state"] if has_state else []))
     for v in col.videos:
         for lab in v.video_labels:
-            w.writerow([safe_cell(v.name), safe_cell(lab.label)])
+            w.writerow([safe_cell(v.name), safe_cell(lab.label)] + ([lab.state or ""] if has_state else []))
     return buf.getvalue()
 
 
