@@ -178,6 +178,8 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_import_folder)
         self.act_relink = act("Find moved files…", "folder", lambda: self.library_ctl.ask_relink(self))
         m.addAction(self.act_relink)
+        self.act_export = act("Export labels…", "folder", self.show_export)
+        m.addAction(self.act_export)
         m.addSeparator()
         quit_action = m.addAction("Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
@@ -307,6 +309,17 @@ class MainWindow(QMainWindow):
         dlg = ShortcutHelpDialog(self)
         dlg.show()
         self._help = dlg
+
+    def show_export(self) -> None:
+        """File → Export…: the command line's export with the library's selection preselected."""
+        from endoreview.ui.export_dialog import ExportDialog
+
+        ids = self.library.selected_ids() if self.tabs.currentIndex() == 0 else []
+        if not ids and self.review_ctl.info is not None:
+            ids = [self.review_ctl.info.video_id]
+        self._export = ExportDialog(self.backend, self.runner, ids, self)
+        self._export.finished_export.connect(lambda rep: self.show_message(self._export.status.text()))
+        self._export.open()
 
     def show_message(self, text: str) -> None:
         log.info("%s", text)
