@@ -327,10 +327,7 @@ def make_schedule(cfg: FinetuneConfig, n_clips: int, batch_size: int) -> np.ndar
     if cfg.schedule == "cosine":
         return S.cosine_scheduler(cfg.lr, cfg.min_lr, cfg.epochs, it, cfg.warmup_epochs)
     if cfg.schedule == "cosine_epoch":  # CosineAnnealingLR stepped per epoch (PolypDiag)
-        per_ep = cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (
-            1 + np.cos(np.pi * np.arange(cfg.epochs) / cfg.epochs)
-        )
-        return np.repeat(per_ep, it)
+        return np.repeat(S.cosine_scheduler(cfg.lr, cfg.min_lr, cfg.epochs, 1), it)
     if cfg.schedule == "poly":
         return S.poly_scheduler(cfg.lr, total)
     ms = [int(round(f * total)) for f in cfg.milestones]

@@ -1,16 +1,20 @@
-"""Run checkpoints (one dict, written atomically) and teacher exports.
+"""Run checkpoints, the weights a run starts from, and teacher exports.
 
-A run checkpoint (``checkpoint.pth``, plus ``checkpoint{epoch:04}.pth`` every ``saveckp_freq`` epochs) holds
-``student``, ``teacher`` (``backbone.*`` + ``head.*`` keys, head last layer as ``weight_g``/``weight_v``),
-``optimizer``, ``scaler`` (None without fp16), ``dino_loss`` (its ``center``), ``epoch`` (epochs completed),
-``config`` (the resolved config dict) and ``format``/``format_version``. It is written to a temporary file in the
-same folder and renamed into place, so a crash never leaves a half-written checkpoint.
+A run checkpoint (``checkpoint.pth``, plus ``checkpoint{epoch:04}.pth`` every ``saveckp_freq`` epochs) is the one
+run-checkpoint format of ``core_model.training`` (kind ``pretrain``: versioned, written atomically, read with
+``weights_only=True``). It holds ``student``, ``teacher`` (``backbone.*`` + ``head.*`` keys, head last layer as
+``weight_g``/``weight_v``), ``optimizer``, ``scaler`` (None without fp16), ``dino_loss`` (its ``center``), ``epoch``
+(epochs completed), ``config`` (the resolved config dict) and ``backbone_config`` (the backbone's own config).
+
+The start of a new run (``model.init_checkpoint``; ``read_start_checkpoint``): ``bundled`` (``resources/demo_model``,
+the default), a user's ``endo_fm.pth``, an official ``checkpoint.pth`` (student, teacher, centre and optimiser carry
+over), a model directory or any layout the converter reads; ``scratch`` (or null) for random weights.
 
 Exports of the teacher:
 
 - ``export_official(path, teacher, ...)``: the official layout (reference §2.3) ``{'teacher': {'backbone.…', 'head.…'},
-  'student': {'module.backbone.…', …}, 'epoch', 'dino_loss'}``, readable by the official downstream code and by our
-  converter;
+  'student': {'module.backbone.…', …}, 'epoch', 'dino_loss'}``, readable by the official downstream code, by our
+  converter and as the start of another run;
 - ``export_model_dir(dir, teacher_backbone, ...)``: the project's model directory via ``core_model.checkpoint``.
 """
 

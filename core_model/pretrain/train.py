@@ -570,6 +570,7 @@ def _train(
             "precision": str(amp).replace("torch.", "") if amp else "fp32",
             "out_dir": str(out),
             "init": "resume" if resume else (start.path if start is not None else "scratch"),
+            "arch": _arch_name(_unwrap(student).backbone.cfg, cfg.model.arch),
         }
     )
 
@@ -674,6 +675,17 @@ def _export(
         "img_size": cfg.views.global_size,
         "frame_stride": cfg.views.sampling_rate,
     }
-    provenance = {"source": "endofm pretrain", "epochs": epoch, "run_dir": str(out), "arch": cfg.model.arch}
-    export_model_dir(export_dir / "model", teacher.backbone, cfg.model.arch, preprocess, provenance)
+    arch = _arch_name(teacher.backbone.cfg, cfg.model.arch)  # a model directory start may have set another
+    provenance = {"source": "endofm pretrain", "epochs": epoch, "run_dir": str(out), "arch": arch}
+    export_model_dir(export_dir / "model", teacher.backbone, arch, preprocess, provenance)
     return export_dir
+
+
+def _arch_name(bcfg: Any, fallback: str) -> str:
+    """The named architecture whose width, depth and heads ``bcfg`` has (``fallback`` when none)."""
+    from core_model.models.config import MODEL_CONFIGS
+
+    for name, c in MODEL_CONFIGS.items():
+        if (c.embed_dim, c.depth, c.num_heads) == (bcfg.embed_dim, bcfg.depth, bcfg.num_heads):
+            return name
+    return fallback

@@ -48,13 +48,13 @@ def test_cli_run_writes_run_dir_progress_and_exports(tmp_path, capsys):
     saved = load_config(out / "config.yaml")
     assert saved.data.path == str(csv) and saved.head.out_dim == 64
     assert len((out / "metrics.jsonl").read_text().splitlines()) >= len(events)
-    ckpt = torch.load(out / "checkpoint.pth", weights_only=False)
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert {"student", "teacher", "optimizer", "scaler", "dino_loss", "epoch", "config"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and ckpt["dino_loss"]["center"].shape == (1, 64)
     assert (out / "checkpoint0000.pth").is_file() and (out / "checkpoint0001.pth").is_file()
 
     # official layout: {'teacher': {'backbone.*', 'head.*'}}, read by the project's converter and by create_model
-    official = torch.load(out / "export" / "teacher_official.pth", weights_only=False)
+    official = torch.load(out / "export" / "teacher_official.pth", weights_only=True)
     teacher = official["teacher"]
     assert "head.last_layer.weight_g" in teacher and "backbone.cls_token" in teacher
     from core_model.models import create_model
@@ -76,11 +76,11 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path, extra)
     full = train(tiny_config(data, *extra), tmp_path / "full")
     part = train(tiny_config(data, *extra), tmp_path / "part", stop_after_epochs=1)
     assert part.epochs_done == 1 and part.export_dir is None
-    assert torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=True)["epoch"] == 1
     resumed = train(tiny_config(data, *extra), tmp_path / "part", resume=True)
     assert resumed.epochs_done == 2
-    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=False)
-    b = torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoint.pth", weights_only=True)
+    b = torch.load(tmp_path / "part" / "checkpoint.pth", weights_only=True)
     for key in ("student", "teacher"):
         for name, value in a[key].items():
             assert torch.equal(value, b[key][name]), f"{key}.{name} differs after resume"
@@ -106,7 +106,7 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp
     assert rc == 1
     assert "loss is nan at epoch 1 step 0" in captured.err and "checkpoint.pth" in captured.err
     assert _events(captured.out)[-1]["event"] == "error"
-    ckpt = torch.load(out / "checkpoint.pth", weights_only=False)
+    ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["student"].values())
     assert not (out / "export").exists()
@@ -208,6 +208,42 @@ def test_continuing_from_an_official_run_checkpoint_restores_student_teacher_and
     s3, t3 = build_models(wrong_head)  # a head of another size starts from scratch; the backbone still loads
     assert torch.equal(s3.backbone.cls_token, student.backbone.cls_token)
     assert torch.equal(s3.head.last_layer.weight_v, t3.head.last_layer.weight_v)
+
+
+def test_cli_continues_from_the_bundled_backbone_unless_told_otherwise(tmp_path, capsys):
+    from core_model.checkpoint import load_model_dir
+    from core_model.pretrain.state import bundled_model_dir
+
+    videos = write_tiny_videos(tmp_path / "videos", n=2)
+    small = [o for o in TINY_OVERRIDES if not o.startswith("model.")] + [
+        "optim.epochs=1",
+        f"data.path={videos[0].parent}",
+    ]
+    args = [a for o in small for a in ("--set", o)]
+    assert cli.main(["--out", str(tmp_path / "run"), "--json", *args]) == 0
+    start = next(e for e in _events(capsys.readouterr().out) if e["event"] == "start")
+    assert start["init"] == str(bundled_model_dir()) and start["arch"] == "endofm_tiny"
+    _, meta = load_model_dir(tmp_path / "run" / "export" / "model")
+    assert meta.arch_name == "endofm_tiny" and meta.config.embed_dim == 192  # the bundled backbone, continued
+
+    assert (
+        cli.main(
+            [
+                "--out",
+                str(tmp_path / "scratch"),
+                "--json",
+                *args,
+                "--from-scratch",
+                "--set",
+                "model.arch=endofm_tiny",
+                "--set",
+                "model.overrides={depth: 1}",
+            ]
+        )
+        == 0
+    )
+    start = next(e for e in _events(capsys.readouterr().out) if e["event"] == "start")
+    assert start["init"] == "scratch"
 
 
 def test_a_run_starts_from_the_bundled_backbone_by_default():
