@@ -204,10 +204,15 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
                     rep.cancelled |= r.cancelled
                     if r.cancelled:
                         break
+            empty = args.what == "labels" and rep.labels_added == 0 and not rep.failed and not rep.cancelled
+            if empty:  # said, not passed over: a label import that found nothing is a mistake to look at
+                where = ", ".join(str(p) for p in args.paths)
+                _emit({"event": "error", "file": where, "line": None, "field": None,
+                       "reason": "no labels found to import (is this the right folder or format? see `check`)"})  # fmt: skip
             d = asdict(rep)
             d["issues"] = [str(i) for i in rep.issues]
             _emit({"event": "done", "summary": rep.summary(), **d})
-            return 0 if rep.ok else 1
+            return 0 if rep.ok and not empty else 1
         from endoreview.interchange.exporter import Exporter, ExportOptions
 
         opt = ExportOptions(

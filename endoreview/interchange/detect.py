@@ -34,6 +34,26 @@ FILE_FORMATS = (
 )
 
 
+def _refuse_mask_videos(root: Path, col: Collection) -> None:
+    """A layout that found only "videos" whose frames are masks (a folder of per-video mask folders, a GT/ folder)
+    would import masks as procedures: refuse, naming the folder."""
+    from endoreview.media.masks import mask_only_reason
+
+    folders = [v for v in col.videos if v.frame_files or (v.source is not None and Path(v.source).is_dir())]
+    if not folders or len(folders) != len(col.videos) or any(v.masks or v.boxes for v in col.videos):
+        return
+    for v in folders[:3]:
+        frames = v.frame_files or None
+        why = mask_only_reason(Path(v.source) if v.source is not None else root, frames)
+        if why is None:
+            return
+    raise InterchangeError(
+        root,
+        f"every video found here ({len(folders)}) is a folder of black-and-white masks, not of video frames — "
+        "these look like ground-truth masks; import the dataset's root folder (with its frames) instead",
+    )
+
+
 def detect_folder(root: Path) -> str | None:
     if simple.find_polypdiag(root):
         return "polypdiag"
@@ -118,7 +138,9 @@ def read_path(
                 path,
                 f"no known dataset layout here (accepted: {', '.join(FOLDER_LAYOUTS)}; see docs/interchange.md)",
             )
-        return readers[layout](path)
+        col = readers[layout](path)
+        _refuse_mask_videos(path, col)
+        return col
     layout = layout or detect_file(path)
     if layout == "coco":
         return read_coco(path)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from endoreview.media.masks import mask_only_reason
 from endoreview.services.hashing import IMAGE_SUFFIXES, content_hash, legacy_folder_hashes
 from endoreview.store import Store, StoreError
 from endoreview.store.records import ReviewStatus, Video
@@ -131,6 +132,8 @@ class LibraryService:
         p = Path(path).expanduser()
         if not p.exists():
             raise VideoImportError(f"{p}: does not exist")
+        if p.is_dir() and (why := mask_only_reason(p)) is not None:
+            raise VideoImportError(why)
         digest = content_hash(p)
         for existing in self._with_hash(project_id, p, digest):
             video = existing
