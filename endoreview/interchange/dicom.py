@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from core_model.atomic import atomic_write
 from endoreview.interchange.model import InterchangeError
 
 log = logging.getLogger(__name__)
@@ -176,21 +177,23 @@ def _remux(raw: Path, fmt: str, fps: float, target: Path) -> None:
         order += [f.pts for f in ctx.decode(None)]
         rank = {p: r for r, p in enumerate(order) if p is not None}
         delay = max([0] + [i - r for i, r in rank.items()])
-        tmp = target.with_suffix(".partial.mp4")
-        out = av.open(str(tmp), "w", format="mp4")
-        try:
-            ost = out.add_stream_from_template(ist)
-            ost.time_base = tb
-            for i, p in enumerate(packets):
-                p.stream = ost
-                p.time_base = tb
-                p.dts = i * step
-                p.pts = (rank.get(i, i) + delay) * step
-                p.duration = step
-                out.mux(p)
-        finally:
-            out.close()
-        os.replace(tmp, target)
+
+        def remux(tmp: Path) -> None:
+            out = av.open(str(tmp), "w", format="mp4")
+            try:
+                ost = out.add_stream_from_template(ist)
+                ost.time_base = tb
+                for i, p in enumerate(packets):
+                    p.stream = ost
+                    p.time_base = tb
+                    p.dts = i * step
+                    p.pts = (rank.get(i, i) + delay) * step
+                    p.duration = step
+                    out.mux(p)
+            finally:
+                out.close()
+
+        atomic_write(target, remux)
     finally:
         inp.close()
 

@@ -151,6 +151,8 @@ def build_proxy(
     """Transcode ``source`` into a proxy (written to a temp file, renamed into place). Runs off the GUI thread."""
     import av
 
+    from core_model.atomic import atomic_write_text
+
     check_off_gui_thread("proxy", str(source))
     src = Path(source)
     if not src.is_file():
@@ -229,7 +231,7 @@ def build_proxy(
         build_seconds=time.perf_counter() - t0,
         bytes=out.stat().st_size,
     )
-    _sidecar(out).write_text(json.dumps(asdict(info), indent=1))
+    atomic_write_text(_sidecar(out), json.dumps(asdict(info), indent=1))
     if on_progress is not None:
         on_progress(n, n)
     return info

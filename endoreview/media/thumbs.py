@@ -90,7 +90,9 @@ def load_or_make_strip(
         strip = make_strip(src, frame_count, n=n, height=height)
     finally:
         src.close()
-    tmp = path.with_name(path.stem + ".part.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-    tmp.replace(path)
+    from core_model.atomic import atomic_write_bytes
+
+    ok, png = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    if ok:
+        atomic_write_bytes(path, png.tobytes())
     return path, strip

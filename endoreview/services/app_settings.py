@@ -84,11 +84,9 @@ def validate(s: Settings) -> None:
 def save_settings(s: Settings, path: str | os.PathLike | None = None) -> Path:
     """Validate and write atomically."""
     validate(s)
-    p = Path(path) if path else settings_path()
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(s), indent=2), encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    from core_model.atomic import atomic_write_text
+
+    return atomic_write_text(Path(path) if path else settings_path(), json.dumps(asdict(s), indent=2))
 
 
 def split_password(url: str) -> tuple[str, str]:

@@ -137,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 where = "whole video" if d.frame < 0 else f"frame {d.frame}"
                 print(f"  {d.video} {where}: {d.reason}  ({cmp.a.name}: {d.a}; {cmp.b.name}: {d.b})")
             if args.out:
-                with open(args.out, "w", encoding="utf-8") as f:
-                    json.dump(cmp.to_json(), f, default=str)
+                from core_model.atomic import atomic_write_text
+
+                atomic_write_text(args.out, json.dumps(cmp.to_json(), default=str))
             return 0
     except (RegistryError, StoreError, ValueError, FileNotFoundError) as exc:
         print(f"endoreview models {args.cmd}: {exc}", file=sys.stderr)
