@@ -41,7 +41,7 @@ def emit(obj: dict) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def _frames(seed: int, n: int, w: int, h: int):  # noqa: ANN202
+def _frames(seed: int, n: int, w: int, h: int):
     import numpy as np
 
     rng = np.random.default_rng(seed)

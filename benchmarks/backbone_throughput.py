@@ -37,8 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_model.models import EndoFM, get_config  # noqa: E402
-from core_model.models.reference import ReferenceEndoFM  # noqa: E402
+from core_model.models import EndoFM, get_config
+from core_model.models.reference import ReferenceEndoFM
 
 
 @dataclass(frozen=True)
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         except torch.OutOfMemoryError as exc:
             msg = f"out of memory: {str(exc).splitlines()[0]}"
             out = [{"event": "row", **c.__dict__, "error": msg} for c in group]
-        except Exception as exc:  # noqa: BLE001 - a failed row is reported, the run goes on
+        except Exception as exc:  # a failed row is reported, the run goes on
             msg = f"{type(exc).__name__}: {exc}"[:500]
             out = [{"event": "row", **c.__dict__, "error": msg} for c in group]
         if device.type == "cuda":

@@ -39,9 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_model.heads import EndoFMTaskModel, build_head  # noqa: E402
-from core_model.models import EndoFM, get_config  # noqa: E402
-from core_model.models.reference import ReferenceEndoFM  # noqa: E402
+from core_model.heads import EndoFMTaskModel, build_head
+from core_model.models import EndoFM, get_config
+from core_model.models.reference import ReferenceEndoFM
 
 HEAD_CFG = {
     "classification": {"classes": ["normal", "abnormal"]},
@@ -140,7 +140,7 @@ def measure(arch, impl, task, precision, batch, frames, size, iters, warmup, dev
     except torch.OutOfMemoryError:
         row.update(error="out of memory")
     finally:
-        model = opt = x = step = None  # noqa: F841
+        model = opt = x = step = None
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -50,10 +50,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_model.contract import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from core_model.phantom.sites import SITES  # noqa: E402
-from core_model.pretrain import load_config, train  # noqa: E402
-from core_model.pretrain.data import read_clip_list  # noqa: E402
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
+from core_model.phantom.sites import SITES
+from core_model.pretrain import load_config, train
+from core_model.pretrain.data import read_clip_list
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)

@@ -44,12 +44,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core_model import runtime  # noqa: E402
-from core_model.models import EndoFM, get_config  # noqa: E402
-from core_model.models.reference import ReferenceEndoFM  # noqa: E402
-from core_model.pretrain.head import DINOHead, MultiCropWrapper  # noqa: E402
-from core_model.pretrain.loss import DINOLoss  # noqa: E402
-from core_model.pretrain.optim import (  # noqa: E402
+from core_model import runtime
+from core_model.models import EndoFM, get_config
+from core_model.models.reference import ReferenceEndoFM
+from core_model.pretrain.head import DINOHead, MultiCropWrapper
+from core_model.pretrain.loss import DINOLoss
+from core_model.pretrain.optim import (
     cancel_last_layer_grads,
     clip_gradients_per_param,
     ema_update,

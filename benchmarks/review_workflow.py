@@ -75,7 +75,7 @@ def make_phantom(out: Path, frames: int, size: int) -> tuple[Path, object]:
     return path, load_ground_truth(path.with_suffix(".json"))
 
 
-def model_events(gt, wrong: float, seed: int = 0):  # noqa: ANN001, ANN201
+def model_events(gt, wrong: float, seed: int = 0):
     """A stand-in model: the truth, with a fraction of polyp frames wrong and a few false positives."""
     from core_model.contract import rle_encode
     from endoreview.services.editing import mask_box
@@ -162,7 +162,7 @@ class Session:
         )
         self.keys = self.clicks = 0
 
-    def spin(self, cond, timeout: float = 60.0) -> None:  # noqa: ANN001
+    def spin(self, cond, timeout: float = 60.0) -> None:
         end = time.monotonic() + timeout
         while not cond():
             if time.monotonic() > end:
@@ -170,14 +170,14 @@ class Session:
             self.app.processEvents()
             time.sleep(0.002)
 
-    def _thread(self, fn):  # noqa: ANN001, ANN202
+    def _thread(self, fn):
         out: list = []
         t = threading.Thread(target=lambda: out.append(fn()))
         t.start()
         self.spin(lambda: not t.is_alive())
         return out[0]
 
-    def key(self, k, mod=None) -> None:  # noqa: ANN001
+    def key(self, k, mod=None) -> None:
         from PySide6.QtCore import Qt
         from PySide6.QtTest import QTest
 
@@ -241,7 +241,7 @@ class Session:
         self.app.processEvents()
 
 
-def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> dict:  # noqa: ANN001
+def run(mode: str, video: Path, gt, events: list[dict] | None, work: Path) -> dict:
     from PySide6.QtCore import Qt
 
     s = Session(video, work / f"{mode}.sqlite3", events if mode == "review" else None)
@@ -321,7 +321,7 @@ def screens(out: Path, size: str, work: Path) -> None:
             s.app.processEvents()
             time.sleep(0.01)
 
-    def save(name: str, widget=None) -> None:  # noqa: ANN001
+    def save(name: str, widget=None) -> None:
         wait()
         path = out / f"edit_{name}-{w}x{h}.png"
         (widget or win).grab().save(str(path))
@@ -332,7 +332,7 @@ def screens(out: Path, size: str, work: Path) -> None:
         s.spin(lambda: win.player.shown == (f, True))
         s.settle()
 
-    def mouse(kind, x: float, y: float, buttons) -> None:  # noqa: ANN001
+    def mouse(kind, x: float, y: float, buttons) -> None:
         view = win.player_widget.view
         pos = QPointF(view.mapFromScene(view.vb.mapViewToScene(QPointF(x, y))))
         ev = QMouseEvent(kind, pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), Qt.MouseButton.LeftButton,

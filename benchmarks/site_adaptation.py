@@ -39,12 +39,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pretrain_probe as probe  # noqa: E402  (the phantom data and the probes, shared with that benchmark)
+import pretrain_probe as probe  # (the phantom data and the probes, shared with that benchmark)
 
-from core_model.phantom.sites import SITES  # noqa: E402
-from core_model.pretrain import load_config, train  # noqa: E402
-from core_model.pretrain.data import read_clip_list  # noqa: E402
-from core_model.pretrain.state import bundled_model_dir  # noqa: E402
+from core_model.phantom.sites import SITES
+from core_model.pretrain import load_config, train
+from core_model.pretrain.data import read_clip_list
+from core_model.pretrain.state import bundled_model_dir
 
 
 def _archive(work: Path, n: int, frames: int, size: int, site: str, clip_frames: int, scale: float) -> Path:

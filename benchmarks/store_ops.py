@@ -42,9 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from endoreview.store import Store  # noqa: E402
-from endoreview.store.database import SQLITE_PRAGMAS  # noqa: E402
-from endoreview.store.records import FramePrediction, NewLabel  # noqa: E402
+from endoreview.store import Store
+from endoreview.store.database import SQLITE_PRAGMAS
+from endoreview.store.records import FramePrediction, NewLabel
 
 
 def emit(obj: dict[str, Any]) -> None:

@@ -135,7 +135,7 @@ def safe_torch_load(path: str | os.PathLike) -> Any:
     try:
         with torch.serialization.safe_globals(_allowed_globals()):
             return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
+    except Exception as exc:  # every failure becomes one clear message
         text = str(exc)
         m = re.search(r"GLOBAL ([\w.]+)", text)
         if m:

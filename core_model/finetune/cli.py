@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:
         emit({"event": "error", "message": str(exc)})
         return 2
-    except Exception as exc:  # noqa: BLE001 - report every failure as an event, with its type
+    except Exception as exc:  # report every failure as an event, with its type
         logging.getLogger(__name__).debug("fine-tuning failed", exc_info=True)
         emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
         return 1

@@ -105,7 +105,7 @@ def plan_machine(
     for gc_on in options:
         try:
             p1 = _measure(device, probe, 1, gc_on)
-        except Exception as exc:  # noqa: BLE001 - OOM at the probe means "does not fit"
+        except Exception as exc:  # OOM at the probe means "does not fit"
             if not is_oom(exc):
                 raise
             last_err = exc
@@ -116,7 +116,7 @@ def plan_machine(
             continue
         try:
             p2 = _measure(device, probe, 2, gc_on)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_oom(exc):
                 raise
             _free(device)

@@ -455,7 +455,7 @@ def run_epoch(
             cfg.max_steps_per_epoch,
             _ProgressEvents(emit, cfg, state, epoch),
         )
-    except Exception as exc:  # noqa: BLE001 - only an out-of-memory error is handled
+    except Exception as exc:  # only an out-of-memory error is handled
         new_bs = halve_batch_on_oom(exc, state.batch_size, device)
         if new_bs is None:
             raise

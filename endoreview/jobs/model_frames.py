@@ -40,7 +40,7 @@ def run(job: JobRun) -> int:
                         masks=ev.get("masks") or [],
                         boxes=ev.get("boxes") or [],
                     )
-        except Exception as exc:  # noqa: BLE001 - reported per model, the other still runs
+        except Exception as exc:  # reported per model, the other still runs
             failed = True
             emit("error", model=k, message=f"{type(exc).__name__}: {exc}")
     emit("done")

@@ -234,7 +234,7 @@ class FrameServer:
                     if source is not None:
                         try:
                             source.close()
-                        except Exception:  # noqa: BLE001 - already failing
+                        except Exception:  # already failing
                             pass
                         source = None
                 finally:

@@ -112,7 +112,7 @@ def store_pg_password(url: str, password: str, pgpass: str | os.PathLike | None 
 
             keyring.set_password(KEYRING_SERVICE, clean, password)
             return "keyring"
-        except Exception:  # noqa: BLE001 - no keyring package or no backend: fall back to ~/.pgpass
+        except Exception:  # no keyring package or no backend: fall back to ~/.pgpass
             log.info("no usable OS keyring; writing ~/.pgpass")
     p = Path(pgpass) if pgpass is not None else Path.home() / ".pgpass"
 
@@ -145,7 +145,7 @@ def database_url(s: Settings) -> str:
         if pw:
             parts = urlsplit(url)
             url = parts._replace(netloc=f"{parts.username}:{pw}@{parts.netloc.split('@', 1)[1]}").geturl()
-    except Exception:  # noqa: BLE001 - no keyring: psycopg reads ~/.pgpass
+    except Exception:  # no keyring: psycopg reads ~/.pgpass
         pass
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]

@@ -85,7 +85,7 @@ class AnalysisController(QObject):
         if kind in ("progress", "video_done") and (vid is None or int(vid) == info.video_id):
             self.review.reload_soon()
 
-    def _on_finished(self, entry) -> None:  # noqa: ANN001
+    def _on_finished(self, entry) -> None:
         vids = self._job_videos.pop(entry.id, [])
         if self.review.info is not None and self.review.info.video_id in vids:
             self.review.reload_tracks()

@@ -138,7 +138,7 @@ class Backend:
             try:
                 path = self.library.resolve_path(v)
                 exists = path.exists()
-            except Exception:  # noqa: BLE001 - an unresolvable path is a missing file
+            except Exception:  # an unresolvable path is a missing file
                 path, exists = Path(v.path), False
             track = self._prediction_track(v.id, v.frame_count, self._latest_run(v.id))
             finding, unc = _finding(track)
@@ -167,7 +167,7 @@ class Backend:
         cancelled: Callable[[], bool] | None = None,
     ) -> ImportSummary:
         check_off_gui_thread("db", "import")
-        files = self.library._expand(paths)  # noqa: SLF001 - the same expansion import_paths uses
+        files = self.library._expand(paths)  # the same expansion import_paths uses
         imported = present = 0
         failed: list[tuple[str, str]] = []
         ids: list[int] = []
@@ -178,7 +178,7 @@ class Backend:
                 progress(k, len(files), Path(p).name)
             try:
                 video, created = self.library.import_video(self.project.id, p)
-            except Exception as exc:  # noqa: BLE001 - reported per file, the import goes on
+            except Exception as exc:  # reported per file, the import goes on
                 failed.append((str(p), str(exc)))
                 continue
             ids.append(video.id)
@@ -199,7 +199,7 @@ class Backend:
         try:
             path = self.library.resolve_path(v)
             exists = path.exists()
-        except Exception:  # noqa: BLE001
+        except Exception:
             path, exists = Path(v.path), False
         proxy = find_proxy(path) if exists and path.is_file() else None
         if proxy is not None and proxy.frame_count != v.frame_count:

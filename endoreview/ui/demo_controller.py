@@ -32,7 +32,7 @@ class DemoController(QObject):
         library: LibraryController,
         analysis: AnalysisController,
         parent=None,
-    ) -> None:  # noqa: ANN001
+    ) -> None:
         super().__init__(parent)
         self.backend, self.runner, self.library, self.analysis = backend, runner, library, analysis
         self.running = False
@@ -54,7 +54,7 @@ class DemoController(QObject):
         self.library.widget.set_empty_text("Setting up the demo: generating synthetic endoscopy videos…")
         self.message.emit("Setting up the demo (synthetic endoscopy videos)…")
 
-        def work(task: Task):  # noqa: ANN202
+        def work(task: Task):
             check_off_gui_thread("db", "demo set-up")
             from endoreview.services.demo import DemoSpec, setup_demo
 
@@ -74,7 +74,7 @@ class DemoController(QObject):
         self.message.emit(f"The demo could not be set up: {exc}")
         self.library.widget.set_empty_text(f"The demo could not be set up:\n{exc}")
 
-    def _on_ready(self, result) -> None:  # noqa: ANN001
+    def _on_ready(self, result) -> None:
         self.running = False
         self.result = result
         self.library.refresh()

@@ -79,7 +79,7 @@ class Job(QObject):
         on_event: EventCallback | None = None,
         env: dict | None = None,
         parent=None,
-    ) -> None:  # noqa: ANN001
+    ) -> None:
         super().__init__(parent)
         Job._ids += 1
         self.entry = JobEntry(Job._ids, title, list(argv))
@@ -182,7 +182,7 @@ class Job(QObject):
             except Exception:  # a consumer bug must not kill the job reader
                 log.exception("job %s: event handler failed", e.title)
 
-    def _on_finished(self, code: int, status) -> None:  # noqa: ANN001
+    def _on_finished(self, code: int, status) -> None:
         self._kill_timer.stop()
         if self._buf:
             self._handle_line(self._buf.decode("utf-8", "replace").strip())
@@ -208,7 +208,7 @@ class Job(QObject):
         self.changed.emit(e)
         self.finished.emit(e)
 
-    def _on_error(self, err) -> None:  # noqa: ANN001
+    def _on_error(self, err) -> None:
         if err == QProcess.ProcessError.FailedToStart:
             e = self.entry
             e.state, e.error, e.message = "failed", f"could not start {e.argv[0]}", "failed"

@@ -70,7 +70,7 @@ def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
 
 
 class LibraryModel(QAbstractTableModel):
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.rows: list[LibraryRow] = []
         self._pixmaps: dict[int, QPixmap] = {}
@@ -96,13 +96,13 @@ class LibraryModel(QAbstractTableModel):
     def row_for(self, video_id: int) -> LibraryRow | None:
         return next((r for r in self.rows if r.video_id == video_id), None)
 
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return len(COLUMNS)
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802, ANN001
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         return None
@@ -116,7 +116,7 @@ class LibraryModel(QAbstractTableModel):
             self._pixmaps[r.video_id] = to_pixmap(strip[:, : tile_w * SHOWN_TILES], THUMB_H)
         return self._pixmaps[r.video_id]
 
-    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):  # noqa: ANN001
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         r, col = self.rows[index.row()], index.column()
@@ -175,7 +175,7 @@ class LibraryModel(QAbstractTableModel):
 
 
 class _Filter(QSortFilterProxyModel):
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.text = ""
         self.status = ""
@@ -315,11 +315,11 @@ class LibraryWidget(QWidget):
     def _open(self, index: QModelIndex) -> None:
         self.openRequested.emit(int(index.data(Qt.ItemDataRole.UserRole)))
 
-    def dragEnterEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802
         if ev.mimeData().hasUrls():
             ev.acceptProposedAction()
 
-    def dropEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def dropEvent(self, ev) -> None:  # noqa: N802
         paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
         if paths:
             self.filesDropped.emit(paths)

@@ -30,7 +30,7 @@ class LibraryController(QObject):
 
     def __init__(
         self, backend: Backend, runner: TaskRunner, media: MediaQueue, widget: LibraryWidget, parent=None
-    ) -> None:  # noqa: ANN001
+    ) -> None:
         super().__init__(parent)
         self.backend, self.runner, self.media, self.widget = backend, runner, media, widget
         self.ready = False

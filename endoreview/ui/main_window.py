@@ -143,7 +143,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(tb)
         self.toolbar = tb
 
-        def act(text: str, name: str, slot, shortcut: str | None = None) -> QAction:  # noqa: ANN001
+        def act(text: str, name: str, slot, shortcut: str | None = None) -> QAction:
             a = QAction(icon(name), text, self)
             a.triggered.connect(slot)
             if shortcut:
@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
     def _bind_keys(self) -> None:
         p, pw, r = self.player, self.player_widget, self.review_ctl
 
-        def toggle(chk) -> None:  # noqa: ANN001
+        def toggle(chk) -> None:
             chk.setChecked(not chk.isChecked())
 
         def play_faster() -> None:
@@ -252,7 +252,7 @@ class MainWindow(QMainWindow):
         # after the first paint: the database modules take a while to import and share the interpreter lock
         QTimer.singleShot(50, open_store)
 
-    def _open_first_import(self, summary) -> None:  # noqa: ANN001 - ImportSummary
+    def _open_first_import(self, summary) -> None:  # ImportSummary
         """``endoreview VIDEO…``: open the first video given on the command line once it is imported."""
         self.library_ctl.imported.disconnect(self._open_first_import)
         if summary.video_ids:
@@ -272,7 +272,7 @@ class MainWindow(QMainWindow):
                 offer_demo=True,
             )
 
-    def _library_menu(self, pos) -> None:  # noqa: ANN001 - QPoint
+    def _library_menu(self, pos) -> None:  # QPoint
         ids = self.library.selected_ids()
         if not ids:
             return
@@ -339,7 +339,7 @@ class MainWindow(QMainWindow):
         else:
             self.showNormal()
 
-    def showEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def showEvent(self, ev) -> None:  # noqa: N802
         super().showEvent(ev)
         if not getattr(
             self, "_sized", False
@@ -348,13 +348,13 @@ class MainWindow(QMainWindow):
             timeline = max(230, int(self.height() * 0.26))
             self.review_page.setSizes([max(200, self.height() - timeline), timeline])
 
-    def keyPressEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def keyPressEvent(self, ev) -> None:  # noqa: N802
         if ev.key() == Qt.Key.Key_Escape and self.isFullScreen():
             self.toggle_fullscreen()
             return
         super().keyPressEvent(ev)
 
-    def closeEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def closeEvent(self, ev) -> None:  # noqa: N802
         running = self.jobs.running
         if running and not self._quit_confirmed:
             ev.ignore()  # asked first; the answer closes the window again (nothing blocks meanwhile)

@@ -53,13 +53,13 @@ class TimeAxis(pg.AxisItem):
         super().__init__("bottom")
         self.fps = 30.0
 
-    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803, ANN001, ANN201 - pyqtgraph API
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph API
         """Ticks at round times (1 s, 5 s, 1 min …), not at round frame numbers."""
         fps = max(self.fps, 1e-6)
         levels = super().tickSpacing(minVal / fps, maxVal / fps, size)
         return [(spacing * fps, offset * fps) for spacing, offset in levels]
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802, ANN001, ANN201 - pyqtgraph API
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
         fine = spacing / max(self.fps, 1e-6) < 1.0
         out = []
         for v in values:
@@ -76,17 +76,17 @@ class _SeekViewBox(pg.ViewBox):
         super().__init__(enableMenu=False)
         self.setMouseEnabled(x=True, y=False)
 
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802, ANN001 - pyqtgraph API
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph API
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             self.seekRequested.emit(self.mapSceneToView(ev.scenePos()).x())
         else:
             super().mouseClickEvent(ev)
 
-    def mouseDoubleClickEvent(self, ev) -> None:  # noqa: N802, ANN001
+    def mouseDoubleClickEvent(self, ev) -> None:  # noqa: N802
         self.autoRange(padding=0)
 
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802, ANN001
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             self.seekRequested.emit(self.mapSceneToView(ev.scenePos()).x())
@@ -97,14 +97,14 @@ class _SeekViewBox(pg.ViewBox):
         else:
             super().mouseDragEvent(ev, axis)
 
-    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802, ANN001
+    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802
         super().wheelEvent(ev, axis=0)
 
 
 class TimelineWidget(pg.PlotWidget):
     seekRequested = Signal(int)
 
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         self._vb = _SeekViewBox()
         self.time_axis = TimeAxis()
         super().__init__(parent, viewBox=self._vb, background="#15151b", axisItems={"bottom": self.time_axis})

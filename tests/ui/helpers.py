@@ -60,7 +60,7 @@ def _send(
     button: Qt.MouseButton,
     buttons: Qt.MouseButton,
     modifiers=Qt.KeyboardModifier.NoModifier,
-) -> None:  # noqa: ANN001
+) -> None:
     glob = QPointF(widget.mapToGlobal(pos.toPoint()))
     ev = QMouseEvent(kind, pos, glob, button, buttons, modifiers)
     QApplication.sendEvent(widget, ev)
@@ -70,7 +70,7 @@ def drag(
     widget: QWidget,
     points: Sequence[QPoint | QPointF | tuple[float, float]],
     button: Qt.MouseButton = Qt.MouseButton.LeftButton,
-    modifiers=Qt.KeyboardModifier.NoModifier,  # noqa: ANN001
+    modifiers=Qt.KeyboardModifier.NoModifier,
     steps_between: int = 3,
     interval_ms: int = 20,
 ) -> None:
@@ -105,7 +105,7 @@ def click(
 
 
 # ---- the correction tools (tests of endoreview.ui.editing)
-def _in_thread(fn, *args, **kwargs):  # noqa: ANN001, ANN202 - the test's own store reads, off the GUI thread
+def _in_thread(fn, *args, **kwargs):  # the test's own store reads, off the GUI thread
     out: list = []
     t = threading.Thread(target=lambda: out.append(fn(*args, **kwargs)))
     t.start()
@@ -119,7 +119,7 @@ def at(ctl, x: float, y: float) -> QPointF:
     return QPointF(v.mapFromScene(v.vb.mapViewToScene(QPointF(x, y))))
 
 
-def key(qtbot, ctl, k, mod=Qt.KeyboardModifier.NoModifier) -> None:  # noqa: ANN001
+def key(qtbot, ctl, k, mod=Qt.KeyboardModifier.NoModifier) -> None:
     ctl.player_widget.view.setFocus()
     qtbot.keyClick(ctl.player_widget.view, k, mod)
 

@@ -14,11 +14,11 @@ import numpy as np
 
 
 class HalfVideoPredictor:
-    def __init__(self, model_dir, **kwargs) -> None:  # noqa: ANN001 - the job's factory signature
+    def __init__(self, model_dir, **kwargs) -> None:  # the job's factory signature
         self.model_dir = model_dir
         self.delay = float(os.environ.get("JOB_PREDICTOR_DELAY", "0"))
 
-    def predict_video(self, path, on_progress=None, should_cancel=None):  # noqa: ANN001
+    def predict_video(self, path, on_progress=None, should_cancel=None):
         from pycocotools import mask as mask_utils
 
         from core_model.video import VideoReader
@@ -56,7 +56,7 @@ class SlowOnNamePredictor(HalfVideoPredictor):
     """Like :class:`HalfVideoPredictor`, but slow (``JOB_PREDICTOR_DELAY`` per frame) only on videos whose file name
     contains "slow": a job whose first video is done long before the job ends."""
 
-    def predict_video(self, path, on_progress=None, should_cancel=None):  # noqa: ANN001
+    def predict_video(self, path, on_progress=None, should_cancel=None):
         delay = self.delay
         self.delay = delay if "slow" in str(path) else 0.0
         try:

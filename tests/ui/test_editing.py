@@ -133,7 +133,7 @@ def test_boxes_draw_move_resize_class_delete_and_interpolate(qtbot, edit):
     assert len(labels(ctl, 0, "box")) == 1
 
 
-def _predict(ctl, polyp=range(45, 90)) -> None:  # noqa: ANN001
+def _predict(ctl, polyp=range(45, 90)) -> None:
     """Model output: frames in ``polyp`` abnormal, a box x 100..160 y 80..140 around a mask x 110..150 y 90..130."""
     from core_model.contract import rle_encode
     from endoreview.services.predictions import PredictionRecorder
@@ -142,7 +142,7 @@ def _predict(ctl, polyp=range(45, 90)) -> None:  # noqa: ANN001
     m[90:130, 110:150] = 1
     rle = rle_encode(m)
 
-    def events():  # noqa: ANN202
+    def events():
         for f in range(90):
             p = 0.95 if f in polyp else (0.55 if f in (40, 41, 42) else 0.05)
             ev = {"event": "frame", "frame": f, "probs": {"normal": 1 - p, "abnormal": p}}
@@ -163,7 +163,7 @@ def test_segments_with_in_out_class_keys_timeline_drag_split_merge_delete(qtbot,
     ctl = edit
     tl = ctl.timeline
 
-    def segs():  # noqa: ANN202
+    def segs():
         out = _in_thread(ctl.backend.store.labels_for_video, ctl.video.id, kinds=["segment"])
         return sorted((x.start_frame, x.end_frame, x.state) for x in out)
 
@@ -290,7 +290,7 @@ class StaleStroke(Command):
     def frames(self) -> list[int]:
         return [self.label.frame or 0]
 
-    def run(self, svc):  # noqa: ANN001, ANN201
+    def run(self, svc):
         return svc.store.edit_label(self.label.id, self.label.version, rle=self.label.rle)
 
 

@@ -15,7 +15,7 @@ def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_p
     other_path = make_indexed_video(tmp_path / "second_procedure.mp4", n=60)
     other, _ = _in_thread(be.library.import_video, be.project.id, str(other_path))
 
-    def events():  # noqa: ANN202 - frames 20-24 uncertain: the only item of the queue
+    def events():  # frames 20-24 uncertain: the only item of the queue
         for f in range(60):
             p = 0.55 if 20 <= f < 25 else 0.02
             yield {"event": "frame", "frame": f, "probs": {"normal": 1 - p, "abnormal": p}}

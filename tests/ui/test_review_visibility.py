@@ -27,7 +27,7 @@ def analysed(qtbot, edit):
     big = np.zeros((240, 320), np.uint8)
     big[20:220, 20:300] = 1
 
-    def events():  # noqa: ANN202
+    def events():
         for f in range(90):
             ev = {"event": "frame", "frame": f, "probs": {"normal": 0.9, "abnormal": 0.1}}  # no segment
             if 20 <= f < 40:
@@ -54,14 +54,14 @@ def analysed(qtbot, edit):
     return ctl
 
 
-def _marks(qtbot, ctl, a: int, b: int) -> None:  # noqa: ANN001 - In at frame a, Out after frame b - 1
+def _marks(qtbot, ctl, a: int, b: int) -> None:  # In at frame a, Out after frame b - 1
     for f, k in ((a, Qt.Key.Key_I), (b - 1, Qt.Key.Key_O)):
         ctl.player.seek(f)
         qtbot.waitUntil(lambda f=f: ctl.frame == f, timeout=5000)
         key(qtbot, ctl, k)
 
 
-def _states(ctl, frame: int) -> dict[tuple, str]:  # noqa: ANN001
+def _states(ctl, frame: int) -> dict[tuple, str]:
     return {(x.kind, tuple(x.bbox) if x.bbox else None, x.score): x.state for x in labels(ctl, frame)}
 
 

@@ -49,7 +49,7 @@ class CanvasTools(QObject):
         self.view.viewport().setMouseTracking(True)
 
     @property
-    def stroke_mask(self):  # noqa: ANN201 - np.ndarray | None
+    def stroke_mask(self):  # np.ndarray | None
         """The mask being painted right now (None between strokes)."""
         return self._mask if self._stroke is not None else None
 
@@ -64,7 +64,7 @@ class CanvasTools(QObject):
         return float(sx) if sx else 1.0
 
     # ---- event filter -----------------------------------------------------------------------------------------
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802, ANN001 - Qt API
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
         t = ev.type()
         if t == QEvent.Type.KeyPress and self.tool == Tool.POLYGON and self.ctl.layer.polygon:
             if ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):

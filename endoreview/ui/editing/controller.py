@@ -78,7 +78,7 @@ class EditController(QObject):
         self._reload.timeout.connect(self.review_ctl.reload_tracks)
         win.installEventFilter(self)
 
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802, ANN001 - Qt API
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
         if obj is self.win and ev.type() == QEvent.Type.Close:
             self._reload.stop()
             # the review controller's throttled reload must not fire into a runner that is shutting down

@@ -92,7 +92,7 @@ class LabelLayer(pg.GraphicsObject):
         self._paths = paths
         self.update()
 
-    def paint(self, p: QPainter, *args) -> None:  # noqa: ANN001
+    def paint(self, p: QPainter, *args) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if self._image is not None:
             p.drawImage(self._rect, self._image)

@@ -214,7 +214,7 @@ class EditToolbar(QToolBar):
             self._grid.addWidget(w, self._row + k // 2, k % 2)
         self._row += (len(widgets) + 1) // 2
 
-    def _button(self, text: str, tip: str, slot) -> QPushButton:  # noqa: ANN001
+    def _button(self, text: str, tip: str, slot) -> QPushButton:
         b = QPushButton(text)
         b.setToolTip(tip)
         b.setFocusPolicy(Qt.FocusPolicy.NoFocus)

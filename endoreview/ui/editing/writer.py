@@ -98,7 +98,7 @@ class EditWriter(QObject):
             try:
                 result = fn(self.service())
                 snap = read_snapshot(self._service.store, video_id, None if frames is None else list(frames))
-            except Exception as exc:  # noqa: BLE001 - shown to the reviewer, the app carries on
+            except Exception as exc:  # shown to the reviewer, the app carries on
                 log.warning("edit %s failed: %s", name, exc, exc_info=True)
                 self._bridge.delivered.emit((name, None, None, str(exc), None))
                 return

@@ -33,7 +33,7 @@ class FrameImageItem(pg.ImageItem):
         self.setImage(image, autoLevels=False, levels=None)
         self.setRect(rect)
 
-    def paint(self, p, *args) -> None:  # noqa: ANN001 - Qt signature
+    def paint(self, p, *args) -> None:  # Qt signature
         super().paint(p, *args)
         if self.frame_index != self._reported:
             self._reported = self.frame_index
@@ -107,7 +107,7 @@ class OverlayItem(pg.GraphicsObject):
             self._paths.popitem(last=False)
         return paths
 
-    def paint(self, p: QPainter, *args) -> None:  # noqa: ANN001
+    def paint(self, p: QPainter, *args) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         halo = QPen(QColor(*HALO), 5)
         halo.setCosmetic(True)
@@ -163,7 +163,7 @@ class OverlayItem(pg.GraphicsObject):
 class FrameView(pg.GraphicsLayoutWidget):
     """Zoomable, pannable view of one frame plus overlay. Wheel zooms, drag pans, :meth:`fit` resets."""
 
-    def __init__(self, parent=None) -> None:  # noqa: ANN001
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setBackground("#101014")
         self.ci.setContentsMargins(0, 0, 0, 0)

@@ -99,7 +99,7 @@ class PlayerWidget(QWidget):
         self.placeholder.setStyleSheet("color: #aaa; font-size: 14pt;")
 
         # transport
-        def button(name: str, tip: str, slot) -> QToolButton:  # noqa: ANN001
+        def button(name: str, tip: str, slot) -> QToolButton:
             b = QToolButton()
             b.setIcon(icon(name))
             b.setToolTip(tip)
@@ -241,7 +241,7 @@ class PlayerWidget(QWidget):
             self.banner.setText(text)
 
     # ---- slots ------------------------------------------------------------------------------------------------
-    def _on_source(self, source) -> None:  # noqa: ANN001
+    def _on_source(self, source) -> None:
         has = source is not None
         self.view.setVisible(has)
         self.placeholder.setVisible(not has)
