@@ -13,7 +13,7 @@ from tests.interchange.builders import disk
 from tests.interchange.test_import_export import _video
 
 
-def _analysed(store, tmp_path):  # noqa: ANN001, ANN202 - 4 frames of suggestions; frame 0's mask accepted
+def _analysed(store, tmp_path):  # 4 frames of suggestions; frame 0's mask accepted
     Importer(store, work_dir=tmp_path / "w").import_videos([_video(tmp_path / "v" / "clip.mp4", n=4)])
     v = store.list_videos()[0]
     rle = rle_encode(disk(48, 64, 30, 20, 8))
