@@ -11,7 +11,7 @@ import pytest
 from endoreview.media.masks import looks_like_mask
 
 
-def _masks(folder, n=5, jpeg=False):  # noqa: ANN001, ANN202 - binary masks like CVC-ColonDB's GT/
+def _masks(folder, n=5, jpeg=False):  # binary masks like CVC-ColonDB's GT/
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(1, n + 1):
         m = np.zeros((64, 80), np.uint8)
