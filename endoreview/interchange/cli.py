@@ -106,7 +106,9 @@ def _open(args):
 
     store = Store.open(str(args.db) if args.db else None, reviewer=args.reviewer)
     LibraryService(store).migrate_folder_hashes()  # legacy per-process folder hashes -> deterministic ones
-    projects = ProjectService(store)
+    from endoreview.services.app_settings import load_settings
+
+    projects = ProjectService(store, load_settings().default_label_set)
     if args.project:
         proj = store.find_project(args.project) or projects.create_project(args.project)
     else:

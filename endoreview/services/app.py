@@ -50,7 +50,9 @@ class AppServices:
             raise
         self.store = store
         self.library = LibraryService(store)
-        self.projects = ProjectService(store)
+        from endoreview.services.app_settings import load_settings
+
+        self.projects = ProjectService(store, load_settings().default_label_set)  # Settings → new projects
         self.labels = EditingService(store)
         self.review = ReviewData(store)
         self.registry = RegistryService(store)

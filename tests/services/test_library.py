@@ -118,3 +118,33 @@ def test_remove_video_purges_cache_files_and_keeps_labels_unless_asked(store, pr
     assert (again.id, created, again.removed_at) == (video.id, False, None)
     lib.remove_video(video.id, purge_labels=True)
     assert store.labels_for_video(video.id) == []
+
+
+def test_new_projects_get_the_default_label_set_from_settings(tmp_path, monkeypatch, capsys):
+    """Issue 22 item 12: Settings' "default label set" is what new projects get (app and command line)."""
+
+    from endoreview.interchange.cli import main
+    from endoreview.services.app_settings import Settings, save_settings
+    from endoreview.services.projects import DEFAULT_LABEL_SET, ProjectService
+    from endoreview.store import Store
+
+    monkeypatch.setenv("ENDOREVIEW_DATA_DIR", str(tmp_path / "data"))
+    db = str(tmp_path / "p.sqlite3")
+    store = Store.open(db)
+    try:
+        lesions = ProjectService(store).create_label_set(
+            "Colon lesions",
+            [{"name": "adenoma", "color": "#ff0000", "shortcut": "1", "tasks": ["mask", "box"]}],
+        )
+        save_settings(Settings(default_label_set="Colon lesions"))
+        main(["--db", db, "--project", "study B", "import", "videos", str(tmp_path / "nothing.mp4")])
+        capsys.readouterr()
+        assert store.get_project(store.find_project("study B").id).label_set_id == lesions.id
+        from endoreview.services.app_settings import load_settings
+
+        svc = ProjectService(store, load_settings().default_label_set)
+        assert svc.create_project("study C").label_set_id == lesions.id
+        missing = ProjectService(store, "No such set").create_project("study D")  # falls back, logged
+        assert store.get_label_set(missing.label_set_id).name == DEFAULT_LABEL_SET
+    finally:
+        store.close()
