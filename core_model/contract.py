@@ -119,7 +119,7 @@ def rle_counts(rle: dict[str, Any], where: str = "") -> tuple[tuple[int, int], n
     elif isinstance(counts, (list, tuple, np.ndarray)):
         try:
             runs = np.asarray(counts, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise RLEError("counts", "must be a list of integers", where) from None
         if isinstance(counts, (list, tuple)) and not all(
             isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in counts

@@ -2,14 +2,17 @@
 
 Units and atomicity. The atomic unit is one video with its labels (datasets, video folders) or one annotation file
 (``import_annotations``). A unit is parsed and validated completely *before* anything is written (frames within the
-video, masks of the video's size, boxes inside the frame, segments inside the video); then its labels are written in
-small chunks (``chunk_size`` labels per transaction, so the database is never locked for long). Should a write fail
-part-way, the unit's earlier chunks are deleted again (and a video the unit created is purged), so a failing unit
-leaves the store as it was. Cancelling stops between units and chunks; finished units stay, the unit in progress is
-rolled back.
+video, masks of the video's size, boxes inside the frame, segments inside the video, every RLE decoded and its counts
+checked against its size, numbers finite and within range); then all of its labels, and the video metadata that
+records where they came from, are written in **one transaction**. A failure or a kill (SIGKILL, power loss) part-way
+therefore leaves nothing of the unit: no labels, no change sets, no audit rows. A video the unit created is removed
+again when the unit fails; after a kill it stays as a plain video without the unit's labels, and importing again
+completes it (the labels are not yet recorded as imported, so they are written; they are never written twice).
+The store converts and validates the labels before it takes the write lock, so a unit of 1,500 masks holds the lock
+for a fraction of a second. Cancelling stops between units; the unit in progress is not written.
 
 Labels enter with origin ``imported``; state ``manual`` (dataset ground truth), or ``suggested`` for annotations that
-carry a model ``score`` (a results file), unless ``state`` is given. Provenance: each chunk's change set summary names
+carry a model ``score`` (a results file), unless ``state`` is given. Provenance: each unit's change set summary names
 the source file(s); the exact file + line/field of every label is kept in the video's metadata under
 ``import_provenance`` (``{"sources": [...], "labels": {label_id: [source index, line, field]}}``) and read back with
 :func:`provenance_of`, because the store's labels have no provenance column yet (requested from the store owner).
@@ -131,7 +134,7 @@ class Importer:
 
             work_dir = imports_dir()
         self.work_dir = Path(work_dir)
-        self.chunk_size = max(1, int(chunk_size))
+        self.chunk_size = max(1, int(chunk_size))  # obsolete: a unit is written in one transaction now
         self.state = ReviewState(state) if state else None
 
     # ================================================================== videos
@@ -246,6 +249,8 @@ class Importer:
             raise InterchangeError(path, f"not a readable video ({e})") from None
         n, w, h = md["frame_count"], md["width"], md["height"]
         validate_item(item, n, w, h)
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
         video, created = self.library.import_video(self.project_id, path)
         sources = label_sources(item)
         if not created and already_imported(video, sources):
@@ -258,24 +263,27 @@ class Importer:
                 )
             )
             return
-        try:
-            meta = {
-                **(video.meta or {}),
-                "import": {
-                    "layout": layout,
-                    "name": item.name,
-                    **({"split": item.split} if item.split else {}),
-                },
+        info: dict[str, Any] = {
+            "layout": layout,
+            "name": item.name,
+            **({"split": item.split} if item.split else {}),
+        }
+        if item.metadata:
+            info["dataset_meta"] = {
+                k: v
+                for k, v in item.metadata.items()
+                if k not in ("list_path", "frame_names", "frame_name_base")
             }
-            if item.metadata:
-                meta["import"]["dataset_meta"] = {
-                    k: v
-                    for k, v in item.metadata.items()
-                    if k not in ("list_path", "frame_names", "frame_name_base")
-                }
-            if created:
-                video = self.store.update_video(video.id, video.version, meta=meta)
-            added = self._write_labels([(video, item)], f"Import {layout}: {item.name}", should_cancel)
+        extra = {video.id: {"import": info}} if created or "import" not in (video.meta or {}) else {}
+        try:
+            added = self._write_labels(
+                [(video, item)], f"Import {layout}: {item.name}", should_cancel, extra_meta=extra
+            )
+            if not added and extra:
+                video = self.store.get_video(video.id)
+                self.store.update_video(
+                    video.id, video.version, meta={**(video.meta or {}), **extra[video.id]}
+                )
         except BaseException:
             if created:
                 self.store.remove_video(video.id, purge_labels=True)
@@ -517,50 +525,47 @@ class Importer:
         return out
 
     def _write_labels(
-        self, pairs: Sequence[tuple[Video, VideoItem]], summary: str, should_cancel: CancelFn | None
+        self,
+        pairs: Sequence[tuple[Video, VideoItem]],
+        summary: str,
+        should_cancel: CancelFn | None,
+        *,
+        extra_meta: dict[int, dict[str, Any]] | None = None,
     ) -> int:
-        """Write all labels of one unit in chunks; on any failure or cancel, delete what this unit wrote."""
+        """Write all labels of one unit, with their provenance (and ``extra_meta`` per video), in one transaction:
+        all or nothing, also under a kill."""
         work = [(video, nl, prov) for video, item in pairs for nl, prov in self._new_labels(video, item)]
-        written: list[tuple[int, int, Provenance]] = []  # (video id, label id, provenance)
-        total = len(work)
-        try:
-            for start in range(0, total, self.chunk_size):
-                if should_cancel is not None and should_cancel():
-                    raise Cancelled()
-                chunk = work[start : start + self.chunk_size]
-                srcs = sorted({p.source for _, _, p in chunk})
-                what = describe_sources(srcs)
-                part = (
-                    f" ({start // self.chunk_size + 1}/{-(-total // self.chunk_size)})"
-                    if total > self.chunk_size
-                    else ""
-                )
-                labels = self.store.add_labels([nl for _, nl, _ in chunk], f"{summary}{part} from {what}")
-                written += [(video.id, lab.id, prov) for (video, _, prov), lab in zip(chunk, labels)]
-            if not _HAS_PROVENANCE_FIELD:
-                self._record_provenance(written)
-        except BaseException:
-            if written:
-                ids = [lid for _, lid, _ in written]
-                for i in range(0, len(ids), self.chunk_size):
-                    self.store.delete_labels(ids[i : i + self.chunk_size])
-                log.info("rolled back %d label(s) of an unfinished import unit", len(ids))
-            raise
-        return total
+        if should_cancel is not None and should_cancel():
+            raise Cancelled()
+        if not work:
+            return 0
+        provs: dict[int, list[Provenance]] = {}
+        for video, _, prov in work:
+            provs.setdefault(video.id, []).append(prov)
+        extra_meta = extra_meta or {}
 
-    def _record_provenance(self, written: list[tuple[int, int, Provenance]]) -> None:
-        by_video: dict[int, list[tuple[int, Provenance]]] = {}
-        for vid, lid, prov in written:
-            by_video.setdefault(vid, []).append((lid, prov))
-        for vid, entries in by_video.items():
-            video = self.store.get_video(vid)
-            meta = dict(video.meta or {})
-            prov_meta = dict(meta.get("import_provenance") or {"sources": [], "labels": {}})
-            sources = list(prov_meta["sources"])
-            labels = dict(prov_meta["labels"])
-            for lid, prov in entries:
-                if prov.source not in sources:
-                    sources.append(prov.source)
-                labels[str(lid)] = [sources.index(prov.source), prov.line, prov.field]
-            meta["import_provenance"] = {"sources": sources, "labels": labels}
-            self.store.update_video(vid, video.version, meta=meta)
+        def update_meta(vid: int, meta: dict[str, Any], labels: list) -> dict[str, Any]:
+            meta = {**meta, **extra_meta.get(vid, {})}
+            if not _HAS_PROVENANCE_FIELD:
+                meta["import_provenance"] = _with_provenance(
+                    meta.get("import_provenance"), zip((lab.id for lab in labels), provs[vid])
+                )
+            return meta
+
+        what = describe_sources(sorted({p.source for _, _, p in work}))
+        self.store.add_labels([nl for _, nl, _ in work], f"{summary} from {what}", update_meta=update_meta)
+        return len(work)
+
+
+def _with_provenance(
+    prov_meta: dict[str, Any] | None, entries: Iterable[tuple[int, Provenance]]
+) -> dict[str, Any]:
+    """``import_provenance`` metadata with ``entries`` (label id, provenance) added."""
+    prov_meta = dict(prov_meta or {"sources": [], "labels": {}})
+    sources = list(prov_meta.get("sources") or [])
+    labels = dict(prov_meta.get("labels") or {})
+    for lid, prov in entries:
+        if prov.source not in sources:
+            sources.append(prov.source)
+        labels[str(lid)] = [sources.index(prov.source), prov.line, prov.field]
+    return {"sources": sources, "labels": labels}

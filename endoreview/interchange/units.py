@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -17,8 +18,28 @@ from endoreview.store.records import Video
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
 
+INT64 = 2**63
+
+
+def _check_numbers(item: VideoItem) -> None:
+    """Track ids that fit the database's 64-bit integers and finite scores (else SQLite raised a bare
+    ``OverflowError`` naming nothing, part-way through writing)."""
+    for a in (*item.masks, *item.boxes):
+        t = a.track_id
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not -INT64 <= t < INT64):
+            raise InterchangeError.at(a.provenance, f"track id {t!r} is not a whole number within 64 bits")
+    for a in (*item.masks, *item.boxes, *item.segments, *item.video_labels):
+        sc = getattr(a, "score", None)
+        if sc is not None and not (isinstance(sc, (int, float)) and math.isfinite(sc)):
+            raise InterchangeError.at(a.provenance, f"score {sc!r} is not a finite number")
+    for b in item.boxes:
+        if not all(isinstance(c, (int, float)) and math.isfinite(c) for c in b.bbox):
+            raise InterchangeError.at(b.provenance, f"box {list(b.bbox)} has a coordinate that is not finite")
+
+
 def validate_item(item: VideoItem, n: int, w: int, h: int) -> None:
     """Check every label of ``item`` against the video (frame count, size); raises naming file + line/field."""
+    _check_numbers(item)
     for a in item.masks:
         if not 0 <= a.frame < n:
             raise InterchangeError.at(

@@ -14,7 +14,7 @@ Predictions are written in bulk (Core ``executemany``, one audit entry per batch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,19 +187,45 @@ class AnnotationsMixin(StoreBase):
         )
 
     # ------------------------------------------------------------------ writing labels
-    def add_labels(self, labels: Sequence[r.NewLabel], summary: str = "Add labels") -> list[r.Label]:
-        """Create labels in one action (each audited). Returns them with their ids."""
+    def add_labels(
+        self,
+        labels: Sequence[r.NewLabel],
+        summary: str = "Add labels",
+        *,
+        update_meta: Callable[[int, dict[str, Any], list[r.Label]], dict[str, Any]] | None = None,
+    ) -> list[r.Label]:
+        """Create labels in one action (each audited). Returns them with their ids.
+
+        ``update_meta(video_id, meta, new_labels_of_that_video) -> new meta`` rewrites each touched video's
+        metadata in the same transaction (an import records where its labels came from atomically with them)."""
         if not labels:
             return []
 
+        # validated and converted before the write transaction, which then holds the write lock only to insert
+        counts = {
+            vid: self._read(lambda ses, vid=vid: _get(ses, s.VideoRow, vid, "Video").frame_count)
+            for vid in dict.fromkeys(new.video_id for new in labels)
+        }
+        now = s.utcnow()
+        rows = [label_values(new, counts[new.video_id], self.reviewer, now) for new in labels]
+
         def fn(tx: Tx) -> list[r.Label]:
-            out = []
-            counts: dict[int, int] = {}
-            for new in labels:
-                if new.video_id not in counts:
-                    counts[new.video_id] = _get(tx.session, s.VideoRow, new.video_id, "Video").frame_count
-                values = label_values(new, counts[new.video_id], tx.actor, tx.now)
-                out.append(convert.label(tx.add(s.LabelRow(**values))))
+            for vid in counts:
+                _get(tx.session, s.VideoRow, vid, "Video")  # still there
+            for v in rows:
+                v["created_at"] = v["updated_at"] = tx.now
+            ids = tx.insert_many(s.LabelRow, rows)
+            out = [
+                convert.label_from_tuple(tuple(i if c == "id" else v.get(c) for c in convert.LABEL_COLUMNS))
+                for i, v in zip(ids, rows)
+            ]
+            if update_meta is not None:
+                for vid in counts:
+                    cur = tx.row(s.VideoRow, vid, "Video")
+                    meta = update_meta(
+                        vid, dict(cur["meta"] or {}), [lab for lab in out if lab.video_id == vid]
+                    )
+                    tx.update_row(s.VideoRow, cur, None, f"Video {vid}", {"meta": meta})
             return out
 
         return self._write(summary, fn, video_id=labels[0].video_id)

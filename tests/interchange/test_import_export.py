@@ -157,35 +157,30 @@ def test_annotation_file_is_atomic_and_malformed_changes_nothing(store, importer
     assert len(_all_labels(store)) == before
 
 
-def test_failure_mid_unit_rolls_back_written_chunks(store, importer, tmp_path, monkeypatch):
+def test_failure_while_writing_a_unit_leaves_nothing(store, importer, tmp_path, monkeypatch):
     make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=1)
     from endoreview.interchange.detect import read_path
     from endoreview.interchange.model import BoxAnn, Provenance
+    from endoreview.store import StoreError
 
     col = read_path(tmp_path / "ds")
     item = col.videos[0]
     item.boxes += [BoxAnn(0, "polyp", (1.0, 1.0, 5.0 + k, 6.0), Provenance("x")) for k in range(9)]
-    real = store.add_labels
-    calls = []
+    cursor = store.change_cursor()
 
-    def flaky(labels, summary="Add labels"):
-        calls.append(1)
-        if len(calls) == 2:
-            from endoreview.store import StoreError
+    def fail(labels, summary="Add labels", *, update_meta=None):
+        raise StoreError("disk full")
 
-            raise StoreError("disk full")
-        return real(labels, summary)
-
-    monkeypatch.setattr(store, "add_labels", flaky)
+    monkeypatch.setattr(store, "add_labels", fail)
     rep = importer.import_collection(col)
     assert rep.failed and "disk full" in rep.failed[0][1]
     assert store.list_videos() == [] and _all_labels(store) == []
+    assert not [c for c in store.changes_since(cursor) if c.summary.startswith(f"Import {col.layout}")]
 
 
 def test_cancel_mid_dataset_keeps_finished_units(store, importer, tmp_path):
     make_kvasir(tmp_path / "ds" / "Kvasir-SEG", n=3)
-    n = []
-    rep = importer.import_dataset(tmp_path / "ds", should_cancel=lambda: len(n.append(1) or n) > 2)
+    rep = importer.import_dataset(tmp_path / "ds", should_cancel=lambda: bool(_all_labels(store)))
     assert rep.cancelled and len(store.list_videos()) == len(rep.videos_created) >= 1
     assert len(_all_labels(store)) == rep.labels_added
 

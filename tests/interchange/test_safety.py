@@ -162,3 +162,29 @@ def test_csv_cells_of_free_text_labels_are_neutralised(tmp_path):
     back = read_segment_csv(tmp_path / "s.csv")
     assert sorted(s.label for v in back.videos for s in v.segments) == sorted(evil)
     assert sorted(lab for _, lab, _ in read_video_label_csv(tmp_path / "v.csv")) == sorted(evil)
+
+
+def test_huge_track_id_is_a_named_error_and_writes_nothing(store, importer, tmp_path):
+    import json
+
+    from core_model.video import write_video
+
+    write_video(tmp_path / "v.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=25.0)
+    importer.import_videos([tmp_path / "v.mp4"])
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "v/000000.jpg", "width": 16, "height": 16, "frame_id": 0, "video_id": 1}
+        ],
+        "videos": [{"id": 1, "name": "v"}],
+        "categories": [{"id": 1, "name": "polyp"}],
+        "annotations": [
+            {"id": k, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "track_id": t}
+            for k, t in enumerate([1, 2**70], start=1)
+        ],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    cursor = store.change_cursor()
+    rep = importer.import_annotations(tmp_path / "a.json")
+    assert rep.failed and "a.json" in rep.failed[0][1] and "track" in rep.failed[0][1], rep.failed
+    assert store.labels_for_video(store.list_videos()[0].id) == []
+    assert store.change_cursor() == cursor
