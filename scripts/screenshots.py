@@ -5,7 +5,8 @@
 
 For each screen size a fresh X server (Xvfb) and a fresh app process: the empty first launch, the library after
 the demo is set up (and analysed when the demo model is installed), the player with overlays and timeline, the
-jobs panel and the shortcuts dialog. Files: ``docs/screens/<view>-<W>x<H>.png``.
+jobs panel, the shortcuts dialog and the review tools (Box tool and bulk-accept count on an analysed frame, File →
+Export, a failed import kept in sight, the review queue switching video; keys sent with xdotool under openbox). Files: ``docs/screens/<view>-<W>x<H>.png``.
 """
 
 from __future__ import annotations
@@ -97,12 +98,53 @@ def shoot(out_dir: Path, size: str) -> int:
     win.player_widget.view.zoom(2.0)
     save("05-player-zoomed")
     win.player_widget.view.fit()
+    review_screens(win, app, spin, save, frame)
     win.tabs.setCurrentIndex(0)
     win.show_help()
     save("06-shortcuts")
     win._help.close()
     win.close()
     return 0
+
+
+def xkey(*keys: str) -> None:
+    """Real key presses through the X server (xdotool), to the focused window."""
+    if shutil.which("xdotool"):
+        subprocess.run(["xdotool", "key", "--delay", "80", *keys], check=False)
+
+
+def review_screens(win, app, spin, save, frame: int) -> None:
+    """The review tools on an analysed frame: what the slider hides stays out of reach, bulk accept counts, File →
+    Export, a failed import kept in sight, the review queue switching video."""
+    from endoreview.ui.editing import attach_editing
+
+    ctl = attach_editing(win)
+    spin(lambda: ctl.loaded, 30)
+    win.player_widget.view.setFocus()
+    xkey("t")  # the Box tool
+    spin(lambda: ctl.tools.tool == "box", 5)
+    a, b = max(0, frame - 10), min(win.player.frame_count, frame + 10)
+    ctl.session.set_marks(a, b)
+    spin(lambda: False, 0.5)
+    save("07-review-box-tool")
+    win.show_export()
+    dlg = win._export
+    dlg.all_labels.setChecked(True)
+    dlg.format.setCurrentIndex(dlg.format.findData("yolo-det"))  # shows the warning about suggestions
+    save("08-export-dialog")
+    dlg.reject()
+    bad = Path(tempfile.mkdtemp(prefix="broken-")) / "broken_procedure.avi"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + bytes(range(256)) * 40)
+    win.library_ctl.import_paths([str(bad)], show_dialog=False)
+    spin(
+        lambda: win.library_ctl.failure_button is not None and win.library_ctl.failure_button.isVisible(), 30
+    )
+    save("09-import-problem")
+    win.player_widget.view.setFocus()
+    xkey("n")  # the review queue: most uncertain region, maybe in another video
+    spin(lambda: win.player_widget.switched.isVisible(), 30)
+    spin(lambda: False, 1.0)
+    save("10-review-queue")
 
 
 def main() -> int:
@@ -133,8 +175,14 @@ def main() -> int:
         xvfb = subprocess.Popen(
             ["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
         )
+        wm = None
         try:
             time.sleep(1.0)
+            if shutil.which("openbox"):  # a real window manager: decorations, maximise, focus as on a desktop
+                wm = subprocess.Popen(
+                    ["openbox"], env=dict(os.environ, DISPLAY=display), stderr=subprocess.DEVNULL
+                )
+                time.sleep(0.5)
             env = dict(
                 os.environ,
                 DISPLAY=display,
@@ -150,6 +198,9 @@ def main() -> int:
             )
             code = code or r.returncode
         finally:
+            if wm is not None:
+                wm.terminate()
+                wm.wait(timeout=10)
             xvfb.terminate()
             xvfb.wait(timeout=10)
     return code

@@ -474,6 +474,11 @@ class ReviewSession:
     def move_segment_edges(self, label_id: int, start: int, end: int) -> None:
         self.execute(C.MoveSegment(label_id, start, end))
 
+    def video_class(self) -> str | None:
+        """The reviewer's class for the whole video (None when not set)."""
+        own = [x for x in self.segments if x.kind == LabelKind.VIDEO_CLASS and x.state in HUMAN_STATES]
+        return own[-1].class_name if own else None
+
     def set_video_class(self, cls: str) -> None:
         if self.video_id is not None:
             self.execute(C.SetVideoClass(self.video_id, cls))

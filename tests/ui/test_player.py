@@ -71,8 +71,17 @@ def test_step_and_jump_keys_of_the_transport(qtbot, player, indexed_video):
     w.goto.returnPressed.emit()
     qtbot.waitUntil(lambda: ctl.shown and ctl.shown[0] == 45, timeout=5000)
     assert shown_index(w) == 45
+    w.goto.setText(
+        "#12"
+    )  # the frame the counter calls 12 (issue 22.8: go-to was 0-based, the counter 1-based)
+    w.goto.returnPressed.emit()
+    qtbot.waitUntil(lambda: ctl.shown and ctl.shown[0] == 11, timeout=5000)
+    assert "frame 12 / 90" in w.time_label.text()
     assert (
-        parse_time("#12", 30) == 12 and parse_time("1:00:00", 25) == 90000 and parse_time("abc", 30) is None
+        parse_time("#12", 30) == 11
+        and parse_time("#1", 30) == 0
+        and parse_time("1:00:00", 25) == 90000
+        and parse_time("abc", 30) is None
     )
 
 

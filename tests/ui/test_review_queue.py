@@ -37,3 +37,25 @@ def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_p
     ctl.win.open_video(ctl.video.id)
     qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
     assert pw.video_name.text() == "indexed.mp4" and not pw.switched.isVisible()
+
+
+def test_the_video_class_set_is_shown_again_when_the_video_is_reopened(qtbot, edit, tmp_path):
+    """Issue 22.8: the video-class dropdown forgot the class after reopening."""
+    ctl = edit
+    be = ctl.backend
+    bar = ctl.toolbar
+    k = bar.vclass.findText("abnormal")
+    bar.vclass.setCurrentIndex(k)
+    bar.vclass.activated.emit(k)
+    saved(qtbot, ctl)
+    other, _ = _in_thread(
+        be.library.import_video, be.project.id, str(make_indexed_video(tmp_path / "o.mp4", n=30))
+    )
+    ctl.win.open_video(other.id)
+    qtbot.waitUntil(lambda: ctl.video_id == other.id and ctl.loaded, timeout=15000)
+    saved(qtbot, ctl)
+    assert bar.vclass.currentIndex() == 0  # nothing set on this one
+    ctl.win.open_video(ctl.video.id)
+    qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
+    saved(qtbot, ctl)
+    assert bar.vclass.currentText() == "abnormal"

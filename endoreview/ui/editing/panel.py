@@ -238,6 +238,8 @@ class EditToolbar(QToolBar):
             self.vclass.clear()
             self.vclass.addItem("Video class…")
             self.vclass.addItems(list(s.video_classes))
+        vc = s.video_class()  # the reviewer's class for this video, shown again when the video is reopened
+        self.vclass.setCurrentIndex(max(0, self.vclass.findText(vc)) if vc else 0)
         self.brush.setText(f"Brush {c.brush_radius:g} px  [ ]")
         k = self.status.findData(s.review_status)
         if k >= 0:

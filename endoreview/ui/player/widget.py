@@ -35,13 +35,14 @@ def format_time(seconds: float) -> str:
 
 
 def parse_time(text: str, fps: float) -> int | None:
-    """``"#120"`` or ``"f120"`` is a frame; ``"1:02:03.5"``, ``"2:03"`` or ``"75.2"`` a time. Returns a frame."""
+    """``"#120"`` or ``"f120"`` is frame 120 as the counter shows it (1-based); ``"1:02:03.5"``, ``"2:03"`` or
+    ``"75.2"`` a time. Returns a 0-based frame index."""
     t = text.strip().lower()
     if not t:
         return None
     m = re.fullmatch(r"[#f]\s*(\d+)", t)
     if m:
-        return int(m.group(1))
+        return max(0, int(m.group(1)) - 1)
     parts = t.split(":")
     try:
         values = [float(p) for p in parts]
@@ -85,6 +86,10 @@ class PlayerWidget(QWidget):
         self.notice.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.notice.setVisible(False)
+        # the header keeps one height whatever it shows (a banner appearing on some frames must not move the video)
+        h = max(self.notice.sizeHint().height(), self.switched.sizeHint().height(), 24) + 4
+        for lab in (self.video_name, self.switched, self.banner):
+            lab.setFixedHeight(h)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
         header.addWidget(self.video_name)
@@ -126,6 +131,7 @@ class PlayerWidget(QWidget):
         self.speed.currentIndexChanged.connect(lambda k: c.set_speed(self.speed.itemData(k)))
         self.goto = QLineEdit()
         self.goto.setPlaceholderText("go to 1:23 or #frame")
+        self.goto.setToolTip("A time (1:23, 83.5) or a frame number as the counter shows it (#2490)")
         self.goto.setMaximumWidth(150)
         self.goto.returnPressed.connect(self._goto)
         self.btn_zoom_in = button("zoom-in", "Zoom in (+)", lambda: self.view.zoom(1.25))
