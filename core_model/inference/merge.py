@@ -3,7 +3,8 @@
 ``FrameMerger.add(clips, outputs)`` folds one batch of clip outputs in; ``frame_event(video, f, frame_hw)`` builds
 frame f's event once every clip that can touch it has been added; ``release_before(limit)`` frees what finished
 frames held. Class probabilities: mean over the clips whose span contains the frame. Masks: mean per-pixel class
-probabilities over the clips that sample the frame, resized bilinearly to the frame, then argmax. Boxes: from the clip
+probabilities over the clips that sample the frame, resized bilinearly to the frame, then argmax (computed at model
+resolution until the mask is encoded: ``core_model.inference.masks``). Boxes: from the clip
 that samples the frame closest to its centre, scaled per axis to frame pixels.
 """
 
@@ -15,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from core_model.contract import rle_encode
+from core_model.inference.masks import frame_masks
 from core_model.inference.planning import Clip
 
 __all__ = ["FrameMerger"]
@@ -106,11 +106,8 @@ class FrameMerger:
             event["probs"] = {c: round(float(v), 5) for c, v in zip(self.cls_head.classes, p)}
         if self.seg_head is not None and f in self.seg_acc:
             total, count = self.seg_acc[f]
-            probs = (total / count).unsqueeze(0)  # [1, K, S_h, S_w]
-            if tuple(probs.shape[-2:]) != (h, w):
-                probs = F.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
-            for label, score, mask in self.seg_head.frame_masks(probs[0]):
-                event["masks"].append({"label": label, "score": round(score, 4), "rle": rle_encode(mask)})
+            probs = (total / count).float().cpu().numpy()  # [K, S_h, S_w]: stays at model resolution
+            event["masks"] = frame_masks(probs, (h, w), self.seg_head.classes)
         if self.det_head is not None and f in self.det_best:
             event["boxes"] = self._boxes(self.det_best[f][1], h, w)
         return event

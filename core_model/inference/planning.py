@@ -26,10 +26,12 @@ Clips are returned sorted by start, so once every clip starting at or before fra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Clip", "plan_clips"]
+import numpy as np
+
+__all__ = ["Clip", "make_clip", "plan_clip_starts", "plan_clips"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ def _clip_around(frame: int, n: int, clip_len: int, frame_stride: int) -> Clip:
     return _make_clip(frame - j * frame_stride, n, clip_len, frame_stride)
 
 
+def make_clip(start: int, num_frames: int, clip_len: int, frame_stride: int) -> Clip:
+    """The clip starting at ``start`` (what a plan's start stands for)."""
+    return _make_clip(int(start), int(num_frames), int(clip_len), int(frame_stride))
+
+
 def plan_clips(
     num_frames: int,
     clip_len: int,
@@ -79,6 +86,20 @@ def plan_clips(
     work to those frames (out-of-range indices raise ``ValueError``). ``dense=False`` (a classification-only model)
     only needs every target frame *covered* by a clip's span, not sampled.
     """
+    starts = plan_clip_starts(num_frames, clip_len, frame_stride, clip_stride, frames, dense)
+    return [_make_clip(int(a), int(num_frames), int(clip_len), int(frame_stride)) for a in starts]
+
+
+def plan_clip_starts(
+    num_frames: int,
+    clip_len: int,
+    frame_stride: int = 1,
+    clip_stride: int | None = None,
+    frames: Iterable[int] | None = None,
+    dense: bool = True,
+) -> np.ndarray:
+    """``plan_clips`` as the sorted clip starts (int64 ``[C]``; a start defines its clip, ``make_clip``): 8 bytes a
+    clip, so a 4-hour video's plan is a few megabytes and the ``Predictor`` makes each clip only when it runs it."""
     n, t, s = int(num_frames), int(clip_len), int(frame_stride)
     if n < 1:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
@@ -88,28 +109,42 @@ def plan_clips(
     c = int(clip_stride) if clip_stride is not None else max(1, (t * s) // 2)
     if c < 1:
         raise ValueError(f"clip_stride must be >= 1, got {clip_stride}")
-    clips: dict[int, Clip] = {}
+    done = np.zeros(n, dtype=bool)  # frames served (sampled, or covered when not dense) by a planned clip
+
+    def serve(start: int) -> None:
+        if dense:
+            done[np.minimum(start + np.arange(t) * s, n - 1)] = True
+        else:
+            done[start : min(start + span, n)] = True
+
+    chosen: list[np.ndarray] = []
     if frames is None:
-        targets: Sequence[int] = range(n)
         last = max(0, n - span)
-        for start in range(0, last + 1, c):
-            clips[start] = _make_clip(start, n, t, s)
-        if last not in clips:
-            clips[last] = _make_clip(last, n, t, s)
+        grid = np.arange(0, last + 1, c, dtype=np.int64)
+        if grid[-1] != last:
+            grid = np.append(grid, last)
+        chosen.append(grid)
+        if dense:
+            for j in range(t):
+                done[np.minimum(grid + j * s, n - 1)] = True
+        else:
+            cover = np.zeros(n + 1, dtype=np.int64)  # +1 at each start, -1 at each span end
+            np.add.at(cover, grid, 1)
+            np.add.at(cover, np.minimum(grid + span, n), -1)
+            done |= np.cumsum(cover[:n]) > 0
+        todo = np.flatnonzero(~done)
     else:
-        targets = sorted(set(int(f) for f in frames))
-        bad = [f for f in targets if not 0 <= f < n]
-        if bad:
-            raise ValueError(f"frames {bad[:5]} are outside the video (0..{n - 1})")
-
-    def served(clip: Clip) -> set[int]:
-        return set(clip.indices) if dense else set(range(clip.start, clip.span_end))
-
-    done = set().union(*(served(clip) for clip in clips.values())) if clips else set()
-    for f in targets:
-        if f in done:
+        targets = np.unique(np.fromiter((int(f) for f in frames), dtype=np.int64))
+        bad = targets[(targets < 0) | (targets >= n)]
+        if bad.size:
+            raise ValueError(f"frames {bad[:5].tolist()} are outside the video (0..{n - 1})")
+        todo = targets
+    extra: list[int] = []
+    for f in todo.tolist():
+        if done[f]:
             continue
-        clip = _clip_around(f, n, t, s)
-        clips.setdefault(clip.start, clip)
-        done |= served(clip)
-    return [clips[k] for k in sorted(clips)]
+        start = _clip_around(f, n, t, s).start
+        extra.append(start)
+        serve(start)
+    chosen.append(np.asarray(extra, dtype=np.int64))
+    return np.unique(np.concatenate(chosen))

@@ -31,17 +31,17 @@ per-pixel probabilities over every clip that samples the frame; boxes: from the 
 to its centre). Preprocessing: each frame is resized (whole frame, aspect ratio not kept, nothing cropped) to the
 model's ``img_size``, scaled to [0, 1] and normalised with the model's mean/std; masks are resized back bilinearly
 (on the class probabilities, then argmax) and boxes scaled back per axis. Device: CUDA if present with bf16 autocast
-(``core_model.runtime``), else CPU in fp32. Decoding and resizing run in a background thread, one batch ahead.
+(``core_model.runtime``), else CPU in fp32. Decoding and resizing run in a background thread, one batch ahead, one
+frame at a time (``core_model.inference.stream``): memory is bounded by the batch, not the video. Masks stay at model
+resolution until they are encoded (``core_model.inference.masks``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,8 @@ from core_model import runtime
 from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
 from core_model.heads.task_model import EndoFMTaskModel
 from core_model.inference.merge import FrameMerger
-from core_model.inference.planning import Clip, plan_clips
+from core_model.inference.planning import plan_clip_starts
+from core_model.inference.stream import ClipStream
 
 log = logging.getLogger(__name__)
 
@@ -100,92 +101,6 @@ def preprocess_frames(frames: np.ndarray, pre: Preprocess) -> np.ndarray:
             x = F.interpolate(x, size=pre.img_size, mode="bilinear", align_corners=False, antialias=True)
         out[k : k + len(x)] = ((x - mean) / std).numpy()
     return out
-
-
-class _Cancelled(Exception):
-    pass
-
-
-@dataclass
-class _Batch:
-    clips: list[Clip]
-    x: torch.Tensor  # [B, 3, T, S_h, S_w] float32 (CPU, pinned on CUDA machines)
-    frame_hw: tuple[int, int]  # original frame size (H, W)
-
-
-class _Prefetcher:
-    """Decodes, resizes and normalises batches of clips in a background thread, one batch ahead."""
-
-    def __init__(self, reader, batches: list[list[Clip]], pre: Preprocess, pin: bool):
-        self._reader = reader
-        self._batches = batches
-        self._pre = pre
-        self._pin = pin
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="endofm-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        raise _Cancelled
-
-    def _run(self) -> None:
-        cache: dict[int, np.ndarray] = {}  # frame -> normalised [3, S_h, S_w]
-        frame_hw: tuple[int, int] | None = None
-        try:
-            for bi, clips in enumerate(self._batches):
-                if self._stop.is_set():
-                    return
-                needed = sorted({i for c in clips for i in c.indices} - set(cache))
-                if needed:
-                    raw = self._reader.get_batch(needed)  # [K, H, W, 3] uint8
-                    frame_hw = (int(raw.shape[1]), int(raw.shape[2]))
-                    for i, frame in zip(needed, preprocess_frames(raw, self._pre)):
-                        cache[i] = frame
-                # x: [B, 3, T, S_h, S_w]
-                x = np.stack([np.stack([cache[i] for i in c.indices], axis=1) for c in clips])
-                xt = torch.from_numpy(x)
-                if self._pin:
-                    xt = xt.pin_memory()
-                assert frame_hw is not None
-                self._put(_Batch(clips, xt, frame_hw))
-                nxt = (
-                    min((c.start for c in self._batches[bi + 1]), default=None)
-                    if bi + 1 < len(self._batches)
-                    else None
-                )
-                if nxt is None:
-                    cache.clear()
-                else:
-                    for i in [i for i in cache if i < nxt]:
-                        del cache[i]
-            self._put(None)
-        except _Cancelled:
-            return
-        except BaseException as exc:  # handed to the consumer, which turns a VideoError into an error event
-            try:
-                self._put(exc)
-            except _Cancelled:
-                return
-
-    def __iter__(self) -> Iterator[_Batch]:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
 
 class Predictor:
@@ -265,7 +180,7 @@ class Predictor:
         video = os.fspath(path)
         frames = None if frames is None else [int(f) for f in frames]
         try:
-            reader = VideoReader(path)
+            reader = VideoReader(path, backend="pyav")  # frame-threaded, and a third of decord's memory
         except VideoError as exc:
             yield {"event": "error", "video": video, "message": str(exc)}
             return
@@ -283,13 +198,13 @@ class Predictor:
         heads = self.model.heads
         dense = "segmentation" in heads or "detection" in heads
         try:
-            clips = plan_clips(
+            starts = plan_clip_starts(
                 n, pre.num_frames, pre.frame_stride, pre.clip_stride, frames=frames, dense=dense
             )
         except ValueError as exc:
             yield {"event": "error", "video": video, "message": f"{video}: {exc}"}
             return
-        targets = list(range(n)) if frames is None else sorted(set(int(f) for f in frames))
+        targets: Sequence[int] = range(n) if frames is None else sorted(set(int(f) for f in frames))
         meta = reader.meta
         yield {
             "event": "video_start",
@@ -298,7 +213,7 @@ class Predictor:
             "fps": float(meta.fps),
             "width": int(meta.width),
             "height": int(meta.height),
-            "clips": len(clips),
+            "clips": len(starts),
             "frames": len(targets),
             "tasks": self.tasks,
             "classes": self._classes(),
@@ -310,12 +225,22 @@ class Predictor:
             },
         }
         merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
-        batches = [clips[i : i + self.batch_size] for i in range(0, len(clips), self.batch_size)]
-        prefetch = _Prefetcher(reader, batches, pre, pin=self.device.type == "cuda")
+        stream = ClipStream(
+            reader,
+            starts,
+            num_frames=n,
+            clip_len=pre.num_frames,
+            frame_stride=pre.frame_stride,
+            batch_size=self.batch_size,
+            img_size=pre.img_size,
+            mean=pre.mean,
+            std=pre.std,
+            pin=self.device.type == "cuda",
+        )
         next_target = 0  # index into targets of the next frame to emit
         last_progress = 0.0
         try:
-            for bi, batch in enumerate(prefetch):
+            for batch in stream:
                 if should_cancel is not None and should_cancel():
                     yield {"event": "cancelled", "video": video, "done": next_target, "total": len(targets)}
                     return
@@ -323,8 +248,9 @@ class Predictor:
                 with torch.no_grad(), runtime.autocast(self.device, enabled=self.amp):
                     outputs = self.model(x)
                 merger.add(batch.clips, outputs)
-                # every clip still to run starts after `limit`: frames before it are final
-                limit = batches[bi + 1][0].start if bi + 1 < len(batches) else n
+                del outputs, x
+                # every clip still to run starts at or after `limit`: frames before it are final
+                limit = batch.next_start if batch.next_start is not None else n
                 while next_target < len(targets) and targets[next_target] < limit:
                     f = targets[next_target]
                     yield merger.frame_event(video, f, batch.frame_hw)
@@ -333,7 +259,7 @@ class Predictor:
                 if on_progress is not None:
                     on_progress(next_target, len(targets))
                 now = time.perf_counter()
-                if now - last_progress >= PROGRESS_EVERY_S or bi + 1 == len(batches):
+                if now - last_progress >= PROGRESS_EVERY_S or batch.next_start is None:
                     last_progress = now
                     yield {
                         "event": "progress",
@@ -343,15 +269,15 @@ class Predictor:
                         "fraction": round(next_target / max(len(targets), 1), 4),
                     }
         finally:
-            prefetch.close()
+            stream.close()
         seconds = time.perf_counter() - t0
         done = {
             "event": "video_done",
             "video": video,
             "frames": next_target,
-            "clips": len(clips),
+            "clips": len(starts),
             "seconds": round(seconds, 3),
-            "clips_per_s": round(len(clips) / seconds, 3) if seconds > 0 else None,
+            "clips_per_s": round(len(starts) / seconds, 3) if seconds > 0 else None,
             "probs": merger.video_probs(),
         }
         yield done

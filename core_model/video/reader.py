@@ -4,6 +4,7 @@
         r.meta.frame_count, r.meta.fps
         first = r[0]                      # np.uint8 [H, W, 3], RGB
         clip = r.get_batch([0, 8, 16])    # np.uint8 [3, H, W, 3], in the order asked
+        for i, frame in r.iter_frames(range(0, 9000)): ...   # one frame at a time, in index order
         for frame in r: ...
 
 Built so a cache or prefetcher can sit on top: ``get_batch`` sorts and de-duplicates the indices and decodes each
@@ -209,6 +210,14 @@ class VideoReader:
             self._backend = PyAVBackend(self._probe)
             self.meta = replace(self.meta, backend=self._backend.name)
             return self._backend.read(indices)
+
+    def iter_frames(self, indices: Sequence[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(index, frame)`` for ``indices`` (sorted and de-duplicated here), decoded one frame at a time: a run of
+        consecutive frames costs one seek, and only the frame being handed out is held (a 4K frame is 25 MB; a
+        streaming consumer resizes it before asking for the next)."""
+        self._check_open()
+        for i in sorted({self._normalise(i) for i in indices}):
+            yield i, np.ascontiguousarray(rotate(self._read([i]), self._rotation)[0])
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Every frame in order, decoded sequentially in chunks."""

@@ -19,6 +19,7 @@ from core_model.heads import (
     save_task_model,
 )
 from core_model.inference import Predictor, Preprocess, plan_clips, preprocess_frames
+from core_model.inference.stream import normalise_frames, resize_frames
 from core_model.models import create_model
 from core_model.video import write_video
 
@@ -109,7 +110,9 @@ def test_frame_probabilities_are_the_mean_of_the_clips_covering_the_frame(video)
     from core_model.video import VideoReader
 
     with VideoReader(video) as r:
-        x_all = torch.from_numpy(preprocess_frames(r.get_batch(list(range(21))), PRE))  # [21, 3, S, S]
+        # the serving transform: resized on uint8 as each frame is decoded (core_model.inference.stream)
+        u8 = resize_frames(r.get_batch(list(range(21))), PRE.img_size)
+        x_all = torch.from_numpy(normalise_frames(u8, PRE.mean, PRE.std))  # [21, 3, S, S]
     clips = plan_clips(21, T, 1, 2, dense=False)
     with torch.no_grad():
         batch = torch.stack([x_all[list(c.indices)].permute(1, 0, 2, 3) for c in clips])
