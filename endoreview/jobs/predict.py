@@ -30,7 +30,7 @@ from endoreview.services.library import LibraryService, VideoImportError
 from endoreview.services.model_resolver import resolve_model
 from endoreview.services.predictions import PredictionRecorder
 from endoreview.store import Store, StoreError
-from endoreview.store.records import JobState
+from endoreview.store.records import JobState, RunState
 
 log = logging.getLogger("endoreview.jobs.predict")
 
@@ -61,7 +61,9 @@ def _video_ids(store: Store, params: dict[str, Any]) -> list[int]:
     ids = [int(v) for v in params.get("video_ids") or []]
     if params.get("all_unpredicted"):
         for v in store.list_videos(params.get("project_id")):
-            if v.id not in ids and not any(r.state == "finished" for r in store.list_prediction_runs(v.id)):
+            if v.id not in ids and not any(
+                r.state == RunState.FINISHED for r in store.list_prediction_runs(v.id)
+            ):
                 ids.append(v.id)
     return ids
 
@@ -110,11 +112,11 @@ def run(job: JobRun) -> int:
 
         events = predictor.predict_video(path, should_cancel=cancel)
         res = recorder.record(events, on_event)
-        if res.state == "failed":
+        if res.state == RunState.FAILED:
             msg = _scrub(res.message, path)
             failures.append({"video_id": vid, "message": msg})
             emit("error", job=ctx.id, video_id=vid, message=msg)
-        elif res.state == "finished":
+        elif res.state == RunState.FINISHED:
             done_runs.append(res.run.id)
             emit(
                 "video_done",

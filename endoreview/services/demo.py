@@ -18,6 +18,7 @@ from pathlib import Path
 from endoreview.services.library import LibraryService, VideoImportError
 from endoreview.services.projects import ProjectService
 from endoreview.store import Store
+from endoreview.store.records import RunState
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def setup_demo(
     stopped = cancelled is not None and cancelled()  # then keep everything: the current set is incomplete
     retired = 0 if stopped else _retire_outdated(library, project.id, current=demo_dir() / spec.folder)
     pending = tuple(
-        vid for vid in ids if not any(r.state == "finished" for r in store.list_prediction_runs(vid))
+        vid for vid in ids if not any(r.state == RunState.FINISHED for r in store.list_prediction_runs(vid))
     )
     model = demo_model_dir()
     active = store.active_model_version()

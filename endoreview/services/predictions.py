@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from endoreview.store import Store
-from endoreview.store.records import FramePrediction, LabelKind, LabelOrigin, NewLabel, PredictionRun
+from endoreview.store.records import (
+    FramePrediction,
+    LabelKind,
+    LabelOrigin,
+    NewLabel,
+    PredictionRun,
+    RunState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +122,11 @@ class PredictionRecorder:
             if len(self._pending) >= self.batch_frames:
                 self.flush()
         elif kind == "video_done":
-            return self.finish("finished", video_probs=event.get("probs") or {})
+            return self.finish(RunState.FINISHED, video_probs=event.get("probs") or {})
         elif kind == "cancelled":
-            return self.finish("cancelled", message="cancelled")
+            return self.finish(RunState.CANCELLED, message="cancelled")
         elif kind == "error":
-            return self.finish("failed", message=str(event.get("message", "")))
+            return self.finish(RunState.FAILED, message=str(event.get("message", "")))
         return None
 
     def finish(
@@ -129,7 +136,7 @@ class PredictionRecorder:
             return self.closed
         self.flush()
         suggestions: list[NewLabel] = []
-        if state == "finished":
+        if state == RunState.FINISHED:
             for cls, a, b in segments_from_probs(
                 self._probs, self.n_frames, self.threshold, self.min_segment
             ):
@@ -169,8 +176,8 @@ class PredictionRecorder:
                     return done
         except BaseException:
             try:
-                self.finish("failed", message="interrupted")
+                self.finish(RunState.FAILED, message="interrupted")
             except Exception:  # the original error is the one to report
                 log.exception("could not close prediction run %d", self.run.id)
             raise
-        return self.finish("failed", message="the prediction stream ended before the video was done")
+        return self.finish(RunState.FAILED, message="the prediction stream ended before the video was done")

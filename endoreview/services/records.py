@@ -19,6 +19,7 @@ from endoreview.store.records import (
     Project,
     ReviewState,
     ReviewStatus,
+    RunState,
     Video,
 )
 
@@ -36,5 +37,6 @@ __all__ = [
     "Project",
     "ReviewState",
     "ReviewStatus",
+    "RunState",
     "Video",
 ]

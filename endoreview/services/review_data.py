@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from endoreview.store import Store
 from endoreview.store.errors import NotFoundError
-from endoreview.store.records import Label, ModelVersion, PredictionRun, Video
+from endoreview.store.records import Label, ModelVersion, PredictionRun, ReviewState, Video
 
 
 class ReviewData:
@@ -33,7 +33,7 @@ class ReviewData:
         return [
             lab
             for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run_id)
-            if lab.frame is not None and str(lab.state) != "rejected"
+            if lab.frame is not None and lab.state != ReviewState.REJECTED
         ]
 
     def labels(self, video_id: int, kinds: Sequence[str]) -> list[Label]:

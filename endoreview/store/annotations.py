@@ -326,7 +326,9 @@ class AnnotationsMixin(StoreBase):
         min_score: float | None = None,
     ) -> int:
         """Bulk accept: every ``suggested`` label of a video (optionally by kind, frame range, minimum score)."""
-        q = select(s.LabelRow).where(s.LabelRow.video_id == video_id, s.LabelRow.state == "suggested")
+        q = select(s.LabelRow).where(
+            s.LabelRow.video_id == video_id, s.LabelRow.state == r.ReviewState.SUGGESTED.value
+        )
         if kinds is not None:
             q = q.where(s.LabelRow.kind.in_([str(r.LabelKind(k)) for k in kinds]))
         if frames is not None:
@@ -460,11 +462,11 @@ class AnnotationsMixin(StoreBase):
         return self._write("Record predictions", fn)
 
     def finish_prediction_run(
-        self, run_id: int, state: str = "finished", suggestions: Sequence[r.NewLabel] = ()
+        self, run_id: int, state: str = r.RunState.FINISHED, suggestions: Sequence[r.NewLabel] = ()
     ) -> r.PredictionRun:
         """Close a run (``finished``, ``failed`` or ``cancelled``), adding run-level suggestions (segments,
         video class) derived from its per-frame output."""
-        if state not in ("finished", "failed", "cancelled"):
+        if state not in (r.RunState.FINISHED, r.RunState.FAILED, r.RunState.CANCELLED):
             raise InvalidInputError(f"a prediction run ends finished, failed or cancelled, not {state!r}")
 
         def fn(tx: Tx) -> r.PredictionRun:
@@ -510,7 +512,9 @@ class AnnotationsMixin(StoreBase):
 
 def _purge_run(tx: Tx, run: s.PredictionRunRow) -> None:
     n = tx.session.execute(
-        delete(s.LabelRow).where(s.LabelRow.run_id == run.id, s.LabelRow.state == "suggested")
+        delete(s.LabelRow).where(
+            s.LabelRow.run_id == run.id, s.LabelRow.state == r.ReviewState.SUGGESTED.value
+        )
     ).rowcount
     tx.session.execute(delete(s.FrameProbsRow).where(s.FrameProbsRow.run_id == run.id))
     tx.session.execute(update(s.LabelRow).where(s.LabelRow.run_id == run.id).values(run_id=None))

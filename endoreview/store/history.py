@@ -25,6 +25,8 @@ from endoreview.store.catalog import _get
 from endoreview.store.core import StoreBase, Tx
 from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError
 
+FINAL_JOB_STATES = (r.JobState.SUCCEEDED, r.JobState.FAILED, r.JobState.CANCELLED)
+
 UNDOABLE: dict[str, type] = {
     "labels": s.LabelRow,
     "videos": s.VideoRow,
@@ -229,9 +231,9 @@ class HistoryMixin(StoreBase):
             row = _get(tx.session, s.JobRow, job_id, "Job")
             for k, v in changes.items():
                 setattr(row, k, v)
-            if changes.get("state") == "running" and row.started_at is None:
+            if changes.get("state") == r.JobState.RUNNING and row.started_at is None:
                 row.started_at = tx.now
-            if changes.get("state") in ("succeeded", "failed", "cancelled"):
+            if changes.get("state") in FINAL_JOB_STATES:
                 row.finished_at = tx.now
             tx.session.flush()
             return convert.job(row)
@@ -256,7 +258,7 @@ class HistoryMixin(StoreBase):
     def delete_finished_jobs(self) -> int:
         def fn(tx: Tx) -> int:
             return tx.session.execute(
-                delete(s.JobRow).where(s.JobRow.state.in_(["succeeded", "failed", "cancelled"]))
+                delete(s.JobRow).where(s.JobRow.state.in_([x.value for x in FINAL_JOB_STATES]))
             ).rowcount
 
         return self._write("Clear finished jobs", fn)

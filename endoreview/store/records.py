@@ -61,6 +61,15 @@ class ReviewStatus(StrEnum):
     REVIEWED = "reviewed"
 
 
+class RunState(StrEnum):
+    """State of a prediction run."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -152,7 +161,7 @@ class PredictionRun:
     id: int
     video_id: int
     model_version_id: int | None
-    state: str  # running | finished | failed | cancelled
+    state: str  # a RunState value
     params: dict[str, Any]
     started_at: datetime
     finished_at: datetime | None

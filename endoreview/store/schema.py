@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from endoreview.store.records import JobState, LabelKind, LabelOrigin, ReviewState, ReviewStatus
+from endoreview.store.records import JobState, LabelKind, LabelOrigin, ReviewState, ReviewStatus, RunState
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -177,7 +177,7 @@ class PredictionRunRow(Base):
     model_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", ondelete="SET NULL"), index=True
     )
-    state: Mapped[str] = mapped_column(String(20), default="running")
+    state: Mapped[str] = mapped_column(String(20), default=RunState.RUNNING.value)
     params: Mapped[dict[str, Any]]
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -17,6 +17,7 @@ from endoreview.media.proxy import ProxyInfo, find_proxy
 from endoreview.services.app import AppServices
 from endoreview.services.jobs import JobService, Launch
 from endoreview.services.model_resolver import model_params, resolve_model
+from endoreview.services.records import LabelKind, LabelOrigin, ReviewState
 from endoreview.ui.library import LibraryRow
 from endoreview.ui.tasks import GuardedService
 from endoreview.ui.tracks import LabelTrack, PredictionTrack
@@ -237,7 +238,7 @@ class Backend:
                     "score": lab.score if lab.score is not None else 1.0,
                     "label_id": lab.id,
                 }
-                if str(lab.kind) == "mask" and lab.rle:
+                if lab.kind == LabelKind.MASK and lab.rle:
                     d["masks"].append({**item, "rle": lab.rle})
                 elif lab.bbox is not None:
                     d["boxes"].append({**item, "bbox": list(lab.bbox)})
@@ -256,19 +257,25 @@ class Backend:
         run = self._latest_run(video_id)
         pred = self._prediction_track(video_id, v.frame_count, run, with_geometry=True)
         labels = self.review.labels(video_id, kinds=("segment", "video_class", "mask", "box"))
-        human = [lab for lab in labels if str(lab.origin) != "predicted" or str(lab.state) != "suggested"]
+        human = [
+            lab for lab in labels if lab.origin != LabelOrigin.PREDICTED or lab.state != ReviewState.SUGGESTED
+        ]
         suggested_segments = [
             lab
             for lab in labels
-            if str(lab.kind) in ("segment", "video_class") and str(lab.state) == "suggested"
+            if lab.kind in (LabelKind.SEGMENT, LabelKind.VIDEO_CLASS) and lab.state == ReviewState.SUGGESTED
         ]
         track = LabelTrack.from_labels(v.frame_count, human + suggested_segments)
         video_label = None
         for lab in labels:
-            if str(lab.kind) == "video_class":
+            if lab.kind == LabelKind.VIDEO_CLASS:
                 # the model's video-level call is the mean over all its clips: say how sure, so that it does not
                 # read as contradicting a frame where the model is sure of the other class
-                score = f" {lab.score:.0%}" if lab.score is not None and str(lab.state) == "suggested" else ""
+                score = (
+                    f" {lab.score:.0%}"
+                    if lab.score is not None and lab.state == ReviewState.SUGGESTED
+                    else ""
+                )
                 video_label = f"{lab.class_name}{score} ({lab.state})"
         model_name = ""
         if run is not None and run.model_version_id is not None:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from endoreview.services.records import JobState
 from endoreview.ui.icons import icon
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class Job(QObject):
 
     @property
     def running(self) -> bool:
-        return self.entry.state in ("queued", "running")
+        return self.entry.state in (JobState.QUEUED, JobState.RUNNING)
 
     def _read_stdout(self) -> None:
         self._buf += bytes(self.proc.readAllStandardOutput().data())
@@ -246,19 +247,19 @@ class JobRow(QFrame):
         self.render(job.entry)
 
     def render(self, e: JobEntry) -> None:
-        self.bar.setValue(int(1000 * e.fraction) if e.state != "succeeded" else 1000)
+        self.bar.setValue(int(1000 * e.fraction) if e.state != JobState.SUCCEEDED else 1000)
         self.bar.setFormat(
             f"{e.done} / {e.total}" if e.total and e.total != 1000 else f"{100 * e.fraction:.0f}%"
         )
         text = {"queued": "waiting", "running": e.message or "running", "succeeded": "finished"}.get(
             e.state, e.message
         )
-        if e.state == "failed":
+        if e.state == JobState.FAILED:
             text = f"<span style='color:#ef5350'><b>Failed:</b> {e.error}</span>"
-        elif e.state == "cancelled":
+        elif e.state == JobState.CANCELLED:
             text = "<span style='color:#bbb'>Cancelled</span>"
         self.status.setText(text)
-        self.btn_cancel.setEnabled(e.state in ("queued", "running"))
+        self.btn_cancel.setEnabled(e.state in (JobState.QUEUED, JobState.RUNNING))
 
     def show_log(self) -> None:
         dlg = QDialog(self)

@@ -29,6 +29,7 @@ from core_model.contract import rle_decode
 from endoreview import RESEARCH_NOTICE
 from endoreview.media.opener import read_frame
 from endoreview.services.jobs import JobService, Launch
+from endoreview.services.records import JobState
 from endoreview.ui.app import import_pyqtgraph
 from endoreview.ui.jobs_panel import Job
 from endoreview.ui.tasks import TaskRunner
@@ -182,7 +183,7 @@ class CompareView(QDialog):
         return self.job
 
     def _compared(self, entry: Any) -> None:
-        if entry.state != "succeeded" or not self.out_path.is_file():
+        if entry.state != JobState.SUCCEEDED or not self.out_path.is_file():
             self.state = "failed"
             self.status.setText(
                 f"<span style='color:#ef5350'>The comparison failed: {html.escape(entry.error or entry.message)}</span>"
