@@ -43,6 +43,14 @@ def proxy_opener(info: ProxyInfo) -> Callable[[], Any]:
     return lambda: ProxyReader(info.path, info.fps)
 
 
+def warm_up() -> None:
+    """Import the decoders (PyAV, ``core_model.video``: ~0.5 s here) ahead of the first video the user opens; the
+    app calls it on a worker thread once the library is listed."""
+    import av  # noqa: F401
+
+    import core_model.video  # noqa: F401
+
+
 def read_frame(path: str | Path, index: int) -> np.ndarray:
     """One frame (RGB ``uint8``) of ``path``."""
     with open_video(path) as reader:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from endoreview import RESEARCH_NOTICE
 from endoreview.media.cache import FrameCache
+from endoreview.media.opener import warm_up as warm_up_decoders
 from endoreview.ui.analysis import AnalysisController
 from endoreview.ui.backend import Backend
 from endoreview.ui.demo_controller import DemoController
@@ -239,6 +240,7 @@ class MainWindow(QMainWindow):
         def opened(desc: str) -> None:
             self.show_message(f"Library ready ({desc}).")
             self.library_ctl.ready = True
+            self.library_ctl.refreshed.connect(self._warm_up)
             self.library_ctl.refresh()
             if demo:
                 self.demo_ctl.start()
@@ -251,6 +253,12 @@ class MainWindow(QMainWindow):
 
         # after the first paint: the database modules take a while to import and share the interpreter lock
         QTimer.singleShot(50, open_store)
+
+    def _warm_up(self, _rows: list) -> None:
+        """Once the library is listed: import the decoders on a worker thread, so the first video opens without
+        waiting for them."""
+        self.library_ctl.refreshed.disconnect(self._warm_up)
+        self.runner.submit("warm up decoders", warm_up_decoders)
 
     def _open_first_import(self, summary) -> None:  # ImportSummary
         """``endoreview VIDEO…``: open the first video given on the command line once it is imported."""
