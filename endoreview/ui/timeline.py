@@ -24,6 +24,7 @@ LANES = (
     ("Labels", 0.8),
     ("Reviewed", 0.4),
     ("Disagree", 0.5),
+    ("", 0.75),  # the legend's own row: it never covers a lane
 )
 GAP = 0.15
 
@@ -32,7 +33,8 @@ def lane_extents() -> dict[str, tuple[float, float]]:
     """Lane name -> (y0, y1), first lane on top."""
     out, y = {}, 0.0
     for name, h in reversed(LANES):
-        out[name] = (y, y + h)
+        if name:  # the unnamed bottom row holds the legend
+            out[name] = (y, y + h)
         y += h + GAP
     return out
 
@@ -131,6 +133,8 @@ class TimelineWidget(pg.PlotWidget):
         top = max(b for _, b in ext.values())
         self._vb.setYRange(-0.05, top + 0.05, padding=0)
         for _name, (a, b) in ext.items():
+            if not _name:
+                continue  # the legend's row
             band = pg.LinearRegionItem(
                 (a, b), orientation="horizontal", movable=False, brush=pg.mkBrush(255, 255, 255, 8)
             )
@@ -147,9 +151,9 @@ class TimelineWidget(pg.PlotWidget):
         self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
         self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
         self.setMinimumHeight(150)
-        # one row, bottom right, over the mostly empty "Disagree" lane
+        # one row, bottom right, in its own row under the lanes
         self.legend = pi.addLegend(
-            offset=(-6, -26), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 220), colCount=8
+            offset=(-6, -1), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 220), colCount=8
         )
 
     def _clamp(self, x: float) -> int:

@@ -87,13 +87,18 @@ class PlayerWidget(QWidget):
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.notice.setVisible(False)
         # the header keeps one height whatever it shows (a banner appearing on some frames must not move the video)
-        h = max(self.notice.sizeHint().height(), self.switched.sizeHint().height(), 24) + 4
+        h = self.fontMetrics().height() + 10
         for lab in (self.video_name, self.switched, self.banner):
             lab.setFixedHeight(h)
+        # long names never widen the window (at 1366 px the jobs panel and the go-to field must stay on screen)
+        for lab in (self.video_name, self.switched):
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            lab.setMinimumWidth(40)
+        self.video_name.setMaximumWidth(320)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
-        header.addWidget(self.video_name)
-        header.addWidget(self.switched)
+        header.addWidget(self.video_name, 1)
+        header.addWidget(self.switched, 3)
         header.addWidget(self.banner)
         header.addWidget(self.notice, 1)
 
@@ -203,11 +208,13 @@ class PlayerWidget(QWidget):
     # ---- content ----------------------------------------------------------------------------------------------
     def set_video_name(self, name: str) -> None:
         self.video_name.setText(name)
+        self.video_name.setMinimumWidth(min(320, self.video_name.fontMetrics().horizontalAdvance(name) + 16))
         self.video_name.setToolTip(f"The open video: {name}")
 
     def announce_switch(self, text: str | None) -> None:
         """Show (``text``) or clear the notice that another video was opened without the reviewer choosing it."""
         self.switched.setText(text or "")
+        self.switched.setToolTip(text or "")
         self.switched.setVisible(bool(text))
 
     def set_predictions(self, track: PredictionTrack | None, video_label: str | None = None) -> None:
