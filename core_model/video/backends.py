@@ -209,6 +209,8 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as e:  # not an OSError: it used to abort a whole batch import
+        raise VideoError(path, f"image is too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise VideoError(path, f"not a readable image ({e})") from None
 

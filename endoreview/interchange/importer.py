@@ -165,6 +165,9 @@ class Importer:
                 report.units_done += 1
             except (VideoImportError, InterchangeError, StoreError, OSError) as e:
                 report.failed.append((str(p), str(e)))
+            except Exception as e:
+                log.exception("importing %s failed", p)
+                report.failed.append((str(p), f"{p}: could not be imported ({type(e).__name__}: {e})"))
         if on_progress:
             on_progress(len(units) if not report.cancelled else report.units_done, len(units), "")
         return report
@@ -230,6 +233,11 @@ class Importer:
                 break
             except (InterchangeError, VideoImportError, StoreError, OSError) as e:
                 report.failed.append((item.name, str(e)))
+            except Exception as e:
+                log.exception("importing %s failed", item.name)
+                report.failed.append(
+                    (item.name, f"{item.name}: could not be imported ({type(e).__name__}: {e})")
+                )
         if on_progress and not report.cancelled:
             on_progress(len(col.videos), len(col.videos), "")
         return report

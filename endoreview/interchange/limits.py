@@ -19,8 +19,10 @@ from endoreview.interchange.model import InterchangeError
 MAX_IMAGE_PIXELS = 40_000_000
 #: Longest side of a declared frame or image.
 MAX_SIDE = 16_384
-#: Most frames a declared track / sequence may expand to when no video length bounds it.
-MAX_FRAMES = 2_000_000
+#: Most frames a declared track / sequence may expand to when no video length bounds it (4.6 h at 30 fps).
+MAX_FRAMES = 500_000
+#: Most annotations one file may expand to (CVAT tracks persist over frames).
+MAX_EXPANDED = 2_000_000
 #: Most bytes a zip archive may expand to, and its largest overall expansion ratio (uncompressed / compressed).
 MAX_ZIP_BYTES = 64 << 30
 MAX_ZIP_RATIO = 100.0
@@ -84,3 +86,32 @@ def check_zip(file: str | os.PathLike, total: int, compressed: int, dest_dir: st
         raise InterchangeError(
             file, f"needs {total / 2**20:.0f} MiB to extract but only {free / 2**20:.0f} MiB are free in {d}"
         )
+
+
+def check_polygon(
+    file: str | os.PathLike,
+    pts: list[float],
+    width: int,
+    height: int,
+    *,
+    line: int | None = None,
+    field: str | None = None,
+) -> list[float]:
+    """A flat ``[x0, y0, x1, y1, ...]`` polygon -> floats, refused unless every point is finite and inside the
+    ``width`` x ``height`` image (one pixel of slack for pixel-corner coordinates)."""
+    out = []
+    for k in range(0, len(pts) - 1, 2):
+        x, y = float(pts[k]), float(pts[k + 1])
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise InterchangeError(
+                file, f"polygon point ({pts[k]}, {pts[k + 1]}) is not finite", line=line, field=field
+            )
+        if not (-1.0 <= x <= width + 1.0 and -1.0 <= y <= height + 1.0):
+            raise InterchangeError(
+                file,
+                f"polygon point ({x:g}, {y:g}) lies outside the {width}x{height} image",
+                line=line,
+                field=field,
+            )
+        out += [min(max(x, 0.0), float(width)), min(max(y, 0.0), float(height))]
+    return out

@@ -41,6 +41,9 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
     from pycocotools import mask as mask_utils
 
     polys = [list(map(float, p)) for p in polygons if len(p) >= 6]
+    if not all(np.isfinite(p).all() for p in polys):  # pycocotools crashes (SIGSEGV) or runs away on these
+        raise ValueError("polygon coordinates must be finite (check them with limits.check_polygon first)")
+    polys = [np.clip(p, -1.0, float(max(height, width)) + 1.0).tolist() for p in polys]
     if not polys:
         return np.zeros((height, width), np.uint8)
     rles = mask_utils.frPyObjects(polys, height, width)
@@ -137,6 +140,7 @@ def decode_image(data: bytes, name: str | os.PathLike, *, unchanged: bool = True
     """Encoded image bytes -> array (cv2 channel order BGR for colour). Raises InterchangeError naming ``name``."""
     import cv2
 
+    check_image_header(data, name)
     buf = np.frombuffer(data, dtype=np.uint8)
     img = None
     if buf.size:
@@ -147,6 +151,32 @@ def decode_image(data: bytes, name: str | os.PathLike, *, unchanged: bool = True
     if img is None:
         raise InterchangeError(name, "not a readable image (PNG/JPEG/TIFF/BMP expected)")
     return img
+
+
+def check_image_header(data: bytes | str | os.PathLike, name: str | os.PathLike) -> tuple[int, int] | None:
+    """The (width, height) an encoded image declares, refused before decoding when it exceeds the import limits
+    (:mod:`endoreview.interchange.limits`): a 261 KB PNG can declare 16384 x 16384 pixels (2.6 GB decoded). None
+    when PIL cannot read the header (OpenCV then decodes and reports the file)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    src = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        raise InterchangeError(
+            name, "declares more pixels than the import limit (refused as a decompression bomb)"
+        ) from None
+    except Exception:
+        return None
+    from endoreview.interchange import limits
+
+    return limits.check_image_size(name, w, h)
 
 
 def read_image(path: str | os.PathLike, *, unchanged: bool = True) -> np.ndarray:
@@ -160,15 +190,11 @@ def read_image(path: str | os.PathLike, *, unchanged: bool = True) -> np.ndarray
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(height, width) of an image file, reading only its header when PIL can."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            w, h = im.size
-            return int(h), int(w)
-    except Exception:
-        img = read_image(path)
-        return int(img.shape[0]), int(img.shape[1])
+    size = check_image_header(path, path)
+    if size is not None:
+        return size[1], size[0]
+    img = read_image(path)
+    return int(img.shape[0]), int(img.shape[1])
 
 
 def binarize(img: np.ndarray) -> np.ndarray:

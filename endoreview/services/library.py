@@ -64,6 +64,16 @@ def read_metadata(path: Path) -> dict[str, Any]:
     }
 
 
+def _check_frame_size(path: Path, md: dict[str, Any]) -> None:
+    """Refuse frames beyond the import limits (a 339 KB file can declare 12000 x 12000 frames, 2 GB decoded each)."""
+    from endoreview.interchange.limits import InterchangeError, check_image_size
+
+    try:
+        check_image_size(path, md["width"], md["height"], field="frame size")
+    except InterchangeError as e:
+        raise VideoImportError(f"{e}; not imported") from None
+
+
 def _pyav_metadata(path: Path) -> dict[str, Any]:
     import av
 
@@ -132,8 +142,13 @@ class LibraryService:
         p = Path(path).expanduser()
         if not p.exists():
             raise VideoImportError(f"{p}: does not exist")
-        if p.is_dir() and (why := mask_only_reason(p)) is not None:
-            raise VideoImportError(why)
+        if p.is_dir():
+            md = read_metadata(
+                p
+            )  # the frame size (from image headers) is checked before any image is decoded
+            _check_frame_size(p, md)
+            if (why := mask_only_reason(p)) is not None:
+                raise VideoImportError(why)
         digest = content_hash(p)
         for existing in self._with_hash(project_id, p, digest):
             video = existing
@@ -143,6 +158,7 @@ class LibraryService:
                 video = self._relink(video, p)
             return video, False
         md = read_metadata(p)
+        _check_frame_size(p, md)
         stored, relative = self._stored_path(p)
         video = self.store.add_video(
             project_id,

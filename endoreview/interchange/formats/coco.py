@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core_model.contract import RLEError, rle_decode, rle_encode, rle_normalise
-from endoreview.interchange import raster
+from endoreview.interchange import limits, raster
 from endoreview.interchange.model import (
     BoxAnn,
     Collection,
@@ -106,6 +106,7 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
             raise InterchangeError(src, "must be a non-empty string", field=f"{w}.file_name")
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise InterchangeError(src, "width and height must be positive integers", field=w)
+        limits.check_image_size(src, width, height, field=w)  # before anything is rasterised at that size
         if iid in frame_of:
             raise InterchangeError(src, f"duplicate image id {iid!r}", field=f"{w}.id")
         safe_join(image_root, fname, src, field=f"{w}.file_name")
@@ -195,7 +196,7 @@ def _segmentation_to_rle(seg: Any, h: int, w: int, src: str, where: str) -> dict
                 raise InterchangeError(
                     src, "each polygon must be a flat list of >= 3 x,y pairs", field=f"{where}[{k}]"
                 )
-            polys.append(p)
+            polys.append(limits.check_polygon(src, p, w, h, field=f"{where}[{k}]"))
         return rle_encode(raster.polygons_to_mask(polys, h, w))
     if isinstance(seg, dict):
         size = seg.get("size")

@@ -28,7 +28,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from core_model.contract import RLEError, rle_counts, rle_decode, rle_encode
-from endoreview.interchange import raster
+from endoreview.interchange import limits, raster
 from endoreview.interchange.model import (
     BoxAnn,
     Collection,
@@ -42,6 +42,11 @@ from endoreview.interchange.util import XNode, check_box, parse_float, parse_int
 def cvat_rle_decode(
     rle: str, left: int, top: int, bw: int, bh: int, height: int, width: int, src: str, line: int
 ):
+    if bw <= 0 or bh <= 0 or left < 0 or top < 0 or left + bw > width or top + bh > height:
+        # checked before decoding: a declared 30000x30000 rectangle is never allocated
+        raise InterchangeError(
+            src, f"mask rectangle {[left, top, bw, bh]} lies outside the {width}x{height} frame", line=line
+        )
     try:
         counts = [int(c) for c in rle.replace(" ", "").split(",") if c != ""]
     except ValueError:
@@ -127,6 +132,7 @@ def read_cvat_video(
         raise InterchangeError(
             src, "frame size unknown: <meta><task><original_size> missing and no video given"
         )
+    w, h = limits.check_image_size(src, w, h, field="original_size")
     stop = _meta_int(task, "stop_frame")
     size = _meta_int(task, "size")
     start = _meta_int(task, "start_frame") or 0
@@ -137,11 +143,16 @@ def read_cvat_video(
     last = (
         num_frames - 1 if num_frames else (stop - start if stop is not None else (size - 1 if size else None))
     )
+    if last is not None:  # a 500-byte file declaring stop_frame=3000000 must not expand to millions of shapes
+        limits.check_frame_count(
+            src, last + 1, limit=num_frames, field="stop_frame" if stop is not None else "size"
+        )
     name = video_name or (task.findtext("name") if task is not None else None) or Path(src).stem
     item = col.get_or_add(
         name, width=w, height=h, num_frames=num_frames or (last + 1 if last is not None else None)
     )
 
+    expanded = 0
     for track in root.findall("track"):
         label = track.attrib.get("label")
         if not label:
@@ -175,6 +186,14 @@ def read_cvat_video(
                 continue
             nxt = parsed[k + 1] if k + 1 < len(parsed) else None
             end = nxt[0] if nxt else (last + 1 if last is not None else fr + 1)
+            expanded += max(end, fr + 1) - fr
+            if expanded > limits.MAX_EXPANDED:
+                raise InterchangeError(
+                    src,
+                    f"tracks expand to more than {limits.MAX_EXPANDED} annotations (the import limit)",
+                    line=line,
+                    field=f"track {tid}",
+                )
             for f in range(fr, max(end, fr + 1)):
                 prov = Provenance(src, line=line, field=f"track {tid}")
                 if tag == "box":
@@ -204,6 +223,7 @@ def _read_cvat_images(
         h = parse_int(im.attrib.get("height", ""), src, line=im.line, field="height")
         if fr < 0 or (num_frames is not None and fr >= num_frames) or w <= 0 or h <= 0:
             raise InterchangeError(src, f"image {fr} ({w}x{h}) is not a frame of the video", line=im.line)
+        limits.check_image_size(src, w, h, field=f"image {fr}")
         item.width, item.height = w, h
         for s in im.children:
             if s.tag not in ("box", "polygon", "mask"):
@@ -245,6 +265,7 @@ def _shape_geometry(s: XNode, src: str, w: int, h: int, col: Collection):
             ]
         if len(pts) < 6:
             raise InterchangeError(src, "polygon needs at least 3 points", line=s.line, field="points")
+        pts = limits.check_polygon(src, pts, w, h, line=s.line, field="points")
         return rle_encode(raster.polygons_to_mask([pts], h, w))
     # mask
     for k in ("rle", "left", "top", "width", "height"):

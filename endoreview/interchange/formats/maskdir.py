@@ -113,13 +113,14 @@ def read_labelmap(folder: Path) -> list[str] | None:
 
 def _read_indices(path: Path) -> np.ndarray:
     """Pixel values as stored: palette PNGs give their indices (OpenCV would expand them to colours)."""
+    raster.check_image_header(path, path)  # a decompression bomb is refused here, naming the file
     try:
         from PIL import Image
 
         with Image.open(path) as im:
             if im.mode in ("P", "L", "I;16", "I"):
                 return np.asarray(im)
-    except Exception:  # not something PIL reads: fall back to OpenCV, which reports the file
+    except Exception:
         pass
     return raster.read_image(path)
 
