@@ -99,6 +99,7 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     from endoreview.services.app import AppServices
     from endoreview.services.jobs import JOBS_MODULE
     from endoreview.ui.backend import Backend
+    from endoreview.ui.finetune.attach import apply_settings
     from endoreview.ui.icons import app_icon
     from endoreview.ui.main_window import MainWindow
 
@@ -110,7 +111,11 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     services = AppServices(
         getattr(args, "db", None), getattr(args, "reviewer", None), job_module or JOBS_MODULE
     )
-    return MainWindow(Backend(services=services), error_reporting=True)
+    backend = Backend(services=services)
+    apply_settings(
+        backend
+    )  # the saved reviewer and database where the command line and environment gave none
+    return MainWindow(backend, error_reporting=True)
 
 
 def run_app(args: Any) -> int:

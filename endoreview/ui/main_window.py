@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
@@ -31,6 +32,9 @@ from endoreview.media.opener import warm_up as warm_up_decoders
 from endoreview.ui.analysis import AnalysisController
 from endoreview.ui.backend import Backend
 from endoreview.ui.demo_controller import DemoController
+from endoreview.ui.finetune.attach import name_videos_in_logs, open_at
+from endoreview.ui.finetune.controller import FinetuneController
+from endoreview.ui.finetune.resume import ResumePanel
 from endoreview.ui.icons import app_icon, icon
 from endoreview.ui.jobs_panel import JobsPanel
 from endoreview.ui.library import LibraryWidget
@@ -38,6 +42,7 @@ from endoreview.ui.library_controller import LibraryController
 from endoreview.ui.player.controller import PlayerController
 from endoreview.ui.player.widget import PlayerWidget
 from endoreview.ui.proxies import MediaQueue
+from endoreview.ui.registry.controller import RegistryController
 from endoreview.ui.review_controller import ReviewController
 from endoreview.ui.shortcuts import ShortcutHelpDialog, bind
 from endoreview.ui.tasks import TaskRunner
@@ -125,15 +130,71 @@ class MainWindow(QMainWindow):
         self._bind_keys()
         # the correction tools (masks, boxes, labels, review): after the first paint, as they import the store
         QTimer.singleShot(60, self._attach_editing)
-        from endoreview.ui.finetune.attach import attach_learning_loop  # fine-tune, models, settings, about
-
-        attach_learning_loop(self, error_dialog=error_reporting)
+        self._build_learning_loop(error_reporting)  # fine-tune, models, settings, about
         self.resize(1280, 800)
 
     def _attach_editing(self) -> None:
         from endoreview.ui.editing import attach_editing
 
         attach_editing(self)  # sets self.edit_ctl
+
+    def _build_learning_loop(self, error_reporting: bool) -> None:
+        """The learning loop's entries: a Models menu (Fine-tune…, Models…), File ▸ Settings…, Help ▸ About, the
+        stopped-fine-tunes section with Resume buttons at the top of the jobs panel, and the error dialog."""
+        backend = self.backend
+        store_fn = lambda: backend.services.store  # noqa: E731 - called on worker threads only
+        ft = FinetuneController(backend, self.runner, self.jobs, self)
+        reg = RegistryController(
+            backend, self.runner, self.jobs, open_frame=lambda v, f: open_at(self, v, f), parent=self
+        )
+        resume = ResumePanel(store_fn, self.runner)
+        self.jobs.layout().insertWidget(0, resume)
+        resume.resumeRequested.connect(ft.resume)
+        for ctl in (ft, reg):
+            ctl.message.connect(self.show_message)
+        ft.started.connect(lambda _job: self.show_jobs())
+        ft.finished.connect(lambda _r: resume.refresh())
+        ft.openRegistry.connect(lambda vid: reg.open(self, select=vid))
+        self.library_ctl.refreshed.connect(lambda _rows: resume.refresh() if not resume.jobs else None)
+        self.finetune_ctl, self.registry_ctl, self.finetune_resume = ft, reg, resume
+
+        def act(text: str, slot: Any, shortcut: str | None = None) -> QAction:
+            a = QAction(text, self)
+            a.triggered.connect(slot)
+            if shortcut:
+                a.setShortcut(QKeySequence(shortcut))
+            return a
+
+        self.act_finetune = act("Fine-tune…", lambda: ft.open_dialog(self), "Ctrl+Shift+T")
+        self.act_models = act("Models…", lambda: reg.open(self), "Ctrl+Shift+M")
+        models = self.menuBar().addMenu("&Models")
+        models.addAction(self.act_finetune)
+        models.addAction(self.act_models)
+        self.toolbar.insertAction(self.act_jobs, self.act_finetune)
+
+        def settings() -> None:
+            from endoreview.ui.settings import SettingsDialog
+
+            self._settings_dialog = SettingsDialog(self.runner, parent=self)
+            self._settings_dialog.show()
+
+        def about() -> None:
+            from endoreview.ui.about import AboutDialog
+
+            self._about_dialog = AboutDialog(
+                self.runner, store_fn if backend.store is not None else None, self
+            )
+            self._about_dialog.show()
+
+        self.act_settings = act("Settings…", settings, "Ctrl+,")
+        self.file_menu.insertAction(self.quit_action, self.act_settings)
+        self.act_about = act("About EndoReview", about)
+        self.help_menu.addAction(self.act_about)
+        if error_reporting:
+            from endoreview.ui.about import install_error_handling
+
+            self.error_reporter = install_error_handling(self)
+            self.library_ctl.refreshed.connect(name_videos_in_logs)
 
     # ---- actions ----------------------------------------------------------------------------------------------
     def _build_actions(self) -> None:
@@ -174,7 +235,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(spacer)
         tb.addWidget(self.notice)
         self.jobs_dock.hide()  # shown when a job starts (or from the toolbar)
-        m = self.menuBar().addMenu("&File")
+        m = self.file_menu = self.menuBar().addMenu("&File")
         m.addAction(self.act_import)
         m.addAction(self.act_import_folder)
         self.act_relink = act("Find moved files…", "folder", lambda: self.library_ctl.ask_relink(self))
@@ -182,13 +243,13 @@ class MainWindow(QMainWindow):
         self.act_export = act("Export labels…", "folder", self.show_export)
         m.addAction(self.act_export)
         m.addSeparator()
-        quit_action = m.addAction("Quit")
+        self.quit_action = quit_action = m.addAction("Quit")
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         m = self.menuBar().addMenu("&Video")
         m.addAction(self.act_analyse)
         m.addAction(self.act_demo)
-        m = self.menuBar().addMenu("&Help")
+        m = self.help_menu = self.menuBar().addMenu("&Help")
         m.addAction(self.act_help)
 
     def _bind_keys(self) -> None:
