@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from core_model.contract import RLEError, rle_counts
 from endoreview.interchange.dicom import is_dicom
 from endoreview.interchange.model import InterchangeError, VideoItem
 from endoreview.interchange.raster import IMAGE_EXTS
@@ -41,6 +42,10 @@ def validate_item(item: VideoItem, n: int, w: int, h: int) -> None:
     """Check every label of ``item`` against the video (frame count, size); raises naming file + line/field."""
     _check_numbers(item)
     for a in item.masks:
+        try:  # every RLE decodes, its counts covering exactly its size (the contract's validating codec)
+            rle_counts(a.rle)
+        except RLEError as e:
+            raise InterchangeError.at(a.provenance, f"mask RLE '{e.field}' {e.reason}") from None
         if not 0 <= a.frame < n:
             raise InterchangeError.at(
                 a.provenance, f"frame {a.frame} does not exist (video has {n} frames, 0-based)"

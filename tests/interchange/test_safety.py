@@ -188,3 +188,51 @@ def test_huge_track_id_is_a_named_error_and_writes_nothing(store, importer, tmp_
     assert rep.failed and "a.json" in rep.failed[0][1] and "track" in rep.failed[0][1], rep.failed
     assert store.labels_for_video(store.list_videos()[0].id) == []
     assert store.change_cursor() == cursor
+
+
+def test_garbage_rle_in_a_manifest_or_coco_file_is_refused_naming_the_field(store, importer, tmp_path):
+    import json
+
+    from core_model.contract import rle_encode
+    from core_model.video import write_video
+    from endoreview.interchange.exporter import Exporter, ExportOptions
+    from endoreview.store import Store
+    from endoreview.store.records import NewLabel
+
+    (tmp_path / "src").mkdir()
+    write_video(tmp_path / "src" / "case.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=25.0)
+    importer.import_videos([tmp_path / "src" / "case.mp4"])
+    v = store.list_videos()[0]
+    m = np.zeros((16, 16), np.uint8)
+    m[3:9, 4:10] = 1
+    store.add_labels([NewLabel(v.id, "mask", "polyp", frame=1, rle=rle_encode(m))])
+    Exporter(store).export(tmp_path / "m", ExportOptions("manifest"))
+    man = tmp_path / "m" / "manifest.json"
+    text = man.read_text()
+    good = rle_encode(m)["counts"]
+    assert good in text
+    man.write_text(text.replace(good, "0000"))  # counts that cover 1 pixel of 256
+    other = Store.open(str(tmp_path / "other.sqlite3"), reviewer="bob")
+    try:
+        rep = Importer(other, work_dir=tmp_path / "w2").import_dataset(man)
+        assert rep.failed and "manifest.json" in rep.failed[0][1] and "RLE" in rep.failed[0][1], rep.failed
+        assert all(other.labels_for_video(x.id) == [] for x in other.list_videos())
+        ok = Exporter(other).export(tmp_path / "after", ExportOptions("coco"))  # the project still exports
+        assert not ok.failed
+    finally:
+        other.close()
+    # a COCO compressed RLE whose counts underrun its size
+    doc = {
+        "images": [
+            {"id": 1, "file_name": "case/000000.jpg", "width": 16, "height": 16, "frame_id": 0, "video_id": 1}
+        ],
+        "videos": [{"id": 1, "name": "case"}],
+        "categories": [{"id": 1, "name": "polyp"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [16, 16], "counts": "52"}}
+        ],
+    }
+    (tmp_path / "u.json").write_text(json.dumps(doc))
+    rep = importer.import_annotations(tmp_path / "u.json")
+    assert rep.failed and "u.json" in rep.failed[0][1] and "segmentation" in rep.failed[0][1], rep.failed
+    assert store.labels_for_video(v.id) == [store.labels_for_video(v.id)[0]]  # only the label made above
