@@ -3,8 +3,9 @@
 
     python scripts/screenshots_learning.py            # into docs/screens/finetune_*.png and registry_*.png
 
-Runs on synthetic videos in a temporary data folder (never the user's data); the fine-tune uses tiny shapes so it
-finishes in a minute on a CPU. Each window is grabbed on its own (``QWidget.grab``).
+Runs on the demo (its phantom videos, three of them shortened to 48 frames, analysed by the bundled demo model and
+corrected to their ground truth) in a temporary data folder (never the user's data); the fine-tune starts from the
+demo model with the dialog's defaults and a 1-minute budget. Each window is grabbed on its own (``QWidget.grab``).
 """
 
 from __future__ import annotations
@@ -25,15 +26,12 @@ def shoot(out: Path) -> int:
     from types import SimpleNamespace
 
     sys.path.insert(0, str(REPO))
+    from endoreview.services.demo import DemoSpec, setup_demo
     from endoreview.ui.app import create_main_window, ensure_app
-    from tests.ui.test_finetune import TINY, _prepare
+    from tests.ui.test_learning_loop_demo import _correct_to_truth
 
-    work = Path(os.environ["ENDOREVIEW_DATA_DIR"]) / "work"
-    db = work / "shots.sqlite3"
-    work.mkdir(parents=True, exist_ok=True)
-    data = _prepare(db, work, n_videos=4)
     app = ensure_app()
-    win = create_main_window(SimpleNamespace(db=str(db), reviewer="dr_demo"))
+    win = create_main_window(SimpleNamespace(db=None, reviewer="dr_demo"))
     win.resize(1366, 768)
     win.show()
 
@@ -54,15 +52,22 @@ def shoot(out: Path) -> int:
 
     win.start()
     spin(lambda: win.library_ctl.ready, 60)
+    store = win.backend.services.store
+    # the demo (its generator, three shortened videos), analysed by the demo model, then corrected to the truth
+    demo = setup_demo(store, DemoSpec(videos=DemoSpec().videos[:3], n_frames=48))
+    done: list = []
+    win.analysis_ctl.finished.connect(done.append)
+    win.analysis_ctl.analyse(list(demo.video_ids), model_dir=demo.model_dir)
+    spin(lambda: bool(done), 900)
+    counts = _correct_to_truth(store, list(demo.video_ids))
+    print("corrected:", counts, flush=True)
     ft, reg = win.finetune_ctl, win.registry_ctl
-    ft.overrides = (*TINY, "select_best=false")  # export the last epoch (tiny runs tie on every epoch)
     dlg = ft.open_dialog(win)
     spin(lambda: dlg.plan is not None, 60)
-    dlg.task_boxes["classification"].setChecked(False)
-    dlg.task_boxes["detection"].setChecked(False)
-    dlg.budget.setValue(3.0)
-    spin(lambda: dlg.plan.tasks == ("segmentation",) and dlg.plan.budget_min == 3.0, 60)
-    save(dlg, "finetune_dialog")
+    save(dlg, "finetune_dialog")  # the dialog's defaults on the demo (30 min budget)
+    dlg.budget.setValue(1.0)
+    spin(lambda: dlg.plan.budget_min == 1.0, 60)
+
     dlg.btn_start.click()
     spin(lambda: bool(ft.monitors), 60)
     mon = ft.monitors[-1]
@@ -82,11 +87,15 @@ def shoot(out: Path) -> int:
     spin(lambda: bool(reg.compares) and reg.compares[-1].state != "running", 600)
     cmp = reg.compares[-1]
     mv = win.backend.services.store.get_model_version(new_id)
-    cmp.show_frame(str(mv.data_snapshot["splits"]["val"][0]), 4)
+    val = str(mv.data_snapshot["splits"]["val"][0])
+    cmp.show_frame(val, 24)
     spin(lambda: hasattr(cmp, "images"), 300)
     save(cmp, "registry_compare")
     win.jobs.cancel_all()
-    print(f"model versions: parent {data['parent']}, new {new_id}", flush=True)
+    print(
+        f"model versions: parent {mv.parent_id}, new {new_id}; val metrics {mv.metrics.get('val')}",
+        flush=True,
+    )
     return 0
 
 
