@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COUNTER_BITS", "read_counter", "texture_frames", "write_texture_video"]
+__all__ = ["COUNTER_BITS", "read_counter", "texture_frames", "write_long_video", "write_texture_video"]
 
 COUNTER_BITS = 20  # up to 1,048,575 frames (9.7 hours at 30 fps)
 _COLS = 5
@@ -95,3 +95,53 @@ def write_texture_video(
     return write_video(
         path, texture_frames(num_frames, size, seed), fps=fps, gop=gop, crf=crf, bframes=0, preset=preset
     )
+
+
+def write_long_video(
+    path: str | os.PathLike,
+    num_frames: int,
+    size: tuple[int, int] = (1080, 1920),
+    fps: float = 30.0,
+    gop: int = 250,
+    segment_frames: int = 1800,
+    seed: int = 0,
+) -> Path:
+    """A long H.264 video in seconds, not hours: one ``segment_frames`` segment is encoded (``write_texture_video``)
+    and its packets are copied end to end with shifted timestamps until ``num_frames`` (no re-encoding; every copy
+    starts on a keyframe). The burned-in counter therefore reads ``index % segment_frames``. Written to a hidden
+    temporary name and renamed into place."""
+    import av
+
+    path = Path(path)
+    seg_n = min(int(segment_frames), int(num_frames))
+    seg = path.with_name(f".{path.stem}.segment{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write_texture_video(seg, seg_n, size=size, fps=fps, gop=gop, seed=seed)
+    try:
+        with av.open(str(seg)) as src:
+            ist = src.streams.video[0]
+            packets = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in src.demux(ist) if p.size]
+            time_base = ist.time_base
+            with av.open(str(tmp), mode="w") as dst:
+                ost = dst.add_stream_from_template(ist)
+                step = (packets[-1][1] - packets[0][1]) // max(1, seg_n - 1)  # pts per frame
+                written = 0
+                copy = 0
+                while written < num_frames:
+                    shift = copy * seg_n * step
+                    for data, pts, dts, key in packets:
+                        if written >= num_frames:
+                            break
+                        pkt = av.Packet(data)
+                        pkt.pts, pkt.dts = pts + shift, dts + shift
+                        pkt.is_keyframe = key
+                        pkt.time_base = time_base
+                        pkt.stream = ost
+                        dst.mux(pkt)
+                        written += 1
+                    copy += 1
+        os.replace(tmp, path)
+    finally:
+        seg.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+    return path

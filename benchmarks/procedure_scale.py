@@ -1,0 +1,368 @@
+"""A real procedure, end to end: long 1080p H.264 videos from import to export, each stage in its own process.
+
+Videos: a moving texture with a burned-in frame counter (``core_model.video.synthetic.write_long_video``: one
+minute is encoded, then its packets are copied end to end, so a 30-minute file takes seconds), 1920x1080, 30 fps,
+keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). Per length, one JSON line per stage:
+
+- ``import``: ``python -m endoreview.interchange import videos`` (hash, metadata) into a fresh SQLite library;
+- ``proxy``: ``endoreview.media.proxy.build_proxy`` (the scrubbing proxy the app builds in the background);
+- ``analysis``: ``endofm predict`` with the bundled demo model on every frame (frames/s, x real time, CPU seconds
+  per video second);
+- ``db_write``: the predictions recorded into the library (``PredictionRecorder``, the app's predict job path):
+  seconds, database growth, and that growth per hour of video;
+- ``timeline_load``: what the player and timeline load for the run (``Store.frame_probs`` + ``timeline_summary``);
+- ``player_open``: ``VideoReader`` open + first frame + a frame in the middle;
+- ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
+
+Every stage reports its process's peak resident memory (``peak_mb``, from ``wait4``). The last line is the summary:
+the machine, the bar figures, and the analysis memory slope in MB per 1,000 frames (a least-squares fit of the
+analysis peaks over the lengths; the bar is ~0).
+
+    python benchmarks/procedure_scale.py --small                  # 1 and 3 minutes
+    python benchmarks/procedure_scale.py                          # 1, 5 and 30 minutes (hours on a 2-core CPU)
+    python benchmarks/procedure_scale.py --minutes 30 --stages analysis   # one length, some stages
+
+Videos are cached in ``--work`` (default: a folder in the temp dir) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "resources" / "demo_model"
+FPS = 30.0
+STAGES = (
+    "import",
+    "proxy",
+    "analysis",
+    "db_write",
+    "timeline_load",
+    "player_open",
+    "export_coco",
+    "export_cvat",
+)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _proc_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a live process in MB (0, 0 when gone)."""
+    rss = hwm = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return round(rss, 1), round(hwm, 1)
+
+
+def _popen_wait4(
+    args: list[str],
+    env: dict | None = None,
+    stdout_path: Path | None = None,
+    poll=None,
+    poll_every_s: float = 30.0,
+) -> dict:
+    """Run ``args`` and reap it with ``wait4``: wall and CPU seconds and the peak RSS of that process alone (the
+    parent stays small: a child's high-water mark starts from its parent's size at fork). ``poll(pid, elapsed)``
+    is called every ``poll_every_s`` while it runs."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL  # noqa: SIM115
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=ROOT)
+        while poll is not None:
+            try:
+                pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                break
+            time.sleep(min(poll_every_s, 5.0))
+            if time.perf_counter() - t0 >= getattr(_popen_wait4, "_next", 0):
+                poll(proc.pid, time.perf_counter() - t0)
+                _popen_wait4._next = time.perf_counter() - t0 + poll_every_s  # type: ignore[attr-defined]
+        else:
+            pid, status, ru = os.wait4(proc.pid, 0)
+        if poll is not None and not pid:
+            pid, status, ru = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if stdout_path:
+            out.close()
+    _popen_wait4._next = 0  # type: ignore[attr-defined]
+    err.seek(0)
+    return {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+        "peak_mb": round(ru.ru_maxrss / 1024, 1),
+        "rc": proc.returncode,
+        "stderr": err.read()[-800:],
+    }
+
+
+def py(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def make_video(work: Path, minutes: float) -> tuple[Path, float]:
+    path = work / f"procedure_{minutes:g}min_1080p.mp4"
+    t0 = time.perf_counter()
+    if not path.exists():
+        code = (
+            "from core_model.video.synthetic import write_long_video;"
+            f"write_long_video({str(path)!r}, {int(round(minutes * 60 * FPS))}, size=(1080, 1920), fps={FPS},"
+            " gop=250)"
+        )
+        res = _popen_wait4(py(code), {"PYTHONPATH": str(ROOT)})
+        if res["rc"] != 0:
+            raise SystemExit(f"cannot make {path}: {res['stderr']}")
+    return path, time.perf_counter() - t0
+
+
+def bench_length(minutes: float, work: Path, stages: set[str], threads: int | None) -> dict:
+    video, made_s = make_video(work, minutes)
+    frames = int(round(minutes * 60 * FPS))
+    secs = frames / FPS
+    d = work / f"run_{minutes:g}min"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir()
+    db = d / "library.sqlite3"
+    env = {"ENDOREVIEW_DATA_DIR": str(d / "data"), "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
+    out: dict = {"minutes": minutes, "frames": frames}
+    emit(
+        {
+            "stage": "video",
+            "minutes": minutes,
+            "frames": frames,
+            "mb": round(video.stat().st_size / 1e6, 1),
+            "seconds": round(made_s, 2),
+        }
+    )
+
+    def stage(name: str, res: dict, **extra) -> dict:
+        line = {"stage": name, "minutes": minutes, **{k: v for k, v in res.items() if k != "last"}, **extra}
+        if res.get("rc") == 0:
+            line.pop("stderr", None)
+        emit(line)
+        out[name] = line
+        return line
+
+    video_id = None
+    if "import" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
+        res = _popen_wait4(
+            [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "import", "videos", str(video)],
+            env,
+            d / "import.jsonl",
+        )
+        stage("import", res)
+        video_id = 1
+    if "proxy" in stages:
+        code = (
+            "from endoreview.media.proxy import build_proxy; import sys;"
+            f"i = build_proxy({str(video)!r}, {str(d / 'proxy.mp4')!r}); print(i)"
+        )
+        stage("proxy", _popen_wait4(py(code), env))
+    preds = d / "preds.jsonl"
+    if "analysis" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
+        cmd = [
+            sys.executable,
+            "-m",
+            "core_model",
+            "predict",
+            str(video),
+            "--model",
+            str(DEMO),
+            "--out",
+            str(preds),
+        ]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        samples: list[tuple[int, float]] = []
+
+        def poll(pid: int, elapsed: float) -> None:
+            done = 0
+            try:
+                with open(d / "analysis.out") as fh:
+                    for line in fh:
+                        if '"event": "progress"' in line or '"event":"progress"' in line:
+                            done = int(json.loads(line)["done"])
+            except (OSError, ValueError, KeyError):
+                pass
+            rss, hwm = _proc_mb(pid)
+            if done and hwm:
+                samples.append((done, hwm))
+            emit(
+                {
+                    "stage": "analysis_progress",
+                    "minutes": minutes,
+                    "elapsed_s": round(elapsed, 1),
+                    "frames_done": done,
+                    "rss_mb": rss,
+                    "hwm_mb": hwm,
+                    "fps_so_far": round(done / elapsed, 2) if elapsed else None,
+                }
+            )
+
+        res = _popen_wait4(cmd, env, d / "analysis.out", poll=poll, poll_every_s=60.0)
+        n_done = 0
+        if preds.exists():
+            with open(preds) as fh:
+                for line in fh:
+                    if line.startswith('{"event":"frame"'):
+                        n_done += 1
+        fps = n_done / res["seconds"] if res["seconds"] else 0.0
+        stage(
+            "analysis",
+            res,
+            frames_done=n_done,
+            fps=round(fps, 2),
+            x_realtime=round(fps / FPS, 3),
+            cpu_s_per_video_s=round(res["cpu_s"] / secs, 3),
+            hwm_slope_mb_per_1000_frames=slope_mb_per_1000(samples),
+        )
+    if "db_write" in stages and video_id is not None and preds.exists():
+        before = db.stat().st_size + sum(p.stat().st_size for p in d.glob("library.sqlite3-*"))
+        code = f"""
+import json, time
+from endoreview.store import Store
+from endoreview.services.predictions import PredictionRecorder
+store = Store.open({str(db)!r})
+rec = PredictionRecorder(store, {video_id}, None, params={{"bench": "procedure_scale"}}, batch_frames=256)
+res = None
+with open({str(preds)!r}) as fh:
+    for line in fh:
+        ev = json.loads(line)
+        if ev.get("event") in ("frame", "video_done", "error", "cancelled"):
+            res = rec.handle(ev) or res
+print(json.dumps({{"run_id": rec.run.id, "frames": rec.frames, "labels": rec.labels}}))
+store.close() if hasattr(store, "close") else None
+"""
+        res = _popen_wait4(py(code), env, d / "dbwrite.out")
+        last = (d / "dbwrite.out").read_text().strip().splitlines()
+        info = json.loads(last[-1]) if last else {}
+        after = db.stat().st_size + sum(p.stat().st_size for p in d.glob("library.sqlite3-*"))
+        grow = (after - before) / 1e6
+        stage(
+            "db_write",
+            res,
+            labels=info.get("labels"),
+            db_mb=round(grow, 1),
+            db_mb_per_hour=round(grow * 3600 / secs, 1),
+        )
+    if "timeline_load" in stages and video_id is not None:
+        code = f"""
+import json, time
+from endoreview.store import Store
+store = Store.open({str(db)!r})
+t = time.perf_counter()
+probs = store.frame_probs(1)
+summary = store.timeline_summary({video_id})
+print(json.dumps({{"load_s": round(time.perf_counter() - t, 3), "frames_with_probs": len(probs)}}))
+"""
+        res = _popen_wait4(py(code), env, d / "timeline.out")
+        last = (d / "timeline.out").read_text().strip().splitlines()
+        stage("timeline_load", res, **(json.loads(last[-1]) if last else {}))
+    if "player_open" in stages:
+        code = f"""
+import json, time
+t = time.perf_counter()
+from core_model.video import VideoReader
+r = VideoReader({str(video)!r})
+a = r[0]; t1 = time.perf_counter() - t
+b = r[len(r) // 2]
+print(json.dumps({{"first_frame_s": round(t1, 3), "middle_frame_s": round(time.perf_counter() - t - t1, 3)}}))
+"""
+        res = _popen_wait4(py(code), env, d / "player.out")
+        last = (d / "player.out").read_text().strip().splitlines()
+        stage("player_open", res, **(json.loads(last[-1]) if last else {}))
+    for fmt, name in (("coco", "export_coco"), ("cvat-video", "export_cvat")):
+        if name in stages and video_id is not None:
+            cmd = [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "export", fmt]
+            cmd += [str(d / f"export_{fmt}"), "--run-id", "1"]
+            res = _popen_wait4(cmd, env)
+            size = sum(p.stat().st_size for p in (d / f"export_{fmt}").rglob("*") if p.is_file())
+            stage(name, res, out_mb=round(size / 1e6, 1))
+    return out
+
+
+def slope_mb_per_1000(points: list[tuple[int, float]]) -> float | None:
+    if len(points) < 2:
+        return None
+    xs = [p[0] / 1000 for p in points]
+    ys = [p[1] for p in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    den = sum((x - mx) ** 2 for x in xs)
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den, 3) if den else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--small", action="store_true", help="1 and 3 minutes")
+    ap.add_argument("--minutes", type=float, action="append", help="video lengths (repeatable)")
+    ap.add_argument(
+        "--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)
+    )
+    ap.add_argument("--work", default=None, help="folder for videos (kept) and runs")
+    ap.add_argument("--threads", type=int, default=None, help="endofm predict --threads")
+    args = ap.parse_args(argv)
+    lengths = args.minutes or ([1.0, 3.0] if args.small else [1.0, 5.0, 30.0])
+    stages = {s.strip() for s in args.stages.split(",") if s.strip()}
+    if stages - set(STAGES):
+        ap.error(f"unknown stages {sorted(stages - set(STAGES))}")
+    work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "endoreview-procedure-scale"
+    work.mkdir(parents=True, exist_ok=True)
+    results = [bench_length(m, work, stages, args.threads) for m in lengths]
+    peaks = [(r["frames"], r["analysis"]["peak_mb"]) for r in results if "analysis" in r]
+    longest = results[-1]
+    summary = {
+        "event": "summary",
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
+        "lengths_min": lengths,
+        "analysis_x_realtime": [r.get("analysis", {}).get("x_realtime") for r in results],
+        "analysis_cpu_s_per_video_s": [r.get("analysis", {}).get("cpu_s_per_video_s") for r in results],
+        "analysis_peak_mb": [p for _, p in peaks],
+        "analysis_mem_slope_mb_per_1000_frames": slope_mb_per_1000(peaks),
+        "import_s": longest.get("import", {}).get("seconds"),
+        "proxy_s": longest.get("proxy", {}).get("seconds"),
+        "db_mb_per_hour": longest.get("db_write", {}).get("db_mb_per_hour"),
+        "timeline_load_s": longest.get("timeline_load", {}).get("load_s"),
+        "export_coco_s": longest.get("export_coco", {}).get("seconds"),
+        "export_cvat_s": longest.get("export_cvat", {}).get("seconds"),
+        "peak_mb_by_stage": {
+            k: max((r.get(k, {}).get("peak_mb") or 0) for r in results) for k in STAGES if k in stages
+        },
+    }
+    emit(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
