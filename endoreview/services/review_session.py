@@ -88,6 +88,7 @@ class ReviewSession:
         self.view = View()
         self._listeners: list[Callable[[Change, Any], None]] = []
         self.video_id: int | None = None
+        self.video: Any = None  # the Video record as loaded (its metadata holds imported labels' provenance)
         self.path: str | None = None
         self.size = (0, 0)  # (w, h)
         self.frame_count = 0
@@ -150,6 +151,7 @@ class ReviewSession:
             return  # another video was opened since
         if snap.full:
             self.frames = dict(snap.frames)
+            self.video = snap.video
         else:
             self.frames.update(snap.frames)
         self.segments = list(snap.segments)
@@ -371,9 +373,12 @@ class ReviewSession:
         return (max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1))
 
     def select_box(self, label: Label | None) -> None:
+        changed = label is not None and (self.selected_box is None or self.selected_box.id != label.id)
         self.selected_box = label
         if label is not None and label.kind == LabelKind.BOX:
             self.active_track = label.track_id
+        if changed:
+            self.say(f"Selected: {self.details(label)}")  # type: ignore[arg-type]
         self._emit(Change.STATE)
 
     def commit_box(self, frame: int, box: C.Box, mode: str) -> None:
@@ -473,6 +478,27 @@ class ReviewSession:
 
     def move_segment_edges(self, label_id: int, start: int, end: int) -> None:
         self.execute(C.MoveSegment(label_id, start, end))
+
+    def details(self, label: Label) -> str:
+        """One line about a label for the reviewer: kind, class, state, origin, score, who reviewed it, and for an
+        imported label the file (and line or field) it came from."""
+        parts = [f"{label.class_name} {label.kind}", str(label.state), f"origin {label.origin}"]
+        if label.score is not None:
+            parts.append(f"score {label.score:.2f}")
+        if label.track_id is not None:
+            parts.append(f"track {label.track_id}")
+        if label.reviewed_by:
+            parts.append(f"reviewed by {label.reviewed_by}")
+        if label.reason:
+            parts.append(f"reason: {label.reason}")
+        if label.origin == LabelOrigin.IMPORTED and self.video is not None:
+            from endoreview.interchange.importer import provenance_of  # the one reader of import provenance
+
+            prov = provenance_of(self.video, label.id)
+            parts.append(
+                f"imported from {prov.describe()}" if prov is not None else "imported (source not recorded)"
+            )
+        return " · ".join(parts)
 
     def video_class(self) -> str | None:
         """The reviewer's class for the whole video (None when not set)."""

@@ -59,3 +59,25 @@ def test_the_video_class_set_is_shown_again_when_the_video_is_reopened(qtbot, ed
     qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
     saved(qtbot, ctl)
     assert bar.vclass.currentText() == "abnormal"
+
+
+def test_an_imported_label_says_where_it_came_from(qtbot, edit, tmp_path):
+    """Issue 22.12: an imported label's details name its source file and line (timeline tooltip, panel)."""
+    from endoreview.interchange.importer import Importer
+
+    ctl = edit
+    csv = tmp_path / "expert_segments.csv"
+    csv.write_text("video,start_frame,end_frame,label\nindexed,10,20,polyp\n")
+    rep = _in_thread(
+        lambda: Importer(ctl.backend.services.store, ctl.backend.project.id).import_annotations(
+            csv, video_id=ctl.video.id
+        )
+    )
+    assert rep.labels_added == 1, rep
+    ctl.session.reload()
+    saved(qtbot, ctl)
+    (seg,) = [x for x in ctl.session.segments if x.kind == "segment"]
+    text = ctl.session.details(seg)
+    assert "origin imported" in text and f"imported from {csv}:2" in text
+    qtbot.waitUntil(lambda: seg.id in ctl.timeline_items.regions, timeout=5000)
+    assert f"{csv}:2" in ctl.timeline_items.regions[seg.id].toolTip()

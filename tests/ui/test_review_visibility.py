@@ -142,7 +142,10 @@ def test_bulk_accept_takes_only_visible_suggestions_and_says_how_many(qtbot, ana
     panel = ctl.toolbar
     _marks(qtbot, ctl, 20, 30)
     panel.thr.setValue(0.2)  # a low bulk threshold must not reach under the slider
-    assert "Bulk accept takes 10 suggestion(s) (40 hidden left open)" in panel.marks.text()
+    saved(qtbot, ctl)
+    qtbot.waitUntil(
+        lambda: "Bulk accept takes 10 suggestion(s) (40 hidden left open)" in panel.marks.text(), timeout=5000
+    )
     assert panel.bulk_btn.text().startswith("Bulk accept 10")
     key(qtbot, ctl, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
     saved(qtbot, ctl)

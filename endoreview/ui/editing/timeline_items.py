@@ -95,7 +95,7 @@ class TimelineEditing:
                 region.blockSignals(True)
                 region.setRegion((s.start_frame, s.end_frame))
                 region.blockSignals(False)
-            region.setToolTip(f"{s.class_name} ({s.state}) — drag an edge to move it")
+            region.setToolTip(f"{self.ctl.session.details(s)} — drag an edge to move it")
         a, b = lane_extents()["Labels"]
         frames: dict[str, list[int]] = {k: [] for k in ORIGIN_COLOURS}
         for f, labs in self.ctl.session.frames.items():
