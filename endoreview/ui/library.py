@@ -57,6 +57,7 @@ COLUMNS = ("Preview", "Name", "Duration", "Resolution", "Status", "Reviewer", "M
 THUMB_H = 54
 STRIP_TILES = 6  # frames per thumbnail strip (endoreview.ui.proxies makes them)
 SHOWN_TILES = 3
+MAX_STRIP_W = int(THUMB_H * 16 / 9 * SHOWN_TILES)  # the strip of three 16:9 tiles
 
 
 def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
@@ -113,7 +114,10 @@ class LibraryModel(QAbstractTableModel):
         if r.video_id not in self._pixmaps:
             strip = r.thumb
             tile_w = max(1, strip.shape[1] // STRIP_TILES)
-            self._pixmaps[r.video_id] = to_pixmap(strip[:, : tile_w * SHOWN_TILES], THUMB_H)
+            pm = to_pixmap(strip[:, : tile_w * SHOWN_TILES], THUMB_H)
+            if pm.width() > MAX_STRIP_W:  # a very wide video (4:1): smaller tiles, never a wider column
+                pm = pm.scaledToWidth(MAX_STRIP_W, Qt.TransformationMode.SmoothTransformation)
+            self._pixmaps[r.video_id] = pm
         return self._pixmaps[r.video_id]
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):

@@ -67,3 +67,21 @@ def test_thumbnail_strip_shows_whole_tiles_and_double_click_opens(qtbot, lib):
     assert sig.args[0] == 2
     lib.set_rows([])
     assert lib.empty_box.isVisible() and not lib.table.isVisible()
+
+
+def test_a_very_wide_video_keeps_the_result_columns_in_view(qtbot):
+    """Issue 22.7: a 4:1 video's thumbnail strip pushed "Model found" and "Uncertainty" off-screen."""
+    from endoreview.ui.library import MAX_STRIP_W, STRIP_TILES, THUMB_H
+
+    w = LibraryWidget()
+    qtbot.addWidget(w)
+    w.resize(1366, 500)
+    w.show()
+    wide = _row(1, "wide.mp4", finding="polyp in 3% of frames", unc=0.4)
+    w.set_rows([wide])
+    w.model.set_thumb(1, np.zeros((THUMB_H, 4 * THUMB_H * STRIP_TILES, 3), np.uint8))  # 4:1 frames
+    pm = w.model.data(w.model.index(0, 0), Qt.ItemDataRole.DecorationRole)
+    assert pm.width() <= MAX_STRIP_W
+    qtbot.wait(50)
+    hh = w.table.horizontalHeader()
+    assert hh.sectionPosition(7) + hh.sectionSize(7) <= w.table.viewport().width() + 1  # Uncertainty in view
