@@ -121,6 +121,9 @@ def test_compare_view_tables_and_frame_links(registry_env, qtbot, tmp_path):
     )
     assert view.metrics.item(0, 3).text() == "+0.2000" and view.metrics.item(1, 2).text() == "–"
     assert view.frames.item(0, 1).text() == "12" and view.frames.item(1, 1).text() == "whole video"
+    # each side's outcome in words, not JSON (issue 22.8)
+    assert (view.frames.item(0, 3).text(), view.frames.item(0, 4).text()) == ("no mask", "mask 40 px")
+    assert view.frames.item(1, 4).text() == "video class #1"
     with qtbot.waitSignal(view.openFrame) as sig:
         view.frames.cellDoubleClicked.emit(0, 0)
     assert sig.args == [7, 12]

@@ -70,6 +70,30 @@ def overlay(frame: np.ndarray, pred: dict[str, Any], color: tuple[int, int, int]
     return out.clip(0, 255).astype(np.uint8)
 
 
+def outcome_text(o: Any) -> str:
+    """One model's outcome on a frame, in words (the comparison's per-frame record, not its JSON)."""
+    if not isinstance(o, dict) or not o:
+        return "—"
+    parts = []
+    if "video_pred" in o:
+        v = o["video_pred"]
+        parts.append(f"video class #{v}" if isinstance(v, int) else f"video class {v}")
+    if "det_hit" in o:
+        parts.append("polyp detected" if o.get("det_hit") else "no detection")
+    if "mask_pixels" in o:
+        px = int(o.get("mask_pixels") or 0)
+        parts.append(f"mask {px} px" if px else "no mask")
+        if o.get("dice") is not None:
+            parts.append(f"Dice {float(o['dice']):.2f}")
+    known = {"video_pred", "det_hit", "mask_pixels", "dice"}
+    for k, v in o.items():
+        if k not in known and isinstance(v, (int, float, str, bool)):
+            parts.append(
+                f"{k.replace('_', ' ')} {v:.2f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+            )
+    return ", ".join(parts) or "—"
+
+
 def _fmt(v: Any, metric: str = "") -> str:
     if v is None:
         return "–"
@@ -219,8 +243,8 @@ class CompareView(QDialog):
                 str(d["video"]),
                 "whole video" if frame < 0 else str(frame),
                 d.get("reason", ""),
-                json.dumps(d.get("a"), default=str)[:60],
-                json.dumps(d.get("b"), default=str)[:60],
+                outcome_text(d.get("a")),
+                outcome_text(d.get("b")),
             )
             for j, text in enumerate(cells):
                 self.frames.setItem(i, j, QTableWidgetItem(text))

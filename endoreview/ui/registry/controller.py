@@ -63,12 +63,24 @@ class RegistryController(QObject):
         self.runner.submit("compare", work, on_done=self._start_compare, on_error=self._error)
 
     def _error(self, exc: BaseException) -> None:
-        self.message.emit(f"Cannot compare: {exc}")
+        self._tell(f"Cannot compare: {exc}")
+
+    def _tell(self, text: str) -> None:
+        """Say it in front of the Models window (the status bar is behind it), and in the status bar."""
+        self.message.emit(text)
+        if self.view is not None and self.view.isVisible():
+            from PySide6.QtWidgets import QMessageBox
+
+            box = QMessageBox(
+                QMessageBox.Icon.Warning, "Compare", text, QMessageBox.StandardButton.Ok, self.view
+            )
+            box.open()
+            self.last_notice = box
 
     def _start_compare(self, found: tuple[Any, Any, tuple[str, str] | None]) -> None:
         a, b, ho = found
         if ho is None:
-            self.message.emit(
+            self._tell(
                 f"Neither {a.name} nor {b.name} records held-out videos to compare on (fine-tune with two or more "
                 "videos so one is held out)."
             )
