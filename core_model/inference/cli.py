@@ -3,7 +3,11 @@
 Inputs (one or more):
 - a video file, or an image-sequence folder (a folder with no video files in it);
 - a folder of video files (mp4/mov/mkv/avi/webm/m4v/mpg/mpeg, natural order, not recursive);
-- a training manifest (``*.json``, ``core_model.data.manifest``): its videos (``--split`` to pick one split).
+- a training manifest (``*.json``, ``core_model.data.manifest``): its videos (``--split`` to pick one split);
+- a list (``*.txt``): one video path per line (relative paths are relative to the list; ``#`` starts a comment).
+
+Archive mode (``--out-dir DIR``, ``core_model.inference.archive``): one output file per video, finished videos
+skipped on a rerun, and under ``torchrun`` each process takes its own share of the videos.
 
 Output: one JSON object per line (``--out FILE``, or ``-`` / nothing for stdout), flushed line by line:
 the ``Predictor`` events (``video_start``, ``frame``, ``progress``, ``video_done``, ``cancelled``, ``error``; see
@@ -68,7 +72,17 @@ def expand_inputs(inputs: list[str], split: str | None = None) -> list[str]:
     videos: list[str] = []
     for raw in inputs:
         p = Path(raw)
-        if p.is_file() and p.suffix.lower() == ".json":
+        if p.is_file() and p.suffix.lower() == ".txt":  # a list of videos, one path per line (relative to it)
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{p}: cannot read the video list ({exc})") from None
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    q = Path(line)
+                    videos.append(os.fspath(q if q.is_absolute() else p.parent / q))
+        elif p.is_file() and p.suffix.lower() == ".json":
             from core_model.data.manifest import ManifestError, load_manifest
 
             try:
@@ -117,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("inputs", nargs="+", metavar="VIDEO|FOLDER|MANIFEST")
     ap.add_argument("--model", required=True, help="model directory (model.safetensors + model.json)")
     ap.add_argument("--out", default="-", help="JSON-lines output file ('-': stdout)")
+    ap.add_argument(
+        "--out-dir",
+        default=None,
+        help="archive mode: one JSON-lines file per video in this folder, finished videos skipped on a rerun, "
+        "videos shared between torchrun processes (core_model.inference.archive)",
+    )
     ap.add_argument("--split", default=None, help="manifest inputs: only videos of this split")
     ap.add_argument("--frames", default=None, help="only these frames, e.g. 0,10,20:30 or 0:1000:25")
     ap.add_argument(
@@ -175,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        if args.out_dir:
+            return _archive(args, videos, frames, fail)
         predictor = _load_predictor(args)
         if isinstance(predictor, str):
             return fail(predictor, 2)
@@ -208,6 +230,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         sink.close()
+
+
+def _archive(args, videos: list[str], frames: list[int] | None, fail) -> int:
+    """Archive mode (``core_model.inference.archive``): this process's share of the videos, under torchrun or not."""
+    import torch
+
+    from core_model import runtime
+    from core_model.inference.archive import run_archive, write_index
+
+    info = runtime.init_distributed()
+    if args.device is None and info.distributed and not torch.cuda.is_available() and args.threads is None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local)))  # share this node's cores
+    predictor = _load_predictor(args)
+    if isinstance(predictor, str):
+        return fail(predictor, 2)
+    counts = run_archive(
+        videos,
+        args.out_dir,
+        lambda v: predictor.predict_video(v, frames=frames),
+        rank=info.rank,
+        world_size=info.world_size,
+        echo=lambda e: print(json.dumps(e, separators=(",", ":")), flush=True),
+    )
+    runtime.barrier()
+    if info.is_main:
+        write_index(args.out_dir)
+    print(json.dumps({"event": "done", "rank": info.rank, **counts}), flush=True)
+    if info.distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 1 if counts["failed"] else 0
 
 
 def _load_predictor(args):

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     imp = sub.add_parser("import", help="import videos, a dataset, or an annotation file")
-    imp.add_argument("what", choices=["videos", "dataset", "labels"])
+    imp.add_argument("what", choices=["videos", "dataset", "labels", "predictions"])
     imp.add_argument("paths", nargs="+", type=Path)
     imp.add_argument("--layout", help="force a layout/format (see docs/interchange.md)")
     imp.add_argument("--video-id", type=int, help="attach an annotation file's labels to this video")
@@ -176,6 +176,22 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
             set_text_region(store, args.video_ids, None if args.clear else args.rect)
             _emit({"event": "done", "videos": args.video_ids, "rect": None if args.clear else args.rect})
             return 0
+        if args.cmd == "import" and args.what == "predictions":  # endofm predict --out-dir outputs
+            from endoreview.services.predictions import import_prediction_outputs
+
+            runs = import_prediction_outputs(store, project_id, args.paths)
+            for run in runs:
+                _emit({"event": "run", **asdict(run)})
+            failed = [r for r in runs if r.state == "failed"]
+            _emit(
+                {
+                    "event": "done",
+                    "finished": sum(r.state == "finished" for r in runs),
+                    "skipped": sum(r.state == "skipped" for r in runs),
+                    "failed": len(failed),
+                }
+            )
+            return 1 if failed else 0
         if args.cmd == "import":
             from endoreview.interchange.importer import Importer
 

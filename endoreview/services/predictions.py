@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from endoreview.store import Store
@@ -181,3 +182,70 @@ class PredictionRecorder:
                 log.exception("could not close prediction run %d", self.run.id)
             raise
         return self.finish(RunState.FAILED, message="the prediction stream ended before the video was done")
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    file: str
+    video_id: int | None
+    run_id: int | None
+    state: str  # "finished", "skipped" (already imported) or "failed"
+    frames: int = 0
+    message: str = ""
+
+
+def import_prediction_outputs(
+    store: Store,
+    project_id: int,
+    paths: Iterable[str | Path],
+    *,
+    model_version_id: int | None = None,
+    library_root: str | Path | None = None,
+) -> list[ImportedRun]:
+    """Import ``endofm predict`` outputs (archive mode's per-video ``.jsonl`` files, or folders of them) into the
+    library: each file's video is imported into ``project_id`` (or found there by content), and its events are
+    recorded as a new prediction run, as the predict job would have. A file already imported (same file name and
+    size recorded in a run's parameters) is skipped, so importing the archive folder again adds only new outputs.
+    A file that is not a complete prediction stream is reported as failed and leaves nothing behind."""
+    import json
+
+    from endoreview.services.library import LibraryService, VideoImportError
+
+    library = LibraryService(store, library_root)
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.glob("*.jsonl") if not f.name.startswith("rank-"))
+        else:
+            files.append(p)
+    out: list[ImportedRun] = []
+    for f in files:
+        try:
+            with open(f, encoding="utf-8") as fh:
+                first = json.loads(fh.readline() or "{}")
+            if first.get("event") != "video_start" or not first.get("video"):
+                raise ValueError("the first line is not a video_start event")
+            video, _ = library.import_video(project_id, first["video"])
+        except (OSError, ValueError, VideoImportError) as e:
+            out.append(ImportedRun(str(f), None, None, "failed", message=f"{f}: {e}"))
+            continue
+        stamp = {"imported_from": f.name, "bytes": f.stat().st_size}
+        if any(
+            r.state == RunState.FINISHED and all(r.params.get(k) == v for k, v in stamp.items())
+            for r in store.list_prediction_runs(video.id)
+        ):
+            out.append(ImportedRun(str(f), video.id, None, "skipped"))
+            continue
+        rec = PredictionRecorder(store, video.id, model_version_id, params=stamp)
+        res: RecordResult | None = None
+        try:
+            with open(f, encoding="utf-8") as fh:
+                res = rec.record(json.loads(line) for line in fh if line.strip())
+        except (OSError, ValueError) as e:
+            res = rec.finish(RunState.FAILED, message=f"{f}: {e}")
+        if res.state != RunState.FINISHED:
+            store.delete_prediction_run(rec.run.id)
+            out.append(ImportedRun(str(f), video.id, None, "failed", message=res.message))
+            continue
+        out.append(ImportedRun(str(f), video.id, res.run.id, "finished", res.frames))
+    return out
