@@ -1,8 +1,10 @@
 """Recording model output: a prediction run per (video, model version), streamed into the store in batches.
 
 :class:`PredictionRecorder` consumes the events of :meth:`core_model.inference.Predictor.predict_video` (or of
-``endofm predict`` JSON lines) as they stream and writes every ``batch_frames`` frames in one transaction, so a
-crash or cancel loses at most one batch and the reviewer can start on the first frames while the rest runs.
+``endofm predict`` JSON lines) as they stream and writes every ``batch_frames`` frames (the store commits them in
+short transactions of :data:`~endoreview.store.annotations.PREDICTION_TX_FRAMES` frames, giving way to the reviewer's
+saves between them), so a crash or cancel loses at most one batch and the reviewer can start on the first frames
+while the rest runs.
 
 On ``video_done`` the run is closed with run-level suggestions:
 

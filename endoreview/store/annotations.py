@@ -102,6 +102,11 @@ def label_values(new: r.NewLabel, frame_count: int, actor: str, now: Any) -> dic
     return v
 
 
+#: Most frames of model output one transaction writes (about 20 ms of write lock here; a reviewer's save waits for at
+#: most one such transaction, see StoreBase._writer_turn).
+PREDICTION_TX_FRAMES = 32
+
+
 class AnnotationsMixin(StoreBase):
     # ------------------------------------------------------------------ reading labels
     def get_label(self, label_id: int) -> r.Label:
@@ -415,32 +420,53 @@ class AnnotationsMixin(StoreBase):
         >= ``min_score``) as ``suggested`` labels of origin ``predicted``. Bulk insert; returns labels added."""
         if not frames:
             return 0
+        if len(frames) > PREDICTION_TX_FRAMES:
+            # in parts, each its own short transaction (frames_done counts exactly the committed frames), so a
+            # reviewer's save never waits behind a long job commit
+            return sum(
+                self.add_frame_predictions(run_id, frames[i : i + PREDICTION_TX_FRAMES], min_score=min_score)
+                for i in range(0, len(frames), PREDICTION_TX_FRAMES)
+            )
+
+        # converted and validated (every RLE decoded) before the write lock is taken, so the job's transaction only
+        # inserts: a reviewer's save waits for at most that (see StoreBase._writer_turn)
+        def read_run(ses: Any) -> tuple[int, int | None, int]:
+            run = _get(ses, s.PredictionRunRow, run_id, "Prediction run")
+            return (
+                run.video_id,
+                run.model_version_id,
+                _get(ses, s.VideoRow, run.video_id, "Video").frame_count,
+            )
+
+        video_id, model_version_id, frame_count = self._read(read_run)
+        now = s.utcnow()
+        probs = [{"run_id": run_id, "frame": f.frame, "probs": dict(f.probs)} for f in frames if f.probs]
+        labels: list[dict[str, Any]] = []
+        for f in frames:
+            for kind, items in ((r.LabelKind.MASK, f.masks), (r.LabelKind.BOX, f.boxes)):
+                for it in items:
+                    score = it.get("score")
+                    if score is not None and score < min_score:
+                        continue
+                    new = r.NewLabel(
+                        video_id=video_id,
+                        kind=kind,
+                        class_name=str(it["label"]),
+                        origin=r.LabelOrigin.PREDICTED,
+                        frame=f.frame,
+                        rle=it.get("rle") if kind == r.LabelKind.MASK else None,
+                        bbox=tuple(it["bbox"]) if kind == r.LabelKind.BOX else None,  # type: ignore[arg-type]
+                        track_id=it.get("track_id"),
+                        score=None if score is None else float(score),
+                        model_version_id=model_version_id,
+                        run_id=run_id,
+                    )
+                    labels.append(label_values(new, frame_count, self.reviewer, now))
 
         def fn(tx: Tx) -> int:
             run = _get(tx.session, s.PredictionRunRow, run_id, "Prediction run")
-            video = _get(tx.session, s.VideoRow, run.video_id, "Video")
-            probs = [{"run_id": run_id, "frame": f.frame, "probs": dict(f.probs)} for f in frames if f.probs]
-            labels: list[dict[str, Any]] = []
-            for f in frames:
-                for kind, items in ((r.LabelKind.MASK, f.masks), (r.LabelKind.BOX, f.boxes)):
-                    for it in items:
-                        score = it.get("score")
-                        if score is not None and score < min_score:
-                            continue
-                        new = r.NewLabel(
-                            video_id=run.video_id,
-                            kind=kind,
-                            class_name=str(it["label"]),
-                            origin=r.LabelOrigin.PREDICTED,
-                            frame=f.frame,
-                            rle=it.get("rle") if kind == r.LabelKind.MASK else None,
-                            bbox=tuple(it["bbox"]) if kind == r.LabelKind.BOX else None,  # type: ignore[arg-type]
-                            track_id=it.get("track_id"),
-                            score=None if score is None else float(score),
-                            model_version_id=run.model_version_id,
-                            run_id=run_id,
-                        )
-                        labels.append(label_values(new, video.frame_count, tx.actor, tx.now))
+            for v in labels:
+                v["created_at"] = v["updated_at"] = tx.now
             if probs:
                 tx.session.execute(insert(s.FrameProbsRow), probs)
             if labels:
@@ -459,7 +485,7 @@ class AnnotationsMixin(StoreBase):
             )
             return len(labels)
 
-        return self._write("Record predictions", fn)
+        return self._write("Record predictions", fn, bulk=True)
 
     def finish_prediction_run(
         self, run_id: int, state: str = r.RunState.FINISHED, suggestions: Sequence[r.NewLabel] = ()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import getpass
 import logging
+import os
 import random
 import socket
 import sqlite3
@@ -22,6 +23,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers queue on SQLite's lock alone
+    fcntl = None  # type: ignore[assignment]
 
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.engine import Connection, Engine
@@ -300,6 +306,10 @@ class StoreBase:
                 except Exception:  # closing at shutdown: nothing left to protect
                     log.debug("closing a read connection failed", exc_info=True)
             self._raw_cons.clear()
+        fd = getattr(self, "_gate_fd", None)
+        if fd is not None and fd >= 0:
+            os.close(fd)
+        self._gate_fd = None
         self._local = threading.local()
         self.engine.dispose()
 
@@ -310,6 +320,46 @@ class StoreBase:
         self.close()
 
     # ------------------------------------------------------------------ units of work
+    # ------------------------------------------------------------------ writer fairness (SQLite)
+    def _gate_file(self) -> Any:
+        """The per-database gate file (``<db>-gate``) interactive and bulk writers coordinate through; None when
+        not SQLite on disk or it cannot be opened (then writers simply queue on SQLite's lock)."""
+        fd = getattr(self, "_gate_fd", None)
+        if fd is None and self.path is not None and fcntl is not None:
+            try:
+                fd = os.open(f"{self.path}-gate", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                fd = -1
+            self._gate_fd = fd
+        return fd if fd is not None and fd >= 0 else None
+
+    @contextmanager
+    def _writer_turn(self, bulk: bool) -> Iterator[None]:
+        """SQLite has one write lock and no queue: a job committing batches back to back can win it again and
+        again while a reviewer's save waits (saves took seconds). So an interactive write holds the gate shared
+        from before it asks for the lock until it commits, and a bulk write (a job's batch) passes the gate
+        exclusively before it starts: while any reviewer's save is waiting or writing, the job waits between its
+        transactions. A save then waits at most for the job transaction already running."""
+        fd = self._gate_file()
+        if fd is None:
+            yield
+            return
+        if bulk:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
+            return
+        depth = getattr(self._local, "gate_depth", 0)
+        if depth == 0:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        self._local.gate_depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.gate_depth = depth
+            if depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
     def _write(
         self,
         summary: str,
@@ -317,13 +367,15 @@ class StoreBase:
         *,
         video_id: int | None = None,
         undoes_id: int | None = None,
+        bulk: bool = False,
     ) -> T:
-        """Run ``fn`` in one write transaction (retried whole when the database is busy)."""
+        """Run ``fn`` in one write transaction (retried whole when the database is busy). ``bulk``: a job's batch
+        write, which gives way to interactive writes between transactions (see :meth:`_writer_turn`)."""
         deadline = time.monotonic() + RETRY_SECONDS
         delay = 0.02
         while True:
             try:
-                with self._translate(summary), self.engine.connect() as conn:
+                with self._writer_turn(bulk), self._translate(summary), self.engine.connect() as conn:
                     conn.info["immediate"] = True
                     with conn.begin(), Session(bind=conn, expire_on_commit=False, autoflush=False) as session:
                         tx = Tx(self, session, summary, video_id, undoes_id)
