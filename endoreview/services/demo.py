@@ -142,6 +142,14 @@ def setup_demo(
     )
     model = demo_model_dir()
     active = store.active_model_version()
+    if (
+        model is not None and active is None
+    ):  # the demo's model is the one in use until the user picks another
+        from endoreview.services.model_resolver import resolve_model
+
+        resolved = resolve_model(store, model=str(model), register=True)
+        if resolved.version_id is not None:
+            active = store.activate_model_version(resolved.version_id)
     notice = None
     if model is None and (active is None or not Path(active.files_dir).is_dir()):
         notice = DEMO_MODEL_MISSING

@@ -56,6 +56,10 @@ def test_demo_uses_the_bundled_model_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "demo_model_dir", lambda: model)
     with Store.open(str(tmp_path / "db.sqlite3"), reviewer="t") as store:
         r = setup_demo(store, SMALL)
+        active = store.active_model_version()  # issue 22.8: no model was marked active after the demo
+        assert active is not None and active.files_dir == str(model)
+        assert setup_demo(store, SMALL).model_dir == str(model)
+        assert [mv.id for mv in store.list_model_versions()] == [active.id]  # registered once
     assert r.notice is None and r.model_dir == str(model)
 
 
