@@ -10,9 +10,13 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
   per video second);
 - ``db_write``: the predictions recorded into the library (``PredictionRecorder``, the app's predict job path):
   seconds, database growth, and that growth per hour of video;
-- ``timeline_load``: what the player and timeline load for the run (``Store.frame_probs`` + ``timeline_summary``);
+- ``timeline_load``: what the timeline loads for the run (``Store.frame_probs`` + ``timeline_summary``: ``load_s``),
+  and the run's masks and boxes the player loads up front today (``run_geometry``: ``geometry_load_s``);
 - ``player_open``: ``VideoReader`` open + first frame + a frame in the middle;
 - ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
+
+Before the lengths, ``realtime_720p``: issue 20's bar, ``endofm predict`` on a 10-second 1280x720 clip (x real time
+of the prediction itself and of the whole process including Python, torch and model start-up).
 
 Every stage reports its process's peak resident memory (``peak_mb``, from ``wait4``). The last line is the summary:
 the machine, the bar figures, and the analysis memory slope in MB per 1,000 frames (a least-squares fit of the
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo_model"
 FPS = 30.0
 STAGES = (
+    "realtime_720p",
     "import",
     "proxy",
     "analysis",
@@ -282,10 +287,14 @@ store.close() if hasattr(store, "close") else None
 import json, time
 from endoreview.store import Store
 store = Store.open({str(db)!r})
+from endoreview.services.review_data import ReviewData
 t = time.perf_counter()
 probs = store.frame_probs(1)
 summary = store.timeline_summary({video_id})
-print(json.dumps({{"load_s": round(time.perf_counter() - t, 3), "frames_with_probs": len(probs)}}))
+t1 = time.perf_counter() - t
+geometry = ReviewData(store).run_geometry({video_id}, 1)
+print(json.dumps({{"load_s": round(t1, 3), "frames_with_probs": len(probs),
+                  "geometry_load_s": round(time.perf_counter() - t - t1, 3), "geometry_labels": len(geometry)}}))
 """
         res = _popen_wait4(py(code), env, d / "timeline.out")
         last = (d / "timeline.out").read_text().strip().splitlines()
@@ -311,6 +320,48 @@ print(json.dumps({{"first_frame_s": round(t1, 3), "middle_frame_s": round(time.p
             size = sum(p.stat().st_size for p in (d / f"export_{fmt}").rglob("*") if p.is_file())
             stage(name, res, out_mb=round(size / 1e6, 1))
     return out
+
+
+def bench_realtime_720p(work: Path, threads: int | None) -> dict:
+    """Issue 20's bar: ``endofm predict`` on a 10-second 1280x720 H.264 video with the demo model (every frame)."""
+    path = work / "clip_10s_720p.mp4"
+    if not path.exists():
+        code = (
+            "from core_model.video.synthetic import write_texture_video;"
+            f"write_texture_video({str(path)!r}, 300, size=(720, 1280), fps=30.0, gop=250)"
+        )
+        _popen_wait4(py(code), {"PYTHONPATH": str(ROOT)})
+    preds = work / "clip_10s_720p.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "core_model",
+        "predict",
+        str(path),
+        "--model",
+        str(DEMO),
+        "--out",
+        str(preds),
+    ]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    res = _popen_wait4(cmd, {"PYTHONPATH": str(ROOT)})
+    done = {}
+    with open(preds) as fh:
+        for line in fh:
+            if '"event":"video_done"' in line:
+                done = json.loads(line)
+    line = {
+        "stage": "realtime_720p",
+        **{k: v for k, v in res.items() if k != "stderr" or res["rc"]},
+        "video_s": 10.0,
+        "predict_s": done.get("seconds"),
+        "x_realtime_predict": round(10.0 / done["seconds"], 3) if done.get("seconds") else None,
+        "x_realtime_process": round(10.0 / res["seconds"], 3) if res["seconds"] else None,
+        "cpu_s_per_video_s": round(res["cpu_s"] / 10.0, 3),
+    }
+    emit(line)
+    return line
 
 
 def slope_mb_per_1000(points: list[tuple[int, float]]) -> float | None:
@@ -339,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown stages {sorted(stages - set(STAGES))}")
     work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "endoreview-procedure-scale"
     work.mkdir(parents=True, exist_ok=True)
+    rt = bench_realtime_720p(work, args.threads) if "realtime_720p" in stages else {}
     results = [bench_length(m, work, stages, args.threads) for m in lengths]
     peaks = [(r["frames"], r["analysis"]["peak_mb"]) for r in results if "analysis" in r]
     longest = results[-1]
@@ -346,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         "event": "summary",
         "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
         "lengths_min": lengths,
+        "realtime_720p_x": rt.get("x_realtime_predict"),
+        "realtime_720p_x_process": rt.get("x_realtime_process"),
         "analysis_x_realtime": [r.get("analysis", {}).get("x_realtime") for r in results],
         "analysis_cpu_s_per_video_s": [r.get("analysis", {}).get("cpu_s_per_video_s") for r in results],
         "analysis_peak_mb": [p for _, p in peaks],
@@ -357,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         "export_coco_s": longest.get("export_coco", {}).get("seconds"),
         "export_cvat_s": longest.get("export_cvat", {}).get("seconds"),
         "peak_mb_by_stage": {
-            k: max((r.get(k, {}).get("peak_mb") or 0) for r in results) for k in STAGES if k in stages
+            k: max((r.get(k, {}).get("peak_mb") or 0) for r in [*results, {"realtime_720p": rt}])
+            for k in STAGES
+            if k in stages
         },
     }
     emit(summary)
