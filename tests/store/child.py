@@ -3,6 +3,8 @@
 python -m tests.store.child edits URL VIDEO_ID SEED       # label edits, "ack" line after each commit
 python -m tests.store.child predictions URL VIDEO_ID N    # N batches of predicted masks (a job's writes)
 python -m tests.store.child labels URL VIDEO_ID N         # N single-label actions (a reviewer's writes)
+python -m tests.store.child jobpause URL VIDEO_ID K       # K acknowledged prediction commits, then holds the
+                                                          # write lock mid-transaction ("locked") until killed
 """
 
 from __future__ import annotations
@@ -98,6 +100,40 @@ def labels(url: str, video_id: int, n: int) -> None:
     print(f"done {lab.id} {lab.version} {time.time()}", flush=True)
 
 
+def jobpause(url: str, video_id: int, k: int) -> None:
+    from sqlalchemy import event
+
+    from endoreview.store import Store
+    from endoreview.store.records import FramePrediction
+
+    store = Store.open(url, reviewer="job")
+    run = store.start_prediction_run(video_id, None)
+    pause = [False]
+
+    @event.listens_for(store.engine, "after_cursor_execute")
+    def _hold(conn, cursor, statement, parameters, context, executemany):
+        if pause[0] and statement.lstrip().upper().startswith("INSERT INTO LABELS"):
+            print("locked", flush=True)  # inside BEGIN IMMEDIATE: this process holds the write lock
+            time.sleep(600)
+
+    masks = [rle_for(i) for i in range(20)]
+    print(f"ready {run.id}", flush=True)
+    for b in range(k + 1):
+        pause[0] = b == k
+        frames = [
+            FramePrediction(
+                f,
+                {"normal": 0.3, "abnormal": 0.7},
+                masks=({"label": "polyp", "score": 0.9, "rle": masks[f % 20]},),
+            )
+            for f in range(b * 32, (b + 1) * 32)
+        ]
+        store.add_frame_predictions(run.id, frames)
+        print(f"batch {b}", flush=True)
+
+
 if __name__ == "__main__":
     cmd, url, video_id, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    {"edits": edits, "predictions": predictions, "labels": labels}[cmd](url, video_id, arg)
+    {"edits": edits, "predictions": predictions, "labels": labels, "jobpause": jobpause}[cmd](
+        url, video_id, arg
+    )

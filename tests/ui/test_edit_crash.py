@@ -94,7 +94,9 @@ def test_sigkill_loses_at_most_the_stroke_in_progress(tmp_path):
             if line.startswith("released"):
                 released = int(line.split()[1])
                 if released >= kill_after:
-                    time.sleep(random.random() * 0.05)  # somewhere inside the next stroke or its save
+                    # anywhere in a stroke's cycle: the save of the stroke just released, the 80 ms pause, or the
+                    # next stroke being drawn (a ~0.1 s dab)
+                    time.sleep(random.random() * 0.18)
                     proc.send_signal(signal.SIGKILL)
                     break
         proc.wait(timeout=30)
@@ -114,9 +116,11 @@ def test_sigkill_loses_at_most_the_stroke_in_progress(tmp_path):
         assert len(masks) == 1
         m = rle_decode(masks[0].rle)
         got = [bool(m[40 + (k // 15) * 20, 10 + (k % 15) * 20]) for k in range(150)]
-        # every stroke released before the one in flight is saved; nothing after the kill is there
-        assert all(got[:released]), [k for k in range(released) if not got[k]]
+        # at most the stroke in progress is lost: the one being drawn (never released, so never saved) or the one
+        # just released whose save was in flight; every earlier stroke is there, nothing after the kill is
+        lost = [k for k in range(released + 1) if not got[k]]
+        assert lost in ([], [released]), f"strokes lost: {lost} (last released: {released})"
         assert not any(got[released + 2 :])
-        assert np.count_nonzero(got) >= released
+        assert np.count_nonzero(got[: released + 1]) >= released
     finally:
         store.close()
