@@ -97,8 +97,7 @@ class PlayerWidget(QWidget):
         self.video_name.setMaximumWidth(320)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
-        header.addWidget(self.video_name, 1)
-        header.addWidget(self.switched, 3)
+        header.addWidget(self.video_name)
         header.addWidget(self.banner)
         header.addWidget(self.notice, 1)
 
@@ -191,6 +190,7 @@ class PlayerWidget(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(header)
+        lay.addWidget(self.switched)  # its own row, the whole width: never squeezed by the header
         lay.addWidget(self.placeholder, 1)
         lay.addWidget(self.view, 1)
         lay.addLayout(transport)
