@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from core_model.atomic import atomic_write
+from core_model.atomic import atomic_write, atomic_write_bytes
 from endoreview.interchange.model import InterchangeError
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,14 @@ def extract_dicom_video(path: str | os.PathLike, out_dir: str | os.PathLike) -> 
         log.warning("%s: no frame rate in the DICOM header; assuming 30 fps", pid)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{pid}.mp4"
+    if target.exists():
+        # a remux of this object (or another with its identifiers) may be the only playable copy of a stored
+        # video: never overwrite or delete it; another stream gets its own name, the same stream reuses its file
+        target = out_dir / f"{pid}-{hashlib.sha256(stream).hexdigest()[:12]}.mp4"
+        if target.exists():
+            return _probe(target, pid, created=False)
     if stream[4:8] == b"ftyp":  # some writers encapsulate a whole MP4 file
-        target.write_bytes(stream)
+        atomic_write_bytes(target, stream)
         return _probe(target, pid)
     fmt = VIDEO_TRANSFER_SYNTAXES[ts]
     if fmt == "mpegvideo" and stream[:4] == b"\x00\x00\x01\xba":  # an MPEG-2 program stream, not elementary
@@ -198,14 +204,15 @@ def _remux(raw: Path, fmt: str, fps: float, target: Path) -> None:
         inp.close()
 
 
-def _probe(target: Path, pid: str) -> DicomVideo:
+def _probe(target: Path, pid: str, *, created: bool = True) -> DicomVideo:
     from core_model.video import VideoError, VideoReader
 
     try:
         with VideoReader(target) as r:
             m = r.meta
     except VideoError as e:
-        target.unlink(missing_ok=True)
+        if created:  # only what this import wrote is removed
+            target.unlink(missing_ok=True)
         raise InterchangeError(f"dicom:{pid}", f"extracted video does not open ({e})") from None
     return DicomVideo(
         target, pid, float(m.fps), int(m.frame_count), str(m.codec), int(m.width), int(m.height)

@@ -54,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _default_factory() -> Any:
     import os
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (core_model.inference.cli)
+    os.environ.setdefault(
+        "OMP_WAIT_POLICY", "PASSIVE"
+    )  # before torch loads OpenMP (core_model.inference.cli)
     from core_model.inference import Predictor
 
     return Predictor

@@ -236,3 +236,26 @@ def test_garbage_rle_in_a_manifest_or_coco_file_is_refused_naming_the_field(stor
     rep = importer.import_annotations(tmp_path / "u.json")
     assert rep.failed and "u.json" in rep.failed[0][1] and "segmentation" in rep.failed[0][1], rep.failed
     assert store.labels_for_video(v.id) == [store.labels_for_video(v.id)[0]]  # only the label made above
+
+
+def test_failed_dicom_with_the_same_identifiers_keeps_the_stored_remux(store, importer, tmp_path):
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    from tests.interchange.builders import make_dicom_video
+
+    frames = np.random.default_rng(3).integers(0, 255, (6, 32, 48, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir()
+    make_dicom_video(tmp_path / "a" / "IMG1", frames)
+    first = importer.import_videos([tmp_path / "a" / "IMG1"])
+    assert len(first.videos_created) == 1
+    video = store.get_video(first.videos_created[0])
+    remux = importer.library.resolve_path(video)
+    before = remux.read_bytes()
+    ds = pydicom.dcmread(tmp_path / "a" / "IMG1")
+    ds.PixelData = encapsulate([b"\x00\x00\x00\x01garbage-not-h264" * 4])
+    (tmp_path / "b").mkdir()
+    ds.save_as(tmp_path / "b" / "IMG1-copy", enforce_file_format=True)
+    bad = importer.import_videos([tmp_path / "b" / "IMG1-copy"])
+    assert bad.failed and not bad.videos_created
+    assert remux.read_bytes() == before and _playable(importer, store.get_video(video.id))
