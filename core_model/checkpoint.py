@@ -29,14 +29,12 @@ refused and named, and nothing in the file is executed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,15 @@ import torch
 from torch import nn
 
 from core_model.atomic import atomic_write, atomic_write_text
-from core_model.models.config import DEFAULT_PREPROCESS, EndoFMConfig
+from core_model.contract import (
+    META_FILE,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    WEIGHTS_FILE,
+    CheckpointError,
+    ModelMeta,
+)
+from core_model.models.config import EndoFMConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +68,6 @@ __all__ = [
     "save_model_dir",
 ]
 
-MODEL_FORMAT = "endoreview-model"
-MODEL_FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-META_FILE = "model.json"
 
 _BLOCK_SUFFIXES = tuple(
     f"{m}.{p}"
@@ -77,10 +79,6 @@ _BLOCK_SUFFIXES = tuple(
 )  # fmt: skip
 _TOP_KEYS = ("cls_token", "pos_embed", "time_embed", "patch_embed.proj.weight", "patch_embed.proj.bias")
 _NORM_KEYS = ("norm.weight", "norm.bias")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be used; the message names the file and the reason."""
 
 
 def expected_backbone_keys(depth: int, head: bool = False) -> list[str]:
@@ -338,102 +336,6 @@ def _load_safetensors(p: Path) -> dict[str, torch.Tensor]:
 
 
 # --------------------------------------------------------------------------------------------- model directory
-@dataclass
-class ModelMeta:
-    """``model.json``: what a model is and what it expects (timm's pretrained-cfg idea).
-
-    - ``arch``: ``{"name": "endofm_base", "config": EndoFMConfig as dict}``;
-    - ``preprocess``: ``{mean, std, num_frames, img_size, frame_stride, clip_stride}`` (RGB in [0, 1] normalised
-      with mean/std; ``frame_stride``: frames between two sampled frames of a clip; ``clip_stride``: frames between
-      the starts of two consecutive clips when sliding over a video);
-    - ``heads``: ``{task: {...}}`` (each head's own config, owned by ``core_model.heads``);
-    - ``provenance``: where the weights came from (free dict: source file and hash, tool, date, training run).
-    """
-
-    arch: dict[str, Any]
-    preprocess: dict[str, Any]
-    heads: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    format: str = MODEL_FORMAT
-    format_version: int = MODEL_FORMAT_VERSION
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.arch, dict) or "config" not in self.arch:
-            raise ValueError("ModelMeta.arch must be {'name': ..., 'config': {...}}")
-        missing = [
-            k
-            for k in ("mean", "std", "num_frames", "img_size", "frame_stride", "clip_stride")
-            if k not in self.preprocess
-        ]
-        if missing:
-            raise ValueError(f"ModelMeta.preprocess lacks {missing}")
-
-    @property
-    def config(self) -> EndoFMConfig:
-        return EndoFMConfig.from_dict(self.arch["config"])
-
-    @property
-    def arch_name(self) -> str:
-        return str(self.arch.get("name", "custom"))
-
-    @classmethod
-    def for_config(
-        cls,
-        cfg: EndoFMConfig,
-        name: str = "custom",
-        preprocess: Mapping[str, Any] | None = None,
-        heads: Mapping[str, Any] | None = None,
-        provenance: Mapping[str, Any] | None = None,
-    ) -> ModelMeta:
-        """Metadata for a backbone config; ``preprocess`` entries not given default to the official pre-training
-        ones (ImageNet mean/std, frame_stride 32), the config's frames and size, clip_stride = half a clip span."""
-        pre = {"mean": list(DEFAULT_PREPROCESS["mean"]), "std": list(DEFAULT_PREPROCESS["std"])}
-        pre.update(
-            num_frames=cfg.num_frames, img_size=cfg.img_size, frame_stride=DEFAULT_PREPROCESS["frame_stride"]
-        )
-        pre.update(dict(preprocess or {}))
-        if pre.get("clip_stride") is None:
-            pre["clip_stride"] = max(1, int(pre["num_frames"]) * int(pre["frame_stride"]) // 2)
-        return cls(
-            arch={"name": name, "config": cfg.to_dict()},
-            preprocess=pre,
-            heads=dict(heads or {}),
-            provenance=dict(provenance or {}),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {"format": d.pop("format"), "format_version": d.pop("format_version"), **d}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "model.json") -> ModelMeta:
-        if d.get("format") != MODEL_FORMAT:
-            raise CheckpointError(
-                f"{where}: not an EndoReview model (format {d.get('format')!r}, expected {MODEL_FORMAT!r})"
-            )
-        version = d.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise CheckpointError(f"{where}: bad format_version {version!r}")
-        if version > MODEL_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{where}: format_version {version} was written by a newer EndoReview (this one reads up to "
-                f"{MODEL_FORMAT_VERSION}); update the application"
-            )
-        try:
-            meta = cls(
-                arch=dict(d["arch"]),
-                preprocess=dict(d["preprocess"]),
-                heads=dict(d.get("heads") or {}),
-                provenance=dict(d.get("provenance") or {}),
-                format=d["format"],
-                format_version=version,
-            )
-            meta.config  # noqa: B018 - validates the architecture fields
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: invalid model metadata: {exc}") from exc
-        return meta
-
-
 def _module_config(module: nn.Module) -> EndoFMConfig | None:
     for m in (module, getattr(module, "backbone", None)):
         cfg = getattr(m, "cfg", None)
@@ -520,6 +422,10 @@ def load_model_dir(
     if not isinstance(raw, dict):
         raise CheckpointError(f"{meta_path}: model metadata must be a JSON object")
     meta = ModelMeta.from_dict(raw, str(meta_path))
+    try:
+        meta.config  # noqa: B018 - validates the architecture fields
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{meta_path}: invalid model metadata: {exc}") from exc
     if not weights_path.is_file():
         raise CheckpointError(f"{d}: {WEIGHTS_FILE} missing")
     expected_hash = (raw.get("weights") or {}).get("sha256")

@@ -5,6 +5,11 @@ One home each for:
 * **Normalisation constants.** ``IMAGENET_MEAN``/``IMAGENET_STD`` (torchvision's ImageNet statistics, our default)
   and ``ENDOFM_MEAN``/``ENDOFM_STD`` (0.45/0.225, the official Endo-FM fine-tuning configs,
   ../shared/docs/endofm-reference.md §5.1).
+* **The model metadata** (``model.json``, format 2, migrated from format 1 on read): :class:`ModelMeta` with the
+  typed :class:`DataConfig` (how the model must be fed: normalisation, frames, sampling, size, resize/crop, clip
+  plan; the official PolypDiag protocol is :data:`POLYPDIAG_OFFICIAL`), the heads and their classes, the
+  :class:`OperatingPoint` per task (how frame scores become a whole-video call: :func:`video_decision`), lineage and
+  provenance.
 * **The COCO RLE codec** used for every mask in the tree (predictions, the store, the editor, interchange, training
   data). ``rle_encode(mask)`` gives ``{"size": [h, w], "counts": str}`` byte-identical to
   ``pycocotools.mask.encode`` on the Fortran-ordered mask; ``rle_decode(rle)`` accepts compressed (``str``/``bytes``)
@@ -15,12 +20,33 @@ One home each for:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "DEFAULT_DATA",
+    "MODEL_FORMAT",
+    "MODEL_FORMAT_VERSION",
+    "POLYPDIAG_OFFICIAL",
+    "PROTOCOLS",
+    "CheckpointError",
+    "DataConfig",
+    "ModelMeta",
+    "OperatingPoint",
+    "VideoDecision",
+    "aggregate_score",
+    "calibrate_operating_point",
+    "data_from_legacy_preprocess",
+    "migrate_model_json",
+    "read_model_json",
+    "video_decision",
     "ENDOFM_MEAN",
     "ENDOFM_STD",
     "IMAGENET_MEAN",
@@ -215,3 +241,521 @@ def rle_normalise(rle: dict[str, Any], where: str = "") -> dict[str, Any]:
         c = counts.decode("ascii") if isinstance(counts, (bytes, bytearray)) else counts
         return {"size": [h, w], "counts": c}
     return rle_from_counts(h, w, runs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model metadata (model.json)
+# ----------------------------------------------------------------------------------------------------------------
+MODEL_FORMAT = "endoreview-model"
+MODEL_FORMAT_VERSION = 2
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+SAMPLINGS = (
+    "stride",
+    "span",
+)  # stride: frames frame_stride apart; span: num_frames spread over span_s seconds
+CLIP_PLANS = ("sliding", "first")  # sliding: clips every clip_stride frames; first: one clip from frame 0
+RESIZES = (
+    "squash",
+    "short_side_corner",
+)  # whole frame to img_size | short side to size, left/top square crop
+OFFICIAL_SPAN_S = 32 * 8 / 30  # PolypDiag: SAMPLING_RATE * NUM_FRAMES / TARGET_FPS seconds (reference §4.2)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model directory cannot be used; the message names the file and the reason."""
+
+
+def _floats3(v: Any, name: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(x) for x in v)
+    except (TypeError, ValueError):
+        raise ValueError(f"data.{name} must be 3 numbers, got {v!r}") from None
+    if len(out) != 3:
+        raise ValueError(f"data.{name} must be 3 numbers (R, G, B), got {len(out)}")
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How a model must be fed (the one home for it; ``model.json`` ``"data"``).
+
+    - ``mean`` / ``std``: per-channel normalisation of RGB in [0, 1];
+    - ``num_frames``: frames per clip; ``sampling``: ``"stride"`` (``frame_stride`` frames apart) or ``"span"``
+      (``num_frames`` spread by linspace over ``round(span_s * fps)`` frames: the official PolypDiag rule,
+      32*8/30 s, so the clip covers the same time whatever the video's frame rate);
+    - ``img_size``: ``(h, w)`` fed to the network; ``resize``: ``"squash"`` (the whole frame, aspect not kept) or
+      ``"short_side_corner"`` (short side to ``img_size``, the left (landscape) / top (portrait) square: the
+      official PolypDiag evaluation crop); ``antialias``: bilinear resize with antialiasing (ours) or without
+      (the official code's ``F.interpolate``);
+    - ``clips``: ``"sliding"`` (a clip every ``clip_stride`` frames over the whole video; ``None``: half a clip's
+      span) or ``"first"`` (one clip from frame 0, the official PolypDiag per-video protocol);
+    - ``protocol``: a name for the whole recipe (``"default"``, ``"polypdiag-official"``, ...), shown to users.
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    num_frames: int = 8
+    img_size: tuple[int, int] = (224, 224)
+    sampling: str = "stride"
+    frame_stride: int = 1
+    span_s: float = OFFICIAL_SPAN_S
+    clips: str = "sliding"
+    clip_stride: int | None = None
+    resize: str = "squash"
+    antialias: bool = True
+    protocol: str = "default"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _floats3(self.mean, "mean"))
+        object.__setattr__(self, "std", _floats3(self.std, "std"))
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"data.std must be positive, got {self.std}")
+        size = self.img_size
+        size = (
+            (int(size), int(size))
+            if isinstance(size, (int, float, np.integer))
+            else tuple(int(v) for v in size)
+        )
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"data.img_size must be a positive size or [h, w], got {self.img_size!r}")
+        object.__setattr__(self, "img_size", size)
+        for name in ("num_frames", "frame_stride"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(getattr(self, name)))
+        if self.clip_stride is not None:
+            if int(self.clip_stride) < 1:
+                raise ValueError(f"data.clip_stride must be >= 1 or null, got {self.clip_stride!r}")
+            object.__setattr__(self, "clip_stride", int(self.clip_stride))
+        for name, allowed in (("sampling", SAMPLINGS), ("clips", CLIP_PLANS), ("resize", RESIZES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"data.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if float(self.span_s) <= 0:
+            raise ValueError(f"data.span_s must be positive, got {self.span_s!r}")
+        object.__setattr__(self, "span_s", float(self.span_s))
+
+    # -- derived -----------------------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        """The square side (``img_size[0]``) for code that only handles square inputs."""
+        return self.img_size[0]
+
+    def span_frames(self, fps: float | None) -> int:
+        """Frames one clip covers in a video at ``fps`` (``span`` sampling needs the frame rate; 30 if unknown)."""
+        if self.sampling == "span":
+            f = float(fps) if fps and fps > 0 else 30.0
+            return max(int(round(self.span_s * f)), self.num_frames)
+        return self.frame_stride * (self.num_frames - 1) + 1
+
+    def clip_offsets(self, fps: float | None) -> np.ndarray:
+        """Frame offsets of one clip from its first frame (official linspace, truncated, for ``span``)."""
+        if self.sampling == "span":
+            return np.linspace(0, self.span_frames(fps) - 1, self.num_frames).astype(np.int64)
+        return self.frame_stride * np.arange(self.num_frames, dtype=np.int64)
+
+    def effective_clip_stride(self, fps: float | None = None) -> int:
+        if self.clip_stride is not None:
+            return self.clip_stride
+        return max(1, (self.num_frames * (self.frame_stride if self.sampling == "stride" else 1)) // 2)
+
+    def replace(self, **changes: Any) -> DataConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"], d["img_size"] = list(self.mean), list(self.std), list(self.img_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> DataConfig:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where} must be an object, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{where} has unknown fields {unknown}")
+        return cls(**dict(d))
+
+    def differences(self, other: DataConfig) -> dict[str, tuple[Any, Any]]:
+        """``{field: (self's value, other's value)}`` where the two differ (JSON-ready values)."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+DEFAULT_DATA = DataConfig()
+POLYPDIAG_OFFICIAL = DataConfig(
+    mean=ENDOFM_MEAN,
+    std=ENDOFM_STD,
+    num_frames=8,
+    img_size=(224, 224),
+    sampling="span",
+    span_s=OFFICIAL_SPAN_S,
+    clips="first",
+    resize="short_side_corner",
+    antialias=False,
+    protocol="polypdiag-official",
+)
+PROTOCOLS: dict[str, DataConfig] = {"polypdiag-official": POLYPDIAG_OFFICIAL}
+
+
+def data_from_legacy_preprocess(pre: Mapping[str, Any]) -> DataConfig:
+    """A format-1 ``preprocess`` dict (mean, std, num_frames, img_size, frame_stride, clip_stride) -> DataConfig:
+    stride sampling, sliding clips and the whole frame squashed, which is what format-1 predictors did."""
+    return DataConfig(
+        mean=pre.get("mean", IMAGENET_MEAN),
+        std=pre.get("std", IMAGENET_STD),
+        num_frames=int(pre.get("num_frames", 8)),
+        img_size=pre.get("img_size", 224),
+        frame_stride=int(pre.get("frame_stride", 1) or 1),
+        clip_stride=int(pre["clip_stride"]) if pre.get("clip_stride") else None,
+    )
+
+
+# ---- operating points and video-level decisions ----------------------------------------------------------------
+AGGREGATIONS = ("sustained", "top_k", "mean")
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """How per-frame scores of one task become a whole-video call.
+
+    ``positive``: the finding (a class of the task's head) whose presence makes the video ``abnormal_label``.
+    ``rule``: ``"sustained"`` (the video's score is the highest mean of the positive class's frame probability over
+    ``window_s`` seconds: one short polyp is enough), ``"top_k"`` (mean of the ``k`` highest frame probabilities) or
+    ``"mean"`` (mean over the whole video: the legacy call, blind to a short finding). The video is called
+    positive when the score >= ``threshold``. ``sensitivity`` / ``specificity`` / ``n_positive`` / ``n_negative``:
+    measured at that threshold on ``split`` when the model was calibrated (``calibrated=False``: a default, not
+    measured).
+    """
+
+    task: str = "classification"
+    positive: str = "abnormal"
+    rule: str = "sustained"
+    window_s: float = 1.0
+    k: int = 8
+    threshold: float = 0.5
+    sensitivity: float | None = None
+    specificity: float | None = None
+    n_positive: int | None = None
+    n_negative: int | None = None
+    split: str = "val"
+    calibrated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rule not in AGGREGATIONS:
+            raise ValueError(f"operating point rule must be one of {list(AGGREGATIONS)}, got {self.rule!r}")
+        if not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"operating point threshold must be in [0, 1], got {self.threshold!r}")
+        if float(self.window_s) <= 0 or int(self.k) < 1:
+            raise ValueError("operating point window_s must be > 0 and k >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "operating point") -> OperatingPoint:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{where} has unknown fields {unknown}")
+        return cls(**dict(d))
+
+
+@dataclass(frozen=True)
+class VideoDecision:
+    """A whole-video call: ``positive`` (bool), ``score`` (what was compared with ``threshold``), and where the
+    evidence is: ``start``/``end`` frames (``[start, end)``, None when the rule has no location) and ``text``,
+    the banner line (``"abnormal: polyp suggested at 01:12–01:19, 0.90"``)."""
+
+    positive: bool
+    label: str
+    score: float
+    threshold: float
+    rule: str
+    start: int | None
+    end: int | None
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _clock(frame: int, fps: float) -> str:
+    s = int(frame / fps) if fps > 0 else int(frame)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+
+
+def aggregate_score(
+    frame_scores: np.ndarray, fps: float, op: OperatingPoint
+) -> tuple[float, int | None, int | None]:
+    """The video's score under ``op``'s rule and the frames ``[start, end)`` it comes from (None for ``mean``)."""
+    p = np.asarray(frame_scores, np.float64).reshape(-1)
+    if p.size == 0:
+        return 0.0, None, None
+    if op.rule == "mean":
+        return float(p.mean()), None, None
+    if op.rule == "top_k":
+        k = min(int(op.k), p.size)
+        idx = np.argpartition(-p, k - 1)[:k]
+        return float(p[idx].mean()), int(idx.min()), int(idx.max()) + 1
+    w = min(p.size, max(1, int(round(float(op.window_s) * (fps if fps and fps > 0 else 30.0)))))
+    c = np.concatenate([[0.0], np.cumsum(p)])
+    means = (c[w:] - c[:-w]) / w
+    s = int(np.argmax(means))
+    return float(means[s]), s, s + w
+
+
+def video_decision(
+    frame_scores: np.ndarray,
+    fps: float,
+    op: OperatingPoint,
+    negative_label: str = "normal",
+    abnormal_label: str = "abnormal",
+    finding: str = "polyp",
+) -> VideoDecision:
+    """Apply ``op`` to the positive class's per-frame probabilities of one video (see :class:`OperatingPoint`).
+    The located evidence is the best window, widened to the neighbouring frames that are themselves >= threshold."""
+    p = np.asarray(frame_scores, np.float64).reshape(-1)
+    score, start, end = aggregate_score(p, fps, op)
+    positive = score >= op.threshold
+    label = abnormal_label if positive else negative_label
+    if positive and start is not None and end is not None:
+        while start > 0 and p[start - 1] >= op.threshold:
+            start -= 1
+        while end < p.size and p[end] >= op.threshold:
+            end += 1
+        text = f"{label}: {finding} suggested at {_clock(start, fps)}–{_clock(max(end - 1, start), fps)}, {score:.2f}"
+    elif positive:
+        text = f"{label}: {finding} score {score:.2f} (threshold {op.threshold:.2f})"
+    else:
+        text = f"{label}: no {finding} above {op.threshold:.2f} (highest {score:.2f})"
+        start = end = None
+    return VideoDecision(bool(positive), label, round(score, 4), op.threshold, op.rule, start, end, text)
+
+
+def calibrate_operating_point(
+    scores: Sequence[float], truth: Sequence[bool], base: OperatingPoint, split: str = "val"
+) -> OperatingPoint:
+    """The threshold that maximises Youden's J (sensitivity + specificity - 1) on validation videos' aggregated
+    ``scores`` (``truth``: the video is positive); ties go to the lower threshold (a screening tool should not miss).
+    With only one class present the threshold stays ``base.threshold`` and is recorded as measured on what there is.
+    """
+    s = np.asarray(scores, np.float64)
+    t = np.asarray(truth, bool)
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+
+    def rates(thr: float) -> tuple[float | None, float | None]:
+        sens = float((s[t] >= thr).mean()) if n_pos else None
+        spec = float((s[~t] < thr).mean()) if n_neg else None
+        return sens, spec
+
+    thr = float(base.threshold)
+    if n_pos and n_neg:
+        cands = np.unique(np.concatenate([s, [0.0, 1.0]]))
+        best = None
+        for (
+            c
+        ) in cands:  # midpoints would generalise better, but a threshold at a score is what users can check
+            se, sp = rates(float(c))
+            j = (se or 0.0) + (sp or 0.0) - 1.0
+            if best is None or j > best[0] + 1e-12:
+                best = (j, float(c))
+        thr = best[1] if best else thr
+    se, sp = rates(thr)
+    return dataclasses.replace(
+        base,
+        threshold=round(thr, 6),
+        sensitivity=se,
+        specificity=sp,
+        n_positive=n_pos,
+        n_negative=n_neg,
+        split=split,
+        calibrated=True,
+    )
+
+
+# ---- the metadata record -----------------------------------------------------------------------------------------
+@dataclass
+class ModelMeta:
+    """``model.json``: what a model is, how it must be fed and how its outputs are called (format 2).
+
+    - ``arch``: ``{"name": "endofm_base", "config": EndoFMConfig as dict}``;
+    - ``data``: :class:`DataConfig`;
+    - ``heads``: ``{task: {"classes": [...], ...}}`` (each head's own config, owned by ``core_model.heads``);
+    - ``operating_points``: ``{task: OperatingPoint}`` (empty: the legacy argmax-of-mean call at 0.5);
+    - ``lineage``: how this model's data config and heads relate to its parent (``{"parent", "inherited":
+      [fields], "overrides": {field: {"parent", "child", "reason"}}, "heads": ...}``), written by fine-tuning;
+    - ``ood``: the reference statistics of the out-of-domain check (``core_model.inference.ood``);
+    - ``provenance``: where the weights came from (source file and hash, tool, date, training run).
+
+    Format 1 files (``preprocess`` instead of ``data``) are migrated on read (:func:`migrate_model_json`).
+    """
+
+    arch: dict[str, Any]
+    data: DataConfig = field(default_factory=DataConfig)
+    heads: dict[str, Any] = field(default_factory=dict)
+    operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    format: str = MODEL_FORMAT
+    format_version: int = MODEL_FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.arch, dict) or not isinstance(self.arch.get("config"), dict):
+            raise ValueError("ModelMeta.arch must be {'name': ..., 'config': {...}}")
+        if isinstance(self.data, Mapping):
+            self.data = DataConfig.from_dict(self.data)
+
+    # -- views ---------------------------------------------------------------------------------------------------
+    @property
+    def config(self):  # noqa: ANN201 - EndoFMConfig (imported lazily: this module stays torch-free)
+        from core_model.models.config import EndoFMConfig
+
+        return EndoFMConfig.from_dict(self.arch["config"])
+
+    @property
+    def arch_name(self) -> str:
+        return str(self.arch.get("name", "custom"))
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """Format-1 view of :attr:`data` (mean, std, num_frames, img_size, frame_stride, clip_stride)."""
+        d = self.data
+        return {
+            "mean": list(d.mean),
+            "std": list(d.std),
+            "num_frames": d.num_frames,
+            "img_size": d.img_size[0] if d.img_size[0] == d.img_size[1] else list(d.img_size),
+            "frame_stride": d.frame_stride,
+            "clip_stride": d.effective_clip_stride(),
+        }
+
+    def classes(self, task: str) -> list[str]:
+        return [str(c) for c in (self.heads.get(task) or {}).get("classes", [])]
+
+    def operating_point(self, task: str = "classification") -> OperatingPoint:
+        """The stored point, or the default for the task: a sustained 1 s segment at 0.5, not calibrated."""
+        if task in self.operating_points:
+            return self.operating_points[task]
+        cls = self.classes(task)
+        positive = next((c for c in cls if c not in ("normal", "background")), cls[-1] if cls else "abnormal")
+        return OperatingPoint(task=task, positive=positive)
+
+    @classmethod
+    def for_config(
+        cls,
+        cfg: Any,
+        name: str = "custom",
+        preprocess: DataConfig | Mapping[str, Any] | None = None,
+        heads: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> ModelMeta:
+        """Metadata for a backbone config (an ``EndoFMConfig``). ``preprocess``: a :class:`DataConfig`, or a dict of
+        its fields / of format-1 ``preprocess`` keys over the official pre-training defaults (ImageNet mean/std,
+        frame_stride 32, the config's frames and size)."""
+        if isinstance(preprocess, DataConfig):
+            dc = preprocess
+        else:
+            base = {"num_frames": cfg.num_frames, "img_size": cfg.img_size, "frame_stride": 32}
+            dc = DataConfig(**{**base, **{k: v for k, v in dict(preprocess or {}).items() if v is not None}})
+        return cls(
+            arch={"name": name, "config": cfg.to_dict()},
+            data=dc,
+            heads=dict(heads or {}),
+            provenance=dict(provenance or {}),
+        )
+
+    # -- (de)serialisation -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "format_version": MODEL_FORMAT_VERSION,
+            "arch": self.arch,
+            "data": self.data.to_dict(),
+            "heads": self.heads,
+            "operating_points": {k: v.to_dict() for k, v in self.operating_points.items()},
+            "lineage": self.lineage,
+            "ood": self.ood,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "model.json") -> ModelMeta:
+        d = migrate_model_json(d, where)
+        try:
+            ops = {
+                str(k): OperatingPoint.from_dict(v, f"operating_points.{k}")
+                for k, v in (d.get("operating_points") or {}).items()
+            }
+            return cls(
+                arch=dict(d["arch"]),
+                data=DataConfig.from_dict(d["data"], "data"),
+                heads=dict(d.get("heads") or {}),
+                operating_points=ops,
+                lineage=dict(d.get("lineage") or {}),
+                ood=dict(d.get("ood") or {}),
+                provenance=dict(d.get("provenance") or {}),
+                format=d["format"],
+                format_version=MODEL_FORMAT_VERSION,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: invalid model metadata: {exc}") from exc
+
+
+def migrate_model_json(d: Mapping[str, Any], where: str = "model.json") -> dict[str, Any]:
+    """Any readable ``model.json`` dict -> the current format's dict (a new dict; ``d`` is not changed).
+
+    Format 1 -> 2: ``preprocess`` becomes ``data`` (:func:`data_from_legacy_preprocess`), empty
+    ``operating_points`` / ``lineage`` / ``ood``. Newer formats than this code reads are refused with a reason.
+    """
+    if not isinstance(d, Mapping):
+        raise CheckpointError(f"{where}: model metadata must be a JSON object")
+    if d.get("format") != MODEL_FORMAT:
+        raise CheckpointError(
+            f"{where}: not an EndoReview model (format {d.get('format')!r}, expected {MODEL_FORMAT!r})"
+        )
+    version = d.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{where}: bad format_version {version!r}")
+    if version > MODEL_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: format_version {version} was written by a newer EndoReview (this one reads up to "
+            f"{MODEL_FORMAT_VERSION}); update the application"
+        )
+    out = dict(d)
+    if version == 1:
+        pre = out.pop("preprocess", None)
+        if not isinstance(pre, Mapping):
+            raise CheckpointError(f"{where}: format 1 model metadata lacks 'preprocess'")
+        missing = [k for k in ("mean", "std", "num_frames", "img_size", "frame_stride") if k not in pre]
+        if missing:
+            raise CheckpointError(f"{where}: invalid model metadata: preprocess lacks {missing}")
+        try:
+            out["data"] = data_from_legacy_preprocess(pre).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: invalid model metadata: {exc}") from exc
+        out.setdefault("operating_points", {})
+        out.setdefault("lineage", {})
+        out.setdefault("ood", {})
+        out["format_version"] = 2
+        out.setdefault("migrated_from", 1)
+    if "data" not in out:
+        raise CheckpointError(f"{where}: invalid model metadata: 'data' missing")
+    return out
+
+
+def read_model_json(path: str | os.PathLike) -> ModelMeta:
+    """``model.json`` (or a model directory) -> :class:`ModelMeta`, migrated; torch-free (the app's reader)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / META_FILE
+    if not p.is_file():
+        raise CheckpointError(f"{p.parent}: not a model directory ({META_FILE} missing)")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p}: unreadable model metadata ({exc})") from exc
+    return ModelMeta.from_dict(raw, str(p))

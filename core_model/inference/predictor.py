@@ -42,7 +42,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,11 +49,17 @@ import torch
 import torch.nn.functional as F
 
 from core_model import runtime
-from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
+from core_model.contract import (
+    DataConfig,
+    ModelMeta,
+    OperatingPoint,
+    data_from_legacy_preprocess,
+    video_decision,
+)
 from core_model.heads.task_model import EndoFMTaskModel
 from core_model.inference.merge import FrameMerger
-from core_model.inference.planning import plan_clip_starts
-from core_model.inference.stream import ClipStream
+from core_model.inference.planning import Clip, plan_clip_starts, plan_clips
+from core_model.inference.stream import ClipBatch, ClipStream
 
 log = logging.getLogger(__name__)
 
@@ -63,44 +68,65 @@ __all__ = ["Predictor", "Preprocess", "preprocess_frames"]
 PROGRESS_EVERY_S = 0.25
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """What the model expects (saved with its weights in ``ModelMeta.preprocess``)."""
+# What the model expects: the contract's typed data config (model.json "data"); a format-1 ``preprocess`` dict is
+# read with ``Preprocess.from_dict`` too.
+Preprocess = DataConfig
 
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    num_frames: int = 8
-    img_size: tuple[int, int] = (224, 224)  # (H, W)
-    frame_stride: int = 1
-    clip_stride: int | None = None  # None: half the clip's length in frames (clip_len * frame_stride // 2)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Preprocess:
-        size = d.get("img_size", 224)
-        size = (int(size), int(size)) if isinstance(size, int | float) else (int(size[0]), int(size[1]))
-        clip_stride = d.get("clip_stride")
-        return cls(
-            mean=tuple(float(v) for v in d.get("mean", cls.mean)),
-            std=tuple(float(v) for v in d.get("std", cls.std)),
-            num_frames=int(d.get("num_frames", 8)),
-            img_size=size,
-            frame_stride=int(d.get("frame_stride", 1) or 1),
-            clip_stride=int(clip_stride) if clip_stride else None,
-        )
+def _as_data_config(pre: DataConfig | Mapping[str, Any]) -> DataConfig:
+    if isinstance(pre, DataConfig):
+        return pre
+    known = {"sampling", "clips", "resize", "antialias", "protocol", "span_s"}
+    return DataConfig.from_dict(pre) if known & set(pre) else data_from_legacy_preprocess(pre)
+
+
+def _short_side_corner(h: int, w: int, size: tuple[int, int]) -> tuple[int, int]:
+    """Frame size after the official ``scale``: short side -> size, the long side floor(long / short * size)."""
+    s = size[0]
+    if w <= h:
+        return int(np.floor(h / w * s)), s
+    return s, int(np.floor(w / h * s))
 
 
 def preprocess_frames(frames: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """RGB uint8 ``[K, H, W, 3]`` -> normalised float32 ``[K, 3, S_h, S_w]``: /255, the whole frame resized
-    (bilinear, antialiased, aspect not kept: the fine-tuning evaluation transform), then mean/std."""
+    """RGB uint8 ``[K, H, W, 3]`` -> normalised float32 ``[K, 3, S_h, S_w]``: /255, resized by ``pre.resize``
+    (``squash``: the whole frame, aspect not kept, the fine-tuning evaluation transform; ``short_side_corner``: the
+    short side to the size, then the left/top square, the official PolypDiag evaluation), bilinear
+    (antialiased if ``pre.antialias``), then mean/std."""
     mean = torch.tensor(pre.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(pre.std, dtype=torch.float32).view(1, 3, 1, 1)
     out = np.empty((len(frames), 3, *pre.img_size), dtype=np.float32)
     for k in range(0, len(frames), 4):  # a few frames at a time: a float 1080p frame is 25 MB
         x = torch.from_numpy(np.ascontiguousarray(frames[k : k + 4])).permute(0, 3, 1, 2).float().div_(255.0)
-        if tuple(x.shape[-2:]) != tuple(pre.img_size):  # x: [k, 3, H, W] -> [k, 3, S_h, S_w]
-            x = F.interpolate(x, size=pre.img_size, mode="bilinear", align_corners=False, antialias=True)
+        h, w = x.shape[-2:]
+        size = _short_side_corner(h, w, pre.img_size) if pre.resize == "short_side_corner" else pre.img_size
+        if (h, w) != tuple(size):  # x: [k, 3, H, W] -> [k, 3, S_h, S_w]
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=pre.antialias)
+        x = x[:, :, : pre.img_size[0], : pre.img_size[1]]  # the left / top crop (a no-op for squash)
         out[k : k + len(x)] = ((x - mean) / std).numpy()
     return out
+
+
+class _ExactStream:
+    """Clip batches for data configs the streaming path does not cover (the official span rule, one clip from frame
+    0, a short-side crop, no antialiasing): each batch's frames read with ``get_batch`` and transformed by the
+    float reference ``preprocess_frames``, so the pixels are exactly the recorded protocol's."""
+
+    def __init__(self, reader, clips: list[Clip], batch_size: int, pre: DataConfig):
+        self._reader, self._clips, self._bs, self._pre = reader, clips, max(1, batch_size), pre
+
+    def __iter__(self) -> Iterator[ClipBatch]:
+        for i in range(0, len(self._clips), self._bs):
+            clips = self._clips[i : i + self._bs]
+            need = sorted({j for c in clips for j in c.indices})
+            raw = self._reader.get_batch(need)  # [K, H, W, 3]
+            pix = dict(zip(need, preprocess_frames(raw, self._pre)))
+            x = np.stack([np.stack([pix[j] for j in c.indices], axis=1) for c in clips])  # [B, 3, T, S, S]
+            nxt = self._clips[i + self._bs].start if i + self._bs < len(self._clips) else None
+            yield ClipBatch(clips, torch.from_numpy(x), (int(raw.shape[1]), int(raw.shape[2])), nxt)
+
+    def close(self) -> None:
+        pass
 
 
 class Predictor:
@@ -126,6 +152,7 @@ class Predictor:
         max_boxes: int = 20,
     ):
         self.device = runtime.pick_device(device)
+        self.meta: ModelMeta | None = None
         if isinstance(model, EndoFMTaskModel):
             if preprocess is None:
                 raise ValueError(
@@ -136,17 +163,13 @@ class Predictor:
             from core_model.heads.io import load_task_model
 
             self.model, meta = load_task_model(model, device="cpu")
-            preprocess = preprocess if preprocess is not None else meta.preprocess
-        pre = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
-        if frame_stride is not None or clip_stride is not None:
-            pre = Preprocess(
-                pre.mean,
-                pre.std,
-                pre.num_frames,
-                pre.img_size,
-                int(frame_stride) if frame_stride is not None else pre.frame_stride,
-                int(clip_stride) if clip_stride is not None else pre.clip_stride,
-            )
+            preprocess = preprocess if preprocess is not None else meta.data
+            self.meta = meta
+        pre = _as_data_config(preprocess)
+        if frame_stride is not None:
+            pre = pre.replace(frame_stride=int(frame_stride), sampling="stride")
+        if clip_stride is not None:
+            pre = pre.replace(clip_stride=int(clip_stride), clips="sliding")
         self.preprocess = pre
         if batch_size is None:
             batch_size = 16 if self.device.type == "cuda" else 4
@@ -201,15 +224,34 @@ class Predictor:
         n = len(reader)
         heads = self.model.heads
         dense = "segmentation" in heads or "detection" in heads
+        meta = reader.meta
         try:
-            starts = plan_clip_starts(
-                n, pre.num_frames, pre.frame_stride, pre.clip_stride, frames=frames, dense=dense
+            exact = None
+            if pre.clips == "first":  # one clip from frame 0 (official PolypDiag): only the frames it spans
+                if n < 1:
+                    raise ValueError("the video has no frames")
+                idx = tuple(int(i) for i in np.minimum(pre.clip_offsets(meta.fps), n - 1))
+                exact = [Clip(start=0, indices=idx, span_end=min(pre.span_frames(meta.fps), n))]
+                span = exact[0].span_end
+                frames = [f for f in (frames if frames is not None else range(span)) if 0 <= f < span]
+            elif pre.sampling == "span":  # sliding clips of the span rule: its stride at this frame rate
+                stride = max(1, int(pre.clip_offsets(meta.fps)[1])) if pre.num_frames > 1 else 1
+                exact = plan_clips(n, pre.num_frames, stride, pre.clip_stride, frames=frames, dense=dense)
+            elif pre.resize != "squash" or not pre.antialias:  # another resize rule: the float reference path
+                exact = plan_clips(
+                    n, pre.num_frames, pre.frame_stride, pre.clip_stride, frames=frames, dense=dense
+                )
+            starts = (
+                [c.start for c in exact]
+                if exact is not None
+                else plan_clip_starts(
+                    n, pre.num_frames, pre.frame_stride, pre.clip_stride, frames=frames, dense=dense
+                )
             )
         except ValueError as exc:
             yield {"event": "error", "video": video, "message": f"{video}: {exc}"}
             return
         targets: Sequence[int] = range(n) if frames is None else sorted(set(int(f) for f in frames))
-        meta = reader.meta
         yield {
             "event": "video_start",
             "video": video,
@@ -224,22 +266,30 @@ class Predictor:
             "sampling": {
                 "clip_len": pre.num_frames,
                 "frame_stride": pre.frame_stride,
-                "clip_stride": pre.clip_stride or max(1, pre.num_frames * pre.frame_stride // 2),
+                "clip_stride": pre.effective_clip_stride(),
                 "img_size": list(pre.img_size),
+                "protocol": pre.protocol,
+                "sampling": pre.sampling,
+                "clips": pre.clips,
+                "resize": pre.resize,
             },
         }
         merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
-        stream = ClipStream(
-            reader,
-            starts,
-            num_frames=n,
-            clip_len=pre.num_frames,
-            frame_stride=pre.frame_stride,
-            batch_size=self.batch_size,
-            img_size=pre.img_size,
-            mean=pre.mean,
-            std=pre.std,
-            pin=self.device.type == "cuda",
+        stream = (
+            ClipStream(
+                reader,
+                starts,
+                num_frames=n,
+                clip_len=pre.num_frames,
+                frame_stride=pre.frame_stride,
+                batch_size=self.batch_size,
+                img_size=pre.img_size,
+                mean=pre.mean,
+                std=pre.std,
+                pin=self.device.type == "cuda",
+            )
+            if exact is None
+            else _ExactStream(reader, exact, self.batch_size, pre)
         )
         next_target = 0  # index into targets of the next frame to emit
         last_progress = 0.0
@@ -284,4 +334,35 @@ class Predictor:
             "clips_per_s": round(len(starts) / seconds, 3) if seconds > 0 else None,
             "probs": merger.video_probs(),
         }
+        decision = self._decision(merger, float(meta.fps))
+        if decision is not None:
+            done["decision"], done["operating_point"] = decision
         yield done
+
+    def _decision(self, merger: FrameMerger, fps: float) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The whole-video call by the model's classification operating point (``core_model.contract``)."""
+        head = self.model.heads["classification"] if "classification" in self.model.heads else None
+        if head is None or merger.clips_added == 0:
+            return None
+        classes = list(head.classes)
+        if self.meta is not None:
+            op = self.meta.operating_point("classification")
+        else:
+            positive = next((c for c in classes if c not in ("normal", "background")), classes[-1])
+            op = OperatingPoint(positive=positive)
+        if op.positive not in classes:
+            return None
+        k = classes.index(op.positive)
+        covered = merger.cls_cnt > 0
+        if self.preprocess.clips == "first" or not covered.any():
+            scores = np.array([merger.clip_sum[k] / merger.clips_added])  # one clip: the per-video call
+            op_used = op if op.rule == "mean" else OperatingPoint(**{**op.to_dict(), "rule": "mean"})
+        else:
+            scores = np.where(covered, merger.cls_sum[:, k] / np.maximum(merger.cls_cnt, 1), 0.0)
+            op_used = op
+        negative = next((c for c in classes if c != op.positive), "normal")
+        finding = "polyp" if op.positive == "abnormal" else op.positive
+        d = video_decision(
+            scores, fps, op_used, negative_label=negative, abnormal_label=op.positive, finding=finding
+        )
+        return d.to_dict(), op_used.to_dict()

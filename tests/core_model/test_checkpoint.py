@@ -329,7 +329,7 @@ def test_model_dir_round_trip(tmp_path, backbone, fp16):
     with torch.no_grad():
         torch.testing.assert_close(m.eval()(x), backbone(x), atol=2e-2 if fp16 else 0, rtol=0)
     on_disk = json.loads((d / "model.json").read_text())
-    assert on_disk["format"] == "endoreview-model" and on_disk["format_version"] == 1
+    assert on_disk["format"] == "endoreview-model" and on_disk["format_version"] == 2
     assert on_disk["arch"]["config"]["embed_dim"] == 32
     assert oct((d / "model.json").stat().st_mode & 0o777) != oct(0o600)
 
@@ -366,7 +366,7 @@ def test_model_dir_damage_is_reported(tmp_path, backbone):
         load_model_dir(d, verify=False)
     save_model_dir(d, backbone, arch="custom")
     meta = json.loads((d / "model.json").read_text())
-    (d / "model.json").write_text(json.dumps(meta | {"format_version": 2}))
+    (d / "model.json").write_text(json.dumps(meta | {"format_version": 3}))
     with pytest.raises(CheckpointError, match="newer EndoReview"):
         load_model_dir(d)
     (d / "model.json").write_text(json.dumps(meta | {"format": "something-else"}))

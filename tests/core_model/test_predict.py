@@ -191,7 +191,16 @@ def test_results_stream_before_the_video_ends_with_progress_and_cancellation(vid
             assert progress == []  # frame 0 arrives before the rest of the video was processed
     assert kinds[0] == "video_start" and kinds[-1] == "video_done" and kinds.count("frame") == 21
     start = next(pred.predict_video(video))
-    assert start["sampling"] == {"clip_len": T, "frame_stride": 1, "clip_stride": 2, "img_size": [SIZE, SIZE]}
+    assert start["sampling"] == {
+        "clip_len": T,
+        "frame_stride": 1,
+        "clip_stride": 2,
+        "img_size": [SIZE, SIZE],
+        "protocol": "default",
+        "sampling": "stride",
+        "clips": "sliding",
+        "resize": "squash",
+    }
     assert start["num_frames"] == 21 and (start["width"], start["height"]) == (120, 90)
     assert progress[-1] == (21, 21) and [d for d, _ in progress] == sorted(d for d, _ in progress)
 
