@@ -15,13 +15,10 @@ import argparse
 import datetime as _dt
 import hashlib
 import logging
-import math
 import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-POLYPDIAG_CLASSES = ["normal", "abnormal"]  # label 1 (the F1 positive class) is the abnormal video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,45 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def infer_config(state, num_heads: int | None = None, model: str | None = None):
-    """EndoFMConfig from backbone tensor shapes (+ the head count from a named size or ``num_heads``)."""
-    from core_model.checkpoint import CheckpointError
-    from core_model.models.config import MODEL_CONFIGS, EndoFMConfig
+    """EndoFMConfig from backbone tensor shapes: :func:`core_model.loading.infer_config`."""
+    from core_model.loading import infer_config as _infer
 
-    dim = int(state["cls_token"].shape[-1])
-    depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
-    w = state["patch_embed.proj.weight"]  # [D, C, p, p]
-    patch, in_chans = int(w.shape[-1]), int(w.shape[1])
-    grid = math.isqrt(int(state["pos_embed"].shape[1]) - 1)
-    hidden = int(state["blocks.0.mlp.fc1.weight"].shape[0])
-    fields = dict(
-        embed_dim=dim,
-        depth=depth,
-        patch_size=patch,
-        in_chans=in_chans,
-        img_size=grid * patch,
-        num_frames=int(state["time_embed"].shape[1]),
-        mlp_ratio=hidden / dim,
-        qkv_bias="blocks.0.attn.qkv.bias" in state,
-    )
-    candidates = [model] if model else list(MODEL_CONFIGS)
-    for name in candidates:
-        if name not in MODEL_CONFIGS:
-            raise ValueError(f"unknown model {name!r}; available: {sorted(MODEL_CONFIGS)}")
-        base = MODEL_CONFIGS[name]
-        if (base.embed_dim, base.depth) == (dim, depth):
-            heads = num_heads or base.num_heads
-            cfg = base.replace(**fields, num_heads=heads)
-            return cfg, name if cfg == base else f"{name}-variant"
-        if model:
-            raise CheckpointError(
-                f"checkpoint has width {dim} and depth {depth}, but {name} is {base.embed_dim}/{base.depth}"
-            )
-    if not num_heads:
-        raise CheckpointError(
-            f"width {dim} / depth {depth} matches no named size, and the head count cannot be read from the "
-            "weights: pass --num-heads"
-        )
-    return EndoFMConfig(**fields, num_heads=num_heads), "custom"
+    return _infer(state, num_heads, model)
 
 
 def _sha256(path: Path) -> str | None:
@@ -117,7 +79,8 @@ def convert(args: argparse.Namespace) -> Path:
         load_backbone_state_dict,
         save_model_dir,
     )
-    from core_model.models.config import POLYPDIAG_PREPROCESS
+    from core_model.contract import POLYPDIAG_OFFICIAL, OperatingPoint
+    from core_model.loading import POLYPDIAG_CLASSES, official_pretrain_data
     from core_model.models.endofm import EndoFM
 
     src, out = Path(args.source), Path(args.out)
@@ -133,13 +96,15 @@ def convert(args: argparse.Namespace) -> Path:
     except RuntimeError as exc:
         raise CheckpointError(f"{src}: tensor shapes do not form one {name} backbone: {exc}") from exc
 
-    pre: dict = {}
     heads: dict = {}
+    ops: dict = {}
     tensors = {k: v for k, v in model.state_dict().items()}
+    data = official_pretrain_data(cfg.num_frames, cfg.img_size)
     if state.meta is not None:  # re-converting one of our directories keeps its settings and heads
-        pre, heads = dict(state.meta.preprocess), dict(state.meta.heads)
+        data, heads, ops = state.meta.data, dict(state.meta.heads), dict(state.meta.operating_points)
     if state.classifier is not None:
-        pre = {k: POLYPDIAG_PREPROCESS[k] for k in ("mean", "std", "frame_stride")}
+        # the official fine-tuned PolypDiag model is served as it was evaluated (reference §4.2, §5.1)
+        data = POLYPDIAG_OFFICIAL.replace(num_frames=cfg.num_frames, img_size=cfg.img_size)
         classes = args.classes or POLYPDIAG_CLASSES
         n = int(state.classifier["weight"].shape[0])
         if len(classes) != n:
@@ -147,15 +112,18 @@ def convert(args: argparse.Namespace) -> Path:
                 f"{src}: the classifier has {n} outputs but {len(classes)} class names were given"
             )
         heads["classification"] = {"classes": list(classes), "multi_label": False, "dropout": 0.0}
+        ops["classification"] = OperatingPoint(positive=classes[-1], rule="mean", threshold=0.5)
         state.extra.update({"heads.classification.linear." + k: v for k, v in state.classifier.items()})
     if heads:  # task-model layout: backbone.* + heads.<task>.*
         tensors = {f"backbone.{k}": v for k, v in tensors.items()}
         tensors.update({k: v for k, v in state.extra.items() if k.startswith("heads.")})
-    for key, value in (("mean", args.mean), ("std", args.std), ("frame_stride", args.frame_stride)):
+    for key, value in (("mean", args.mean), ("std", args.std)):
         if value is not None:
-            pre[key] = value
+            data = data.replace(**{key: tuple(value)})
+    if args.frame_stride is not None:
+        data = data.replace(frame_stride=args.frame_stride, sampling="stride", clips="sliding")
     if args.clip_stride is not None:
-        pre["clip_stride"] = args.clip_stride
+        data = data.replace(clip_stride=args.clip_stride, clips="sliding")
     provenance = {
         "source": str(src.resolve()),
         "source_sha256": _sha256(src),
@@ -165,7 +133,8 @@ def convert(args: argparse.Namespace) -> Path:
     }
     if state.meta is not None:
         provenance["previous"] = state.meta.provenance
-    meta = ModelMeta.for_config(cfg, name, pre, heads, provenance)
+    meta = ModelMeta.for_config(cfg, name, data, heads, provenance)
+    meta.operating_points = ops
 
     if not args.no_check:
         model.eval()

@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cut-clips": ("core_model.pretrain.clips:main", "cut long videos into pretraining clips + CSV list"),
     "finetune": ("core_model.finetune.cli:main", "fine-tune heads/backbone on a training manifest"),
     "evaluate": ("core_model.finetune.evaluate_cli:main", "evaluate a model on a training manifest"),
+    "calibrate": (
+        "core_model.inference.calibrate:main",
+        "choose a model's video-level operating point on validation videos; fit its out-of-domain reference",
+    ),
 }
 
 

@@ -345,14 +345,17 @@ class DataConfig:
     def span_frames(self, fps: float | None) -> int:
         """Frames one clip covers in a video at ``fps`` (``span`` sampling needs the frame rate; 30 if unknown)."""
         if self.sampling == "span":
-            f = float(fps) if fps and fps > 0 else 30.0
-            return max(int(round(self.span_s * f)), self.num_frames)
+            return int(self.clip_offsets(fps)[-1]) + 1
         return self.frame_stride * (self.num_frames - 1) + 1
 
     def clip_offsets(self, fps: float | None) -> np.ndarray:
-        """Frame offsets of one clip from its first frame (official linspace, truncated, for ``span``)."""
+        """Frame offsets of one clip from its first frame. ``span``: the official rule (reference §3.2, §4.2):
+        ``linspace(0, span_s * fps - 1, num_frames)`` truncated to integers (256 frames at 30 fps:
+        0, 36, 72, 109, 145, 182, 218, 255)."""
         if self.sampling == "span":
-            return np.linspace(0, self.span_frames(fps) - 1, self.num_frames).astype(np.int64)
+            f = float(fps) if fps and fps > 0 else 30.0
+            end = max(self.span_s * f - 1.0, 0.0)
+            return np.linspace(0.0, end, self.num_frames).astype(np.int64)
         return self.frame_stride * np.arange(self.num_frames, dtype=np.int64)
 
     def effective_clip_stride(self, fps: float | None = None) -> int:
@@ -415,6 +418,7 @@ def data_from_legacy_preprocess(pre: Mapping[str, Any]) -> DataConfig:
 
 # ---- operating points and video-level decisions ----------------------------------------------------------------
 AGGREGATIONS = ("sustained", "top_k", "mean")
+EVIDENCE = ("classification", "segmentation", "detection")
 
 
 @dataclass(frozen=True)
@@ -424,14 +428,18 @@ class OperatingPoint:
     ``positive``: the finding (a class of the task's head) whose presence makes the video ``abnormal_label``.
     ``rule``: ``"sustained"`` (the video's score is the highest mean of the positive class's frame probability over
     ``window_s`` seconds: one short polyp is enough), ``"top_k"`` (mean of the ``k`` highest frame probabilities) or
-    ``"mean"`` (mean over the whole video: the legacy call, blind to a short finding). The video is called
-    positive when the score >= ``threshold``. ``sensitivity`` / ``specificity`` / ``n_positive`` / ``n_negative``:
+    ``"mean"`` (mean over the whole video: the legacy call, blind to a short finding). ``evidence``: which
+    per-frame score is aggregated: the classification head's probability of ``positive``, or the highest score of a
+    ``finding`` mask (``segmentation``) or box (``detection``) on the frame (0 where there is none). The video is
+    called positive when the score >= ``threshold``. ``sensitivity`` / ``specificity`` / ``n_positive`` / ``n_negative``:
     measured at that threshold on ``split`` when the model was calibrated (``calibrated=False``: a default, not
     measured).
     """
 
     task: str = "classification"
     positive: str = "abnormal"
+    evidence: str = "classification"
+    finding: str = "polyp"
     rule: str = "sustained"
     window_s: float = 1.0
     k: int = 8
@@ -444,6 +452,10 @@ class OperatingPoint:
     calibrated: bool = False
 
     def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE:
+            raise ValueError(
+                f"operating point evidence must be one of {list(EVIDENCE)}, got {self.evidence!r}"
+            )
         if self.rule not in AGGREGATIONS:
             raise ValueError(f"operating point rule must be one of {list(AGGREGATIONS)}, got {self.rule!r}")
         if not 0.0 <= float(self.threshold) <= 1.0:
@@ -513,11 +525,12 @@ def video_decision(
     op: OperatingPoint,
     negative_label: str = "normal",
     abnormal_label: str = "abnormal",
-    finding: str = "polyp",
+    finding: str | None = None,
 ) -> VideoDecision:
     """Apply ``op`` to the positive class's per-frame probabilities of one video (see :class:`OperatingPoint`).
     The located evidence is the best window, widened to the neighbouring frames that are themselves >= threshold."""
     p = np.asarray(frame_scores, np.float64).reshape(-1)
+    finding = finding or op.finding
     score, start, end = aggregate_score(p, fps, op)
     positive = score >= op.threshold
     label = abnormal_label if positive else negative_label
@@ -536,11 +549,17 @@ def video_decision(
 
 
 def calibrate_operating_point(
-    scores: Sequence[float], truth: Sequence[bool], base: OperatingPoint, split: str = "val"
+    scores: Sequence[float],
+    truth: Sequence[bool],
+    base: OperatingPoint,
+    split: str = "val",
+    min_sensitivity: float = 0.9,
 ) -> OperatingPoint:
-    """The threshold that maximises Youden's J (sensitivity + specificity - 1) on validation videos' aggregated
-    ``scores`` (``truth``: the video is positive); ties go to the lower threshold (a screening tool should not miss).
-    With only one class present the threshold stays ``base.threshold`` and is recorded as measured on what there is.
+    """The screening threshold from validation videos' aggregated ``scores`` (``truth``: the video is positive):
+    the most specific threshold that keeps sensitivity >= ``min_sensitivity`` (a screening tool should not miss a
+    finding); if none does, the one maximising Youden's J. Candidates are the midpoints between observed scores;
+    among equally specific ones the lowest wins (margin towards sensitivity). With only one class present the threshold stays ``base.threshold``; the rates measured on what
+    there is are recorded either way.
     """
     s = np.asarray(scores, np.float64)
     t = np.asarray(truth, bool)
@@ -553,16 +572,14 @@ def calibrate_operating_point(
 
     thr = float(base.threshold)
     if n_pos and n_neg:
-        cands = np.unique(np.concatenate([s, [0.0, 1.0]]))
-        best = None
-        for (
-            c
-        ) in cands:  # midpoints would generalise better, but a threshold at a score is what users can check
-            se, sp = rates(float(c))
-            j = (se or 0.0) + (sp or 0.0) - 1.0
-            if best is None or j > best[0] + 1e-12:
-                best = (j, float(c))
-        thr = best[1] if best else thr
+        u = np.unique(s)
+        cands = np.concatenate([[max(0.0, u[0] - 1e-3)], (u[1:] + u[:-1]) / 2])  # midpoints between scores
+        table = [(float(c), *rates(float(c))) for c in cands]
+        ok = [(sp, -c) for c, se, sp in table if se is not None and se >= min_sensitivity - 1e-12]
+        if ok:
+            thr = -max(ok)[1]  # best specificity, then the lower (more sensitive) threshold
+        else:
+            thr = -max(((se or 0.0) + (sp or 0.0), -c) for c, se, sp in table)[1]
     se, sp = rates(thr)
     return dataclasses.replace(
         base,
@@ -611,7 +628,7 @@ class ModelMeta:
 
     # -- views ---------------------------------------------------------------------------------------------------
     @property
-    def config(self):  # noqa: ANN201 - EndoFMConfig (imported lazily: this module stays torch-free)
+    def config(self):
         from core_model.models.config import EndoFMConfig
 
         return EndoFMConfig.from_dict(self.arch["config"])

@@ -88,8 +88,16 @@ def build_config(args: argparse.Namespace):
     tasks = (
         tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else ("classification",)
     )
+    from core_model.finetune.modeling import DATA_FIELDS
+
     values: dict[str, Any] = {"manifest": args.manifest, "out_dir": args.out, "tasks": tasks}
-    values.update(get_preset(args.preset, tasks))
+    preset = get_preset(args.preset, tasks)
+    values.update(preset)
+    # what sets the data config explicitly (everything else is inherited from --init's model.json)
+    explicit: dict[str, str] = {}
+    for k in DATA_FIELDS:
+        if k in preset or (k == "eval_crop" and "augment" in preset):
+            explicit[k] = f"preset {args.preset}"
     if args.tasks and args.preset != "default" and tuple(values["tasks"]) != tasks:
         raise ValueError(f"preset {args.preset} is for {list(values['tasks'])}, not {list(tasks)}")
     if args.init:
@@ -98,6 +106,10 @@ def build_config(args: argparse.Namespace):
         v = getattr(args, attr)
         if v is not None:
             values[key] = v
+            if key in DATA_FIELDS:
+                explicit[key] = "--" + attr.replace("_", "-")
+    if args.arch is not None:
+        values["arch_explicit"] = True
     for item in args.overrides:
         key, sep, raw = item.partition("=")
         if not sep:
@@ -106,6 +118,12 @@ def build_config(args: argparse.Namespace):
             values[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             values[key.strip()] = raw
+        if key.strip() in DATA_FIELDS:
+            explicit[key.strip()] = f"--set {key.strip()}"
+        if key.strip() == "augment":
+            explicit["eval_crop"] = "--set augment"
+    explicit.update(values.get("data_overrides") or {})
+    values["data_overrides"] = explicit
     return FinetuneConfig.from_dict(values)
 
 

@@ -43,6 +43,13 @@ class FinetuneConfig:
     preset: str = "default"
     arch: str = "endofm_tiny"  # used when ``init`` is empty or a bare backbone checkpoint
     init: str = ""  # model dir (our format), official/our checkpoint file, or "" (random init)
+    arch_explicit: bool = (
+        False  # ``arch`` was asked for (--arch): checked against ``init``'s weights, not trusted
+    )
+    # the child is fed as its parent (``init``): data fields not named here are inherited from the parent's
+    # model.json; here: field -> why it was set explicitly ("preset polypdiag", "--img-size", ...)
+    data_overrides: dict[str, str] = field(default_factory=dict)
+    inherit_data: bool = True
     # data
     num_frames: int = 8
     img_size: int = 112

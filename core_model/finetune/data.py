@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core_model.contract import rle_decode
+from core_model.contract import DataConfig, rle_decode
 from core_model.data.manifest import ManifestVideo, TrainingManifest
 from core_model.finetune.augment import IGNORE, AugmentConfig, ClipTargets, normalize, transform_clip
 from core_model.finetune.config import FinetuneConfig
@@ -193,11 +193,12 @@ def clip_indices(
 ):
     """Frame indices of one clip of ``seq`` (clamped to its last frame, so short sequences repeat it)."""
     t = cfg.num_frames
-    if cfg.window == "linspace":
-        span = max(int(round(cfg.window_s * seq.video.fps)), t)
+    if cfg.window == "linspace":  # the official rule, as served (core_model.contract.DataConfig.clip_offsets)
+        offsets = DataConfig(num_frames=t, sampling="span", span_s=cfg.window_s).clip_offsets(seq.video.fps)
+        span = int(offsets[-1]) + 1
         max_start = max(seq.length - span, 0)
         s0 = start if start is not None else (int(rng.integers(0, max_start + 1)) if rng is not None else 0)
-        rel = np.linspace(0, span - 1, t).astype(np.int64) + s0
+        rel = offsets + s0
     else:
         span = cfg.frame_stride * (t - 1) + 1
         max_start = max(seq.length - span, 0)

@@ -16,6 +16,28 @@ from core_model.finetune.engine import EvalResult, evaluate
 from core_model.finetune.modeling import load_task_model_dir
 
 
+def finetune_config_for(data, manifest: str, tasks: tuple[str, ...]) -> FinetuneConfig:
+    """The evaluation pipeline's settings for a model's recorded data config (``core_model.contract.DataConfig``):
+    the same frames, sampling rule, size, resize/crop and normalisation the model is served with."""
+    from core_model.finetune.augment import AugmentConfig
+
+    return FinetuneConfig(
+        manifest=manifest,
+        tasks=tasks,
+        num_frames=data.num_frames,
+        img_size=data.img_size[0],
+        frame_stride=data.frame_stride,
+        window="linspace" if data.sampling == "span" else "stride",
+        window_s=data.span_s,
+        mean=tuple(data.mean),
+        std=tuple(data.std),
+        augment=AugmentConfig(
+            size=data.img_size[0],
+            eval_crop="short_side_corner" if data.resize == "short_side_corner" else "resize",
+        ),
+    )
+
+
 def evaluate_model_dir(
     model_dir: str | Path,
     manifest_path: str | Path,
@@ -34,16 +56,7 @@ def evaluate_model_dir(
     tasks = tuple(t for t in (tasks or have) if t in have)
     if not tasks:
         raise ValueError(f"{model_dir}: has heads {have}, none of the requested tasks")
-    pre = meta.preprocess
-    cfg = FinetuneConfig(
-        manifest=str(manifest_path),
-        tasks=tasks,
-        num_frames=int(pre["num_frames"]),
-        img_size=int(pre["img_size"] if isinstance(pre["img_size"], int) else pre["img_size"][0]),
-        frame_stride=int(pre["frame_stride"]),
-        mean=tuple(pre["mean"]),
-        std=tuple(pre["std"]),
-    )
+    cfg = finetune_config_for(meta.data, str(manifest_path), tasks)
     classes: dict[str, tuple[str, ...]] = {}
     if "classification" in tasks:
         classes["video"] = tuple(model.heads["classification"].classes)

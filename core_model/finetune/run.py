@@ -50,7 +50,12 @@ from core_model.finetune.data import (
 from core_model.finetune.engine import evaluate, make_targets, train_one_epoch
 from core_model.finetune.lora import apply_lora, freeze_backbone, merge_lora
 from core_model.finetune.machine import MachinePlan, choose_amp, plan_machine
-from core_model.finetune.modeling import build_task_model, export_model_dir
+from core_model.finetune.modeling import (
+    build_task_model,
+    export_model_dir,
+    inherit_data_config,
+    inherit_head_classes,
+)
 from core_model.training import (
     halve_batch_on_oom,
     load_run_checkpoint,
@@ -113,6 +118,9 @@ class RunState:
     best_epoch: int = -1
     bad_epochs: int = 0
     epoch_times: list[float] = field(default_factory=list)
+    lineage: dict = field(
+        default_factory=dict
+    )  # what the child inherited from its parent (model.json lineage)
 
 
 def _ignore(event: dict) -> None:
@@ -146,13 +154,28 @@ def finetune(
     if resume:
         resumed, cfg = read_resume(ckpt_path, cfg)
 
+    # ============================== parent =======================================================
+    parent, lineage = None, {}
+    if cfg.init:  # loaded once; the child is fed as the parent unless a field was set explicitly
+        from core_model.loading import load_model
+
+        parent = load_model(cfg.init, arch=cfg.arch if cfg.arch_explicit else None)
+        if resumed is None:
+            cfg, lineage = inherit_data_config(cfg, parent)
+        else:
+            lineage = dict(resumed.get("lineage") or {})
+        for k, o in lineage.get("overrides", {}).items():
+            msg = f"{k}: {o['child']} instead of the parent's {o['parent']} ({o['reason']})"
+            emit({"event": "warning", "message": msg})
+
     # ============================== data =========================================================
     runtime.seed_everything(cfg.seed)
-    data = build_data(cfg)
+    data = build_data(cfg, parent, lineage)
 
     # ============================== model ========================================================
     device = runtime.pick_device(cfg.device or None)
-    model, init_info = build_model(cfg, data.classes, device)
+    model, init_info = build_model(cfg, data.classes, device, parent)
+    del parent
 
     # ============================== machine ======================================================
     plan = plan_run_machine(cfg, model, data.train_ds, device, init_info, resumed)
@@ -163,7 +186,7 @@ def finetune(
 
     # ============================== optimiser and schedule =======================================
     optimizer = build_optimizer(cfg, model)
-    state = RunState(batch_size=plan.batch_size)
+    state = RunState(batch_size=plan.batch_size, lineage=lineage)
     if resumed is not None:
         restore_run(resumed, ckpt_path, model, optimizer, scaler, state)
         emit({"event": "resumed", "epoch": state.start_epoch, "checkpoint": str(ckpt_path)})
@@ -234,11 +257,15 @@ def read_resume(ckpt_path: Path, cfg: FinetuneConfig) -> tuple[dict[str, Any], F
     return resumed, saved.replace(epochs=max(cfg.epochs, saved.epochs))
 
 
-def build_data(cfg: FinetuneConfig) -> RunData:
+def build_data(cfg: FinetuneConfig, parent=None, lineage: dict | None = None) -> RunData:
+    """The datasets; with a ``parent`` (``core_model.loading.LoadedModel``) its head classes are kept where the
+    labels allow (recorded in ``lineage["heads"]``)."""
     from core_model.data.manifest import load_manifest
 
     manifest = load_manifest(cfg.manifest)
     classes = resolve_classes(manifest, cfg.tasks)
+    if parent is not None:
+        classes = inherit_head_classes(cfg.tasks, classes, parent, lineage if lineage is not None else {})
     seqs = build_sequences(manifest, cfg.sequences)
     train_seqs = seqs.get("train", [])
     if not train_seqs:
@@ -252,8 +279,10 @@ def build_data(cfg: FinetuneConfig) -> RunData:
     return RunData(manifest, classes, train_seqs, val_seqs, test_seqs, cache, train_ds, val_ds)
 
 
-def build_model(cfg: FinetuneConfig, classes: dict, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    model, init_info = build_task_model(cfg, classes)
+def build_model(
+    cfg: FinetuneConfig, classes: dict, device: torch.device, parent=None
+) -> tuple[torch.nn.Module, dict]:
+    model, init_info = build_task_model(cfg, classes, parent=parent)
     if cfg.mode == "lora":
         n_lora = apply_lora(model.backbone, cfg.lora_rank, cfg.lora_alpha)
         log.info("LoRA: %d trainable adapter parameters; backbone frozen", n_lora)
@@ -372,6 +401,10 @@ def save_run(
             "epoch": epoch,
             "iteration": state.iteration,
             "config": cfg.to_dict(),
+            # enough to rebuild the model without the parent (core_model.loading.load_model reads run checkpoints)
+            "backbone_config": model.backbone.cfg.replace(grad_checkpointing=False).to_dict(),
+            "head_configs": {t: h.config() for t, h in model.heads.items()},
+            "lineage": state.lineage,
             "batch_size": state.batch_size,
             "history": state.history,
             "best": state.best,
@@ -512,6 +545,8 @@ def _start_event(cfg, out_dir, device, plan, init_info, data: RunData, state: Ru
         "val_sequences": len(data.val_seqs),
         "test_sequences": len(data.test_seqs),
         "train_clips_per_epoch": len(data.train_ds),
+        "val_clips": len(data.val_ds) if data.val_ds is not None else 0,
+        "lineage": state.lineage,
         "epochs": cfg.epochs,
         "start_epoch": state.start_epoch,
     }
@@ -584,7 +619,13 @@ def export_run(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     model_dir = export_model_dir(
-        model.cpu(), cfg, data.classes, out_dir / "model", provenance, fp16=cfg.export_fp16
+        model.cpu(),
+        cfg,
+        data.classes,
+        out_dir / "model",
+        provenance,
+        fp16=cfg.export_fp16,
+        lineage=state.lineage,
     )
     result = FinetuneResult(str(model_dir), metrics, state.history, seconds, plan.as_dict())
     summary = {

@@ -129,6 +129,25 @@ class _ExactStream:
         pass
 
 
+class FrameEvidence:
+    """Per frame, the highest score of a ``finding`` mask and box in the frame events (what an operating point
+    with ``evidence="segmentation"`` / ``"detection"`` aggregates)."""
+
+    def __init__(self, n: int, finding: str):
+        self.finding = finding
+        self.seg = np.zeros(n)
+        self.det = np.zeros(n)
+
+    def add(self, f: int, ev: Mapping[str, Any]) -> None:
+        for key, arr in (("masks", self.seg), ("boxes", self.det)):
+            s = [float(x["score"]) for x in ev.get(key) or () if x.get("label") == self.finding]
+            if s:
+                arr[f] = max(s)
+
+    def scores(self, evidence: str) -> np.ndarray:
+        return self.seg if evidence == "segmentation" else self.det
+
+
 class Predictor:
     """Runs an ``EndoFMTaskModel`` over videos. ``model``: a model directory (loaded with its metadata) or a model
     object plus its ``preprocess`` (a ``Preprocess`` or a ``ModelMeta.preprocess``-style dict).
@@ -275,6 +294,15 @@ class Predictor:
             },
         }
         merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
+        evidence = FrameEvidence(n, self._operating_point().finding)
+        ood_ref = self.meta.ood if self.meta is not None else {}
+        cls_rec = None
+        if (
+            ood_ref
+        ):  # out-of-domain check: the clips' CLS features, by a hook (core_model.inference.calibrate)
+            from core_model.inference.calibrate import CLSRecorder
+
+            cls_rec = CLSRecorder(self.model)
         stream = (
             ClipStream(
                 reader,
@@ -307,7 +335,9 @@ class Predictor:
                 limit = batch.next_start if batch.next_start is not None else n
                 while next_target < len(targets) and targets[next_target] < limit:
                     f = targets[next_target]
-                    yield merger.frame_event(video, f, batch.frame_hw)
+                    ev = merger.frame_event(video, f, batch.frame_hw)
+                    evidence.add(f, ev)
+                    yield ev
                     next_target += 1
                 merger.release_before(limit)
                 if on_progress is not None:
@@ -324,6 +354,8 @@ class Predictor:
                     }
         finally:
             stream.close()
+            if cls_rec is not None:
+                cls_rec.close()
         seconds = time.perf_counter() - t0
         done = {
             "event": "video_done",
@@ -334,35 +366,51 @@ class Predictor:
             "clips_per_s": round(len(starts) / seconds, 3) if seconds > 0 else None,
             "probs": merger.video_probs(),
         }
-        decision = self._decision(merger, float(meta.fps))
+        decision = self._decision(merger, evidence, float(meta.fps))
         if decision is not None:
             done["decision"], done["operating_point"] = decision
+        if cls_rec is not None:
+            from core_model.inference.calibrate import ood_verdict
+
+            verdict = ood_verdict(cls_rec.take(), ood_ref)
+            if verdict is not None:
+                done["ood"] = verdict
         yield done
 
-    def _decision(self, merger: FrameMerger, fps: float) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def _operating_point(self) -> OperatingPoint:
+        if self.meta is not None:
+            return self.meta.operating_point("classification")
+        head = self.model.heads["classification"] if "classification" in self.model.heads else None
+        classes = list(head.classes) if head is not None else ["normal", "abnormal"]
+        return OperatingPoint(
+            positive=next((c for c in classes if c not in ("normal", "background")), classes[-1])
+        )
+
+    def _decision(
+        self, merger: FrameMerger, evidence: FrameEvidence, fps: float
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """The whole-video call by the model's classification operating point (``core_model.contract``)."""
         head = self.model.heads["classification"] if "classification" in self.model.heads else None
         if head is None or merger.clips_added == 0:
             return None
         classes = list(head.classes)
-        if self.meta is not None:
-            op = self.meta.operating_point("classification")
-        else:
-            positive = next((c for c in classes if c not in ("normal", "background")), classes[-1])
-            op = OperatingPoint(positive=positive)
+        op = self._operating_point()
         if op.positive not in classes:
             return None
         k = classes.index(op.positive)
         covered = merger.cls_cnt > 0
-        if self.preprocess.clips == "first" or not covered.any():
+        if (
+            op.evidence != "classification"
+            and op.evidence in self.model.heads
+            and self.preprocess.clips != "first"
+        ):
+            scores, op_used = evidence.scores(op.evidence), op
+        elif self.preprocess.clips == "first" or not covered.any():
             scores = np.array([merger.clip_sum[k] / merger.clips_added])  # one clip: the per-video call
             op_used = op if op.rule == "mean" else OperatingPoint(**{**op.to_dict(), "rule": "mean"})
         else:
             scores = np.where(covered, merger.cls_sum[:, k] / np.maximum(merger.cls_cnt, 1), 0.0)
             op_used = op
         negative = next((c for c in classes if c != op.positive), "normal")
-        finding = "polyp" if op.positive == "abnormal" else op.positive
-        d = video_decision(
-            scores, fps, op_used, negative_label=negative, abnormal_label=op.positive, finding=finding
-        )
+        d = video_decision(scores, fps, op_used, negative_label=negative, abnormal_label=op.positive)
         return d.to_dict(), op_used.to_dict()

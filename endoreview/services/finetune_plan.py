@@ -32,10 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core_model.contract import CheckpointError, read_model_json
+from core_model.finetune.speed import train_seconds_per_clip
 from endoreview.store import Store
 from endoreview.store.records import Job, JobState, ReviewState, ReviewStatus
 
 log = logging.getLogger(__name__)
+
 
 POSITIVE = (ReviewState.ACCEPTED, ReviewState.EDITED, ReviewState.MANUAL)
 KIND_TASKS = {
@@ -44,8 +47,6 @@ KIND_TASKS = {
     "box": ("detection",),
 }
 MIN_PER_CLASS = 10  # fewer reviewed labels than this for a class: the model will not learn it
-# rough seconds per training clip (forward + backward, endofm_tiny, 8 frames at 112 px); estimates only
-SECONDS_PER_CLIP = {"cpu": 1.6, "cuda": 0.05}
 CLIPS_PER_VIDEO = 4
 EVAL_FACTOR = 1.25  # validation + checkpoint overhead per epoch
 
@@ -88,8 +89,17 @@ class FinetunePlan:
             f"Tasks: {', '.join(self.tasks) or 'none'}",
             f"Starting model: {self.parent_name or 'none'}",
             f"Device: {'GPU (' + self.gpu_name + ')' if self.device == 'cuda' else 'CPU'}",
-            f"{self.epochs} epoch(s), estimated {format_duration(self.estimated_s)}",
+            f"{self.epochs} epoch(s), estimated {format_duration(self.estimated_s)}"
+            + (
+                f" (range {format_duration(self.extra['estimate_range_s'][0])}–"
+                f"{format_duration(self.extra['estimate_range_s'][1])}, from measured {self.extra.get('arch', '')} "
+                "speed)"
+                if self.extra.get("estimate_range_s")
+                else ""
+            ),
         ]
+        if self.extra.get("data_text"):
+            lines.append(self.extra["data_text"])
         return lines
 
 
@@ -239,13 +249,31 @@ def plan_finetune(
             "No GPU: training runs on the CPU and is slow; keep the budget small or use a GPU machine."
         )
     n_train = sum(1 for s in split.values() if s == "train")
-    per_epoch = n_train * clips_per_video * SECONDS_PER_CLIP[dev] * EVAL_FACTOR + 5.0
+    n_val = sum(1 for s in split.values() if s == "val")
+    extra: dict[str, Any] = {}
+    parent_meta = _parent_meta(store, parent_version)
+    arch = parent_meta.arch if parent_meta is not None else {"name": "endofm_tiny", "config": {}}
+    frames = parent_meta.data.num_frames if parent_meta is not None else 8
+    size = parent_meta.data.img_size[0] if parent_meta is not None else 112
+    lo, per_clip, hi = train_seconds_per_clip(arch, frames, size, dev)
+    # training clips, then validation (forward only: a third of a training clip) on every held-out video
+    per_epoch = (n_train * clips_per_video + n_val * clips_per_video / 3.0) * per_clip * EVAL_FACTOR + 5.0
     overhead = 20.0  # start-up and export
     epochs = max(1, min(50, int((budget_min * 60.0 - overhead) // max(per_epoch, 1e-6))))
     estimated = epochs * per_epoch + overhead
+    rng_s = [overhead + (estimated - overhead) * f / per_clip for f in (lo, hi)]
+    extra.update(arch=str(arch.get("name", "")), estimate_range_s=rng_s, seconds_per_clip=per_clip)
+    if parent_meta is not None:
+        extra["data_text"] = data_summary(parent_meta)
     if budget_min * 60.0 < per_epoch:
         warnings.append(
             f"The budget is shorter than one epoch (about {format_duration(per_epoch)}): one epoch will run."
+        )
+    if estimated > 2.0 * budget_min * 60.0:
+        warnings.append(
+            f"This job is estimated at {format_duration(estimated)} (range {format_duration(rng_s[0])}–"
+            f"{format_duration(rng_s[1])}), more than twice the {budget_min:g} min budget, "
+            f"from the measured speed of {arch.get('name', 'this model')} on this {'GPU' if dev == 'cuda' else 'CPU'}."
         )
     return FinetunePlan(
         video_ids=ids,
@@ -262,6 +290,33 @@ def plan_finetune(
         estimated_s=estimated,
         warnings=tuple(warnings),
         overrides=tuple(overrides),
+        extra=extra,
+    )
+
+
+def _parent_meta(store: Store, parent_version: int | None):
+    if parent_version is None:
+        return None
+    try:
+        return read_model_json(store.get_model_version(parent_version).files_dir)
+    except (CheckpointError, OSError, AttributeError):
+        log.warning("cannot read the parent model's model.json", exc_info=True)
+        return None
+
+
+def data_summary(meta) -> str:
+    """How the new version will be fed: the parent's data config, which fine-tuning inherits (model.json)."""
+    d = meta.data
+    sampling = (
+        f"{d.num_frames} frames over {d.span_s:.1f} s"
+        if d.sampling == "span"
+        else f"{d.num_frames} frames {d.frame_stride} apart"
+    )
+    norm = "/".join(f"{m:g}" for m in d.mean) + " ± " + "/".join(f"{s:g}" for s in d.std)
+    crop = "short side + left/top crop" if d.resize == "short_side_corner" else "whole frame"
+    return (
+        f"Input (inherited from {meta.arch_name} parent): {sampling}, {d.img_size[0]} px ({crop}), "
+        f"normalised {norm}, protocol {d.protocol}"
     )
 
 

@@ -11,7 +11,12 @@ On ``video_done`` the run is closed with run-level suggestions:
 * segments: maximal runs of frames whose probability for a class (other than ``normal``) is >= ``threshold``,
   at least ``min_segment`` frames long, suggested under the class ``segment_classes`` maps it to (by default
   ``abnormal`` -> ``polyp``, matching the default label set; other classes keep their name);
-* the video class: the class with the highest video-level probability.
+* the video class: the model's whole-video decision (``video_done["decision"]``: its operating point applied to
+  the per-frame scores, ``core_model.contract.video_decision``), with the decision's explanation as the label's
+  ``reason``; for a stream without a decision, the class with the highest video-level probability.
+
+The decision, its operating point and the out-of-domain verdict (``video_done["ood"]``) are kept in the run's
+``params["summary"]``.
 """
 
 from __future__ import annotations
@@ -125,7 +130,8 @@ class PredictionRecorder:
             if len(self._pending) >= self.batch_frames:
                 self.flush()
         elif kind == "video_done":
-            return self.finish(RunState.FINISHED, video_probs=event.get("probs") or {})
+            summary = {k: event[k] for k in ("decision", "operating_point", "ood") if event.get(k)}
+            return self.finish(RunState.FINISHED, video_probs=event.get("probs") or {}, summary=summary)
         elif kind == "cancelled":
             return self.finish(RunState.CANCELLED, message="cancelled")
         elif kind == "error":
@@ -133,7 +139,11 @@ class PredictionRecorder:
         return None
 
     def finish(
-        self, state: str, video_probs: Mapping[str, float] | None = None, message: str = ""
+        self,
+        state: str,
+        video_probs: Mapping[str, float] | None = None,
+        message: str = "",
+        summary: Mapping[str, Any] | None = None,
     ) -> RecordResult:
         if self.closed is not None:
             return self.closed
@@ -146,10 +156,24 @@ class PredictionRecorder:
                 name = self.segment_classes.get(cls, cls)
                 score = max(self._probs[f].get(cls, 0.0) for f in range(a, b))
                 suggestions.append(self._suggest(LabelKind.SEGMENT, name, score, start_frame=a, end_frame=b))
-            if video_probs:
+            decision = (summary or {}).get("decision")
+            if decision:
+                suggestions.append(
+                    self._suggest(
+                        LabelKind.VIDEO_CLASS,
+                        str(decision["label"]),
+                        float(decision["score"])
+                        if decision.get("positive")
+                        else 1.0 - float(decision["score"]),
+                        reason=str(decision.get("text") or "")[:500] or None,
+                    )
+                )
+            elif video_probs:
                 cls, p = max(video_probs.items(), key=lambda kv: kv[1])
                 suggestions.append(self._suggest(LabelKind.VIDEO_CLASS, str(cls), float(p)))
-        run = self.store.finish_prediction_run(self.run.id, state, suggestions)
+        run = self.store.finish_prediction_run(
+            self.run.id, state, suggestions, dict(summary) if summary and state == RunState.FINISHED else None
+        )
         self.closed = RecordResult(run, self.frames, self.labels + len(suggestions), state, message)
         log.info("prediction run %d for video %d %s (%d frames)", run.id, self.video_id, state, self.frames)
         return self.closed

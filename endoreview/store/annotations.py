@@ -488,10 +488,15 @@ class AnnotationsMixin(StoreBase):
         return self._write("Record predictions", fn, bulk=True)
 
     def finish_prediction_run(
-        self, run_id: int, state: str = r.RunState.FINISHED, suggestions: Sequence[r.NewLabel] = ()
+        self,
+        run_id: int,
+        state: str = r.RunState.FINISHED,
+        suggestions: Sequence[r.NewLabel] = (),
+        summary: dict[str, Any] | None = None,
     ) -> r.PredictionRun:
         """Close a run (``finished``, ``failed`` or ``cancelled``), adding run-level suggestions (segments,
-        video class) derived from its per-frame output."""
+        video class) derived from its per-frame output. ``summary`` (the whole-video decision, the out-of-domain
+        verdict) is kept in the run's ``params["summary"]``."""
         if state not in (r.RunState.FINISHED, r.RunState.FAILED, r.RunState.CANCELLED):
             raise InvalidInputError(f"a prediction run ends finished, failed or cancelled, not {state!r}")
 
@@ -501,7 +506,8 @@ class AnnotationsMixin(StoreBase):
             n = _get(tx.session, s.VideoRow, run.video_id, "Video").frame_count
             for new in suggestions:
                 tx.add(s.LabelRow(**label_values(new, n, tx.actor, tx.now)))
-            tx.update(run, None, "prediction run", state=state, finished_at=tx.now)
+            extra = {"params": {**dict(run.params or {}), "summary": dict(summary)}} if summary else {}
+            tx.update(run, None, "prediction run", state=state, finished_at=tx.now, **extra)
             return convert.prediction_run(run)
 
         return self._write("Finish prediction run", fn)

@@ -57,6 +57,13 @@ class VideoTracks:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _ood_warning(run) -> str:
+    """ "unlike the model's training data" when the run's out-of-domain check flagged the video (predictions stay
+    visible: the warning says how much to trust them)."""
+    ood = ((run.params or {}).get("summary") or {}).get("ood") if run is not None else None
+    return "unlike the model's training data" if ood and ood.get("out_of_domain") else ""
+
+
 def _finding(track: PredictionTrack | None) -> tuple[str, float | None]:
     if track is None or track.empty:
         return "", None
@@ -141,8 +148,12 @@ class Backend:
                 exists = path.exists()
             except Exception:  # an unresolvable path is a missing file
                 path, exists = Path(v.path), False
-            track = self._prediction_track(v.id, v.frame_count, self._latest_run(v.id))
+            run = self._latest_run(v.id)
+            track = self._prediction_track(v.id, v.frame_count, run)
             finding, unc = _finding(track)
+            ood = _ood_warning(run)
+            if ood:
+                finding = f"⚠ {ood} — {finding}"
             out.append(
                 LibraryRow(
                     video_id=v.id,
@@ -269,14 +280,19 @@ class Backend:
         video_label = None
         for lab in labels:
             if lab.kind == LabelKind.VIDEO_CLASS:
-                # the model's video-level call is the mean over all its clips: say how sure, so that it does not
-                # read as contradicting a frame where the model is sure of the other class
+                if lab.reason and lab.state == ReviewState.SUGGESTED and str(lab.origin) == "predicted":
+                    # the model's call explained: "abnormal: polyp suggested at 01:12–01:19, 0.90"
+                    video_label = f"{lab.reason} ({lab.state})"
+                    continue
                 score = (
                     f" {lab.score:.0%}"
                     if lab.score is not None and lab.state == ReviewState.SUGGESTED
                     else ""
                 )
                 video_label = f"{lab.class_name}{score} ({lab.state})"
+        ood = _ood_warning(run)
+        if ood:
+            video_label = f"{video_label} · {ood}" if video_label else ood
         model_name = ""
         if run is not None and run.model_version_id is not None:
             model_name = self.review.model_name(run.model_version_id)

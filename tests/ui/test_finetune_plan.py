@@ -89,3 +89,39 @@ def test_resumable_jobs_include_killed_ones_and_refuse_the_rest(store):
         create_resume_job(store, failed_early.id)
     with pytest.raises(ValueError, match="only a failed or cancelled"):
         create_resume_job(store, done.id)
+
+
+def test_the_estimate_comes_from_the_parents_measured_architecture_and_warns_past_twice_the_budget(
+    store, tmp_path
+):
+    """A ViT-B parent fed 8 x 224 px is planned with ViT-B speed (the tiny model's speed offered '19 epochs,
+    about 9.5 min' for a job measured at hours): one epoch exceeds a 5-minute budget by far, which is said."""
+    from core_model.contract import ModelMeta, read_model_json
+    from core_model.finetune.speed import train_seconds_per_clip
+    from core_model.models.config import MODEL_CONFIGS
+
+    def register(name: str, arch: str, frames: int, size: int) -> int:
+        d = tmp_path / name
+        d.mkdir()
+        meta = ModelMeta.for_config(
+            MODEL_CONFIGS[arch], arch, {"num_frames": frames, "img_size": size, "mean": [0.45] * 3},
+            {"classification": {"classes": ["normal", "abnormal"]}},
+        )  # fmt: skip
+        (d / "model.json").write_text(json.dumps(meta.to_dict()))
+        return store.add_model_version(name, architecture=arch, files_dir=str(d)).id
+
+    base = register("base", "endofm_base", 8, 224)
+    tiny = register("tiny", "endofm_tiny", 2, 112)
+    ids = store.ids
+    big = plan_finetune(store, ids, budget_min=5, device="cpu", parent_version=base)
+    small = plan_finetune(store, ids, budget_min=5, device="cpu", parent_version=tiny)
+    assert big.epochs == 1 and small.epochs > 1
+    lo, mid, hi = train_seconds_per_clip(read_model_json(tmp_path / "base").arch, 8, 224, "cpu")
+    assert big.extra["seconds_per_clip"] == mid and mid > 20 * small.extra["seconds_per_clip"]
+    assert big.estimated_s > 2 * 300
+    assert any("more than twice the 5 min budget" in w and "endofm_base" in w for w in big.warnings), (
+        big.warnings
+    )
+    assert not any("more than twice" in w for w in small.warnings)
+    text = "\n".join(big.summary_lines())
+    assert "range" in text and "Input (inherited from endofm_base parent): 8 frames 32 apart" in text
