@@ -58,8 +58,8 @@ def build_library(data: Path, n_videos: int, proxy: bool = True) -> dict:
     """The database and videos the timed runs open (in ``data``, as ENDOREVIEW_DATA_DIR)."""
     os.environ["ENDOREVIEW_DATA_DIR"] = str(data)
     import numpy as np
-    from pycocotools import mask as mask_utils
 
+    from core_model.contract import rle_encode
     from core_model.video import write_video
     from endoreview.services.library import LibraryService
     from endoreview.services.predictions import PredictionRecorder
@@ -88,8 +88,7 @@ def build_library(data: Path, n_videos: int, proxy: bool = True) -> dict:
         mv = store.add_model_version("bench-model", architecture="bench", files_dir=str(data), notes="")
         m = np.zeros((720, 1280), np.uint8)
         m[200:400, 300:600] = 1
-        rle = mask_utils.encode(np.asfortranarray(m))
-        rle["counts"] = rle["counts"].decode("ascii")
+        rle = rle_encode(m)
         for vid in ids:
             n = store.get_video(vid).frame_count
             rec = PredictionRecorder(store, vid, mv.id, batch_frames=256)

@@ -93,9 +93,19 @@ def run(arch: str, manifest: Path, root: Path, steps: int) -> dict:
         test_split="",
     )
     events: list[dict] = []
+    stamps: list[tuple[float, int]] = []  # (time, training step) of each progress event
+
+    def emit(ev: dict) -> None:
+        events.append(ev)
+        if ev.get("event") == "progress":
+            stamps.append((time.perf_counter(), int(ev.get("step", 0))))
+
     t0 = time.perf_counter()
-    finetune(cfg, events.append)
+    finetune(cfg, emit)
     measured = time.perf_counter() - t0
+    train = [(t, k) for t, k in stamps if k >= 1]
+    steps_timed = train[-1][1] - train[0][1] if train else 0
+    step_s = (train[-1][0] - train[0][0]) / steps_timed if steps_timed > 0 else None
     start = next(e for e in events if e["event"] == "start")
     n_val = int(start.get("val_clips") or 1)
     meta = ModelMeta.from_dict(json.loads((model_dir / "model.json").read_text()))
@@ -108,6 +118,8 @@ def run(arch: str, manifest: Path, root: Path, steps: int) -> dict:
         "val_clips": n_val,
         "measured_s": round(measured, 1),
         "s_per_clip": round((measured - 20.0) / (steps + n_val / 3.0), 3),
+        "train_step_s": round(step_s, 3) if step_s is not None else None,  # between progress events (batch 1)
+        "overhead_s": round(measured - steps * step_s, 1) if step_s is not None else None,
         "estimate_s": [round(v, 1) for v in est],
         "ratio": round(measured / est[1], 2),
     }

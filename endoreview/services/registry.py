@@ -38,14 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core_model.contract import MODEL_FORMAT, CheckpointError, ModelMeta, migrate_model_json
 from endoreview.paths import models_dir
 from endoreview.services.jobs import core_model_command
 from endoreview.store import Store
 from endoreview.store.records import ModelVersion
 
 log = logging.getLogger(__name__)
-
-MODEL_FORMAT = "endoreview-model"  # core_model.checkpoint.MODEL_FORMAT (not imported: that pulls in torch)
 
 
 class RegistryError(Exception):
@@ -128,6 +127,11 @@ def read_model_json(model_dir: str | os.PathLike) -> dict[str, Any]:
         raise RegistryError(f"{meta_path}: unreadable ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise RegistryError(f"{meta_path}: not an EndoReview model (format {meta.get('format')!r})")
+    try:  # the model contract's checks (and the migration of format-1 files), without torch
+        meta = migrate_model_json(meta, str(meta_path))
+        ModelMeta.from_dict(meta, str(meta_path))
+    except CheckpointError as exc:
+        raise RegistryError(str(exc)) from None
     weights = (meta.get("weights") or {}).get("file", "model.safetensors")
     if not (d / weights).is_file():
         raise RegistryError(f"{d}: weights file {weights} is missing")
