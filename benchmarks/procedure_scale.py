@@ -13,6 +13,9 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
 - ``timeline_load``: what the timeline loads for the run (``Store.frame_probs`` + ``timeline_summary``: ``load_s``),
   and the run's masks and boxes the player loads up front today (``run_geometry``: ``geometry_load_s``);
 - ``player_open``: ``VideoReader`` open + first frame + a frame in the middle;
+- ``timeline_fps``: the app's ``TimelineWidget`` (offscreen, 1600x220) over every frame of the video with two class
+  lanes, the detection lane and a segment every 20 s: first draw, then 60 zoom/pan steps from the whole procedure
+  down to 10 s, each fully repainted (``grab``): steps per second and the worst step;
 - ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
 
 Before the lengths, ``realtime_720p``: issue 20's bar, ``endofm predict`` on a 10-second 1280x720 clip (x real time
@@ -35,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -52,6 +54,7 @@ STAGES = (
     "db_write",
     "timeline_load",
     "player_open",
+    "timeline_fps",
     "export_coco",
     "export_cvat",
 )
@@ -155,9 +158,7 @@ def bench_length(minutes: float, work: Path, stages: set[str], threads: int | No
     video, made_s = make_video(work, minutes)
     frames = int(round(minutes * 60 * FPS))
     secs = frames / FPS
-    d = work / f"run_{minutes:g}min"
-    if d.exists():
-        shutil.rmtree(d)
+    d = work / f"run_{minutes:g}min_{time.strftime('%Y%m%d-%H%M%S')}_{os.getpid()}"  # never another run's
     d.mkdir()
     db = d / "library.sqlite3"
     env = {"ENDOREVIEW_DATA_DIR": str(d / "data"), "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
@@ -312,6 +313,35 @@ print(json.dumps({{"first_frame_s": round(t1, 3), "middle_frame_s": round(time.p
         res = _popen_wait4(py(code), env, d / "player.out")
         last = (d / "player.out").read_text().strip().splitlines()
         stage("player_open", res, **(json.loads(last[-1]) if last else {}))
+    if "timeline_fps" in stages:
+        code = f"""
+import json, time, numpy as np
+from PySide6.QtWidgets import QApplication
+from endoreview.ui.timeline import TimelineWidget
+from endoreview.ui.tracks import PredictionTrack, LabelTrack, Segment
+app = QApplication([])
+n = {frames}
+rng = np.random.default_rng(0)
+pred = PredictionTrack(n, classes=["normal", "abnormal"])
+walk = np.clip(0.5 + np.cumsum(rng.normal(0, 0.02, n)), 0, 1).astype(np.float32)  # a smooth, busy signal
+pred.probs = np.stack([1 - walk, walk], axis=1)
+pred.det_score = np.clip(walk + rng.normal(0, 0.05, n), 0, 1).astype(np.float32)
+labels = LabelTrack(n, segments=[Segment(a, a + 90, "polyp", "suggested") for a in range(0, n - 90, 600)])
+w = TimelineWidget(); w.resize(1600, 220); w.show()
+t = time.perf_counter(); w.set_video(n, 30.0); w.set_tracks(pred, labels); w.grab(); app.processEvents()
+first = time.perf_counter() - t
+steps = []
+for k in range(60):  # zoom from the whole procedure to 10 s and pan across it
+    span = max(300, int(n / (1.25 ** k)))
+    a = int((n - span) * ((k * 7919) % 60) / 59)
+    t = time.perf_counter(); w.setXRange(a, a + span, padding=0); w.grab(); app.processEvents()
+    steps.append(time.perf_counter() - t)
+print(json.dumps({{"first_draw_s": round(first, 3), "fps": round(len(steps) / sum(steps), 1),
+                  "worst_step_ms": round(1000 * max(steps), 1), "median_step_ms": round(1000 * float(np.median(steps)), 1)}}))
+"""
+        res = _popen_wait4(py(code), {**env, "QT_QPA_PLATFORM": "offscreen"}, d / "timeline_fps.out")
+        last = (d / "timeline_fps.out").read_text().strip().splitlines()
+        stage("timeline_fps", res, **(json.loads(last[-1]) if last else {}))
     for fmt, name in (("coco", "export_coco"), ("cvat-video", "export_cvat")):
         if name in stages and video_id is not None:
             cmd = [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "export", fmt]
@@ -408,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         "proxy_s": longest.get("proxy", {}).get("seconds"),
         "db_mb_per_hour": longest.get("db_write", {}).get("db_mb_per_hour"),
         "timeline_load_s": longest.get("timeline_load", {}).get("load_s"),
+        "geometry_load_s": longest.get("timeline_load", {}).get("geometry_load_s"),
+        "timeline_fps": longest.get("timeline_fps", {}).get("fps"),
+        "timeline_worst_step_ms": longest.get("timeline_fps", {}).get("worst_step_ms"),
         "export_coco_s": longest.get("export_coco", {}).get("seconds"),
         "export_cvat_s": longest.get("export_cvat", {}).get("seconds"),
         "peak_mb_by_stage": {
