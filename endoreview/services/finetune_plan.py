@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from core_model.contract import CheckpointError, read_model_json
-from core_model.finetune.speed import train_seconds_per_clip
+from core_model.finetune.speed import run_overhead_s, train_seconds_per_clip
 from endoreview.store import Store
 from endoreview.store.records import Job, JobState, ReviewState, ReviewStatus
 
@@ -258,7 +258,7 @@ def plan_finetune(
     lo, per_clip, hi = train_seconds_per_clip(arch, frames, size, dev)
     # training clips, then validation (forward only: a third of a training clip) on every held-out video
     per_epoch = (n_train * clips_per_video + n_val * clips_per_video / 3.0) * per_clip * EVAL_FACTOR + 5.0
-    overhead = 20.0  # start-up and export
+    overhead = run_overhead_s(arch, dev)  # start-up, machine plan, export (measured per architecture)
     epochs = max(1, min(50, int((budget_min * 60.0 - overhead) // max(per_epoch, 1e-6))))
     estimated = epochs * per_epoch + overhead
     rng_s = [overhead + (estimated - overhead) * f / per_clip for f in (lo, hi)]
