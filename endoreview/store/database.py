@@ -36,6 +36,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from core_model.atomic import fsync_dir
 from endoreview.store import migrate
 from endoreview.store.errors import (
     DamagedDatabaseError,
@@ -277,20 +278,7 @@ def create_private_sqlite(path: Path) -> None:
     finally:
         Path(tmp).unlink(missing_ok=True)
     if os.name == "posix" and path.parent.exists():
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)
 
 
 def backup_sqlite(path: Path, revision: str, backup_dir: Path | None = None) -> Path:

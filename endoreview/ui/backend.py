@@ -93,21 +93,8 @@ class Backend:
         self.labels: Any = None
         self.project: Any = None
 
-    @property
-    def db_url(self) -> str | None:
-        return self.services.db_url
-
-    @db_url.setter
-    def db_url(self, url: str | None) -> None:
-        self.services.db_url = url
-
-    @property
-    def reviewer(self) -> str | None:
-        return self.services.reviewer
-
-    @reviewer.setter
-    def reviewer(self, name: str | None) -> None:
-        self.services.reviewer = name
+    db_url = property(lambda self: self.services.db_url)
+    reviewer = property(lambda self: self.services.reviewer)
 
     @property
     def jobs(self) -> JobService:

@@ -39,10 +39,10 @@ def apply_settings(backend: Any) -> None:
         return
     s = load_settings()
     if (
-        backend.db_url is None
+        backend.services.db_url is None
         and not os.environ.get("ENDOREVIEW_DB_URL")
         and (s.sqlite_path or s.db_kind != "sqlite")
     ):
-        backend.db_url = database_url(s)
-    if not backend.reviewer and s.reviewer:
-        backend.reviewer = s.reviewer
+        backend.services.db_url = database_url(s)
+    if not backend.services.reviewer and s.reviewer:
+        backend.services.reviewer = s.reviewer
