@@ -3,13 +3,14 @@
 #
 #   packaging/build.sh            -> dist/EndoReview-<version>-linux-<arch>.tar.gz
 #
-# The bundle is CPU-only (torch CPU wheel, no CUDA libraries): see packaging/README.md for the CUDA variant.
+# The bundle uses the torch pinned in requirements/constraints.txt, the one every test runs with (2.14.1, a CUDA build
+# that also runs on CPU, so the NVIDIA libraries come along); TORCH_CPU=torch==X overrides it (see packaging/README.md).
 # Works offline: every package comes from the local wheel folder / package mirror the workstation pip is configured for.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BVENV=${BUILD_VENV:-$ROOT/packaging/.venv-build}
-TORCH_CPU=${TORCH_CPU:-torch==2.13.0}
+TORCH_CPU=${TORCH_CPU:-$(grep -E '^torch==' requirements/constraints.txt)}
 start=$(date +%s)
 
 if [ ! -x "$BVENV/bin/python" ]; then
