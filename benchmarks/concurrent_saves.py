@@ -6,7 +6,8 @@ Both writers run in one run, as separate processes on one database file (WAL, sy
   ``--batch-frames`` (256, the predict job's default), each frame with class probabilities and one polyp mask
   (COCO RLE of a 480x640 frame) — the worst case, a job that never pauses for model compute;
 * the **reviewer** saves labels one at a time as the editor does (alternately a new box and an edit of a box, each
-  one audited transaction), with ``--think-ms`` between saves, timing each save from call to return.
+  one audited transaction), with ``--think-ms`` between saves, timing each save from call to return; it first runs
+  alone for half the time (``reviewer_alone``: what a save costs on this machine at this moment, without the job).
 
 Target (issue 19 row 8): UI save p99 <= 100 ms on SQLite while the job writes.
 
@@ -183,6 +184,16 @@ def main(argv: list[str] | None = None) -> int:
                 p.id, path="/x.mp4", path_is_relative=False, content_hash="p1:bench", size_bytes=1,
                 frame_count=10_000_000, fps=30.0, width=640, height=480, codec="h264",
             )  # fmt: skip
+        # the same reviewer alone first: what a save costs on this machine right now, without the job
+        alone_go = str(Path(td) / "go-alone")
+        Path(alone_go).touch()
+        alone = subprocess.run(
+            [sys.executable, __file__, "--db", db, "--video", str(v.id), "--go", alone_go,
+             "--seconds", str(seconds / 2), "--role", "reviewer", "--think-ms", str(a.think_ms)],
+            capture_output=True, text=True, timeout=seconds + 300,
+        )  # fmt: skip
+        solo = json.loads(alone.stdout.strip().splitlines()[-1])
+        emit({**solo, "event": "reviewer_alone"})
         go = str(Path(td) / "go")
         base = [
             sys.executable,
@@ -227,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ui_saves": r.get("saves"),
                 "ui_save_p99_ms": r.get("p99_ms"),
                 "ui_save_max_ms": r.get("max_ms"),
+                "ui_save_alone_p99_ms": solo.get("p99_ms"),
                 "job_frames": j.get("frames"),
                 "job_batch_ms_p50": j.get("batch_ms_p50"),
                 "target_p99_ms": 100,
