@@ -232,3 +232,31 @@ def test_a_job_row_chooses_neither_the_code_a_job_imports_nor_the_process_cancel
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_every_kind_runs_through_one_wrapper_that_records_failures_in_the_job_row(sqlite_store, tmp_path):
+    """The registry names the five job kinds; a kind that fails (here: converting a file that is not an Endo-FM
+    checkpoint) ends its job row ``failed`` with the reason, never left ``running``."""
+    from endoreview.jobs.registry import KINDS, get_kind
+
+    assert set(KINDS) == {"predict", "finetune", "compare", "model-frames", "convert"}
+    assert all(get_kind(k).name == k for k in KINDS)
+    store, db_url = sqlite_store
+    bogus = tmp_path / "not_a_checkpoint.pth"
+    bogus.write_bytes(b"definitely not a checkpoint")
+    jobs = JobService(store)
+    job = jobs.create("convert", checkpoint=str(bogus), name="bogus")
+    proc = subprocess.run(
+        jobs.command(job),
+        cwd=ROOT,
+        env=jobs.environment(env_for()),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 1, proc.stderr
+    events = [parse_line(x) for x in proc.stdout.splitlines()]
+    assert events[0]["event"] == "started" and events[-1]["event"] == "done"
+    row = store.get_job(job.id)
+    assert row.state == "failed" and "not a usable Endo-FM checkpoint" in row.message
+    assert store.find_model_version("bogus") is None
