@@ -141,7 +141,7 @@ def test_pretrain_resume_and_init(tmp_path, capsys):
     _check(capsys.readouterr().err, start, marker)
 
 
-def test_convert_and_create_model(tmp_path, capsys):
+def test_convert_load_model_and_create_model(tmp_path, capsys):
     from core_model.checkpoint import CheckpointError, load_backbone_state_dict
     from core_model.checkpoint_cli import main as convert_main
     from core_model.models import create_model
@@ -150,13 +150,22 @@ def test_convert_and_create_model(tmp_path, capsys):
     path = _evil(tmp_path / "endo_fm.pth", marker, "official")
     assert convert_main([str(path), "-o", str(tmp_path / "out")]) != 0
     _check(capsys.readouterr().err, path, marker)
+    from core_model.loading import load_model
+
+    run = _evil(
+        tmp_path / "run" / "checkpoint.pth", marker
+    )  # load_model also reads fine-tune run checkpoints
     for load in (
         lambda: create_model("endofm_tiny", checkpoint=path),
         lambda: load_backbone_state_dict(path),
+        lambda: load_model(path),  # the one door of the app, inference and fine-tune init
     ):
         with pytest.raises(CheckpointError) as err:
             load()
         _check(str(err.value), path, marker)
+    with pytest.raises(CheckpointError) as err:
+        load_model(run)
+    _check(str(err.value), run, marker)
 
 
 def test_model_import_in_the_app(tmp_path):
