@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from core_model.contract import rle_decode
 from core_model.inference import Predictor, plan_clips, preprocess_frames
 from core_model.inference.masks import frame_masks
-from core_model.video.synthetic import write_texture_video
+from core_model.video.synthetic import write_long_video, write_texture_video
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "resources", "demo_model")
 HD = (1080, 1920)
@@ -28,7 +28,7 @@ HD = (1080, 1920)
 def hd_videos(tmp_path_factory):
     d = tmp_path_factory.mktemp("hd")
     short = write_texture_video(d / "short.mp4", 30, size=HD, gop=30)
-    long = write_texture_video(d / "long.mp4", 300, size=HD, gop=60)
+    long = write_long_video(d / "long.mp4", 300, size=HD, gop=30, segment_frames=30)  # 30 frames encoded, 10x
     return short, long
 
 
