@@ -28,7 +28,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +49,22 @@ OOD_MARGIN = 1.5
 class CLSRecorder:
     """A forward hook on ``model.backbone.norm`` keeping each clip's CLS feature (``[D]`` float32, CPU)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, ref: dict[str, Any] | None = None):
         self.features: list[np.ndarray] = []
+        # with a reference, only each clip's distance is kept (8 bytes instead of D floats: a 30-minute video
+        # would otherwise hold ~40,000 feature vectors, and the predictor's memory would grow with the video)
+        self._ref = ref if ref and ref.get("method") == OOD_METHOD else None
+        self.distances = array("d")
         norm = model.backbone.norm if hasattr(model, "backbone") else model.norm
         self._handle = norm.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output) -> None:
         if output.dim() == 3:  # [B, 1+N*T, D]
-            self.features.extend(output[:, 0].detach().float().cpu().numpy())
+            feats = output[:, 0].detach().float().cpu().numpy()
+            if self._ref is not None:
+                self.distances.extend(_distances(feats, self._ref).tolist())
+            else:
+                self.features.extend(feats)
 
     def take(self) -> np.ndarray:
         out = np.stack(self.features) if self.features else np.zeros((0, 0), np.float32)
@@ -91,12 +100,17 @@ def fit_ood(per_video_feats: list[np.ndarray]) -> dict[str, Any]:
     return ref
 
 
-def ood_verdict(feats: np.ndarray, ref: dict[str, Any]) -> dict[str, Any] | None:
-    """``{"score", "threshold", "out_of_domain", "message"}`` for one video's clip features; None without a
-    reference (a model never calibrated) or features."""
-    if not ref or ref.get("method") != OOD_METHOD or len(feats) == 0:
+def ood_verdict(
+    feats: np.ndarray | None, ref: dict[str, Any], distances: Sequence[float] | None = None
+) -> dict[str, Any] | None:
+    """``{"score", "threshold", "out_of_domain", "message"}`` for one video's clip features (or their
+    ``distances``, as ``CLSRecorder(model, ref)`` keeps them); None without a reference (a model never calibrated)
+    or clips."""
+    n = len(distances) if distances is not None else (0 if feats is None else len(feats))
+    if not ref or ref.get("method") != OOD_METHOD or n == 0:
         return None
-    score = float(np.median(_distances(feats, ref)))
+    d = np.asarray(distances, np.float64) if distances is not None else _distances(feats, ref)
+    score = float(np.median(d))
     thr = float(ref["threshold"])
     out = score > thr
     msg = (

@@ -302,7 +302,7 @@ class Predictor:
         ):  # out-of-domain check: the clips' CLS features, by a hook (core_model.inference.calibrate)
             from core_model.inference.calibrate import CLSRecorder
 
-            cls_rec = CLSRecorder(self.model)
+            cls_rec = CLSRecorder(self.model, ood_ref)
         stream = (
             ClipStream(
                 reader,
@@ -372,7 +372,7 @@ class Predictor:
         if cls_rec is not None:
             from core_model.inference.calibrate import ood_verdict
 
-            verdict = ood_verdict(cls_rec.take(), ood_ref)
+            verdict = ood_verdict(None, ood_ref, distances=cls_rec.distances)
             if verdict is not None:
                 done["ood"] = verdict
         yield done
