@@ -179,3 +179,17 @@ def test_masks_at_frame_size_equal_upsampling_every_class_then_argmax(classes):
     # a frame with no foreground anywhere at model resolution gives no mask and never touches frame size
     empty = np.stack([np.full((28, 28), 0.9), np.full((28, 28), 0.1)]).astype(np.float32)
     assert frame_masks(empty, (4320, 7680), ["polyp"]) == []
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_frames_decoded_one_at_a_time_are_the_frames_asked_for(tmp_path, backend):
+    """``VideoReader.iter_frames`` (what the streaming predictor reads through) on H.264 with B-frames and gaps that
+    cross keyframes: every frame carries its index as a burned-in counter."""
+    from core_model.video import VideoReader, write_video
+    from core_model.video.synthetic import read_counter, texture_frames
+
+    path = write_video(tmp_path / "b.mp4", texture_frames(60, size=(96, 128)), fps=30, gop=12, bframes=3)
+    want = [0, 1, 2, 5, 13, 14, 30, 31, 59]
+    with VideoReader(path, backend=backend) as r:
+        got = [(i, read_counter(frame)) for i, frame in r.iter_frames(reversed(want))]
+    assert got == [(i, i) for i in want]
