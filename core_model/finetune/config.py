@@ -50,6 +50,9 @@ class FinetuneConfig:
     # model.json; here: field -> why it was set explicitly ("preset polypdiag", "--img-size", ...)
     data_overrides: dict[str, str] = field(default_factory=dict)
     inherit_data: bool = True
+    # after export: choose the video-level operating point on the validation split through the serving path and
+    # fit the out-of-domain reference on the same videos (core_model.inference.calibrate); at most this many videos
+    calibrate_videos: int = 16
     # data
     num_frames: int = 8
     img_size: int = 112

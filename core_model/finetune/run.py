@@ -627,6 +627,20 @@ def export_run(
         fp16=cfg.export_fp16,
         lineage=state.lineage,
     )
+    if cfg.calibrate_videos > 0 and "classification" in cfg.tasks and data.val_seqs:
+        from core_model.inference.calibrate import calibrate_model
+
+        try:
+            cal = calibrate_model(
+                model_dir,
+                cfg.manifest,
+                split=cfg.val_split,
+                train_split=cfg.val_split,
+                max_videos=cfg.calibrate_videos,
+            )
+            emit({"event": "calibrated", **cal})
+        except (OSError, ValueError, RuntimeError) as exc:  # the model stays usable with the default call
+            emit({"event": "warning", "message": f"operating point not calibrated: {exc}"})
     result = FinetuneResult(str(model_dir), metrics, state.history, seconds, plan.as_dict())
     summary = {
         "model_dir": result.model_dir,

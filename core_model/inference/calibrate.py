@@ -221,9 +221,10 @@ def calibrate_model(
                 t for t in ("segmentation", "detection") if base.finding in meta.classes(t)
             )
             per_video = []
+            val_feats = []
             for v in vids:
                 sc, fps = _video_scores(pred, str(manifest.resolve_path(v)), base.positive, base.finding)
-                rec.take()
+                val_feats.append(rec.take())
                 per_video.append((sc, fps, v.video_label == base.positive))
                 if on_video:
                     on_video(str(manifest.resolve_path(v)), "calibrated")
@@ -240,6 +241,8 @@ def calibrate_model(
         train = [v for v in manifest.videos if v.split == train_split] if ood else []
         train = train[:max_videos] if max_videos else train
         feats = []
+        if ood and train_split == split and "classification" in pred.model.heads:
+            feats, train = list(val_feats), []  # the reference from the videos just run (no second pass)
         for v in train:
             for ev in pred.predict_video(str(manifest.resolve_path(v))):
                 if ev.get("event") == "error":

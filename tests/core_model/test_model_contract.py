@@ -218,6 +218,10 @@ def test_a_child_is_fed_as_its_parent(parent_and_manifest, tmp_path):
     assert tuple(used["mean"]) == PARENT_DATA.mean and tuple(used["std"]) == PARENT_DATA.std
     assert set(meta.lineage["inherited"]) >= {"mean", "std", "num_frames", "img_size", "frame_stride"}
     assert meta.lineage["overrides"] == {} and meta.lineage["heads"]["classification"]["inherited"]
+    # the video-level call was chosen on the validation split when the model was trained
+    cal = next(e for e in events if e["event"] == "calibrated")
+    assert meta.operating_point().calibrated and cal["operating_point"]["split"] == "val"
+    assert meta.ood.get("method") and meta.provenance["calibration"]["candidates"]
     assert not [e for e in events if e["event"] == "warning" and "parent" in e.get("message", "")]
 
 

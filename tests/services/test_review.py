@@ -193,3 +193,28 @@ def test_change_poller_shows_other_workstations_edits_once(db_url, video):
         assert poller.poll() == []  # each change once
         EditingService(a).reject([a.get_label(lab.id)])
         assert [c.summary for c in poller.poll()] == ["Reject 1 label(s)"]
+
+
+def test_the_whole_video_call_is_the_models_decision_with_its_explanation_and_ood_flag(store, video):
+    """``video_done`` carries the operating point's decision (core_model.contract.video_decision) and the
+    out-of-domain verdict: the video-class suggestion is the decision, its reason the banner text, and the run
+    keeps both (the library and the player read them from there)."""
+    from core_model.contract import OperatingPoint, video_decision
+
+    events = list(stream(video.path))
+    p = [e["probs"]["abnormal"] for e in events if e["event"] == "frame"]
+    d = video_decision(p, 25.0, OperatingPoint(threshold=0.6, window_s=0.5, calibrated=True))
+    events[-1] = {
+        **events[-1],
+        "probs": {"normal": 0.55, "abnormal": 0.45},  # the mean over clips would say "normal"
+        "decision": d.to_dict(),
+        "ood": {"score": 3.1, "threshold": 2.0, "out_of_domain": True, "message": "unlike ..."},
+    }
+    PredictionRecorder(store, video.id, None).record(events)
+    vc = [x for x in store.timeline_summary(video.id).segments if x.kind == LabelKind.VIDEO_CLASS]
+    assert [(x.class_name, x.score) for x in vc] == [("abnormal", 0.9)]
+    assert d.text == "abnormal: polyp suggested at 00:00–00:00, 0.90"
+    labs = [x for x in store.labels_for_video(video.id) if x.kind == LabelKind.VIDEO_CLASS]
+    assert labs[0].reason == d.text
+    summary = store.list_prediction_runs(video.id)[0].params["summary"]
+    assert summary["ood"]["out_of_domain"] and summary["decision"]["label"] == "abnormal"
