@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from endoreview.store import Store
 from endoreview.store.records import (
     FramePrediction,
@@ -71,6 +73,37 @@ def segments_from_probs(
     return out
 
 
+class _FrameProbs(Mapping[int, dict[str, float]]):
+    """frame -> {class: probability}, held as one float32 array per class (NaN: no value) instead of a dict per
+    frame: 4 bytes a frame and class, so a recorder's memory does not grow with a procedure's length."""
+
+    def __init__(self, n_frames: int):
+        self.n = max(0, int(n_frames))
+        self.cols: dict[str, np.ndarray] = {}
+        self.seen = np.zeros(self.n, dtype=bool)
+
+    def set(self, f: int, probs: Mapping[str, float]) -> None:
+        if not 0 <= f < self.n:
+            return
+        for c, p in probs.items():
+            col = self.cols.get(c)
+            if col is None:
+                col = self.cols[c] = np.full(self.n, np.nan, dtype=np.float32)
+            col[f] = p
+        self.seen[f] = True
+
+    def __getitem__(self, f: int) -> dict[str, float]:
+        if not (0 <= f < self.n and self.seen[f]):
+            raise KeyError(f)
+        return {c: float(col[f]) for c, col in self.cols.items() if col[f] == col[f]}
+
+    def __iter__(self):
+        return iter(np.flatnonzero(self.seen).tolist())
+
+    def __len__(self) -> int:
+        return int(self.seen.sum())
+
+
 class PredictionRecorder:
     """Writes one video's model output into a new prediction run. Use :meth:`record` or feed :meth:`handle`."""
 
@@ -97,10 +130,10 @@ class PredictionRecorder:
         self.segment_classes = dict(DEFAULT_SEGMENT_CLASSES if segment_classes is None else segment_classes)
         self.run = store.start_prediction_run(video_id, model_version_id, params or {})
         self._pending: list[FramePrediction] = []
-        self._probs: dict[int, dict[str, float]] = {}
         self.frames = 0
         self.labels = 0
         self.n_frames = store.get_video(video_id).frame_count
+        self._probs = _FrameProbs(self.n_frames)
         self.closed: RecordResult | None = None
         log.info("prediction run %d started for video %d", self.run.id, video_id)
 
@@ -118,7 +151,7 @@ class PredictionRecorder:
         if kind == "frame":
             f = int(event["frame"])
             probs = {str(k): float(v) for k, v in (event.get("probs") or {}).items()}
-            self._probs[f] = probs
+            self._probs.set(f, probs)
             self._pending.append(
                 FramePrediction(
                     frame=f,
