@@ -158,6 +158,7 @@ def main() -> int:
         help="job entry module for previews without the demo model (e.g. tests.ui.job_predictor)",
     )
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--display", type=int, default=91, help="first X display number to use (one per size)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,7 @@ def main() -> int:
     data = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="er-screens-"))
     code = 0
     for k, size in enumerate(args.sizes.split(",")):
-        display = f":{91 + k}"
+        display = f":{args.display + k}"
         xvfb = subprocess.Popen(
             ["Xvfb", display, "-screen", "0", f"{size}x24", "-nolisten", "tcp"], stderr=subprocess.DEVNULL
         )

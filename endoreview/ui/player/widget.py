@@ -91,10 +91,9 @@ class PlayerWidget(QWidget):
         for lab in (self.video_name, self.switched, self.banner):
             lab.setFixedHeight(h)
         # long names never widen the window (at 1366 px the jobs panel and the go-to field must stay on screen)
-        for lab in (self.video_name, self.switched):
-            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-            lab.setMinimumWidth(40)
-        self.video_name.setMaximumWidth(320)
+        self.switched.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.switched.setMinimumWidth(40)
+        self.video_name.setMaximumWidth(320)  # a long name is elided in the middle (the tooltip has it whole)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
         header.addWidget(self.video_name)
@@ -207,8 +206,9 @@ class PlayerWidget(QWidget):
 
     # ---- content ----------------------------------------------------------------------------------------------
     def set_video_name(self, name: str) -> None:
-        self.video_name.setText(name)
-        self.video_name.setMinimumWidth(min(320, self.video_name.fontMetrics().horizontalAdvance(name) + 16))
+        self.video_name.setText(
+            self.video_name.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, 300)
+        )
         self.video_name.setToolTip(f"The open video: {name}")
 
     def announce_switch(self, text: str | None) -> None:
