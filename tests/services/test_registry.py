@@ -19,7 +19,13 @@ def fake_model_dir(path: Path, arch: str = "endofm_tiny", metrics: dict | None =
         "format": "endoreview-model",
         "format_version": 1,
         "arch": {"name": arch, "config": {}},
-        "preprocess": {},
+        "preprocess": {  # format 1, as the registry's older models have it (migrated on read)
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "num_frames": 2,
+            "img_size": 112,
+            "frame_stride": 2,
+        },
         "heads": {"segmentation": {"classes": ["polyp"]}},
         "provenance": {
             "kind": "finetune",
