@@ -60,7 +60,7 @@ class CLSRecorder:
 
     def _hook(self, module, inputs, output) -> None:
         if output.dim() == 3:  # [B, 1+N*T, D]
-            feats = output[:, 0].detach().float().cpu().numpy()
+            feats = output[:, 0].detach().float().cpu().numpy().copy()  # not a view keeping the batch alive
             if self._ref is not None:
                 self.distances.extend(_distances(feats, self._ref).tolist())
             else:
