@@ -348,6 +348,11 @@ class Importer:
                 col = read_manifest_collection(path)
             elif layout == "mask-folder" or (layout is None and is_mask_folder(path)):
                 col = self._read_mask_folders(path, video_id, base)
+            elif video_id is not None and (layout or detect_file(path)) == "coco":
+                from endoreview.interchange.formats.coco import read_coco
+
+                target = self.store.get_video(video_id)  # sizes checked against it before rasterising
+                col = read_coco(path, frame_size=(target.width, target.height))
             elif video_id is not None and (layout or detect_file(path)) == "cvat-video":
                 target = self.store.get_video(
                     video_id

@@ -59,3 +59,34 @@ def test_hostile_input_is_a_named_error_under_a_memory_cap(tmp_path, case):
     assert out["labels"] == 0
     if case in ("huge_frame_sequence", "pil_bomb_in_batch"):
         assert out["created"] == 1  # the rest of the batch was imported
+
+
+def test_coco_image_size_is_checked_against_the_target_video_before_rasterising(store, tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from core_model.video import write_video
+    from endoreview.interchange import raster
+    from endoreview.interchange.importer import Importer
+
+    (tmp_path / "src").mkdir()
+    write_video(tmp_path / "src" / "v.mp4", np.zeros((4, 32, 32, 3), np.uint8), fps=25.0)
+    imp = Importer(store, work_dir=tmp_path / "w")
+    vid = imp.import_videos([tmp_path / "src" / "v.mp4"]).videos_created[0]
+    doc = {
+        "images": [{"id": 1, "file_name": "a/0.jpg", "width": 6000, "height": 6000}],
+        "categories": [{"id": 1, "name": "polyp"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 5999, 0, 5999, 5999]]}
+        ],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    rasterised = []
+    real = raster.polygons_to_mask
+    monkeypatch.setattr(raster, "polygons_to_mask", lambda *a, **k: rasterised.append(a[1:]) or real(*a, **k))
+    rep = imp.import_annotations(tmp_path / "c.json", video_id=vid)
+    assert (
+        rep.failed and "c.json" in rep.failed[0][1] and "6000x6000 but the video is 32x32" in rep.failed[0][1]
+    )
+    assert rasterised == []  # refused before a 36-megapixel raster was made

@@ -40,9 +40,15 @@ def _num(v: Any) -> bool:
 
 
 def read_coco(
-    path: str | os.PathLike, image_root: str | os.PathLike | None = None, *, source_name: str | None = None
+    path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    *,
+    source_name: str | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> Collection:
-    """Parse a COCO JSON file. ``image_root`` is where ``file_name`` paths resolve (default: the JSON's folder)."""
+    """Parse a COCO JSON file. ``image_root`` is where ``file_name`` paths resolve (default: the JSON's folder).
+    ``frame_size`` (width, height of the target video, when known): every image must declare it, checked before
+    any polygon is rasterised."""
     path = Path(path)
     src = source_name or str(path)
     try:
@@ -52,7 +58,7 @@ def read_coco(
     except (OSError, UnicodeDecodeError) as e:
         raise InterchangeError(src, f"cannot be read ({e})") from None
     root = Path(image_root) if image_root is not None else path.parent
-    return parse_coco(data, src, root)
+    return parse_coco(data, src, root, frame_size=frame_size)
 
 
 def _key(v: Any, src: str, where: str) -> Any:
@@ -70,7 +76,9 @@ def _req(d: Any, key: str, where: str, src: str) -> Any:
     return d[key]
 
 
-def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
+def parse_coco(
+    data: Any, src: str, image_root: Path, *, frame_size: tuple[int, int] | None = None
+) -> Collection:
     col = Collection(layout="coco", root=image_root)
     if not isinstance(data, dict):
         raise InterchangeError(src, "top level must be an object with 'images', 'annotations', 'categories'")
@@ -107,6 +115,10 @@ def parse_coco(data: Any, src: str, image_root: Path) -> Collection:
         if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
             raise InterchangeError(src, "width and height must be positive integers", field=w)
         limits.check_image_size(src, width, height, field=w)  # before anything is rasterised at that size
+        if frame_size is not None and (width, height) != tuple(frame_size):
+            raise InterchangeError(
+                src, f"image is {width}x{height} but the video is {frame_size[0]}x{frame_size[1]}", field=w
+            )
         if iid in frame_of:
             raise InterchangeError(src, f"duplicate image id {iid!r}", field=f"{w}.id")
         safe_join(image_root, fname, src, field=f"{w}.file_name")
