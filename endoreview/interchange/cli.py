@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--state", choices=["manual", "suggested", "accepted"], help="review state of imported labels"
     )
-    imp.add_argument("--chunk-size", type=int, default=500)
+    imp.add_argument(
+        "--chunk-size", type=int, default=500, help=argparse.SUPPRESS
+    )  # obsolete: an import unit is written in one transaction; kept so existing scripts still run
 
     exp = sub.add_parser("export", help="export labels or prediction runs")
     exp.add_argument("format", choices=list(_formats()))
