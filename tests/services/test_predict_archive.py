@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from core_model.checkpoint import ModelMeta
+from core_model.contract import DataConfig
 from core_model.heads import ClassificationHead, EndoFMTaskModel, SegmentationHead, save_task_model
 from core_model.inference.archive import output_name
 from core_model.models import create_model
@@ -31,18 +32,10 @@ def model_dir(tmp_path_factory):
         "segmentation": SegmentationHead(192, ["polyp"], skip_blocks=[0], decoder_channels=[16, 16, 16, 16]),
     }
     model = EndoFMTaskModel(bb, heads)
-    meta = ModelMeta(
-        arch={"name": "endofm_tiny", "config": {}},
-        preprocess={
-            "mean": [0.5, 0.5, 0.5],
-            "std": [0.25, 0.25, 0.25],
-            "num_frames": T,
-            "img_size": SIZE,
-            "frame_stride": 1,
-            "clip_stride": 2,
-        },
-        heads={},
+    data = DataConfig(
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_frames=T, img_size=(SIZE, SIZE), clip_stride=2
     )
+    meta = ModelMeta(arch={"name": "endofm_tiny", "config": {}}, data=data)
     return save_task_model(tmp_path_factory.mktemp("m") / "model", model, meta)
 
 
@@ -65,7 +58,7 @@ def _torchrun(model_dir: Path, videos: Path, out: Path) -> list[dict]:
     return [json.loads(x) for f in sorted(out.glob("rank-*.jsonl")) for x in f.read_text().splitlines()]
 
 
-@pytest.mark.slow  # two torchrun launches of 2 processes each: ~40 s on an idle 2-core machine, 2.5 min at load 20
+@pytest.mark.slow  # two torchrun launches of 2 processes each: 38 s at load 5 on this 2-core machine, 2.5 min at load 20
 def test_two_processes_share_an_archive_and_a_rerun_skips_finished_videos(model_dir, archive, tmp_path):
     out = tmp_path / "preds"
     videos = sorted(str(p) for p in archive.glob("*.mp4"))
