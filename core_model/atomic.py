@@ -42,16 +42,22 @@ def fsync_dir(directory: Path) -> None:
 
 
 def atomic_write(
-    path: str | os.PathLike, write_fn: Callable[[Path], object], *, mode: int | None = None
+    path: str | os.PathLike,
+    write_fn: Callable[[Path], object],
+    *,
+    mode: int | None = None,
+    keep_suffix: bool = False,
 ) -> Path:
     """Write ``path`` atomically: ``write_fn(tmp)`` writes a temporary file that then replaces ``path``.
 
     ``mode``: the file's permission bits (``0o600`` for a private file); default as ``open()`` would create it.
-    The destination's folder is created if missing. Returns ``path``.
+    ``keep_suffix``: the temporary name ends in ``path``'s own suffix (``.tmp.mp4``), for writers that choose the
+    format from the file name (PyAV/FFmpeg). The destination's folder is created if missing. Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -10,7 +10,7 @@
   delays only its own rank; GPUs are ``cuda:LOCAL_RANK`` (``core_model.runtime``); on the CPU each rank gets an
   equal share of the cores.
 - **One output per video**, ``OUT/<name>-<8 hex of the path>.jsonl``: the ``Predictor`` events of that video,
-  written to ``.partial`` and renamed into place when the video is done, so a file that exists is complete.
+  written atomically (``core_model.atomic``) once the video is done, so a file that exists is complete.
 - **Reruns skip finished videos** (their output exists), and retry failed or interrupted ones.
 - **Per-rank log** ``OUT/rank-<r>.jsonl``: one line per video (``done``, ``skipped`` or ``failed`` with the reason),
   appended across reruns; rank 0 writes ``OUT/index.json`` (every finished output) after all ranks finish.
@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from core_model.atomic import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -81,28 +84,18 @@ def run_archive(
                 counts["skipped"] += 1
                 note({"event": "skipped", "video": video, "output": target.name})
                 continue
-            partial = target.with_name(target.name + ".partial")
             t0 = time.perf_counter()
-            n = 0
-            status, message = "failed", "the prediction stream ended before the video was done"
+            written: dict[str, int] = {}
             try:
-                with open(partial, "w", encoding="utf-8") as fh:
-                    for event in predict(video):
-                        fh.write(json.dumps(event, separators=(",", ":")) + "\n")
-                        kind = event.get("event")
-                        if kind == "frame":
-                            n += 1
-                        elif kind == "video_done":
-                            status, message = "done", ""
-                        elif kind in ("error", "cancelled"):
-                            status, message = "failed", str(event.get("message", kind))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                atomic_write(target, functools.partial(_stream_events, events=predict(video), result=written))
+                status, message = "done", ""
+            except _StreamIncomplete as exc:
+                status, message = "failed", str(exc)
             except Exception as exc:  # a model/runtime failure on this video: logged, the next one runs
                 log.debug("prediction failed on %s", video, exc_info=True)
                 status, message = "failed", f"{type(exc).__name__}: {exc}"
             if status == "done":
-                os.replace(partial, target)
+                n = written["frames"]
                 counts["done"] += 1
                 counts["frames"] += n
                 note(
@@ -115,16 +108,38 @@ def run_archive(
                     }
                 )
             else:
-                partial.unlink(missing_ok=True)
                 counts["failed"] += 1
                 note({"event": "failed", "video": video, "message": message})
     return counts
 
 
+class _StreamIncomplete(Exception):
+    """The prediction stream of one video ended without ``video_done`` (an error or a cancel event, or cut short)."""
+
+
+def _stream_events(tmp: Path, events, result: dict[str, int]) -> None:
+    """Write ``events`` to ``tmp`` as JSON lines; ``result["frames"]``: the number of frame events. Raises
+    ``_StreamIncomplete`` unless the stream ends the video, so ``atomic_write`` never puts an incomplete output in
+    place."""
+    n = 0
+    done, message = False, "the prediction stream ended before the video was done"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for event in events:
+            fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+            kind = event.get("event")
+            if kind == "frame":
+                n += 1
+            elif kind == "video_done":
+                done, message = True, ""
+            elif kind in ("error", "cancelled"):
+                done, message = False, str(event.get("message", kind))
+    if not done:
+        raise _StreamIncomplete(message)
+    result["frames"] = n
+
+
 def write_index(out_dir: str | os.PathLike) -> Path:
     """``index.json``: every finished output in ``out_dir`` with its video (rank 0, after the barrier)."""
-    from core_model.atomic import atomic_write_text
-
     out = Path(out_dir)
     entries = []
     for f in sorted(out.glob("*.jsonl")):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core_model.atomic import atomic_write
+
 __all__ = ["COUNTER_BITS", "read_counter", "texture_frames", "write_long_video", "write_texture_video"]
 
 COUNTER_BITS = 20  # up to 1,048,575 frames (9.7 hours at 30 fps)
@@ -109,15 +111,15 @@ def write_long_video(
     """A long H.264 video in seconds, not hours: one ``segment_frames`` segment is encoded (``write_texture_video``)
     and its packets are copied end to end with shifted timestamps until ``num_frames`` (no re-encoding; every copy
     starts on a keyframe). The burned-in counter therefore reads ``index % segment_frames``. Written to a hidden
-    temporary name and renamed into place."""
+    temporary name and renamed into place (``core_model.atomic``)."""
     import av
 
     path = Path(path)
     seg_n = min(int(segment_frames), int(num_frames))
     seg = path.with_name(f".{path.stem}.segment{path.suffix}")
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     write_texture_video(seg, seg_n, size=size, fps=fps, gop=gop, seed=seed)
-    try:
+
+    def copy_segments(tmp: Path) -> None:
         with av.open(str(seg)) as src:
             ist = src.streams.video[0]
             packets = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in src.demux(ist) if p.size]
@@ -140,8 +142,9 @@ def write_long_video(
                         dst.mux(pkt)
                         written += 1
                     copy += 1
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, copy_segments, keep_suffix=True)
     finally:
         seg.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return path

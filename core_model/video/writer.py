@@ -1,7 +1,7 @@
 """``write_video``: encode RGB frames to a file with PyAV (H.264 via libx264 when available, else MPEG-4).
 
-The file is written to a hidden temporary name next to the target and renamed into place at the end, so a failure
-never leaves a half-written video under the requested name.
+The file is written through ``core_model.atomic.atomic_write`` (a hidden temporary name next to the target, renamed
+into place at the end), so a failure never leaves a half-written video under the requested name.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core_model.atomic import atomic_write
 from core_model.video.errors import VideoError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,6 @@ def write_video(
         raise VideoError(path, f"encoder {codec!r} is not available in this PyAV build")
     if not path.parent.is_dir():
         raise VideoError(path, "the folder does not exist")
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     opts: dict[str, str] = {}
     is_x264 = codec.startswith("libx264")
     if crf is not None:
@@ -87,7 +87,9 @@ def write_video(
     pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # the JPEG encoder wants full-range YUV
     rate = Fraction(fps).limit_denominator(1001)
     count = 0
-    try:
+
+    def encode(tmp: Path) -> None:
+        nonlocal count
         with av.open(str(tmp), mode="w") as container:
             stream = None
             for frame in _frames(frames):
@@ -118,12 +120,12 @@ def write_video(
                 raise VideoError(path, "no frames to write")
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
+
+    try:
+        atomic_write(path, encode, keep_suffix=True)
     except VideoError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as e:
-        tmp.unlink(missing_ok=True)
         raise VideoError(path, f"encoding failed after {count} frames ({e})") from e
     log.debug("wrote %s: %d frames, %s, %.3f fps", path, count, codec, float(rate))
     return path

@@ -74,7 +74,7 @@ def test_two_processes_share_an_archive_and_a_rerun_skips_finished_videos(model_
         assert events[-1]["event"] == "video_done"
     index = json.loads((out / "index.json").read_text())
     assert sorted(e["video"] for e in index["outputs"]) == videos
-    assert not list(out.glob("*.partial"))
+    assert not list(out.glob(".*.tmp"))  # no temporary output left behind
 
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("case*.jsonl")}
     (out / output_name(videos[2])).unlink()  # as if that video had never finished
