@@ -81,3 +81,19 @@ def test_an_imported_label_says_where_it_came_from(qtbot, edit, tmp_path):
     assert "origin imported" in text and f"imported from {csv}:2" in text
     qtbot.waitUntil(lambda: seg.id in ctl.timeline_items.regions, timeout=5000)
     assert f"{csv}:2" in ctl.timeline_items.regions[seg.id].toolTip()
+
+
+def test_a_long_whole_video_call_never_widens_the_player(qtbot, edit):
+    """At 1366x768 the explained call ("normal: no polyp above 0.70 (highest 0.56) (suggested) · unlike the model's
+    training data") pushed the jobs panel and the research notice off-screen: the banner is cut at the header's edge
+    and its tooltip has it whole."""
+    pw = edit.player_widget
+    before = pw.minimumSizeHint().width()
+    call = "whole video: normal: no polyp above 0.70 (highest 0.56) (suggested) · unlike the model's training data "
+    pw.banner.setText(call * 4)
+    pw.layout().activate()
+    assert pw.minimumSizeHint().width() <= before
+    pw.video_label = call * 4
+    pw.refresh_overlay()
+    if pw.banner.text():  # the banner shows the call on an analysed frame: the tooltip carries it whole
+        assert pw.banner.toolTip() == pw.banner.text()

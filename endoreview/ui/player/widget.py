@@ -91,13 +91,16 @@ class PlayerWidget(QWidget):
         for lab in (self.video_name, self.switched, self.banner):
             lab.setFixedHeight(h)
         # long names never widen the window (at 1366 px the jobs panel and the go-to field must stay on screen)
-        self.switched.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.switched.setMinimumWidth(40)
+        # the class banner too: the whole-video call explains itself ("normal: no polyp above 0.70 (highest 0.56)")
+        # and may be cut at the header's edge, the tooltip has it whole
+        for lab in (self.switched, self.banner):
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+            lab.setMinimumWidth(40)
         self.video_name.setMaximumWidth(320)  # a long name is elided in the middle (the tooltip has it whole)
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
         header.addWidget(self.video_name)
-        header.addWidget(self.banner)
+        header.addWidget(self.banner, 3)
         header.addWidget(self.notice, 1)
 
         self.view = FrameView(self)
@@ -252,6 +255,7 @@ class PlayerWidget(QWidget):
         text = "&nbsp;&nbsp;".join(parts)
         if text != self.banner.text():
             self.banner.setText(text)
+            self.banner.setToolTip(text)
 
     # ---- slots ------------------------------------------------------------------------------------------------
     def _on_source(self, source) -> None:
