@@ -18,7 +18,6 @@ Output: one JSON object per line; the last is ``{"event": "summary", ...}`` nami
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -28,24 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from common import cpu_name, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj), flush=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def import_kill_trials(tmp: Path, trials: int) -> dict[str, int]:

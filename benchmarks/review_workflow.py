@@ -22,7 +22,6 @@ the truth; the summary gives the ratios. One JSON object per line, the last the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -32,29 +31,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_name, emit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
 GOOD_IOU = 0.7
 # Keystroke-level model (Card, Moran & Newell 1980): seconds per keystroke, point + click, mental preparation
 # (one decision per frame), homing between keyboard and mouse (twice per polygon).
 KLM_K, KLM_CLICK, KLM_M, KLM_H = 0.28, 1.1 + 0.2, 1.35, 0.4
-
-
-def emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,25 +28,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_name, emit
 
 BITS = (
     12  # the block code holds the frame index modulo 4096 (a wrong frame 4096 away is not a plausible error)
 )
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
 
 
 def pct(values: list[float], q: float) -> float:

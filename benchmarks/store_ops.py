@@ -42,23 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import cpu_name, emit
+
 from endoreview.store import Store
 from endoreview.store.database import SQLITE_PRAGMAS
 from endoreview.store.records import FramePrediction, NewLabel
-
-
-def emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj), flush=True)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_rles(n: int = 64, h: int = 480, w: int = 640) -> list[dict[str, Any]]:

@@ -28,18 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import cpu_name
 
 BITS = 12
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def stamp(frame: np.ndarray, index: int) -> None:
