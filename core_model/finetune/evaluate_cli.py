@@ -1,7 +1,9 @@
 """``endofm evaluate --model DIR --manifest M [--split test] [--tasks ...] [--out result.json]``
 
-Scores a model directory on one split of a training manifest with the paper's metrics (classification F1,
-Dice per sequence and per frame, frame-level detection F1 at 0.5 and AP50, per-lesion sensitivity and delay).
+Scores a model directory on one split of a training manifest through the serving path (``endofm predict``'s
+sampling, resize/crop and whole-video decision; ``core_model.finetune.evaluation``) with the paper's metrics
+(classification F1 of the whole-video call, Dice per sequence and per frame, frame-level detection F1 at 0.5 and
+AP50, per-lesion sensitivity and delay) and the screening sensitivity/specificity at the model's operating point.
 Prints JSON lines (``progress`` events, then ``{"event": "done", "metrics": {...}}`` or ``error``); ``--out``
 also writes the metrics and the per-frame outcomes (what the registry compares between two versions).
 Exit codes: 0 done, 2 bad input.
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="train | val | test | unassigned | all (default test)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's heads")
     p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (default: as predict)")
     p.add_argument(
         "--score-threshold", type=float, default=0.5, help="detection score threshold (paper: 0.5)"
     )

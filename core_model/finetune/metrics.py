@@ -161,6 +161,57 @@ def segmentation_metrics(
     }
 
 
+class SegmentationAccumulator:
+    """:func:`segmentation_metrics` one frame at a time (``add(sequence, pred, gt)``), keeping only counts: the
+    serving-path evaluation compares full-resolution masks, whose whole volumes would not fit in memory."""
+
+    def __init__(self) -> None:
+        self._vol: dict[str, list[int]] = {}  # sequence -> [intersection, pred pixels, gt pixels]
+        self.frame: list[float] = []
+        self.strict: list[float] = []
+
+    def add(self, sequence: str, pred: np.ndarray, gt: np.ndarray) -> float:
+        """Adds one frame; returns its strict Dice."""
+        p, g = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
+        v = self._vol.setdefault(sequence, [0, 0, 0])
+        v[0] += int(np.count_nonzero(p & g))
+        v[1] += int(np.count_nonzero(p))
+        v[2] += int(np.count_nonzero(g))
+        self.frame.append(dice(p, g, "paper"))
+        self.strict.append(dice(p, g, "strict"))
+        return self.strict[-1]
+
+    def result(self) -> dict[str, float]:
+        seq = []
+        for inter, np_, ng in self._vol.values():  # the paper's volume rules, as dice(pred, gt, "paper")
+            seq.append(0.0 if np_ == 0 else 1.0 if ng == 0 else 2.0 * inter / (np_ + ng))
+        return {
+            "n_sequences": float(len(seq)),
+            "dice_seq": float(np.mean(seq)) if seq else 0.0,
+            "dice_frame": float(np.mean(self.frame)) if self.frame else 0.0,
+            "dice_frame_strict": float(np.mean(self.strict)) if self.strict else 0.0,
+        }
+
+
+def screening_metrics(truth: Sequence[bool], called: Sequence[bool]) -> dict[str, float]:
+    """Video-level screening figures of positive/negative calls: ``sensitivity`` (positive videos called
+    positive), ``specificity`` (negative videos called negative), and the counts. A rate with no video to measure
+    it on is NaN."""
+    t = np.asarray(truth, bool).reshape(-1)
+    c = np.asarray(called, bool).reshape(-1)
+    tp, fp, fn, tn = _counts(t, c)
+    return {
+        "sensitivity": tp / (tp + fn) if tp + fn else math.nan,
+        "specificity": tn / (tn + fp) if tn + fp else math.nan,
+        "n_positive": float(tp + fn),
+        "n_negative": float(tn + fp),
+        "tp": float(tp),
+        "fp": float(fp),
+        "fn": float(fn),
+        "tn": float(tn),
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # detection
 # ---------------------------------------------------------------------------------------------------------------
