@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="train | val | test | unassigned | all (default test)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the model's heads")
     p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="clips per forward pass (default: as predict)")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="clips per forward pass (default: as predict)"
+    )
     p.add_argument(
         "--score-threshold", type=float, default=0.5, help="detection score threshold (paper: 0.5)"
     )
