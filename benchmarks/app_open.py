@@ -114,21 +114,12 @@ def cpu():
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 from types import SimpleNamespace
-from endoreview.ui.app import create_main_window, ensure_app, run_app
+from endoreview.ui.app import create_main_window, ensure_app, spin, run_app
 app = ensure_app()
 win = create_main_window(SimpleNamespace(db=None, reviewer="bench"))
 win.show()
 win.start()
-n_rows, vid, think = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-def spin(cond, timeout):
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        app.processEvents()
-        if cond():
-            return True
-        time.sleep(0.001)
-    return False
-ok = spin(lambda: len(win.library.model.rows) >= n_rows, 120)
+n_rows, vid, think = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])ok = spin(lambda: len(win.library.model.rows) >= n_rows, 120)
 print(json.dumps({"event": "library", "ok": ok, "rows": len(win.library.model.rows), "cpu_s": round(cpu(), 3)}),
       flush=True)
 spin(lambda: False, think)  # the reviewer looks at the library before opening a video

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import machine_name
 
 from core_model.models import EndoFM, get_config
 from core_model.models.reference import ReferenceEndoFM
@@ -61,18 +62,6 @@ OFFICIAL_H200 = {
     ("train", "fp32"): 31.0,
     ("train", "bf16"): 113.0,
 }
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

@@ -11,6 +11,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def emit(obj: dict[str, Any]) -> None:
     """One JSON line on stdout, flushed at once (a reader follows the run as it goes)."""
@@ -26,3 +28,36 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_name(device: Any = None) -> str:
+    """The accelerator's name when ``device`` is a CUDA ``torch.device``, else the CPU's (:func:`cpu_name`)."""
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return cpu_name()
+
+
+# the frame index is stamped in every frame of a benchmark's video as a 4x3 grid of black/white blocks in the top-left
+# corner (robust to compression): it holds the index modulo 4096 (a wrong frame 4096 away is not a plausible error)
+BITS = 12
+
+
+def stamp(frame: np.ndarray, index: int) -> None:
+    """Write ``index`` (modulo ``2**BITS``) into ``frame`` (H x W x 3, uint8) in place."""
+    b = frame.shape[0] // 14
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        frame[r * b : (r + 1) * b, c * b : (c + 1) * b] = 235 if (index >> k) & 1 else 16
+
+
+def read_stamp(frame: np.ndarray) -> int:
+    """The index :func:`stamp` wrote (read from each block's centre)."""
+    b = frame.shape[0] // 14
+    v = 0
+    for k in range(BITS):
+        r, c = divmod(k, 4)
+        if frame[r * b + b // 4 : (r + 1) * b - b // 4, c * b + b // 4 : (c + 1) * b - b // 4].mean() > 128:
+            v |= 1 << k
+    return v

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -54,6 +53,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import machine_name
+
 HEADLINE = (
     "classification/f1",
     "classification/accuracy",
@@ -63,16 +64,6 @@ HEADLINE = (
     "detection/map50",
     "detection/lesion_sensitivity",
 )
-
-
-def machine_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def _rle(mask: np.ndarray) -> dict:

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import machine_name
+
 from core_model.heads import EndoFMTaskModel, build_head
 from core_model.models import EndoFM, get_config
 from core_model.models.reference import ReferenceEndoFM
@@ -48,18 +49,6 @@ HEAD_CFG = {
     "segmentation": {"classes": ["polyp"]},
     "detection": {"classes": ["adenomatous", "hyperplastic"]},
 }
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def build(arch: str, impl: str, task: str, device: torch.device) -> EndoFMTaskModel:

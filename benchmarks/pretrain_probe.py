@@ -34,8 +34,6 @@ continued pretraining on another site's archive has its own benchmark, ``benchma
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import statistics
 import sys
@@ -50,6 +48,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import emit, machine_name
+
 from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
 from core_model.phantom.sites import SITES
 from core_model.pretrain import load_config, train
@@ -59,18 +59,28 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1)
 
 
-def machine_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def emit(obj: dict[str, Any]) -> None:
-    print(json.dumps(obj), flush=True)
+def stable_settings(gsize: int) -> list[str]:
+    """The most stable pretraining settings found on this CPU (docs/experiments/pretraining.md): a BatchNorm head, no
+    DropPath, small globals (2/4 frames of ``gsize`` px) and half-size locals, milder colour jitter, batch 8."""
+    return [
+        "model.drop_path_rate=0",
+        "head.out_dim=256",
+        "head.hidden_dim=512",
+        "head.bottleneck_dim=128",
+        "head.use_bn=true",
+        f"views.global_size={gsize}",
+        f"views.local_size={gsize // 2}",
+        "views.global_frames=[2, 4]",
+        "views.local_frames=[1, 1, 1, 1, 2, 2, 2, 2]",
+        "augment.official_quirks=false",
+        "augment.brightness=0.2",
+        "augment.contrast=0.2",
+        "augment.saturation=0.1",
+        "augment.grayscale_p=0.1",
+        "data.batch_size_per_gpu=8",
+        "data.num_workers=1",
+        "data.pin_memory=false",
+    ]
 
 
 # ============================================================================================ data
@@ -256,30 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     n_probe = args.probe_videos or (6 if small else 64)
     seeds = 1 if small else args.seeds
     size, frames = 128, 64
-    gsize, lsize = args.size, args.size // 2
+    gsize = args.size
     # endofm_tiny with small globals (2/4 frames) and half-size locals, sized for a 2-core CPU. The settings are
     # the most stable found (docs/experiments/pretraining.md): a BatchNorm head, no DropPath, milder colour jitter, the official
     # temperatures and momentum, lr 5e-4 at batch 8.
     overrides = [
         "model.arch=endofm_tiny",
         "model.init_checkpoint=scratch",  # this script asks what the recipe learns from random weights
-        "model.drop_path_rate=0",
-        "head.out_dim=256",
-        "head.hidden_dim=512",
-        "head.bottleneck_dim=128",
-        "head.use_bn=true",
-        f"views.global_size={gsize}",
-        f"views.local_size={lsize}",
-        "views.global_frames=[2, 4]",
-        "views.local_frames=[1, 1, 1, 1, 2, 2, 2, 2]",
-        "augment.official_quirks=false",
-        "augment.brightness=0.2",
-        "augment.contrast=0.2",
-        "augment.saturation=0.1",
-        "augment.grayscale_p=0.1",
-        "data.batch_size_per_gpu=8",
-        "data.num_workers=1",
-        "data.pin_memory=false",
+        *stable_settings(gsize),
         f"optim.epochs={epochs}",
         f"optim.warmup_epochs={max(epochs // 15, 1)}",
         "optim.lr=0.016",  # per 256 clips: 5e-4 at batch 8

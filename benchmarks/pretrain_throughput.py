@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import statistics
 import sys
 import time
@@ -44,6 +43,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import machine_name
+
 from core_model import runtime
 from core_model.models import EndoFM, get_config
 from core_model.models.reference import ReferenceEndoFM
@@ -55,18 +56,6 @@ from core_model.pretrain.optim import (
     ema_update,
     param_groups,
 )
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_views(batch: int, spec: dict[str, Any], device: torch.device) -> list[torch.Tensor]:

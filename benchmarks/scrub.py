@@ -28,33 +28,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_name, emit
+from common import BITS, cpu_name, emit, read_stamp, stamp
 
-BITS = (
-    12  # the block code holds the frame index modulo 4096 (a wrong frame 4096 away is not a plausible error)
-)
 REPO = Path(__file__).resolve().parents[1]
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def stamp(frame: np.ndarray, index: int) -> None:
-    b = frame.shape[0] // 14
-    for k in range(BITS):
-        r, c = divmod(k, 4)
-        frame[r * b : (r + 1) * b, c * b : (c + 1) * b] = 235 if (index >> k) & 1 else 16
-
-
-def read_stamp(frame: np.ndarray) -> int:
-    b = frame.shape[0] // 14
-    v = 0
-    for k in range(BITS):
-        r, c = divmod(k, 4)
-        if frame[r * b + b // 4 : (r + 1) * b - b // 4, c * b + b // 4 : (c + 1) * b - b // 4].mean() > 128:
-            v |= 1 << k
-    return v
 
 
 def make_video(path: Path, n: int, w: int = 1920, h: int = 1080) -> None:
@@ -114,7 +94,7 @@ def child(args: argparse.Namespace) -> int:
     from endoreview.ui.player.widget import PlayerWidget
     from endoreview.ui.tracks import PredictionTrack
 
-    app = QApplication([])
+    QApplication([])
     mark_gui_thread(strict=False)
     pg.setConfigOptions(imageAxisOrder="row-major")
     video = Path(args.video)
@@ -143,13 +123,9 @@ def child(args: argparse.Namespace) -> int:
     w.view.image.painted.connect(lambda i, t: painted.setdefault(i, t))
 
     def spin_until(cond, timeout: float) -> bool:
-        end = time.perf_counter() + timeout
-        while time.perf_counter() < end:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.0005)
-        return False
+        from endoreview.ui.app import spin
+
+        return spin(cond, timeout, 0.0005)
 
     ctl.open(src, start=0)
     spin_until(lambda: 0 in painted, 30)

@@ -99,21 +99,11 @@ def child(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
 
     from endoreview.media.guard import violations
-    from endoreview.ui.app import create_main_window, ensure_app
+    from endoreview.ui.app import create_main_window, spin
 
-    app = ensure_app()
     win = create_main_window(SimpleNamespace(db=None, reviewer="bench"))
     win.resize(1366, 768)
     win.show()
-
-    def spin(cond, timeout: float) -> bool:
-        end = time.perf_counter() + timeout
-        while time.perf_counter() < end:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.001)
-        return False
 
     win.media.stop()  # phase 1 scrubs the original: no proxy yet
     from endoreview.ui.proxies import MediaQueue

@@ -28,27 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_name
-
-BITS = 12
-
-
-def stamp(frame: np.ndarray, index: int) -> None:
-    """Write ``index`` as a 4x3 grid of black/white blocks in the top-left corner (robust to compression)."""
-    b = frame.shape[0] // 14
-    for k in range(BITS):
-        r, c = divmod(k, 4)
-        frame[r * b : (r + 1) * b, c * b : (c + 1) * b] = 235 if (index >> k) & 1 else 16
-
-
-def read_stamp(frame: np.ndarray) -> int:
-    b = frame.shape[0] // 14
-    v = 0
-    for k in range(BITS):
-        r, c = divmod(k, 4)
-        if frame[r * b + b // 4 : (r + 1) * b - b // 4, c * b + b // 4 : (c + 1) * b - b // 4].mean() > 128:
-            v |= 1 << k
-    return v
+from common import cpu_name, read_stamp, stamp
 
 
 def make_file(

@@ -28,6 +28,7 @@ def shoot(out_dir: Path, size: str) -> int:
     from types import SimpleNamespace
 
     from endoreview.ui.app import create_main_window, ensure_app
+    from endoreview.ui.app import spin as spin_app
 
     w, h = (int(v) for v in size.split("x"))
     app = ensure_app()
@@ -38,13 +39,7 @@ def shoot(out_dir: Path, size: str) -> int:
     win.showMaximized()
 
     def spin(cond, timeout: float) -> bool:
-        end = time.perf_counter() + timeout
-        while time.perf_counter() < end:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+        return spin_app(cond, timeout, 0.01)
 
     def save(name: str) -> None:
         spin(lambda: False, 0.6)

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,22 +26,16 @@ def shoot(out: Path) -> int:
 
     sys.path.insert(0, str(REPO))
     from endoreview.services.demo import DemoSpec, setup_demo
-    from endoreview.ui.app import create_main_window, ensure_app
+    from endoreview.ui.app import create_main_window
+    from endoreview.ui.app import spin as spin_app
     from tests.ui.test_learning_loop_demo import _correct_to_truth
 
-    app = ensure_app()
     win = create_main_window(SimpleNamespace(db=None, reviewer="dr_demo"))
     win.resize(1366, 768)
     win.show()
 
     def spin(cond, timeout: float) -> bool:
-        end = time.perf_counter() + timeout
-        while time.perf_counter() < end:
-            app.processEvents()
-            if cond():
-                return True
-            time.sleep(0.01)
-        return False
+        return spin_app(cond, timeout, 0.01)
 
     def save(widget, name: str) -> None:
         spin(lambda: False, 0.5)

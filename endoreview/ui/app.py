@@ -89,6 +89,19 @@ def ensure_app(argv: list[str] | None = None) -> Any:
     return app
 
 
+def spin(cond: Any, timeout: float, step: float = 0.001) -> bool:
+    """Run the Qt event loop until ``cond()`` is true (True) or ``timeout`` seconds passed (False), sleeping ``step``
+    between rounds: how scripts that drive the app (benchmarks, screenshots) wait for it."""
+    app = ensure_app()
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        app.processEvents()
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
 def create_main_window(args: Any, job_module: str | None = None) -> Any:
     """The composition root: the app's services (database, job launcher), the backend and the configured, not yet
     shown main window (needs a QApplication). ``job_module``: the entry module of job processes (default
