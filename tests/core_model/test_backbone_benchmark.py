@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def bench():
-    if str(ROOT / "benchmarks") not in sys.path:  # as when run as a script: its folder's ``common`` is importable
+    # as when it runs as a script: its folder's ``common`` is importable
+    if str(ROOT / "benchmarks") not in sys.path:
         sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location(
         "backbone_throughput", ROOT / "benchmarks" / "backbone_throughput.py"

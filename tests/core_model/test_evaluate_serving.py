@@ -7,17 +7,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from tests.core_model.test_model_contract import DEMO, _polyp_seed, _predict
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _entry(name: str, n: int, label: str) -> dict:

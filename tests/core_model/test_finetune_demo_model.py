@@ -11,12 +11,7 @@ import torch
 DEMO = Path(__file__).resolve().parents[2] / "resources" / "demo_model"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_demo_model_is_small_fp16_and_has_three_heads():

@@ -26,14 +26,7 @@ D = 192  # endofm_tiny width
 SIZE, T = 64, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads spinning against other processes make these
-    small CPU models 10x slower (measured: 26 s vs 256 s for the overfit test at load 11)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_backbone(seed: int = 0, **overrides):

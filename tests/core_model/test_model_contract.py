@@ -26,12 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "resources" / "demo_model"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------------- model.json

@@ -11,7 +11,6 @@ import torch
 
 from core_model.checkpoint import CheckpointError, ModelMeta
 from core_model.heads import (
-    ClassificationHead,
     DetectionHead,
     EndoFMTaskModel,
     SegmentationHead,
@@ -22,19 +21,13 @@ from core_model.inference import Predictor, Preprocess, plan_clips, preprocess_f
 from core_model.inference.stream import normalise_frames, resize_frames
 from core_model.models import create_model
 from core_model.video import write_video
+from tests.core_model.tiny_model import tiny_task_model
 
 SIZE, T = 64, 4
 PRE = Preprocess(num_frames=T, img_size=(SIZE, SIZE), frame_stride=1, clip_stride=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads spinning against other processes make these
-    small CPU models 10x slower (measured: 26 s vs 256 s for the overfit test at load 11)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -79,17 +72,7 @@ def test_classification_only_plans_need_coverage_not_samples():
 
 
 # ------------------------------------------------------------------------------------------------ predictor
-def _model(tasks=("classification", "segmentation", "detection"), seed=0) -> EndoFMTaskModel:
-    torch.manual_seed(seed)
-    bb = create_model("endofm_tiny", img_size=SIZE, num_frames=T)
-    heads = {
-        "classification": ClassificationHead(192, ["normal", "abnormal"]),
-        "segmentation": SegmentationHead.from_config(
-            {"classes": ["polyp"], "decoder_channels": [32, 32, 16, 16]}, 192, 16, 6
-        ),
-        "detection": DetectionHead(192, ["polyp"], fpn_channels=32, num_convs=1),
-    }
-    return EndoFMTaskModel(bb, {t: heads[t] for t in tasks})
+_model = tiny_task_model
 
 
 @pytest.fixture(scope="module")

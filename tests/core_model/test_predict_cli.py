@@ -7,48 +7,23 @@ import json
 import pytest
 import torch
 
-from core_model.checkpoint import ModelMeta, save_model_dir
+from core_model.checkpoint import save_model_dir
 from core_model.cli import main as endofm
-from core_model.heads import (
-    ClassificationHead,
-    DetectionHead,
-    EndoFMTaskModel,
-    SegmentationHead,
-    save_task_model,
-)
 from core_model.inference.cli import parse_frames
 from core_model.models import create_model
 from core_model.phantom import render_video
 from core_model.video import write_video
+from tests.core_model.tiny_model import save_tiny_task_model
 
 N_FRAMES, SIZE = 12, 96
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP threads spinning against other processes make these
-    small CPU models 10x slower (measured: 26 s vs 256 s for the overfit test at load 11)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    bb = create_model("endofm_tiny", img_size=64, num_frames=4)
-    heads = {
-        "classification": ClassificationHead(192, ["normal", "abnormal"]),
-        "segmentation": SegmentationHead.from_config(
-            {"classes": ["polyp"], "decoder_channels": [32, 32, 16, 16]}, 192, 16, 6
-        ),
-        "detection": DetectionHead(192, ["polyp"], fpn_channels=32, num_convs=1),
-    }
-    d = tmp_path_factory.mktemp("model") / "tiny"
-    meta = ModelMeta.for_config(bb.cfg, "endofm_tiny", preprocess={"frame_stride": 1, "clip_stride": 2})
-    save_task_model(d, EndoFMTaskModel(bb, heads), meta)
-    return d
+    return save_tiny_task_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")

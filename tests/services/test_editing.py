@@ -17,18 +17,8 @@ from endoreview.services.editing import (
     paint_stroke,
 )
 from endoreview.services.predictions import PredictionRecorder
-from endoreview.services.projects import ProjectService
 from endoreview.store.records import LabelOrigin, NewLabel
 from tests.services.test_review import stream
-
-
-@pytest.fixture
-def video(store, tmp_path):
-    project = ProjectService(store).default_project()
-    return store.add_video(
-        project.id, path=str(tmp_path / "v.mp4"), path_is_relative=False, content_hash="p1:e", size_bytes=1,
-        frame_count=40, fps=25.0, width=48, height=32,
-    )  # fmt: skip
 
 
 def test_mask_geometry():

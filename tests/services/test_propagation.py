@@ -7,9 +7,9 @@ import pytest
 
 from core_model.contract import rle_decode, rle_encode
 from endoreview.services.editing import EditingService
-from endoreview.services.projects import ProjectService
 from endoreview.services.propagation import interpolate_boxes, propagate_mask, warp_mask
 from endoreview.store.records import LabelOrigin, NewLabel
+from tests.services.conftest import add_video
 
 H, W, N = 64, 80, 12
 
@@ -39,11 +39,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture
 def video(store, tmp_path):
-    project = ProjectService(store).default_project()
-    return store.add_video(
-        project.id, path=str(tmp_path / "p.mp4"), path_is_relative=False, content_hash="p1:p", size_bytes=1,
-        frame_count=N, fps=25.0, width=W, height=H,
-    )  # fmt: skip
+    return add_video(store, tmp_path / "p.mp4", frame_count=N, width=W, height=H)
 
 
 def test_warp_follows_motion():

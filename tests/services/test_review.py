@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from endoreview.services.editing import EditingService
 from endoreview.services.manifest import snapshot_manifest
 from endoreview.services.predictions import PredictionRecorder, segments_from_probs
-from endoreview.services.projects import ProjectService
 from endoreview.store.records import LabelKind
 from tests.store.make_db_version import rle
-
-
-@pytest.fixture
-def video(store, tmp_path):
-    project = ProjectService(store).default_project()
-    return store.add_video(
-        project.id, path=str(tmp_path / "v.mp4"), path_is_relative=False, content_hash="p1:v", size_bytes=1,
-        frame_count=40, fps=25.0, width=48, height=32,
-    )  # fmt: skip
 
 
 def stream(video_path: str, n: int = 40, polyp: range = range(10, 25)):

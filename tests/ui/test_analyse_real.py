@@ -12,30 +12,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def tiny_model(tmp_path):
-    import torch
+    from tests.core_model.tiny_model import save_tiny_task_model
 
-    from core_model.checkpoint import ModelMeta
-    from core_model.heads import (
-        ClassificationHead,
-        DetectionHead,
-        EndoFMTaskModel,
-        SegmentationHead,
-        save_task_model,
-    )
-    from core_model.models import create_model
-
-    torch.manual_seed(0)
-    bb = create_model("endofm_tiny", img_size=64, num_frames=4)
-    heads = {
-        "classification": ClassificationHead(192, ["normal", "abnormal"]),
-        "segmentation": SegmentationHead.from_config(
-            {"classes": ["polyp"], "decoder_channels": [32, 32, 16, 16]}, 192, 16, 6
-        ),
-        "detection": DetectionHead(192, ["polyp"], fpn_channels=32, num_convs=1),
-    }
-    d = tmp_path / "tiny_model"
-    meta = ModelMeta.for_config(bb.cfg, "endofm_tiny", preprocess={"frame_stride": 1, "clip_stride": 2})
-    save_task_model(d, EndoFMTaskModel(bb, heads), meta)
+    d = save_tiny_task_model(tmp_path / "tiny_model")
     assert json.loads((d / "model.json").read_text())
     return d
 

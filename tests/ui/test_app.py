@@ -280,15 +280,21 @@ def test_analyse_finishes_and_results_reach_timeline_and_overlays(
     assert messages and "low-confidence" in messages[-1]
 
 
-def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_video, model_dir, monkeypatch):
+def _start_slow_analysis(qtbot, win, video, model_dir, monkeypatch):
+    """Import ``video`` and start analysing it with the stand-in predictor, slowed to 0.2 s a frame; returns
+    (video id, the started job)."""
     monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.2")
-    win = main_window
     win.backend.jobs.job_module = "tests.ui.job_predictor"
-    _import(qtbot, win, [indexed_video])
+    _import(qtbot, win, [video])
     vid = win.library.model.rows[0].video_id
     with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
         win.analysis_ctl.analyse([vid], model_dir=str(model_dir))
-    job = sig.args[0]
+    return vid, sig.args[0]
+
+
+def test_analyse_cancelled_keeps_the_app_running(qtbot, main_window, indexed_video, model_dir, monkeypatch):
+    win = main_window
+    vid, job = _start_slow_analysis(qtbot, win, indexed_video, model_dir, monkeypatch)
     qtbot.waitUntil(lambda: job.entry.fraction > 0 or job.entry.state != "running", timeout=30000)
     with qtbot.waitSignal(win.analysis_ctl.finished, timeout=20000) as fin:
         win.jobs.rows[job.entry.id].btn_cancel.click()
@@ -304,14 +310,8 @@ def test_quit_asks_about_running_jobs_and_stops_them_cleanly(
     it) and closes every other top-level window (a fine-tune monitor used to keep the app and its job alive)."""
     from PySide6.QtWidgets import QWidget
 
-    monkeypatch.setenv("JOB_PREDICTOR_DELAY", "0.2")
     win = main_window
-    win.backend.jobs.job_module = "tests.ui.job_predictor"
-    _import(qtbot, win, [indexed_video])
-    vid = win.library.model.rows[0].video_id
-    with qtbot.waitSignal(win.analysis_ctl.started, timeout=10000) as sig:
-        win.analysis_ctl.analyse([vid], model_dir=str(model_dir))
-    job = sig.args[0]
+    vid, job = _start_slow_analysis(qtbot, win, indexed_video, model_dir, monkeypatch)
     qtbot.waitUntil(lambda: job.entry.fraction > 0, timeout=30000)
     monitor = QWidget()  # stands for a monitor window: top level, not a child of the main window
     qtbot.addWidget(monitor)
