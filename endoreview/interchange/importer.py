@@ -13,9 +13,9 @@ for a fraction of a second. Cancelling stops between units; the unit in progress
 
 Labels enter with origin ``imported``; state ``manual`` (dataset ground truth), or ``suggested`` for annotations that
 carry a model ``score`` (a results file), unless ``state`` is given. Provenance: each unit's change set summary names
-the source file(s); the exact file + line/field of every label is kept in the video's metadata under
-``import_provenance`` (``{"sources": [...], "labels": {label_id: [source index, line, field]}}``) and read back with
-:func:`provenance_of`, because the store's labels have no provenance column yet (requested from the store owner).
+the source file(s), and every label records its own in ``Label.provenance``: the file, the line (1-based) or field
+within it, the format it was read as (the layout name, e.g. ``coco``, ``cvat-video``, ``kvasir-seg``) and the
+importer's version (:data:`IMPORTER_VERSION`); :func:`provenance_of` reads it back.
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from core_model.contract import rle_normalise
+from endoreview import __version__
 from endoreview.interchange.detect import detect_file, read_path
 from endoreview.interchange.dicom import extract_dicom_video, is_dicom
 from endoreview.interchange.formats.cvat import read_cvat_video
@@ -55,13 +56,14 @@ from endoreview.interchange.units import (
 from endoreview.interchange.util import is_junk, remap_frames_by_name
 from endoreview.services.library import LibraryService, VideoImportError, read_metadata
 from endoreview.store import Store, StoreError
-from endoreview.store.records import LabelKind, LabelOrigin, NewLabel, ReviewState, Video
+from endoreview.store.records import Label, LabelKind, LabelOrigin, NewLabel, ReviewState, Video
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
-_HAS_PROVENANCE_FIELD = "provenance" in {f.name for f in fields(NewLabel)}
+#: recorded with every imported label (``provenance["importer"]``): which importer read it
+IMPORTER_VERSION = f"EndoReview {__version__} interchange"
 
 
 class Cancelled(Exception):
@@ -99,14 +101,9 @@ class ImportReport:
         return s
 
 
-def provenance_of(video: Video, label_id: int) -> Provenance | None:
-    """Where an imported label came from (file + line/field), from the video's ``import_provenance``."""
-    meta = (video.meta or {}).get("import_provenance") or {}
-    entry = (meta.get("labels") or {}).get(str(label_id))
-    if entry is None:
-        return None
-    src, line, fld = entry
-    return Provenance(meta["sources"][src], line, fld)
+def provenance_of(label: Label) -> Provenance | None:
+    """Where an imported label came from (file, line/field, format, importer version); None for other labels."""
+    return Provenance.from_json(label.provenance) if label.provenance else None
 
 
 class Importer:
@@ -261,7 +258,7 @@ class Importer:
             raise Cancelled()
         video, created = self.library.import_video(self.project_id, path)
         sources = label_sources(item)
-        if not created and already_imported(video, sources):
+        if not created and already_imported(self.store.imported_sources(video.id), sources):
             report.videos_existing.append(video.id)
             report.issues.append(
                 Issue(
@@ -285,7 +282,7 @@ class Importer:
         extra = {video.id: {"import": info}} if created or "import" not in (video.meta or {}) else {}
         try:
             added = self._write_labels(
-                [(video, item)], f"Import {layout}: {item.name}", should_cancel, extra_meta=extra
+                [(video, item)], f"Import {layout}: {item.name}", should_cancel, layout, extra_meta=extra
             )
             if not added and extra:
                 video = self.store.get_video(video.id)
@@ -370,7 +367,7 @@ class Importer:
                 validate_item(item, video.frame_count, video.width, video.height)
             if on_progress:
                 on_progress(0, 1, path.name)
-            added = self._write_labels(pairs, f"Import {col.layout} {path.name}", should_cancel)
+            added = self._write_labels(pairs, f"Import {col.layout} {path.name}", should_cancel, col.layout)
         except Cancelled:
             report.cancelled = True
             return report
@@ -485,7 +482,7 @@ class Importer:
         ]
 
     # ================================================================== writing labels
-    def _new_labels(self, video: Video, item: VideoItem) -> list[tuple[NewLabel, Provenance]]:
+    def _new_labels(self, video: Video, item: VideoItem, fmt: str) -> list[tuple[NewLabel, Provenance]]:
         out: list[tuple[NewLabel, Provenance]] = []
 
         def state_for(score: float | None) -> ReviewState:
@@ -494,7 +491,7 @@ class Importer:
             return ReviewState.SUGGESTED if score is not None else ReviewState.MANUAL
 
         def mk(kind: LabelKind, label: str, prov: Provenance, score: float | None, **kw: Any) -> None:
-            extra = {"provenance": prov.to_json()} if _HAS_PROVENANCE_FIELD else {}
+            prov = replace(prov, format=prov.format or fmt, importer=IMPORTER_VERSION)
             out.append(
                 (
                     NewLabel(
@@ -504,8 +501,8 @@ class Importer:
                         origin=LabelOrigin.IMPORTED,
                         state=state_for(score),
                         score=score,
+                        provenance=prov.to_json(),
                         **kw,
-                        **extra,
                     ),
                     prov,
                 )
@@ -542,43 +539,24 @@ class Importer:
         pairs: Sequence[tuple[Video, VideoItem]],
         summary: str,
         should_cancel: CancelFn | None,
+        fmt: str,
         *,
         extra_meta: dict[int, dict[str, Any]] | None = None,
     ) -> int:
-        """Write all labels of one unit, with their provenance (and ``extra_meta`` per video), in one transaction:
-        all or nothing, also under a kill."""
-        work = [(video, nl, prov) for video, item in pairs for nl, prov in self._new_labels(video, item)]
+        """Write all labels of one unit, each with its provenance (read as format ``fmt``), and ``extra_meta`` per
+        video, in one transaction: all or nothing, also under a kill."""
+        work = [(nl, prov) for video, item in pairs for nl, prov in self._new_labels(video, item, fmt)]
         if should_cancel is not None and should_cancel():
             raise Cancelled()
         if not work:
             return 0
-        provs: dict[int, list[Provenance]] = {}
-        for video, _, prov in work:
-            provs.setdefault(video.id, []).append(prov)
         extra_meta = extra_meta or {}
 
         def update_meta(vid: int, meta: dict[str, Any], labels: list) -> dict[str, Any]:
-            meta = {**meta, **extra_meta.get(vid, {})}
-            if not _HAS_PROVENANCE_FIELD:
-                meta["import_provenance"] = _with_provenance(
-                    meta.get("import_provenance"), zip((lab.id for lab in labels), provs[vid])
-                )
-            return meta
+            return {**meta, **extra_meta.get(vid, {})}
 
-        what = describe_sources(sorted({p.source for _, _, p in work}))
-        self.store.add_labels([nl for _, nl, _ in work], f"{summary} from {what}", update_meta=update_meta)
+        what = describe_sources(sorted({p.source for _, p in work}))
+        self.store.add_labels(
+            [nl for nl, _ in work], f"{summary} from {what}", update_meta=update_meta if extra_meta else None
+        )
         return len(work)
-
-
-def _with_provenance(
-    prov_meta: dict[str, Any] | None, entries: Iterable[tuple[int, Provenance]]
-) -> dict[str, Any]:
-    """``import_provenance`` metadata with ``entries`` (label id, provenance) added."""
-    prov_meta = dict(prov_meta or {"sources": [], "labels": {}})
-    sources = list(prov_meta.get("sources") or [])
-    labels = dict(prov_meta.get("labels") or {})
-    for lid, prov in entries:
-        if prov.source not in sources:
-            sources.append(prov.source)
-        labels[str(lid)] = [sources.index(prov.source), prov.line, prov.field]
-    return {"sources": sources, "labels": labels}

@@ -18,13 +18,17 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where one annotation came from: a file and, when known, the line (1-based, as editors show) or field."""
+    """Where one annotation came from: a file and, when known, the line (1-based, as editors show) or field; once
+    imported, also the format it was read as and the importer's version (what the store keeps per label)."""
 
     source: str
     line: int | None = None
     field: str | None = None
+    format: str | None = None
+    importer: str | None = None
 
     def describe(self) -> str:
+        """``file:line [field]``: the place in the file."""
         out = self.source
         if self.line is not None:
             out += f":{self.line}"
@@ -32,13 +36,33 @@ class Provenance:
             out += f" [{self.field}]"
         return out
 
+    def details(self) -> str:
+        """The place, the format and the importer, for a reviewer: ``a.csv:2 (csv, EndoReview 0.1.0 interchange)``."""
+        how = [self.format or "format not recorded", self.importer or "importer version not recorded"]
+        return f"{self.describe()} ({', '.join(how)})"
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"source": self.source}
         if self.line is not None:
             d["line"] = self.line
         if self.field:
             d["field"] = self.field
+        if self.format:
+            d["format"] = self.format
+        if self.importer:
+            d["importer"] = self.importer
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Provenance:
+        line = d.get("line")
+        return cls(
+            str(d.get("source") or "?"),
+            int(line) if line is not None else None,
+            d.get("field") or None,
+            d.get("format") or None,
+            d.get("importer") or None,
+        )
 
 
 class InterchangeError(ValueError):

@@ -196,8 +196,8 @@ def label_sources(item: VideoItem) -> set[str]:
     return {a.provenance.source for a in (*item.masks, *item.boxes, *item.segments, *item.video_labels)}
 
 
-def already_imported(video: Video, sources: set[str]) -> bool:
-    known = set(((video.meta or {}).get("import_provenance") or {}).get("sources", []))
+def already_imported(known: set[str], sources: set[str]) -> bool:
+    """True when every file of a unit (``sources``) is among the files a video's labels were imported from."""
     return bool(sources) and sources <= known
 
 

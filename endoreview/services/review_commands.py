@@ -40,7 +40,6 @@ class Snapshot:
     full: bool
     frames: dict[int, list[Label]] = field(default_factory=dict)
     segments: list[Label] = field(default_factory=list)  # segments and video classes
-    video: Any = None  # the Video record (full snapshots): its metadata says where imported labels came from
 
 
 def read_snapshot(store: Any, video_id: int, frames: Sequence[int] | None) -> Snapshot:
@@ -50,7 +49,7 @@ def read_snapshot(store: Any, video_id: int, frames: Sequence[int] | None) -> Sn
         per: dict[int, list[Label]] = {}
         for x in store.labels_for_video(video_id, kinds=[LabelKind.MASK, LabelKind.BOX]):
             per.setdefault(int(x.frame), []).append(x)
-        return Snapshot(video_id, True, per, segs, store.get_video(video_id))
+        return Snapshot(video_id, True, per, segs)
     return Snapshot(video_id, False, {f: store.labels_for_frame(video_id, f) for f in set(frames)}, segs)
 
 

@@ -88,7 +88,6 @@ class ReviewSession:
         self.view = View()
         self._listeners: list[Callable[[Change, Any], None]] = []
         self.video_id: int | None = None
-        self.video: Any = None  # the Video record as loaded (its metadata holds imported labels' provenance)
         self.path: str | None = None
         self.size = (0, 0)  # (w, h)
         self.frame_count = 0
@@ -151,7 +150,6 @@ class ReviewSession:
             return  # another video was opened since
         if snap.full:
             self.frames = dict(snap.frames)
-            self.video = snap.video
         else:
             self.frames.update(snap.frames)
         self.segments = list(snap.segments)
@@ -491,12 +489,12 @@ class ReviewSession:
             parts.append(f"reviewed by {label.reviewed_by}")
         if label.reason:
             parts.append(f"reason: {label.reason}")
-        if label.origin == LabelOrigin.IMPORTED and self.video is not None:
+        if label.origin == LabelOrigin.IMPORTED:
             from endoreview.interchange.importer import provenance_of  # the one reader of import provenance
 
-            prov = provenance_of(self.video, label.id)
+            prov = provenance_of(label)
             parts.append(
-                f"imported from {prov.describe()}" if prov is not None else "imported (source not recorded)"
+                f"imported from {prov.details()}" if prov is not None else "imported (source not recorded)"
             )
         return " · ".join(parts)
 

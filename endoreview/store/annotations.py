@@ -90,6 +90,7 @@ def label_values(new: r.NewLabel, frame_count: int, actor: str, now: Any) -> dic
         "model_version_id": new.model_version_id,
         "run_id": new.run_id,
         "reason": new.reason,
+        "provenance": new.provenance,
         "created_by": actor,
         "created_at": now,
         "updated_by": actor,
@@ -153,6 +154,17 @@ class AnnotationsMixin(StoreBase):
             q = q.where(_LT.c.video_id == video_id)
         with self._read_conn() as conn:
             return {(k, st): n for k, st, n in conn.execute(q)}
+
+    def imported_sources(self, video_id: int) -> set[str]:
+        """The source files a video's imported labels came from (their ``provenance.source``)."""
+        src = _LT.c.provenance["source"].as_string()
+        q = (
+            select(src)
+            .where(_LT.c.video_id == video_id, _LT.c.origin == str(r.LabelOrigin.IMPORTED))
+            .distinct()
+        )
+        with self._read_conn() as conn:
+            return {x for (x,) in conn.execute(q) if x is not None}
 
     def timeline_summary(self, video_id: int) -> r.TimelineSummary:
         """Per-frame label counts by (kind, state) plus segments: one aggregate over the covering

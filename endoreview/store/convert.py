@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,7 @@ def label(row: s.LabelRow) -> r.Label:
         version=row.version,
         updated_by=row.updated_by,
         updated_at=row.updated_at,
+        provenance=row.provenance,
     )
 
 
@@ -77,6 +79,11 @@ def _time(v: Any) -> datetime | None:
     return v.replace(tzinfo=UTC) if v.tzinfo is None else v
 
 
+def _json(v: Any) -> Any:
+    """A JSON column from a plain row: SQLite's driver gives the text, PostgreSQL's the value."""
+    return json.loads(v) if isinstance(v, str | bytes) else v
+
+
 _KIND = {str(k): k for k in r.LabelKind}
 _STATE = {str(k): k for k in r.ReviewState}
 _ORIGIN = {str(k): k for k in r.LabelOrigin}
@@ -86,7 +93,7 @@ def label_from_tuple(t: tuple[Any, ...]) -> r.Label:
     """A label from a plain row of ``LABEL_SELECT`` (the fast path: no SQLAlchemy result processing)."""
     (id_, video_id, kind, class_name, state, origin, frame, start_frame, end_frame, rle_counts, rle_h, rle_w,
      x0, y0, x1, y1, track_id, score, model_version_id, run_id, created_by, created_at, reviewed_by, reviewed_at,
-     reason, version, updated_by, updated_at) = t  # fmt: skip
+     reason, provenance, version, updated_by, updated_at) = t  # fmt: skip
     return r.Label(
         id_,
         video_id,
@@ -111,6 +118,7 @@ def label_from_tuple(t: tuple[Any, ...]) -> r.Label:
         version,
         updated_by,
         _time(updated_at),
+        _json(provenance),
     )
 
 
@@ -144,6 +152,7 @@ def label_from_mapping(m: Any) -> r.Label:
         version=m.version,
         updated_by=m.updated_by,
         updated_at=t(m.updated_at),
+        provenance=_json(m.provenance),
     )
 
 

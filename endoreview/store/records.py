@@ -193,6 +193,8 @@ class Label:
     version: int = 1
     updated_by: str | None = None
     updated_at: datetime | None = None
+    #: an imported label's origin: {"source": file, "line"/"field": where in it, "format", "importer": version}
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class NewLabel:
     model_version_id: int | None = None
     run_id: int | None = None
     reason: str | None = None
+    provenance: dict[str, Any] | None = None  # imported labels: see Label.provenance
 
 
 @dataclass(frozen=True)

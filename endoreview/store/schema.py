@@ -235,6 +235,8 @@ class LabelRow(Editable, Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(Text)
+    # where an imported label came from: {"source", "line", "field", "format", "importer"} (NULL for others)
+    provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     __mapper_args__ = {"version_id_col": Editable.version}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from core_model.contract import rle_decode, rle_encode
 from endoreview.interchange import raster
 from endoreview.interchange.exporter import Exporter, ExportOptions, set_text_region
-from endoreview.interchange.importer import Importer, provenance_of
+from endoreview.interchange.importer import IMPORTER_VERSION, Importer, provenance_of
 from endoreview.interchange.layouts import cvc
 from endoreview.store.records import LabelKind, LabelOrigin, ReviewState
 from tests.interchange.builders import decode_stream, disk, make_cvc, make_dicom_video, make_kvasir
@@ -83,10 +84,11 @@ def test_dataset_import_labels_are_imported_with_provenance(store, importer, tmp
     assert {lab.kind for lab in labs} == {LabelKind.MASK, LabelKind.BOX}
     assert all(lab.origin == LabelOrigin.IMPORTED and lab.state == ReviewState.MANUAL for lab in labs)
     box = next(lab for lab in labs if lab.kind == LabelKind.BOX)
-    prov = provenance_of(v, box.id)
+    prov = provenance_of(box)
     assert prov.source.endswith("kavsir_bboxes.json") and prov.field.endswith(".bbox[0]")
+    assert (prov.format, prov.importer) == ("kvasir-seg", IMPORTER_VERSION)
     mask = next(lab for lab in labs if lab.kind == LabelKind.MASK)
-    assert provenance_of(v, mask.id).source.endswith(".jpg")
+    assert provenance_of(mask).source.endswith(".jpg") and provenance_of(mask).format == "kvasir-seg"
     assert (
         "kavsir_bboxes.json" in store.get_change_set(store.history("labels", box.id)[0].change_set_id).summary
     )
@@ -113,6 +115,10 @@ def test_cvc_sequence_frames_are_zero_based_in_the_store(store, importer, tmp_pa
         first = cv2.imread(str(tmp_path / "CVC-ClinicDB" / "Original" / "3.tif"))[..., ::-1]
         assert np.array_equal(r[0], first)  # file 3.tif (1-based) is frame 0 of the sequence
     masks = {lab.frame: rle_decode(lab.rle) for lab in store.labels_for_video(seq.id)}
+    first = provenance_of(min(store.labels_for_video(seq.id), key=lambda lab: lab.frame))
+    assert (first.format, first.importer) == (col.layout, IMPORTER_VERSION)
+    k0 = min(masks)
+    assert Path(first.source).parent.name == "Ground Truth" and first.field == f"frame {3 + k0} (1-based)"
     for k in range(20):
         if truth[3 + k].any():
             assert np.array_equal(masks[k], truth[3 + k])
@@ -490,3 +496,41 @@ def test_endofm_pretrain_list_reads_back(store, importer, labelled, tmp_path):
 
     counts = sorted(len(VideoReader(v.source)) for v in col.videos)
     assert counts == [4, 8] and not any("smith" in v.name for v in col.videos)
+
+
+@pytest.mark.parametrize(
+    "fmt, what, layout",
+    [
+        ("coco", "annotations.json", "coco"),
+        ("coco-polygons", "annotations.json", "coco"),
+        ("cvat-video", "*.xml", "cvat-video"),
+        ("png-masks", "masks", "mask-folder"),
+        ("voc", ".", "voc"),
+        ("yolo-seg", ".", "yolo"),
+        ("csv", "segments.csv", "segment-csv"),
+        ("csv", "video_labels.csv", "video-label-csv"),
+        ("manifest", "manifest.json", "manifest"),
+    ],
+)
+def test_every_imported_label_says_where_it_came_from(store, labelled, tmp_path, fmt, what, layout):
+    """Issue 22.12: each label imported from each format reads back its file, line or field, format and importer."""
+    out = tmp_path / fmt
+    Exporter(store).export(out, ExportOptions(fmt, selection="reviewed", frames=fmt.startswith("yolo")))
+    src = out if what == "." else next(out.glob(what))
+    other = _fresh(tmp_path, f"prov-{fmt}-{src.stem}")
+    imp = Importer(other, work_dir=tmp_path / "w-prov")
+    imp.import_videos([tmp_path / "src" / "patient_smith_2024.mp4"])
+    target = other.list_videos()[0]
+    rep = imp.import_annotations(src, video_id=target.id if fmt == "cvat-video" else None)
+    assert rep.ok and rep.labels_added, rep.failed
+    labs = other.labels_for_video(target.id)
+    assert labs and all(lab.origin == LabelOrigin.IMPORTED for lab in labs)
+    for lab in labs:
+        prov = provenance_of(lab)
+        assert (prov.format, prov.importer) == (layout, IMPORTER_VERSION), lab
+        assert Path(prov.source).resolve().is_relative_to(out.resolve()) and Path(prov.source).exists()
+        if layout != "mask-folder":  # a mask image is its own place; every other format names a line or field
+            assert prov.line is not None or prov.field, lab
+    again = imp.import_annotations(src, video_id=target.id if fmt == "cvat-video" else None)
+    assert len(other.labels_for_video(target.id)) == len(labs) + again.labels_added
+    other.close()

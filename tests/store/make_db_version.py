@@ -11,6 +11,13 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "db_versions"
+#: the imported segment's provenance (schema 2 on)
+PROVENANCE = {
+    "source": "/d/expert.csv",
+    "line": 2,
+    "format": "csv",
+    "importer": "EndoReview 0.1.0 interchange",
+}
 
 
 def rle(h: int = 32, w: int = 48, x: int = 10) -> dict:
@@ -43,7 +50,9 @@ def populate(store) -> dict:
         [
             NewLabel(v.id, "mask", "polyp", frame=3, rle=rle(), track_id=1),
             NewLabel(v.id, "box", "polyp", frame=3, bbox=(10, 5, 18, 15), track_id=1),
-            NewLabel(v.id, "segment", "polyp", start_frame=2, end_frame=9),
+            NewLabel(
+                v.id, "segment", "polyp", origin="imported", start_frame=2, end_frame=9, provenance=PROVENANCE
+            ),  # v1 has no provenance column: its segment is a drawn one
             NewLabel(v.id, "video_class", "abnormal"),
         ]
     )

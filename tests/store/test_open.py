@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -12,11 +13,19 @@ import pytest
 
 from endoreview.store import Store, errors, migrate
 from endoreview.store.records import NewLabel
-from tests.store.make_db_version import DATA, populate
+from tests.store.make_db_version import DATA, PROVENANCE, populate
 
 
 def digest(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def dump(p: Path) -> list[str]:
+    con = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
 
 
 def test_default_database_lives_in_the_user_data_dir_with_safe_pragmas(_isolated_data_dir):
@@ -150,7 +159,7 @@ def test_full_disk_rolls_the_action_back_with_a_clear_message(tmp_path):
 def test_every_released_schema_version_opens_with_its_data(tmp_path, db_file):
     f = tmp_path / db_file.name
     shutil.copy(db_file, f)
-    original = digest(f)
+    original = dump(f)
     rev = sqlite3.connect(f).execute("SELECT version_num FROM alembic_version").fetchone()[0]
     with Store.open(str(f)) as s:
         assert s.integrity_check() == "ok"
@@ -163,11 +172,59 @@ def test_every_released_schema_version_opens_with_its_data(tmp_path, db_file):
         assert s.list_jobs()[0].kind == "predict"
         assert len(s.frame_probs(s.list_prediction_runs(video.id)[0].id)) == 5
         assert {c.actor for c in s.changes_since(0)} == {"maker"}
+        (seg,) = [x for x in labels if x.kind == "segment"]
+        assert seg.provenance == (PROVENANCE if rev >= "0002" else None)
     backups = list(tmp_path.glob(f"{f.stem}.backup-*"))
     if rev == migrate.head_revision():
         assert backups == []
     else:
-        assert len(backups) == 1 and digest(backups[0]) == original
+        # the backup API writes its own file header (journal mode, counters): compare what the files hold
+        assert len(backups) == 1 and dump(backups[0]) == original
+
+
+def test_schema_1_import_provenance_moves_onto_the_labels(tmp_path):
+    """Schema 1 kept an import's per-label provenance in the video's metadata; the upgrade puts it on each label,
+    with the format read from the change set that imported it, and the backup keeps the old file."""
+    f = tmp_path / "v1.sqlite3"
+    shutil.copy(DATA / "v1.sqlite3", f)
+    with sqlite3.connect(f) as con:
+        vid, meta = con.execute("SELECT id, meta FROM videos").fetchone()
+        cs = con.execute(
+            "INSERT INTO change_sets (actor, host, at, summary, video_id) VALUES "
+            "('maker', 'maker-host', '2026-11-30 10:00:00', 'Import cvat-video a.xml from /d/a.xml', ?)",
+            (vid,),
+        ).lastrowid
+        lid = con.execute(
+            "INSERT INTO labels (video_id, kind, class_name, state, origin, frame, x0, y0, x1, y1, created_at, "
+            "version) VALUES (?, 'box', 'polyp', 'manual', 'imported', 4, 1, 2, 9, 9, '2026-11-30 10:00:00', 1)",
+            (vid,),
+        ).lastrowid
+        con.execute(
+            "INSERT INTO audit_log (change_set_id, table_name, row_id, op) VALUES (?, 'labels', ?, 'insert')",
+            (cs, lid),
+        )
+        old = {
+            **json.loads(meta),
+            "import_provenance": {
+                "sources": ["/d/a.xml"],
+                "labels": {str(lid): [0, 7, "track 0"], "99999": [0, 8, None]},  # 99999: deleted since
+            },
+        }
+        con.execute("UPDATE videos SET meta = ? WHERE id = ?", (json.dumps(old), vid))
+    with Store.open(str(f)) as s:
+        assert s.get_label(lid).provenance == {
+            "source": "/d/a.xml",
+            "line": 7,
+            "field": "track 0",
+            "format": "cvat-video",
+            "importer": None,
+        }
+        assert s.get_video(vid).meta == {"site": "s1"}
+        assert s.imported_sources(vid) == {"/d/a.xml"}  # a re-import of /d/a.xml is still recognised
+        assert all(x.provenance is None for x in s.labels_for_video(vid) if x.id != lid)
+    (backup,) = tmp_path.glob("v1.backup-0001-*.sqlite3")
+    with sqlite3.connect(backup) as con:
+        assert "import_provenance" in json.loads(con.execute("SELECT meta FROM videos").fetchone()[0])
 
 
 def test_older_schema_is_backed_up_before_the_upgrade(tmp_path, monkeypatch):
@@ -176,15 +233,16 @@ def test_older_schema_is_backed_up_before_the_upgrade(tmp_path, monkeypatch):
         populate(s)
     original = digest(f)
     # pretend this EndoReview knows a newer schema than the file's
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
-    monkeypatch.setattr(migrate, "known_revisions", lambda: ["0001", "0002"])
+    head, known = migrate.head_revision(), migrate.known_revisions()
+    monkeypatch.setattr(migrate, "head_revision", lambda: "9000")
+    monkeypatch.setattr(migrate, "known_revisions", lambda: [*known, "9000"])
     upgraded = []
     monkeypatch.setattr(
         migrate, "upgrade", lambda conn, target="head": upgraded.append(migrate.current_revision(conn))
     )
     Store.open(str(f)).close()
-    assert upgraded == ["0001"]
-    backups = list(tmp_path.glob("labels.backup-0001-*.sqlite3"))
+    assert upgraded == [head]
+    backups = list(tmp_path.glob(f"labels.backup-{head}-*.sqlite3"))
     assert len(backups) == 1
     with sqlite3.connect(backups[0]) as con:
         assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 9

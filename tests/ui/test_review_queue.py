@@ -63,7 +63,7 @@ def test_the_video_class_set_is_shown_again_when_the_video_is_reopened(qtbot, ed
 
 def test_an_imported_label_says_where_it_came_from(qtbot, edit, tmp_path):
     """Issue 22.12: an imported label's details name its source file and line (timeline tooltip, panel)."""
-    from endoreview.interchange.importer import Importer
+    from endoreview.interchange.importer import IMPORTER_VERSION, Importer
 
     ctl = edit
     csv = tmp_path / "expert_segments.csv"
@@ -78,9 +78,10 @@ def test_an_imported_label_says_where_it_came_from(qtbot, edit, tmp_path):
     saved(qtbot, ctl)
     (seg,) = [x for x in ctl.session.segments if x.kind == "segment"]
     text = ctl.session.details(seg)
-    assert "origin imported" in text and f"imported from {csv}:2" in text
+    where = f"imported from {csv}:2 (segment-csv, {IMPORTER_VERSION})"  # file, line, format, importer version
+    assert "origin imported" in text and where in text
     qtbot.waitUntil(lambda: seg.id in ctl.timeline_items.regions, timeout=5000)
-    assert f"{csv}:2" in ctl.timeline_items.regions[seg.id].toolTip()
+    assert where in ctl.timeline_items.regions[seg.id].toolTip()
 
 
 def test_a_long_whole_video_call_never_widens_the_player(qtbot, edit):
