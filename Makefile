@@ -1,4 +1,4 @@
-# Two commands a new user needs: `make run` (the app on its built-in demo) and `make test`.
+# Two commands a new user needs: `make run` (the app on its built-in demo) and `make test`; `make bundle` for IT.
 # Both create or reuse a virtual environment in .venv and install exactly what is pinned.
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ CONSTRAINTS := requirements/constraints.txt
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 export QT_API := pyside6
 
-.PHONY: run test test-slow lint bench clean-venv
+.PHONY: run test test-slow lint bench bundle bundle-test clean-venv
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b --small || exit 1; done
+
+# The desktop folder dist/EndoReview, assembled from .venv (the pinned versions the tests use), and its tarball.
+bundle: $(STAMP)
+	packaging/build.sh --tarball
+
+# What CI runs after the tests: build the folder and run it as a user would (packaging/README.md).
+bundle-test: $(STAMP)
+	packaging/build.sh
+	packaging/smoke_test.sh dist/EndoReview
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,55 +1,58 @@
 #!/usr/bin/env bash
-# Build the EndoReview desktop bundle (PyInstaller one-folder) and a tar.gz with a desktop entry and an installer.
+# Build the EndoReview desktop folder (and optionally its tarball) from the environment the tests run in.
 #
-#   packaging/build.sh            -> dist/EndoReview-<version>-linux-<arch>.tar.gz
+#   packaging/build.sh              -> dist/EndoReview             (the folder; packaging/smoke_test.sh runs it)
+#   packaging/build.sh --tarball    -> and dist/EndoReview-<version>-linux-<arch>.tar.zst   (TARBALL=gz: .tar.gz)
 #
-# The bundle uses the torch pinned in requirements/constraints.txt, the one every test runs with (2.14.1, a CUDA build
-# that also runs on CPU, so the NVIDIA libraries come along); TORCH_CPU=torch==X overrides it (see packaging/README.md).
-# Works offline: every package comes from the local wheel folder / package mirror the workstation pip is configured for.
+# packaging/assemble.py copies into the folder: the CPython the venv was made from, the app's run-time dependencies
+# file by file from the venv (the versions pinned in requirements/constraints.txt that every test ran with; the build
+# fails if the venv differs from the pins) and this commit's tracked sources. No PyInstaller, no network: a missing
+# .venv is made with `make venv` from the local package mirror, exactly as `make test` makes it.
+#   BUILD_VENV=<venv>   use another environment made from the same pins (default: .venv of this checkout)
+#   BUNDLE_DIR=<dir>    where the folder goes (default: dist/EndoReview)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BVENV=${BUILD_VENV:-$ROOT/packaging/.venv-build}
-TORCH_CPU=${TORCH_CPU:-$(grep -E '^torch==' requirements/constraints.txt)}
+VENV=${BUILD_VENV:-$ROOT/.venv}
+OUT=${BUNDLE_DIR:-$ROOT/dist/EndoReview}
+tarball=0
+[ "${1:-}" = --tarball ] && tarball=1
 start=$(date +%s)
 
-if [ ! -x "$BVENV/bin/python" ]; then
-  python3 -m venv "$BVENV"
+if [ -z "${BUILD_VENV:-}" ]; then
+  make --no-print-directory venv >/dev/null   # no-op when .venv is up to date with pyproject.toml and the pins
 fi
-PIP="$BVENV/bin/python -m pip --disable-pip-version-check -q"
-if [ ! -f "$BVENV/.installed" ] || [ requirements/constraints.txt -nt "$BVENV/.installed" ]; then
-  # CPU torch only; torchvision/timm are training extras that the bundle does not need (core_model falls back to
-  # pure-torch ops when torchvision is absent).
-  $PIP install "$TORCH_CPU"
-  grep -vE '^(#|torch==|torchvision==|timm==|triton==|ruff==|pytest|hypothesis|import-linter|grimp|huggingface|hf-xet)' \
-    requirements/constraints.txt > "$BVENV/constraints-bundle.txt"
-  $PIP install -r "$BVENV/constraints-bundle.txt"
-  $PIP install pyinstaller==6.22.3
-  touch "$BVENV/.installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "{\"event\":\"error\",\"message\":\"no virtual environment at $VENV (make venv)\"}"
+  exit 1
 fi
-$PIP install --no-deps --no-build-isolation -e . >/dev/null
+mkdir -p "$(dirname "$OUT")"
+free_mb=$(df -Pm "$(dirname "$OUT")" | awk 'NR==2 {print $4}')
+if [ "$free_mb" -lt 8000 ]; then
+  echo "{\"event\":\"error\",\"message\":\"only $free_mb MB free under $(dirname "$OUT"); the folder needs ~5.5 GB (8 GB with the tarball)\"}"
+  exit 1
+fi
 
-VERSION=$("$BVENV/bin/python" -c "import endoreview; print(endoreview.__version__)")
+# A clean environment for the assembler: nothing of the caller's Python settings.
+env -u PYTHONPATH -u PYTHONHOME -u PYTHONSTARTUP "$VENV/bin/python" -I "$ROOT/packaging/assemble.py" \
+  --venv "$VENV" --out "$OUT" --root "$ROOT"
+
+PY=$(cd "$OUT/python" && ls python3.* | grep -v '\._pth$' | head -1)
+VERSION=$(env -i "$OUT/python/$PY" -c "import endoreview; print(endoreview.__version__)")
 ARCH=$(uname -m)
-rm -rf build/pyinstaller dist/EndoReview
-"$BVENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
-  --workpath build/pyinstaller --distpath dist packaging/endoreview.spec
-
-APPDIR=dist/EndoReview
-cp packaging/endoreview.desktop packaging/install.sh packaging/uninstall.sh "$APPDIR/"
-cp packaging/README.md "$APPDIR/INSTALL.md"
-cp packaging/LICENSES.md "$APPDIR/LICENSES.md"
-chmod +x "$APPDIR/install.sh" "$APPDIR/uninstall.sh"
-
-# The oldest glibc the bundle needs: the highest GLIBC_ symbol version any bundled binary references.
-glibc=$(find "$APPDIR" -type f \( -name '*.so*' -o -perm -u+x \) -print0 \
-  | { xargs -0 -r objdump -T 2>/dev/null || true; } | grep -oE 'GLIBC_[0-9]+\.[0-9]+(\.[0-9]+)?' | sort -u -V | tail -1)
-echo "$glibc" > "$APPDIR/GLIBC_REQUIRED"
-
-TARBALL="dist/EndoReview-$VERSION-linux-$ARCH.tar.gz"
-tar -C dist -czf "$TARBALL" EndoReview
-end=$(date +%s)
-size_dir=$(du -sm "$APPDIR" | cut -f1)
-size_tar=$(du -sm "$TARBALL" | cut -f1)
-printf '{"event":"built","tarball":"%s","bundle_mb":%s,"tarball_mb":%s,"build_s":%s,"glibc_required":"%s"}\n' \
-  "$TARBALL" "$size_dir" "$size_tar" "$((end - start))" "$glibc"
+tar_path=""
+tar_mb=0
+if [ "$tarball" = 1 ]; then
+  if [ "${TARBALL:-zst}" = gz ]; then
+    tar_path="$(dirname "$OUT")/EndoReview-$VERSION-linux-$ARCH.tar.gz"
+    tar -C "$(dirname "$OUT")" -cf - "$(basename "$OUT")" | gzip -6 > "$tar_path.tmp"
+  else
+    tar_path="$(dirname "$OUT")/EndoReview-$VERSION-linux-$ARCH.tar.zst"
+    tar -C "$(dirname "$OUT")" -cf - "$(basename "$OUT")" | zstd -q -T0 -3 -o "$tar_path.tmp" -f
+  fi
+  mv "$tar_path.tmp" "$tar_path"
+  tar_mb=$(du -sm "$tar_path" | cut -f1)
+fi
+printf '{"event":"built","folder":"%s","version":"%s","bundle_mb":%s,"tarball":"%s","tarball_mb":%s,"build_s":%s,"glibc_required":"%s"}\n' \
+  "$OUT" "$VERSION" "$(du -sm "$OUT" | cut -f1)" "$tar_path" "$tar_mb" "$(($(date +%s) - start))" \
+  "$(cat "$OUT/GLIBC_REQUIRED")"
