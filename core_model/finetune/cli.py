@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget-gb", type=float, help="plan as if the GPU had this much memory")
     p.add_argument("--max-steps-per-epoch", type=int)
     p.add_argument(
+        "--time-budget-min",
+        type=float,
+        help="stop training in time to validate, calibrate and export within this many minutes of wall time",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -110,6 +115,10 @@ def build_config(args: argparse.Namespace):
                 explicit[key] = "--" + attr.replace("_", "-")
     if args.arch is not None:
         values["arch_explicit"] = True
+    if args.time_budget_min is not None:
+        if args.time_budget_min <= 0:
+            raise ValueError(f"--time-budget-min must be positive, got {args.time_budget_min}")
+        values["time_budget_s"] = float(args.time_budget_min) * 60.0
     for item in args.overrides:
         key, sep, raw = item.partition("=")
         if not sep:

@@ -100,6 +100,9 @@ class FinetuneConfig:
     monitor: str = ""  # e.g. "classification/f1"; "" = the preset's choice
     select_best: bool = True  # export the best-``monitor`` epoch (False: the last epoch)
     max_steps_per_epoch: int = 0  # 0: no cap
+    # wall-clock budget of the whole run in seconds (0: none): training stops after the step that would leave too
+    # little time for the last validation, calibration and export; the checkpoint is saved and the model exported
+    time_budget_s: float = 0.0
     eval_clip_stride: int = 0  # evaluation clips step; 0 = num_frames (non-overlapping)
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     export_fp16: bool = False  # store the exported weights as float16 (half the size)

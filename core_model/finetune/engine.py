@@ -51,6 +51,7 @@ class StepStats:
     steps: int = 0
     clips: int = 0
     seconds: float = 0.0
+    stopped: bool = False  # ended before the last step (``should_stop``)
 
     def add(self, losses: dict[str, torch.Tensor], clips: int) -> None:
         self.steps += 1
@@ -80,15 +81,21 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     max_steps: int = 0,
     on_step: Callable[[int, int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> StepStats:
     """One pass over ``loader``. ``lr_schedule[start_iter + i]`` is applied before step i. ``on_step(i, n, loss,
-    lr)`` is called after every step (progress events). A non-finite loss stops the run with a clear error."""
+    lr)`` is called after every step (progress events). ``should_stop()`` is asked before every step: True ends
+    the pass there (``StepStats.stopped``; the run's time budget). A non-finite loss stops the run with a clear
+    error."""
     model.train()
     stats = StepStats()
     n = len(loader) if not max_steps else min(len(loader), max_steps)
     t0 = time.perf_counter()
     for i, batch in enumerate(loader):
         if max_steps and i >= max_steps:
+            break
+        if should_stop is not None and should_stop():
+            stats.stopped = True
             break
         it = min(start_iter + i, len(lr_schedule) - 1)
         lr = float(lr_schedule[it])

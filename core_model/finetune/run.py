@@ -7,6 +7,10 @@ Events (``emit(dict)``; the CLI prints each as one JSON line):
 - ``{"event": "epoch", "epoch", "train": {...}, "val": {...}, "monitor", "best", "best_epoch", "eta_s"}``
 - ``{"event": "warning", "message"}`` (e.g. CUDA out of memory -> retrying the epoch with half the batch)
 - ``{"event": "early_stop", "epoch", "best_epoch"}``
+- ``{"event": "budget_stop", "epoch", "step", "steps", "elapsed_s", "budget_s", "message"}`` (and the same
+  ``message`` as a ``warning``): the time budget (``time_budget_s``) ran out; the step in progress was finished,
+  the partial epoch validated and checkpointed, and the model is exported; ``model.json`` ``provenance.stopped``
+  records it
 - ``{"event": "done", "model_dir", "metrics": {"val": {...}, "test": {...}}, "seconds"}``
 
 Files in ``out_dir``: ``checkpoint.pth`` (every epoch, atomically: model, optimiser, scaler, epoch, iteration,
@@ -118,6 +122,7 @@ class RunState:
     best_epoch: int = -1
     bad_epochs: int = 0
     epoch_times: list[float] = field(default_factory=list)
+    stopped: dict = field(default_factory=dict)  # why training ended before its epochs (the time budget)
     lineage: dict = field(
         default_factory=dict
     )  # what the child inherited from its parent (model.json lineage)
@@ -133,6 +138,59 @@ def _better(a: float, b: float | None) -> bool:
 
 def manifest_digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class TimeBudget:
+    """The run's wall-clock budget (``time_budget_s`` from ``t0``; 0: none). ``should_stop()`` is asked before
+    every training step: never before the run's first step; afterwards True when the time left would not hold one
+    more step (the last step's duration) plus the tail after training, ``tail_s``: the last validation (measured
+    once one has run, else its clips at a third of a training clip's time) and the calibration over the same
+    held-out videos (as long again) and the export."""
+
+    def __init__(self, seconds: float, t0: float, val_clips: int = 0, calibrates: bool = False):
+        self.seconds, self.t0 = float(seconds), float(t0)
+        self.val_clips, self.calibrates = int(val_clips), bool(calibrates)
+        self.step_s: float | None = None
+        self.batch = 1
+        self.val_s: float | None = None
+        self._last: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.seconds > 0
+
+    def elapsed(self) -> float:
+        return time.time() - self.t0
+
+    def tail_s(self) -> float:
+        if self.val_s is not None:
+            val = self.val_s
+        elif self.step_s is not None:
+            val = self.val_clips / max(self.batch, 1) * self.step_s / 3.0
+        else:
+            val = 0.0
+        return val * (2.0 if self.calibrates else 1.0) + 5.0
+
+    def step_started(self) -> None:
+        self._last = time.time()
+
+    def step_done(self) -> None:
+        if self._last is not None:
+            self.step_s = time.time() - self._last
+
+    def fits_another_step(self) -> bool:
+        if not self.active or self.step_s is None:
+            return True
+        return self.elapsed() + self.step_s + self.tail_s() <= self.seconds
+
+    def should_stop(self) -> bool:
+        """Asked before each step (the run's first step always runs: its duration is unknown)."""
+        if not self.active:
+            return False
+        if not self.fits_another_step():
+            return True
+        self.step_started()
+        return False
 
 
 # ================================================================================================ the recipe
@@ -194,15 +252,30 @@ def finetune(
     emit(_start_event(cfg, out_dir, device, plan, init_info, data, state))
 
     # ============================== training loop ================================================
+    budget = TimeBudget(
+        cfg.time_budget_s,
+        t_start,
+        len(data.val_ds) if data.val_ds is not None else 0,
+        cfg.calibrate_videos > 0 and "classification" in cfg.tasks and bool(data.val_seqs),
+    )
     epoch = state.start_epoch
     while epoch < cfg.epochs:
         t_ep = time.time()
+        budget.batch = state.batch_size
+        if epoch > state.start_epoch and not budget.fits_another_step():
+            _budget_stop(state, budget, cfg, epoch - 1, None, None, emit)
+            break
         stats, lr_schedule = run_epoch(
-            cfg, model, data, optimizer, scaler, lr_schedule, state, epoch, device, autocast, emit
+            cfg, model, data, optimizer, scaler, lr_schedule, state, epoch, device, autocast, emit, budget
         )
         if stats is None:
             continue  # out of memory: the same epoch again with half the batch
-        score, val_metrics = validate(cfg, model, data, stats.summary(), state, epoch, device, autocast)
+        t_val = time.time()
+        score, val_metrics = validate(
+            cfg, model, data, stats.summary(), state, epoch, device, autocast, force=stats.stopped
+        )
+        if val_metrics:
+            budget.val_s = time.time() - t_val
         if score is not None and _better(score, state.best):
             state.best, state.best_epoch, state.bad_epochs = score, epoch, 0
             if cfg.select_best:
@@ -219,9 +292,14 @@ def finetune(
                 "seconds": round(state.epoch_times[-1], 2),
             }
         )
+        if stats.stopped:
+            state.history[-1]["partial"] = {"steps": stats.steps}
+            _budget_stop(state, budget, cfg, epoch, stats.steps, _epoch_steps(cfg, data, state), emit)
         save_run(ckpt_path, cfg, model, optimizer, scaler, state, epoch)
         emit(_epoch_event(cfg, state, epoch, score))
         epoch += 1
+        if stats.stopped:
+            break
         if stop_after_epochs and epoch - state.start_epoch >= stop_after_epochs and epoch < cfg.epochs:
             data.cache.close()
             emit({"event": "stopped", "epoch": epoch - 1, "checkpoint": str(ckpt_path)})
@@ -242,6 +320,48 @@ def finetune(
 
 
 # ================================================================================================ the steps
+
+
+def _epoch_steps(cfg: FinetuneConfig, data: RunData, state: RunState) -> int:
+    return steps_per_epoch(cfg, len(data.train_ds), state.batch_size)
+
+
+def _budget_stop(
+    state: RunState,
+    budget: TimeBudget,
+    cfg: FinetuneConfig,
+    epoch: int,
+    step: int | None,
+    steps: int | None,
+    emit: Emit,
+) -> None:
+    """Records and announces the end of training by the time budget (``epoch``: the last one that ran; ``step`` of
+    ``steps``: where it stopped inside it, None when it stopped between epochs)."""
+    where = (
+        f"after step {step}/{steps} of epoch {epoch + 1}" if step is not None else f"after epoch {epoch + 1}"
+    )
+    message = (
+        f"time budget of {_minutes(budget.seconds)} reached: training stopped {where} of {cfg.epochs} "
+        f"({budget.elapsed():.0f} s elapsed); the checkpoint is saved and the model trained so far is exported"
+    )
+    state.stopped = {
+        "reason": "time budget",
+        "budget_s": round(budget.seconds, 1),
+        "elapsed_s": round(budget.elapsed(), 1),
+        "epoch": epoch,
+        "step": step,
+        "steps": steps,
+        "epochs_planned": cfg.epochs,
+    }
+    log.warning(message)
+    emit({"event": "warning", "message": message})
+    emit({"event": "budget_stop", **{k: state.stopped[k] for k in ("epoch", "step", "steps")},
+          "elapsed_s": state.stopped["elapsed_s"], "budget_s": state.stopped["budget_s"], "message": message})  # fmt: skip
+
+
+def _minutes(seconds: float) -> str:
+    m = seconds / 60.0
+    return f"{m:g} min" if m >= 1 else f"{seconds:.0f} s"
 
 
 def read_resume(ckpt_path: Path, cfg: FinetuneConfig) -> tuple[dict[str, Any], FinetuneConfig]:
@@ -417,12 +537,16 @@ def save_run(
 class _ProgressEvents:
     """``on_step`` of one epoch: a ``progress`` event at most every 0.5 s, with the run's ETA."""
 
-    def __init__(self, emit: Emit, cfg: FinetuneConfig, state: RunState, epoch: int) -> None:
-        self.emit, self.cfg, self.state, self.epoch = emit, cfg, state, epoch
+    def __init__(
+        self, emit: Emit, cfg: FinetuneConfig, state: RunState, epoch: int, budget: TimeBudget | None = None
+    ) -> None:
+        self.emit, self.cfg, self.state, self.epoch, self.budget = emit, cfg, state, epoch, budget
         self.t_ep = time.time()
         self.last = 0.0
 
     def __call__(self, i: int, n: int, loss: float, lr: float) -> None:
+        if self.budget is not None:
+            self.budget.step_done()
         now = time.time()
         if now - self.last < 0.5 and i + 1 < n:
             return
@@ -459,8 +583,10 @@ def run_epoch(
     device: torch.device,
     autocast: Callable[[], Any],
     emit: Emit,
+    budget: TimeBudget | None = None,
 ) -> tuple[Any, np.ndarray]:
-    """One epoch -> (its ``StepStats``, the schedule). On CUDA out of memory: (None, the schedule rebuilt for half
+    """One epoch -> (its ``StepStats``, the schedule); ``budget`` may end it early (``StepStats.stopped``). On
+    CUDA out of memory: (None, the schedule rebuilt for half
     the batch at the same point of the run), with the RNG state as it was before the epoch."""
     data.train_ds.set_epoch(epoch)
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -486,7 +612,8 @@ def run_epoch(
             scaler,
             cfg.grad_clip,
             cfg.max_steps_per_epoch,
-            _ProgressEvents(emit, cfg, state, epoch),
+            _ProgressEvents(emit, cfg, state, epoch, budget),
+            budget.should_stop if budget is not None and budget.active else None,
         )
     except Exception as exc:  # only an out-of-memory error is handled
         new_bs = halve_batch_on_oom(exc, state.batch_size, device)
@@ -504,7 +631,9 @@ def run_epoch(
         lr_schedule = make_schedule(cfg, len(data.train_ds), new_bs)
         state.iteration = int(round(done_frac * len(lr_schedule)))
         return None, lr_schedule
-    state.iteration += steps_per_epoch(cfg, len(data.train_ds), state.batch_size)
+    state.iteration += (
+        stats.steps if stats.stopped else steps_per_epoch(cfg, len(data.train_ds), state.batch_size)
+    )
     return stats, lr_schedule
 
 
@@ -517,9 +646,11 @@ def validate(
     epoch: int,
     device: torch.device,
     autocast: Callable[[], Any],
+    force: bool = False,
 ) -> tuple[float | None, dict[str, float]]:
-    """(the monitored score or None when not validated this epoch, the validation metrics)."""
-    due = (epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs
+    """(the monitored score or None when not validated this epoch, the validation metrics); ``force``: validate
+    whatever ``eval_every`` says (the last epoch of a run the time budget ended)."""
+    due = force or (epoch + 1) % max(cfg.eval_every, 1) == 0 or epoch + 1 == cfg.epochs
     if data.val_ds is not None and not due:
         return None, {}  # neither best nor a reason to stop
     val_metrics: dict[str, float] = {}
@@ -613,6 +744,8 @@ def export_run(
         "metrics": metrics,
         "best_epoch": state.best_epoch,
         "epochs_run": len(state.history),
+        "stopped": state.stopped or None,
+        "time_budget_s": cfg.time_budget_s or None,
         "seconds": round(seconds, 1),
         "device": str(device),
         "plan": plan.as_dict(),

@@ -10,23 +10,33 @@ space and time attention), and returns a range: a shared machine's load moves th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MEASURED", "RANGE", "estimate_train_seconds", "run_overhead_s", "train_seconds_per_clip"]
+__all__ = [
+    "MEASURED",
+    "RANGE",
+    "calibration_clips",
+    "estimate_train_seconds",
+    "run_overhead_s",
+    "train_seconds_per_clip",
+    "validation_clips",
+]
 
 # measured with benchmarks/finetune_speed.py on this project's 2-core CPU box while other work shared it (load ~12);
 # see docs/experiments/planner_speed.md
 MEASURED: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {
-        # 170.8 s per step between progress events (steps 1-3); 712 s for 3 steps + 1 validation clip + export
+        # a training step at batch 1: 170.8 s (load ~12) and 124.5 s (load ~7, a real `endofm finetune`): 145 s;
+        # fixed cost: 240 s (start-up 22 s; after training: the 1 GB run checkpoint, export, the model's load for
+        # calibration and exit; 698.7 s for 3 steps + 1 validation clip + 1 calibration clip)
         "endofm_base": {
-            "s_per_clip": 170.0, "overhead_s": 120.0, "clip": (8, 224), "embed_dim": 768, "depth": 12, "patch": 16,
+            "s_per_clip": 145.0, "overhead_s": 240.0, "clip": (8, 224), "embed_dim": 768, "depth": 12, "patch": 16,
         },
         # the base figure scaled by cost (1/513); the demo model's own training on the same box, unloaded, ran
         # 0.10 s a clip at batch 8
         "endofm_tiny": {
-            "s_per_clip": 0.33, "overhead_s": 20.0, "clip": (2, 112), "embed_dim": 192, "depth": 6, "patch": 16,
+            "s_per_clip": 0.28, "overhead_s": 20.0, "clip": (2, 112), "embed_dim": 192, "depth": 6, "patch": 16,
         },
     },
     "cuda": {  # not measured (no GPU on the measuring machine): an assumption, two orders of magnitude above CPU
@@ -83,6 +93,44 @@ def train_seconds_per_clip(
     return mid * RANGE[0], mid, mid * RANGE[1]
 
 
+def validation_clips(
+    frames_per_video: Sequence[int],
+    num_frames: int,
+    frame_stride: int,
+    per_frame: bool,
+    span_sampling: bool = False,
+    eval_clip_stride: int = 0,
+) -> int:
+    """Clips of one validation pass over held-out videos of these lengths: the count of
+    ``core_model.finetune.data.eval_clips`` (per-frame tasks: every frame sampled once, about ``frames /
+    num_frames`` clips a video; classification only: non-overlapping clips, or the first window in span mode)."""
+    n = 0
+    t = max(1, int(num_frames))
+    s = max(1, int(frame_stride)) if not span_sampling else 1
+    for length in frames_per_video:
+        length = int(length)
+        if length <= 0:
+            continue
+        if not per_frame and span_sampling:
+            n += 1
+        elif per_frame:
+            n += sum(min(s, length - b) for b in range(0, length, s * t))
+        else:
+            n += len(range(0, length, eval_clip_stride or s * t))
+    return n
+
+
+def calibration_clips(
+    frames_per_video: Sequence[int], num_frames: int, frame_stride: int, clip_stride: int | None = None
+) -> int:
+    """Clips the serving path runs over held-out videos of these lengths when fine-tuning ends by calibrating the
+    operating point (``core_model.inference.calibrate``: one predictor pass per video, sliding clips
+    ``clip_stride`` apart, default half a clip's span, plus one aligned to the end)."""
+    span = int(frame_stride) * (int(num_frames) - 1) + 1
+    c = int(clip_stride) if clip_stride else max(1, (int(num_frames) * int(frame_stride)) // 2)
+    return sum(1 + -(-max(int(n) - span, 0) // c) for n in frames_per_video if int(n) > 0)
+
+
 def estimate_train_seconds(
     arch: Mapping[str, Any],
     num_frames: int,
@@ -91,10 +139,12 @@ def estimate_train_seconds(
     val_clips: int,
     epochs: int,
     device: str = "cpu",
+    calibration_clips: int = 0,
 ) -> tuple[float, float, float]:
     """``(low, estimate, high)`` seconds for ``epochs`` epochs: training clips at the training cost, validation
-    clips at a third of it (forward only), plus the architecture's fixed run overhead."""
+    clips (every epoch) and the final calibration's clips at a third of it (forward only), plus the
+    architecture's fixed run overhead."""
     lo, mid, hi = train_seconds_per_clip(arch, num_frames, img_size, device)
-    per_epoch = clips_per_epoch + val_clips / 3.0
+    clips = epochs * (clips_per_epoch + val_clips / 3.0) + calibration_clips / 3.0
     over = run_overhead_s(arch, device)
-    return tuple(over + epochs * per_epoch * s for s in (lo, mid, hi))  # type: ignore[return-value]
+    return tuple(over + clips * s for s in (lo, mid, hi))  # type: ignore[return-value]

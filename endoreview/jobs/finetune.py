@@ -13,7 +13,9 @@ video: ``--split auto`` hashes video ids into train/val/test; a JSON ``{video_id
 (3) register the exported model as a new version whose parent is the starting version, with the data snapshot
 (manifest, digest, videos, label counts), the hyper-parameters and the held-out metrics. SIGTERM/SIGINT stop the
 child gracefully (its last epoch checkpoint stays in the run folder) and the job ends ``cancelled``.
-Progress is the fine-tuning engine's own ``fraction``, passed on as it is.
+Progress is the fine-tuning engine's own ``fraction``, passed on as it is. The job's time budget (``budget_min``, the
+dialog's) is enforced by the engine (``--time-budget-min``, less the minutes spent on the snapshot): training stops
+in time to validate, calibrate and export, and the log and ``model.json`` say so.
 
 ``--resume-of N`` (a job row made by :func:`endoreview.services.finetune_plan.create_resume_job` carries it as
 ``resume_of``) continues job ``N``'s run in its run folder (``<data dir>/runs/job-N/run``) from its last epoch
@@ -32,6 +34,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +104,15 @@ def select_tasks(manifest: Any, given: str | None) -> list[str]:
 
 
 def finetune_command(
-    manifest_path: Path, run_dir: Path, init_dir: str, tasks: list[str], params: dict
+    manifest_path: Path,
+    run_dir: Path,
+    init_dir: str,
+    tasks: list[str],
+    params: dict,
+    started: float | None = None,
 ) -> list[str]:
+    """The ``endofm finetune`` command of a job. ``params["budget_min"]`` (the dialog's time budget) becomes
+    ``--time-budget-min``, less what the job spent before training (``started``: when the job began)."""
     cmd = core_model_command(
         "finetune", "--manifest", str(manifest_path), "--out", str(run_dir), "--init", init_dir,
         "--tasks", ",".join(tasks), "--preset", str(params.get("preset") or "default"),
@@ -112,12 +122,16 @@ def finetune_command(
             cmd += [flag, str(params[key])]
     for item in params.get("overrides") or []:
         cmd += ["--set", item]
+    if params.get("budget_min"):
+        spent = (time.time() - started) / 60.0 if started is not None else 0.0
+        cmd += ["--time-budget-min", f"{max(float(params['budget_min']) - spent, 0.05):.3f}"]
     return cmd
 
 
 def run(job: JobRun) -> int:
     store, ctx, params, cancel = job.store, job.ctx, job.params, job.cancel
     assert store is not None and ctx is not None
+    started = time.time()
     if params.get("resume_of") is not None:
         return resume(store, ctx, int(params["resume_of"]), params, cancel)
     from endoreview.paths import data_dir
@@ -148,7 +162,7 @@ def run(job: JobRun) -> int:
     tasks = select_tasks(manifest, params.get("tasks"))
     splits = {s: [v.id for v in manifest.videos if v.split == s] for s in ("train", "val", "test")}
     run_dir = work / "run"
-    cmd = finetune_command(manifest_path, run_dir, init_dir, tasks, params)
+    cmd = finetune_command(manifest_path, run_dir, init_dir, tasks, params, started)
     log.info("finetune job %d: %d videos %s, tasks %s, from %s", ctx.id, len(ids), splits, tasks, init_dir)
     return _train_and_register(
         store, ctx, cmd, cancel, manifest, manifest_path, run_dir,

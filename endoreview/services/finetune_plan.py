@@ -33,8 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from core_model.contract import CheckpointError, read_model_json
-from core_model.finetune.speed import run_overhead_s, train_seconds_per_clip
+from core_model.finetune.speed import (
+    calibration_clips,
+    run_overhead_s,
+    train_seconds_per_clip,
+    validation_clips,
+)
 from endoreview.store import Store
+from endoreview.store.errors import NotFoundError
 from endoreview.store.records import Job, JobState, ReviewState, ReviewStatus
 
 log = logging.getLogger(__name__)
@@ -48,7 +54,7 @@ KIND_TASKS = {
 }
 MIN_PER_CLASS = 10  # fewer reviewed labels than this for a class: the model will not learn it
 CLIPS_PER_VIDEO = 4
-EVAL_FACTOR = 1.25  # validation + checkpoint overhead per epoch
+EVAL_FACTOR = 1.1  # training: data loading and the per-epoch checkpoint beyond the measured step
 
 
 @dataclass(frozen=True)
@@ -249,18 +255,29 @@ def plan_finetune(
             "No GPU: training runs on the CPU and is slow; keep the budget small or use a GPU machine."
         )
     n_train = sum(1 for s in split.values() if s == "train")
-    n_val = sum(1 for s in split.values() if s == "val")
     extra: dict[str, Any] = {}
     parent_meta = _parent_meta(store, parent_version)
     arch = parent_meta.arch if parent_meta is not None else {"name": "endofm_tiny", "config": {}}
     frames = parent_meta.data.num_frames if parent_meta is not None else 8
     size = parent_meta.data.img_size[0] if parent_meta is not None else 112
     lo, per_clip, hi = train_seconds_per_clip(arch, frames, size, dev)
-    # training clips, then validation (forward only: a third of a training clip) on every held-out video
-    per_epoch = (n_train * clips_per_video + n_val * clips_per_video / 3.0) * per_clip * EVAL_FACTOR + 5.0
-    overhead = run_overhead_s(arch, dev)  # start-up, machine plan, export (measured per architecture)
+    # the held-out videos cost time too: a validation pass over every frame of them each epoch and, at the end, the
+    # operating point's calibration through the serving path (forward only: a third of a training clip each)
+    val_lengths = [_frame_count(store, v) for v, s in split.items() if s == "val"]
+    stride = parent_meta.data.frame_stride if parent_meta is not None else 4
+    span = parent_meta is not None and parent_meta.data.sampling == "span"
+    per_frame = any(t in chosen for t in ("segmentation", "detection"))
+    n_val_clips = validation_clips(val_lengths, frames, stride, per_frame, span)
+    n_cal_clips = (
+        calibration_clips(val_lengths[:16], frames, stride)
+        if "classification" in chosen and val_lengths
+        else 0
+    )
+    per_epoch = (n_train * clips_per_video * EVAL_FACTOR + n_val_clips / 3.0) * per_clip + 5.0
+    overhead = run_overhead_s(arch, dev) + n_cal_clips / 3.0 * per_clip  # start-up, export, calibration
     epochs = max(1, min(50, int((budget_min * 60.0 - overhead) // max(per_epoch, 1e-6))))
     estimated = epochs * per_epoch + overhead
+    extra.update(validation_clips=n_val_clips, calibration_clips=n_cal_clips)
     rng_s = [overhead + (estimated - overhead) * f / per_clip for f in (lo, hi)]
     extra.update(arch=str(arch.get("name", "")), estimate_range_s=rng_s, seconds_per_clip=per_clip)
     if parent_meta is not None:
@@ -292,6 +309,13 @@ def plan_finetune(
         overrides=tuple(overrides),
         extra=extra,
     )
+
+
+def _frame_count(store: Store, video_id: int) -> int:
+    try:
+        return int(store.get_video(video_id).frame_count or 0)
+    except NotFoundError:
+        return 0
 
 
 def _parent_meta(store: Store, parent_version: int | None):

@@ -176,3 +176,34 @@ def test_evaluate_cli_scores_a_model_and_writes_per_frame_outcomes(manifest, tmp
     frames = saved["frames"]
     assert set(frames) == {"vid04", "vid05"} and len(frames["vid05"]) == 8
     assert {"dice", "mask_pixels", "det_hit"} <= set(frames["vid05"]["0"])
+
+
+def test_a_time_budget_stops_training_cleanly_and_says_so(manifest, tmp_path):
+    """Issue 22.8: a 3-minute budget ran 8 minutes. With a budget the run stops after the step that would leave no
+    time for the last validation and export (never before its first step), validates and checkpoints the partial
+    epoch, exports a usable model, and the log (events) and model.json say it stopped on the budget."""
+    from core_model.contract import read_model_json
+    from core_model.finetune.cli import build_config, build_parser
+
+    cfg = build_config(
+        build_parser().parse_args(
+            ["--manifest", str(manifest), "--out", str(tmp_path / "run"), "--time-budget-min", "0.05"]
+        )
+    )
+    assert cfg.time_budget_s == pytest.approx(3.0)
+    events: list[dict] = []
+    cfg = _cfg(manifest, tmp_path / "run", tasks=("classification",), epochs=10_000, time_budget_s=3.0)
+    cfg = cfg.replace(calibrate_videos=0)
+    res = finetune(cfg, events.append)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("budget_stop") == 1 and "done" in kinds
+    stop = next(e for e in events if e["event"] == "budget_stop")
+    assert stop["budget_s"] == 3.0 and stop["epoch"] < 10_000 - 1
+    warn = [e["message"] for e in events if e["event"] == "warning"]
+    assert any(m.startswith("time budget of 3 s reached: training stopped after") for m in warn), warn
+    assert any(e["event"] == "progress" for e in events)  # at least one step trained
+    prov = read_model_json(res.model_dir).provenance
+    assert prov["stopped"]["reason"] == "time budget" and prov["time_budget_s"] == 3.0
+    assert prov["epochs_run"] == stop["epoch"] + 1 == len(res.history) and "val" in res.metrics
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert int(ckpt["epoch"]) == stop["epoch"]  # the last (possibly partial) epoch is saved: --resume goes on

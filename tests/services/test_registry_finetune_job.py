@@ -84,3 +84,20 @@ def test_finetune_job_registers_a_child_version(tmp_path, capsys):
     job = store.get_job(events[-1]["job"])
     assert job.state == "succeeded" and job.result["model_version_id"] == mv.id
     store.close()
+
+
+def test_the_jobs_time_budget_reaches_the_engine_less_the_time_already_spent(tmp_path):
+    """Issue 22.8: the dialog's budget was never passed on, so a 3-minute budget ran 8 minutes. The job hands the
+    engine ``--time-budget-min``: the budget less what the job spent before training (the snapshot)."""
+    import time
+
+    from core_model.finetune.cli import build_config, build_parser
+    from endoreview.jobs.finetune import finetune_command
+
+    m, out = tmp_path / "m.json", tmp_path / "run"
+    cmd = finetune_command(m, out, "model", ["classification"], {"budget_min": 3.0}, time.time() - 30)
+    i = cmd.index("--time-budget-min")
+    assert 2.3 <= float(cmd[i + 1]) <= 2.5
+    args = cmd[cmd.index("finetune") + 1 :]
+    assert build_config(build_parser().parse_args(args)).time_budget_s == pytest.approx(float(cmd[i + 1]) * 60)
+    assert "--time-budget-min" not in finetune_command(m, out, "model", ["classification"], {})

@@ -63,7 +63,8 @@ def test_plan_counts_reviewed_labels_splits_by_video_and_warns(store):
     # a bigger budget buys more epochs; a GPU is faster
     assert plan_finetune(store, ids, budget_min=60, device="cpu").epochs > plan.epochs
     gpu = plan_finetune(store, ids, budget_min=10, device="cuda")
-    assert gpu.estimated_s < plan.estimated_s and not any("No GPU" in w for w in gpu.warnings)
+    assert gpu.estimated_s / gpu.epochs < plan.estimated_s / plan.epochs  # faster per epoch: more epochs fit
+    assert not any("No GPU" in w for w in gpu.warnings)
     assert label_name("mask/polyp") == "polyp (masks)"
 
 
@@ -125,3 +126,46 @@ def test_the_estimate_comes_from_the_parents_measured_architecture_and_warns_pas
     assert not any("more than twice" in w for w in small.warnings)
     text = "\n".join(big.summary_lines())
     assert "range" in text and "Input (inherited from endofm_base parent): 8 frames 32 apart" in text
+
+
+def test_the_estimate_counts_the_held_out_videos_validation_and_calibration(tmp_path, monkeypatch):
+    """Issue 22.8: the estimate ignored the held-out split. Validation runs every frame of the held-out videos each
+    epoch and fine-tuning ends with a calibration pass over them: a longer held-out video makes the same job cost
+    more, and the planner's clip count is the validation pass's own (``ClipDataset`` evaluation clips)."""
+    import endoreview.services.finetune_plan as fp
+    from core_model.data.manifest import load_manifest
+    from core_model.finetune.config import FinetuneConfig
+    from core_model.finetune.data import ClipDataset, build_sequences
+    from core_model.finetune.speed import validation_clips
+    from endoreview.services.projects import ProjectService
+    from tests.core_model.test_finetune_data import make_manifest
+
+    m = make_manifest(tmp_path / "m", n_videos=3, n_frames=13, size=32)
+    seqs = build_sequences(load_manifest(m))["val"]
+    for tasks, t, stride in ((("segmentation",), 2, 3), (("classification",), 4, 2), (("detection",), 3, 1)):
+        cfg = FinetuneConfig(manifest=str(m), tasks=tasks, num_frames=t, frame_stride=stride, img_size=32)
+        ds = ClipDataset(
+            seqs, cfg, {"video": ("normal", "abnormal"), "mask": ("polyp",), "box": ("polyp",)}, False
+        )
+        per_frame = tasks[0] != "classification"
+        assert validation_clips([s.length for s in seqs], t, stride, per_frame) == len(ds), tasks
+
+    def plan_with(val_frames: int):
+        s = Store.open(str(tmp_path / f"db{val_frames}.sqlite3"), reviewer="tester")
+        project = ProjectService(s).default_project()
+        ids = []
+        for k in range(5):
+            n = 30 if k else val_frames
+            v = s.add_video(project.id, path=f"/v/c{k}.mp4", path_is_relative=False, content_hash=f"h{k}", size_bytes=1,
+                            frame_count=n, fps=30.0, width=64, height=64, codec="h264", meta={"name": f"c{k}"})  # fmt: skip
+            ids.append(v.id)
+            s.add_labels([NewLabel(v.id, LabelKind.VIDEO_CLASS, "abnormal" if k % 2 else "normal",
+                                   state=ReviewState.ACCEPTED)])  # fmt: skip
+        split = {i: ("val" if i == ids[0] else "train") for i in ids}
+        monkeypatch.setattr(fp, "split_videos", lambda vids, val_fraction=0.2: split)
+        return plan_finetune(s, ids, budget_min=600, device="cpu", tasks=["classification"])
+
+    short, long = plan_with(30), plan_with(3000)
+    assert long.extra["validation_clips"] > short.extra["validation_clips"] > 0
+    assert long.extra["calibration_clips"] > short.extra["calibration_clips"] > 0
+    assert long.estimated_s / long.epochs > short.estimated_s / short.epochs
