@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -46,11 +47,17 @@ class CancelFlag:
 
 class VideoNameScrubber(logging.Filter):
     """Replaces every registered video path and file name in log records by ``<video ID>``: libraries we call
-    (decoders, the predictor) may log paths, and file names often carry patient identifiers."""
+    (decoders, the predictor) may log paths, and file names often carry patient identifiers. A name is replaced
+    only where it stands as a whole (not inside a longer word or file name: a video named ``endo.avi`` must not
+    turn ``endofm`` or ``result_endo.avi`` into ``<video 5>fm`` / ``result_<video 5>.avi``)."""
+
+    _EDGE = r"A-Za-z0-9_\-"  # characters that continue a name: a match must not touch one on either side
 
     def __init__(self) -> None:
         super().__init__()
         self._names: dict[str, str] = {}
+        self._pattern: re.Pattern[str] | None = None
+        self._pattern_of: tuple[str, ...] = ()
 
     def register(self, video_id: int, path: Path) -> None:
         tag = f"<video {video_id}>"
@@ -59,10 +66,13 @@ class VideoNameScrubber(logging.Filter):
                 self._names[name] = tag
 
     def scrub(self, text: str) -> str:
-        for name in sorted(self._names, key=len, reverse=True):
-            if name in text:
-                text = text.replace(name, self._names[name])
-        return text
+        if not self._names:
+            return text
+        if self._pattern is None or self._pattern_of != tuple(self._names):
+            self._pattern_of = tuple(self._names)
+            alts = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+            self._pattern = re.compile(f"(?<![{self._EDGE}])(?:{alts})(?![{self._EDGE}])")
+        return self._pattern.sub(lambda m: self._names[m.group(0)], text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._names:

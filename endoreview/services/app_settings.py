@@ -162,6 +162,20 @@ def cache_size() -> int:
     return _tree_size(cache_dir())
 
 
+def runs_size() -> tuple[int, int]:
+    """``(bytes, folders)`` of the fine-tune run folders (``<data dir>/runs/job-*``: the data snapshot, the run
+    checkpoints and the exported model, ~95 MB each for the demo model; kept so a stopped run can be resumed, not
+    trimmed by the cache limit)."""
+    from endoreview.paths import data_dir
+
+    root = data_dir() / "runs"
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return 0, 0
+    return sum(_tree_size(p) for p in folders), len(folders)
+
+
 def _size(p: Path) -> int:
     try:
         return p.stat().st_size

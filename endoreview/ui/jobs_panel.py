@@ -247,10 +247,13 @@ class JobRow(QFrame):
         self.render(job.entry)
 
     def render(self, e: JobEntry) -> None:
-        self.bar.setValue(int(1000 * e.fraction) if e.state != JobState.SUCCEEDED else 1000)
-        self.bar.setFormat(
-            f"{e.done} / {e.total}" if e.total and e.total != 1000 else f"{100 * e.fraction:.0f}%"
-        )
+        counted = bool(e.total) and e.total != 1000  # "done / total" items, else a fraction
+        if e.state == JobState.SUCCEEDED:  # finished is 100 %, whatever progress the job reported on the way
+            self.bar.setValue(1000)
+            self.bar.setFormat(f"{e.total} / {e.total}" if counted else "100%")
+        else:
+            self.bar.setValue(int(1000 * e.fraction))
+            self.bar.setFormat(f"{e.done} / {e.total}" if counted else f"{100 * e.fraction:.0f}%")
         text = {"queued": "waiting", "running": e.message or "running", "succeeded": "finished"}.get(
             e.state, e.message
         )

@@ -70,6 +70,9 @@ class SettingsDialog(QDialog):
         self.cache_limit.setRange(64, 1024 * 1024)
         self.cache_limit.setSuffix(" MB")
         self.cache_used = QLabel("…")
+        self.storage = QLabel("…")  # everything the app keeps on disk besides the database: caches and runs
+        self.storage.setWordWrap(True)
+        self._runs = (0, 0)
         self.btn_clear = QPushButton("Clear caches")
         self.btn_clear.clicked.connect(self.clear_caches)
         cache_row = QHBoxLayout()
@@ -91,6 +94,7 @@ class SettingsDialog(QDialog):
         form.addRow("PostgreSQL URL", self.pg_url)
         form.addRow("PostgreSQL password", self.pg_password)
         form.addRow("Cache limit", cache_row)
+        form.addRow("Storage", self.storage)
         form.addRow("Models run on", self.device)
         form.addRow("Default label set", self.label_set)
         general = QWidget()
@@ -138,14 +142,14 @@ class SettingsDialog(QDialog):
 
     def load(self) -> None:
         def work() -> tuple[Any, int]:
-            from endoreview.services.app_settings import cache_size, load_settings
+            from endoreview.services.app_settings import cache_size, load_settings, runs_size
 
-            return load_settings(), cache_size()
+            return load_settings(), cache_size(), runs_size()
 
         self.runner.submit("load settings", work, on_done=self._fill)
 
-    def _fill(self, data: tuple[Any, int]) -> None:
-        s, used = data
+    def _fill(self, data: tuple[Any, int, tuple[int, int]]) -> None:
+        s, used, self._runs = data
         self.settings = s
         self.reviewer.setText(s.reviewer)
         self.db_kind.setCurrentIndex(max(0, self.db_kind.findData(s.db_kind)))
@@ -160,6 +164,11 @@ class SettingsDialog(QDialog):
 
     def _show_used(self, used: int) -> None:
         self.cache_used.setText(f"{used / 2**20:.1f} MB used")
+        runs, n = self._runs
+        self.storage.setText(
+            f"{(used + runs) / 2**20:.1f} MB: caches {used / 2**20:.1f} MB, fine-tune runs {runs / 2**20:.1f} MB "
+            f"({n} run folder{'s' if n != 1 else ''}, kept for resuming; not trimmed by the cache limit)"
+        )
 
     def current(self) -> Any:
         from endoreview.services.app_settings import Settings, split_password

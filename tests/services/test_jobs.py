@@ -189,6 +189,20 @@ def test_job_logs_never_show_video_file_names(tmp_path):
     assert scrubber.scrub("opened Doe_John_1960-01-01.mp4") == "opened <video 7>"
 
 
+def test_a_short_video_name_is_replaced_only_where_it_stands_whole(tmp_path):
+    """Issue 22.8: with a library video named endo.avi the fine-tune log read "result_<video 5>.avi" and
+    "<video 5>fm": every "endo" in the text was replaced. Only the name standing whole is."""
+    from endoreview.jobs.runner import VideoNameScrubber
+
+    scrubber = VideoNameScrubber()
+    scrubber.register(5, tmp_path / "endo.avi")
+    text = "endofm finetune wrote result_endo.avi and endo-2.avi; cannot decode endo.avi, proxy of endo ready"
+    assert scrubber.scrub(text) == (
+        "endofm finetune wrote result_endo.avi and endo-2.avi; cannot decode <video 5>, proxy of <video 5> ready"
+    )
+    assert scrubber.scrub(f"open {tmp_path / 'endo.avi'}: ok") == "open <video 5>: ok"
+
+
 def test_a_job_row_chooses_neither_the_code_a_job_imports_nor_the_process_cancel_signals(
     sqlite_store, tmp_path
 ):

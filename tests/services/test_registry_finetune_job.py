@@ -99,5 +99,7 @@ def test_the_jobs_time_budget_reaches_the_engine_less_the_time_already_spent(tmp
     i = cmd.index("--time-budget-min")
     assert 2.3 <= float(cmd[i + 1]) <= 2.5
     args = cmd[cmd.index("finetune") + 1 :]
-    assert build_config(build_parser().parse_args(args)).time_budget_s == pytest.approx(float(cmd[i + 1]) * 60)
+    assert build_config(build_parser().parse_args(args)).time_budget_s == pytest.approx(
+        float(cmd[i + 1]) * 60
+    )
     assert "--time-budget-min" not in finetune_command(m, out, "model", ["classification"], {})

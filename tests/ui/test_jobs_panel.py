@@ -42,6 +42,18 @@ def test_a_job_that_finishes(qtbot, panel):
     assert not panel.empty.isVisible()
 
 
+def test_a_finished_job_reads_100_percent_even_without_progress_events(qtbot, panel):
+    """Issue 22.8: finished jobs showed "0 %" (a job that reported no progress, or only a fraction of 0)."""
+    quiet = "import json; print(json.dumps({'event': 'progress', 'fraction': 0.0})); print('{\"event\": \"done\"}')"
+    for argv in ([sys.executable, "-c", 'print(\'{"event": "done"}\')'], [sys.executable, "-c", quiet]):
+        job = panel.start("quiet", argv)
+        with qtbot.waitSignal(panel.jobFinished, timeout=15000):
+            pass
+        row = panel.rows[job.entry.id]
+        assert job.entry.state == "succeeded"
+        assert row.bar.value() == 1000 and row.bar.text() == "100%", row.bar.text()
+
+
 def test_a_job_that_is_cancelled(qtbot, panel):
     job = panel.start("slow", [sys.executable, "-c", PROGRESS.format(n=1000, sleep=0.05)])
     qtbot.waitUntil(lambda: job.entry.done >= 2, timeout=15000)

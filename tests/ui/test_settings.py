@@ -92,3 +92,21 @@ def test_saved_reviewer_and_database_apply_at_start(tmp_path, monkeypatch):
     given = Backend("sqlite:///elsewhere.sqlite3", reviewer="cli-user")  # the command line wins
     apply_settings(given)
     assert (given.db_url, given.reviewer) == ("sqlite:///elsewhere.sqlite3", "cli-user")
+
+
+def test_the_storage_figure_counts_fine_tune_runs(qtbot, runner):
+    """Issue 22.8: fine-tune runs (~95 MB each) were not counted in Settings' storage figure."""
+    from endoreview.paths import cache_dir, data_dir
+    from endoreview.ui.settings import SettingsDialog
+
+    (cache_dir() / "thumbs").mkdir(parents=True, exist_ok=True)
+    (cache_dir() / "thumbs" / "t.jpg").write_bytes(b"x" * 200_000)
+    for job, size in ((3, 1_500_000), (4, 700_000)):
+        run = data_dir() / "runs" / f"job-{job}" / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "checkpoint.pth").write_bytes(b"x" * size)
+    dlg = SettingsDialog(runner)
+    qtbot.addWidget(dlg)
+    qtbot.waitUntil(lambda: "fine-tune runs" in dlg.storage.text(), timeout=10000)
+    text = dlg.storage.text()
+    assert text.startswith("2.3 MB: caches 0.2 MB, fine-tune runs 2.1 MB (2 run folders"), text
