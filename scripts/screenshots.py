@@ -1,6 +1,6 @@
 """Screenshots of the main views, taken from the real app under Xvfb on the built-in demo.
 
-    python scripts/screenshots.py                      # 1366x768 and 2560x1440 into docs/screens/
+    python scripts/screenshots.py                      # 1366x768, 1920x1080 and 2560x1440 into docs/screens/
     python scripts/screenshots.py --sizes 1366x768 --data-dir /tmp/er-demo   # reuse a demo data folder
 
 For each screen size a fresh X server (Xvfb) and a fresh app process: the empty first launch, the library after
@@ -144,7 +144,7 @@ def review_screens(win, app, spin, save, frame: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", default="1366x768,2560x1440")
+    ap.add_argument("--sizes", default="1366x768,1920x1080,2560x1440")
     ap.add_argument("--out", default=str(REPO / "docs" / "screens"))
     ap.add_argument("--data-dir", help="user data folder for the demo (default: a new temporary one)")
     ap.add_argument("--child", help=argparse.SUPPRESS)

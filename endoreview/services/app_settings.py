@@ -42,6 +42,9 @@ class Settings:
     cache_limit_mb: int = 2048
     device: str = "auto"
     default_label_set: str = ""
+    text_size: int = (
+        0  # percent of the desktop's font size; 0 = automatic for the screen (endoreview.ui.scale)
+    )
 
 
 def settings_path() -> Path:
@@ -71,6 +74,8 @@ def validate(s: Settings) -> None:
         raise SettingsError(f"device must be one of {', '.join(DEVICES)}, not {s.device!r}")
     if s.cache_limit_mb < 64:
         raise SettingsError("the cache limit must be at least 64 MB")
+    if s.text_size != 0 and not 80 <= s.text_size <= 200:
+        raise SettingsError(f"the text size must be automatic or 80-200 %, not {s.text_size!r}")
     if s.db_kind == "postgresql":
         parts = urlsplit(s.pg_url)
         if not parts.scheme.startswith("postgresql") or not parts.hostname or not parts.path.strip("/"):

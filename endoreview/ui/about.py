@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from endoreview import RESEARCH_NOTICE, __version__
+from endoreview.ui.scale import fit_dialog
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class AboutDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(self.text, 1)
         lay.addWidget(buttons)
-        self.resize(720, 640)
+        fit_dialog(self, 720, 640)
 
         def work() -> str:
             card = model_card(store_fn()) if store_fn is not None else {"name": "unknown (no database open)"}

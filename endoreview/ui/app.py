@@ -41,8 +41,9 @@ def import_pyqtgraph() -> Any:
     return pyqtgraph
 
 
-def apply_theme(app: Any) -> None:
-    """A dark Fusion theme (video review happens in dim rooms; overlays are tuned for a dark surround)."""
+def apply_theme(app: Any, text_size: int = 0) -> None:
+    """A dark Fusion theme (video review happens in dim rooms; overlays are tuned for a dark surround), and the text
+    size (``text_size``: Settings ▸ Text size, 0 = automatic for the screen)."""
     from PySide6.QtGui import QColor, QPalette
 
     app.setStyle("Fusion")
@@ -67,15 +68,10 @@ def apply_theme(app: Any) -> None:
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(120, 120, 130))
     pal.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(120, 120, 130))
     app.setPalette(pal)
-    # readable text on large monitors that Qt does not scale (device pixel ratio 1 at 2560 px and wider)
-    screen = app.primaryScreen()
-    font = app.font()
-    base = 10.0
-    if screen is not None and screen.devicePixelRatio() < 1.5 and screen.size().width() >= 2400:
-        base = 12.0
-    if font.pointSizeF() < base:
-        font.setPointSizeF(base)
-        app.setFont(font)
+    # readable text on large monitors the OS does not scale (Settings ▸ Text size; endoreview.ui.scale decides)
+    from endoreview.ui.scale import apply_text_size
+
+    apply_text_size(app, text_size)
 
 
 def ensure_app(argv: list[str] | None = None) -> Any:
@@ -83,6 +79,11 @@ def ensure_app(argv: list[str] | None = None) -> Any:
 
     app = QApplication.instance()
     if app is None:
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QGuiApplication
+
+        # the OS's fractional display scale (125 %, 150 %) as it is, not rounded to 100 % or 200 % (endoreview.ui.scale)
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
         app = QApplication(argv or [sys.argv[0]])
     app.setApplicationName("EndoReview")
     app.setOrganizationName("EndoReview")
@@ -119,7 +120,9 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     mark_gui_thread()
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     app = ensure_app()
-    apply_theme(app)
+    from endoreview.services.app_settings import load_settings
+
+    apply_theme(app, load_settings().text_size)
     app.setWindowIcon(app_icon())
     services = AppServices(
         getattr(args, "db", None), getattr(args, "reviewer", None), job_module or JOBS_MODULE
@@ -137,6 +140,7 @@ def run_app(args: Any) -> int:
     )
     app = ensure_app([sys.argv[0]])
     win = create_main_window(args)
+    win.fit_to_screen()  # never larger than the screen (1366x768: maximised, status bar in sight)
     win.show()
     win.start(demo=bool(getattr(args, "demo", False)), paths=list(getattr(args, "paths", None) or []))
     if os.environ.get("ENDOREVIEW_EXIT_AFTER_STARTUP"):

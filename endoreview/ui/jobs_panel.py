@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from endoreview.services.records import JobState
 from endoreview.ui.icons import icon
+from endoreview.ui.scale import fit_dialog
 
 log = logging.getLogger(__name__)
 
@@ -218,18 +220,35 @@ class Job(QObject):
             self.finished.emit(e)
 
 
+_LONG_WORD = re.compile(r"\S{16,}")
+
+
+def breakable(text: str) -> str:
+    """``text`` with zero-width break opportunities inside long words (file names, paths, ids), so a wrapping label
+    can be as narrow as the jobs panel instead of widening it to the longest word."""
+
+    def soften(m: re.Match) -> str:
+        word = re.sub(r"([_\-/\\.:])", "\\1\u200b", m.group(0))
+        return re.sub(r"([^\u200b]{16})(?=[^\u200b])", "\\1\u200b", word)
+
+    parts = re.split(r"(<[^>]*>)", text)  # markup stays as it is
+    return "".join(x if x.startswith("<") else _LONG_WORD.sub(soften, x) for x in parts)
+
+
 class JobRow(QFrame):
     def __init__(self, job: Job, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.job = job
         self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel(f"<b>{job.entry.title}</b>")
+        self.title = QLabel(f"<b>{breakable(job.entry.title)}</b>")
         self.title.setWordWrap(True)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        for lab in (self.title, self.status):  # wrapped to the panel's width (breakable), never widening it
+            lab.setMinimumWidth(1)
         self.btn_cancel = QPushButton(icon("cancel"), "Cancel")
         self.btn_cancel.clicked.connect(job.cancel)
         self.btn_log = QPushButton("Log…")
@@ -261,7 +280,7 @@ class JobRow(QFrame):
             text = f"<span style='color:#ef5350'><b>Failed:</b> {e.error}</span>"
         elif e.state == JobState.CANCELLED:
             text = "<span style='color:#bbb'>Cancelled</span>"
-        self.status.setText(text)
+        self.status.setText(breakable(text))
         self.btn_cancel.setEnabled(e.state in (JobState.QUEUED, JobState.RUNNING))
 
     def show_log(self) -> None:
@@ -274,7 +293,7 @@ class JobRow(QFrame):
         lay = QVBoxLayout(dlg)
         lay.addWidget(text)
         lay.addWidget(buttons)
-        dlg.resize(720, 420)
+        fit_dialog(dlg, 720, 420)
         dlg.show()
         self._log_dialog = dlg
 
@@ -294,6 +313,8 @@ class JobsPanel(QWidget):
         inner.setLayout(self._list)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # rows wrap to the panel's width (breakable); sideways scrolling would hide Cancel (seen at 1366x768)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(inner)
         self.empty = QLabel("No jobs yet. “Analyse” a video to run the model in the background.")
         self.empty.setWordWrap(True)

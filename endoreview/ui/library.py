@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from endoreview.ui.icons import icon
 from endoreview.ui.player.widget import format_time
+from endoreview.ui.scale import em
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,18 @@ class LibraryRow:
 
 
 COLUMNS = ("Preview", "Name", "Duration", "Resolution", "Status", "Reviewer", "Model found", "Uncertainty")
+NAME_COL, FOUND_COL = 1, 6
 THUMB_H = 54
 STRIP_TILES = 6  # frames per thumbnail strip (endoreview.ui.proxies makes them)
-SHOWN_TILES = 3
+SHOWN_TILES = (
+    3  # tiles of the strip shown per row (2 where the table is narrow: see LibraryWidget._fit_columns)
+)
 MAX_STRIP_W = int(THUMB_H * 16 / 9 * SHOWN_TILES)  # the strip of three 16:9 tiles
+
+
+def strip_width(tiles: int) -> int:
+    """The widest preview of ``tiles`` 16:9 tiles."""
+    return int(THUMB_H * 16 / 9 * tiles)
 
 
 def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
@@ -75,6 +84,15 @@ class LibraryModel(QAbstractTableModel):
         super().__init__(parent)
         self.rows: list[LibraryRow] = []
         self._pixmaps: dict[int, QPixmap] = {}
+        self.tiles = SHOWN_TILES
+
+    def set_tiles(self, tiles: int) -> None:
+        """Show ``tiles`` frames of each strip (the preview column's width follows)."""
+        if tiles != self.tiles and self.rows:
+            self.tiles = tiles
+            self._pixmaps.clear()
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, 0))
+        self.tiles = tiles
 
     def set_rows(self, rows: list[LibraryRow]) -> None:
         self.beginResetModel()
@@ -114,9 +132,11 @@ class LibraryModel(QAbstractTableModel):
         if r.video_id not in self._pixmaps:
             strip = r.thumb
             tile_w = max(1, strip.shape[1] // STRIP_TILES)
-            pm = to_pixmap(strip[:, : tile_w * SHOWN_TILES], THUMB_H)
-            if pm.width() > MAX_STRIP_W:  # a very wide video (4:1): smaller tiles, never a wider column
-                pm = pm.scaledToWidth(MAX_STRIP_W, Qt.TransformationMode.SmoothTransformation)
+            pm = to_pixmap(strip[:, : tile_w * self.tiles], THUMB_H)
+            if pm.width() > strip_width(
+                self.tiles
+            ):  # a very wide video (4:1): smaller tiles, never a wider column
+                pm = pm.scaledToWidth(strip_width(self.tiles), Qt.TransformationMode.SmoothTransformation)
             self._pixmaps[r.video_id] = pm
         return self._pixmaps[r.video_id]
 
@@ -173,7 +193,7 @@ class LibraryModel(QAbstractTableModel):
             from PySide6.QtCore import QSize
 
             pm = self._pixmap(r)
-            width = pm.width() if pm is not None else int(THUMB_H * 16 / 9 * SHOWN_TILES)
+            width = pm.width() if pm is not None else strip_width(self.tiles)
             return QSize(width + 8, THUMB_H + 6)
         return None
 
@@ -243,10 +263,22 @@ class LibraryWidget(QWidget):
             self.model.data(self.model.index(0, 0), Qt.ItemDataRole.SizeHintRole) or self.table.iconSize()
         )
         self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long name keeps its start and its end
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
-        hh.setMinimumSectionSize(60)
+        hh.setSectionResizeMode(NAME_COL, QHeaderView.ResizeMode.Interactive)  # sized by _fit_columns
+        hh.setSectionResizeMode(FOUND_COL, QHeaderView.ResizeMode.Stretch)
+        hh.setMinimumSectionSize(em(self, 4))
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self._fit_columns)
+        self.model.dataChanged.connect(lambda *_: self._fit_timer.start())
+        self.model.modelReset.connect(self._fit_timer.start)
+        hh.sectionResized.connect(
+            lambda col, *_: col not in (NAME_COL, FOUND_COL) and self._fit_timer.start()
+        )
+        self.table.viewport().installEventFilter(self)  # a scroll bar appearing narrows it
         self.table.doubleClicked.connect(self._open)
         self.notice = QLabel()
         self.notice.setObjectName("libraryNotice")
@@ -290,7 +322,7 @@ class LibraryWidget(QWidget):
         from PySide6.QtCore import QSize
 
         self.model.set_rows(rows)
-        self.table.setIconSize(QSize(int(THUMB_H * 16 / 9 * SHOWN_TILES), THUMB_H))
+        self.table.setIconSize(QSize(strip_width(SHOWN_TILES), THUMB_H))
         self.empty.setVisible(not rows)
         self.table.setVisible(bool(rows))
         self.empty_box.setVisible(not rows)
@@ -300,6 +332,32 @@ class LibraryWidget(QWidget):
                 "The library is empty. Import videos (Ctrl+I), drop files here, or open the built-in demo."
             )
         self._update_count()
+
+    def eventFilter(self, obj, ev) -> bool:  # noqa: N802
+        if ev.type() == QEvent.Type.Resize and obj is self.table.viewport():
+            self._fit_timer.start()
+        return super().eventFilter(obj, ev)
+
+    def _fit_columns(self) -> None:
+        """The name gets what the other columns leave: long names are elided in the middle (the tooltip has the
+        path) so that "Model found" and "Uncertainty" always stay in view (issue 22.7: at 1366 px with the jobs panel
+        open they were pushed off-screen); where even a short name would not fit, the previews show two frames."""
+        hh = self.table.horizontalHeader()
+        fm = hh.fontMetrics()
+
+        def need(col: int) -> int:
+            head = fm.horizontalAdvance(COLUMNS[col]) + em(self, 2)  # the header's text and sort arrow
+            return max(head, self.table.sizeHintForColumn(col))
+
+        fixed = [c for c in range(len(COLUMNS)) if c not in (0, NAME_COL, FOUND_COL)]
+        rest = self.table.viewport().width() - sum(hh.sectionSize(c) for c in fixed) - need(FOUND_COL)
+        preview = hh.sectionSize(0) * SHOWN_TILES // self.model.tiles  # the preview's width at three tiles
+        tiles = SHOWN_TILES if rest - preview >= em(self, 12) else SHOWN_TILES - 1
+        if tiles != self.model.tiles:
+            self.model.set_tiles(tiles)  # the preview column resizes to its contents, then this runs again
+            return
+        room = rest - hh.sectionSize(0)
+        hh.resizeSection(NAME_COL, max(em(self, 8), min(need(NAME_COL), room)))
 
     def _update_count(self) -> None:
         missing = sum(1 for r in self.model.rows if not r.exists)

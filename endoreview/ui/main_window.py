@@ -10,7 +10,7 @@ import html
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -44,6 +44,7 @@ from endoreview.ui.player.widget import PlayerWidget
 from endoreview.ui.proxies import MediaQueue
 from endoreview.ui.registry.controller import RegistryController
 from endoreview.ui.review_controller import ReviewController
+from endoreview.ui.scale import em
 from endoreview.ui.shortcuts import ShortcutHelpDialog, bind
 from endoreview.ui.tasks import TaskRunner
 from endoreview.ui.timeline import TimelineWidget
@@ -94,7 +95,7 @@ class MainWindow(QMainWindow):
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.jobs_dock = dock
-        dock.setMinimumWidth(300)
+        dock.setMinimumWidth(em(self, 26))  # 300 px at 10 pt; grows with the text size
         self.notice = QLabel(
             RESEARCH_NOTICE.split(".")[0] + "."
         )  # the full sentence sits on every model output
@@ -131,7 +132,28 @@ class MainWindow(QMainWindow):
         # the correction tools (masks, boxes, labels, review): after the first paint, as they import the store
         QTimer.singleShot(60, self._attach_editing)
         self._build_learning_loop(error_reporting)  # fine-tune, models, settings, about
-        self.resize(1280, 800)
+        self.resize(1280, 800)  # run_app fits it to the screen before showing it (fit_to_screen)
+
+    def fit_to_screen(self, available: QRect | None = None) -> None:
+        """The first size: most of the screen's free area (``available``, default: the screen's), maximised where
+        1280x800 and its title bar do not fit (a 1366x768 workstation), so the status bar is never below the screen."""
+        if available is None:
+            screen = self.screen()
+            if screen is None:
+                self.resize(1280, 800)
+                return
+            available = screen.availableGeometry()
+        title = 2 * self.fontMetrics().height()  # the window manager's title bar and frame, roughly
+        if available.width() < 1280 or available.height() < 800 + title:
+            self.resize(available.width(), available.height() - title)
+            self.setWindowState(self.windowState() | Qt.WindowState.WindowMaximized)
+            return
+        w = max(1280, int(available.width() * 0.85))
+        h = max(800, int((available.height() - title) * 0.85))
+        self.resize(w, h)
+        self.move(
+            available.center().x() - w // 2, available.y() + max(0, (available.height() - title - h) // 2)
+        )
 
     def _attach_editing(self) -> None:
         from endoreview.ui.editing import attach_editing
@@ -372,7 +394,9 @@ class MainWindow(QMainWindow):
     def show_jobs(self) -> None:
         if not self.jobs_dock.isVisible():
             self.jobs_dock.show()
-            self.resizeDocks([self.jobs_dock], [max(300, self.width() // 5)], Qt.Orientation.Horizontal)
+            self.resizeDocks(
+                [self.jobs_dock], [max(em(self, 26), self.width() // 5)], Qt.Orientation.Horizontal
+            )
 
     def show_help(self) -> None:
         dlg = ShortcutHelpDialog(self)

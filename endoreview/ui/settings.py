@@ -1,6 +1,6 @@
 """The Settings dialog: reviewer identity, database location (SQLite file or PostgreSQL URL — the password goes to
 the OS keyring or ``~/.pgpass``, never into the settings file), cache size limit with “Clear caches”, GPU/CPU
-choice, default label set, and the keyboard shortcut reference.
+choice, default label set, text size (at the next start), and the keyboard shortcut reference.
 
 Values are read and written by :mod:`endoreview.services.app_settings` on a worker thread; a database change
 applies the next time the app starts.
@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from endoreview.ui.scale import CHOICES as TEXT_SIZES
+from endoreview.ui.scale import fit_dialog
 from endoreview.ui.shortcuts import all_shortcuts
 from endoreview.ui.tasks import TaskRunner
 
@@ -83,6 +85,13 @@ class SettingsDialog(QDialog):
         self.device.addItem("Automatic (GPU if present)", "auto")
         self.device.addItem("CPU only", "cpu")
         self.device.addItem("GPU (CUDA)", "cuda")
+        self.text_size = QComboBox()
+        self.text_size.setToolTip(
+            "Applies at the next start. Automatic: larger text on a wide screen the operating system does not scale "
+            "(120 % at 2560 px wide); the OS's own display scale always applies."
+        )
+        for pct in TEXT_SIZES:
+            self.text_size.addItem("Automatic (by screen)" if pct == 0 else f"{pct} %", pct)
         self.label_set = QComboBox()
         self.label_set.setEditable(True)
         for name in label_sets or []:
@@ -97,6 +106,7 @@ class SettingsDialog(QDialog):
         form.addRow("Storage", self.storage)
         form.addRow("Models run on", self.device)
         form.addRow("Default label set", self.label_set)
+        form.addRow("Text size", self.text_size)
         general = QWidget()
         general.setLayout(form)
         self.keys = QTableWidget(0, 3)
@@ -124,7 +134,7 @@ class SettingsDialog(QDialog):
         lay.addWidget(self.status)
         lay.addWidget(buttons)
         self.db_kind.currentIndexChanged.connect(self._kind_changed)
-        self.resize(680, 480)
+        fit_dialog(self, 680, 480)
         self.load()
 
     def _browse(self) -> None:
@@ -159,6 +169,9 @@ class SettingsDialog(QDialog):
         self.device.setCurrentIndex(max(0, self.device.findData(s.device)))
         if s.default_label_set:
             self.label_set.setCurrentText(s.default_label_set)
+        if self.text_size.findData(s.text_size) < 0:
+            self.text_size.addItem(f"{s.text_size} %", s.text_size)
+        self.text_size.setCurrentIndex(self.text_size.findData(s.text_size))
         self._show_used(used)
         self._kind_changed()
 
@@ -184,6 +197,7 @@ class SettingsDialog(QDialog):
             cache_limit_mb=int(self.cache_limit.value()),
             device=str(self.device.currentData()),
             default_label_set=self.label_set.currentText().strip(),
+            text_size=int(self.text_size.currentData()),
         ), (self.pg_password.text() or pw)
 
     def save(self) -> None:

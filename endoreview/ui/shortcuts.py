@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from endoreview.ui.scale import fit_dialog
+
 
 @dataclass(frozen=True)
 class Shortcut:
@@ -113,4 +115,4 @@ class ShortcutHelpDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addWidget(table)
         lay.addWidget(buttons)
-        self.resize(620, 640)
+        fit_dialog(self, 620, 640)

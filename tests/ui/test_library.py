@@ -19,6 +19,7 @@ def _row(i, name, status="unreviewed", exists=True, unc=None, frames=300, findin
 def lib(qtbot):
     w = LibraryWidget()
     qtbot.addWidget(w)
+    w.resize(1280, 600)  # wide enough for three preview frames (a narrow table shows two)
     w.show()
     w.set_rows(
         [

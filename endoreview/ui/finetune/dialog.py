@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from endoreview import RESEARCH_NOTICE
 from endoreview.services.finetune_plan import label_name
+from endoreview.ui.scale import fit_dialog
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ class FinetuneDialog(QDialog):
         lay = QVBoxLayout(self)
         lay.addLayout(body, 1)
         lay.addWidget(self.buttons)
-        self.resize(900, 560)
+        fit_dialog(self, 900, 560)
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

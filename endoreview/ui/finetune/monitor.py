@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QV
 from endoreview import RESEARCH_NOTICE
 from endoreview.services.finetune_plan import format_duration
 from endoreview.ui.app import import_pyqtgraph
+from endoreview.ui.scale import fit_dialog
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class FinetuneMonitor(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.status)
         lay.addWidget(notice)
-        self.resize(980, 460)
+        fit_dialog(self, 980, 460)
 
     def _cancel(self) -> None:
         self.btn_cancel.setEnabled(False)

@@ -24,7 +24,10 @@ from endoreview.ui.icons import icon
 from endoreview.ui.palette import colour_for, hex_colour
 from endoreview.ui.player.controller import SPEEDS, PlayerController
 from endoreview.ui.player.view import FrameView
+from endoreview.ui.scale import em
 from endoreview.ui.tracks import PredictionTrack
+
+NAME_EM = 26  # the open video's name gets at most this many 'M' widths (~300 px at 10 pt), then is elided
 
 
 def format_time(seconds: float) -> str:
@@ -32,6 +35,11 @@ def format_time(seconds: float) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{int(h)}:{int(m):02d}:{s:06.3f}" if h >= 1 else f"{int(m):02d}:{s:06.3f}"
+
+
+def counter_text(t: float, duration: float, frame: int, frames: int) -> str:
+    """The transport's counter: the time to the millisecond, the length to the second, the frame (1-based)."""
+    return f"{format_time(t)} / {format_time(duration).split('.')[0]}   frame {frame} / {frames}"
 
 
 def parse_time(text: str, fps: float) -> int | None:
@@ -92,16 +100,23 @@ class PlayerWidget(QWidget):
             lab.setFixedHeight(h)
         # long names never widen the window (at 1366 px the jobs panel and the go-to field must stay on screen)
         # the class banner too: the whole-video call explains itself ("normal: no polyp above 0.70 (highest 0.56)")
-        # and may be cut at the header's edge, the tooltip has it whole
+        # and is only cut at the header's edge when even the whole row is too narrow, the tooltip has it whole
         for lab in (self.switched, self.banner):
             lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             lab.setMinimumWidth(40)
-        self.video_name.setMaximumWidth(320)  # a long name is elided in the middle (the tooltip has it whole)
-        header = QHBoxLayout()
+        self.video_name.setMaximumWidth(
+            em(self, NAME_EM)
+        )  # longer names are elided in the middle (tooltip whole)
+        # row 1: which video, the frame's class, the whole-video call (the row to itself: whole at 1366 px with the
+        # jobs panel open); row 2: the research notice, one line beside every model output
+        row = QHBoxLayout()
+        row.addWidget(self.video_name)
+        row.addWidget(self.banner, 1)
+        header = QVBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
-        header.addWidget(self.video_name)
-        header.addWidget(self.banner, 3)
-        header.addWidget(self.notice, 1)
+        header.setSpacing(0)
+        header.addLayout(row)
+        header.addWidget(self.notice)
 
         self.view = FrameView(self)
         self.view.setMinimumSize(320, 180)
@@ -128,7 +143,7 @@ class PlayerWidget(QWidget):
         self.btn_end = button("skip-end", "Last frame (End)", lambda: c.seek(c.frame_count - 1))
         self.time_label = QLabel("--:--")
         self.time_label.setObjectName("timeLabel")
-        self.time_label.setMinimumWidth(10)
+        self.time_label.setMinimumWidth(10)  # fit_counter: as wide as the open video's longest counter
         self.speed = QComboBox()
         self.speed.setToolTip("Playback speed (J slower, L faster)")
         for s in SPEEDS:
@@ -138,7 +153,10 @@ class PlayerWidget(QWidget):
         self.goto = QLineEdit()
         self.goto.setPlaceholderText("go to 1:23 or #frame")
         self.goto.setToolTip("A time (1:23, 83.5) or a frame number as the counter shows it (#2490)")
-        self.goto.setMaximumWidth(150)
+        # as wide as its hint, whatever the text size (at 150 px a 12 pt hint was cut to "go to 1:23 or #f…")
+        self.goto.setFixedWidth(
+            self.goto.fontMetrics().horizontalAdvance(self.goto.placeholderText()) + em(self, 2)
+        )
         self.goto.returnPressed.connect(self._goto)
         self.btn_zoom_in = button("zoom-in", "Zoom in (+)", lambda: self.view.zoom(1.25))
         self.btn_zoom_out = button("zoom-out", "Zoom out (-)", lambda: self.view.zoom(0.8))
@@ -209,8 +227,9 @@ class PlayerWidget(QWidget):
 
     # ---- content ----------------------------------------------------------------------------------------------
     def set_video_name(self, name: str) -> None:
+        room = self.video_name.maximumWidth() - em(self, 1.5)  # the label's padding
         self.video_name.setText(
-            self.video_name.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, 300)
+            self.video_name.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, room)
         )
         self.video_name.setToolTip(f"The open video: {name}")
 
@@ -265,6 +284,16 @@ class PlayerWidget(QWidget):
         if not has:
             self.view.clear_frame()
             self.time_label.setText("--:--")
+            self.time_label.setMinimumWidth(10)
+        else:
+            c = self.controller
+            self.fit_counter(c.frame_count / c.fps if c.fps else 0.0, c.frame_count)
+
+    def fit_counter(self, duration_s: float, frames: int) -> None:
+        """The frame counter is never cut: its minimum width (part of the window's) is that of the video's widest
+        counter text (an hour-long video's fits at 1366 px with the jobs panel open)."""
+        widest = re.sub(r"\d", "0", counter_text(duration_s, duration_s, frames, frames))
+        self.time_label.setMinimumWidth(self.time_label.fontMetrics().horizontalAdvance(widest) + 4)
 
     def _on_presented(self, index: int, image: np.ndarray, full: bool) -> None:
         src = self.controller.source
@@ -277,10 +306,7 @@ class PlayerWidget(QWidget):
         c = self.controller
         if c.source is None:
             return
-        fps = c.fps
-        self.time_label.setText(
-            f"{format_time(index / fps)} / {format_time(c.frame_count / fps)}   frame {index + 1} / {c.frame_count}"
-        )
+        self.time_label.setText(counter_text(index / c.fps, c.frame_count / c.fps, index + 1, c.frame_count))
 
     def _on_speed(self, speed: float) -> None:
         k = self.speed.findData(speed)

@@ -32,6 +32,7 @@ from endoreview.services.jobs import JobService, Launch
 from endoreview.services.records import JobState
 from endoreview.ui.app import import_pyqtgraph
 from endoreview.ui.jobs_panel import Job
+from endoreview.ui.scale import fit_dialog
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class CompareView(QDialog):
         lay.addWidget(main, 1)
         lay.addWidget(self.status)
         lay.addWidget(notice)
-        self.resize(1100, 760)
+        fit_dialog(self, 1100, 760)
         self._tmp = tempfile.TemporaryDirectory(prefix="endoreview-compare-")
         self.out_path = Path(self._tmp.name) / "compare.json"
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from endoreview import RESEARCH_NOTICE
+from endoreview.ui.scale import fit_dialog
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class RegistryView(QDialog):
         lay.addLayout(buttons)
         lay.addWidget(self.status)
         lay.addWidget(notice)
-        self.resize(1000, 640)
+        fit_dialog(self, 1000, 640)
         self._selected()
         self.refresh()
 
