@@ -498,6 +498,15 @@ class ReviewSession:
             )
         return " · ".join(parts)
 
+    def describe_at(self, frame: int, point: tuple[float, float]) -> list[Label]:
+        """The Navigate tool's click: says what the visible masks and boxes under ``point`` are (their details, for
+        an imported one the file, line, format and importer it came from); returns them."""
+        here = [x for x in self.visible_at(frame) if point_in_label(x, *point)]
+        if here:
+            more = f" (and {len(here) - 3} more)" if len(here) > 3 else ""
+            self.say("Here: " + " | ".join(self.details(x) for x in here[:3]) + more)
+        return here
+
     def video_class(self) -> str | None:
         """The reviewer's class for the whole video (None when not set)."""
         own = [x for x in self.segments if x.kind == LabelKind.VIDEO_CLASS and x.state in HUMAN_STATES]

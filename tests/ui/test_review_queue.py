@@ -98,3 +98,49 @@ def test_a_long_whole_video_call_never_widens_the_player(qtbot, edit):
     pw.refresh_overlay()
     if pw.banner.text():  # the banner shows the call on an analysed frame: the tooltip carries it whole
         assert pw.banner.toolTip() == pw.banner.text()
+
+
+def test_clicking_an_imported_mask_says_where_it_came_from(qtbot, edit, tmp_path):
+    """Issue 22.12: a mask has no selection; with the Navigate tool a click on it shows its details, for an
+    imported one the file, field, format and importer version."""
+    import json
+
+    import numpy as np
+
+    from core_model.contract import rle_encode
+    from endoreview.interchange.importer import IMPORTER_VERSION, Importer
+    from tests.ui.helpers import at, click
+
+    ctl = edit
+    m = np.zeros((240, 320), np.uint8)
+    m[100:160, 120:200] = 1
+    doc = {
+        "videos": [{"id": 1, "name": "indexed"}],
+        "images": [{"id": 1, "file_name": "indexed/0.jpg", "width": 320, "height": 240, "video_id": 1,
+                    "frame_id": 0}],
+        "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "segmentation": rle_encode(m),
+                         "area": int(m.sum()), "bbox": [120, 100, 80, 60], "iscrowd": 1}],
+        "categories": [{"id": 1, "name": "polyp"}],
+    }  # fmt: skip
+    coco = tmp_path / "expert_masks.json"
+    coco.write_text(json.dumps(doc))
+    rep = _in_thread(
+        lambda: Importer(ctl.backend.services.store, ctl.backend.project.id).import_annotations(
+            coco, video_id=ctl.video.id
+        )
+    )
+    assert rep.labels_added >= 1, rep
+    ctl.session.reload()
+    saved(qtbot, ctl)
+    said: list[str] = []
+    ctl.message.connect(said.append)
+    key(qtbot, ctl, Qt.Key.Key_V)  # Navigate
+    click(ctl.player_widget.view, at(ctl, 160, 130))
+    qtbot.waitUntil(lambda: any("Here:" in s for s in said), timeout=5000)
+    text = next(s for s in said if "Here:" in s)
+    assert "polyp mask" in text and "origin imported" in text
+    assert f"imported from {coco} [annotations[0]" in text and f"(coco, {IMPORTER_VERSION})" in text
+    said.clear()
+    click(ctl.player_widget.view, at(ctl, 20, 20))  # nothing there: nothing said
+    qtbot.wait(50)
+    assert not any("Here:" in s for s in said)

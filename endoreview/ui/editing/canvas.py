@@ -84,7 +84,9 @@ class CanvasTools(QObject):
             return False
         pt = self.to_image(ev.position())
         self.ctl.hover = pt
-        if self.tool == Tool.NAVIGATE:
+        if self.tool == Tool.NAVIGATE:  # a click says what is under it; the view still pans and zooms
+            if t == _PRESS and ev.button() == Qt.MouseButton.LeftButton:
+                self.ctl.session.describe_at(self.ctl.frame, pt)
             return False
         layer = self.ctl.layer
         if t == _MOVE and not ev.buttons() & Qt.MouseButton.LeftButton:
