@@ -10,13 +10,22 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
   per video second);
 - ``db_write``: the predictions recorded into the library (``PredictionRecorder``, the app's predict job path):
   seconds, database growth, and that growth per hour of video;
-- ``timeline_load``: what the timeline loads for the run (``Store.frame_probs`` + ``timeline_summary``: ``load_s``),
-  and the run's masks and boxes the player loads up front today (``run_geometry``: ``geometry_load_s``);
+- ``timeline_load``: what opening the video reads for the timeline and the player (``load_s``): the run's stored
+  per-frame summary (``Store.run_summary``: the class and detection lanes), the label summary
+  (``timeline_summary``), every label row of the video and the open suggestions of the review session's first
+  window of frames; also one window of suggestions in the middle (``window_s``: what moving the playhead far away
+  reads), the library's per-video summary (``library_s``) and, for comparison, reading every mask and box of the
+  run at once (``geometry_load_s``, what the player read up front before);
 - ``player_open``: ``VideoReader`` open + first frame + a frame in the middle;
 - ``timeline_fps``: the app's ``TimelineWidget`` (offscreen, 1600x220) over every frame of the video with two class
   lanes, the detection lane and a segment every 20 s: first draw, then 60 zoom/pan steps from the whole procedure
   down to 10 s, each fully repainted (``grab``): steps per second and the worst step;
 - ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
+
+``--tile-predictions``: instead of analysing each length (hours for 30 minutes on this CPU), the first length's
+``endofm predict`` output is repeated end to end (frame numbers shifted) to the longer lengths, so the stages after
+analysis (database, timeline, player, export) are measured at full length; their lines say ``"predictions":
+"tiled"``.
 
 Before the lengths, ``realtime_720p``: issue 20's bar, ``endofm predict`` on a 10-second 1280x720 clip (x real time
 of the prediction itself and of the whole process including Python, torch and model start-up).
@@ -141,7 +150,35 @@ def make_video(work: Path, minutes: float) -> tuple[Path, float]:
     return path, time.perf_counter() - t0
 
 
-def bench_length(minutes: float, work: Path, stages: set[str], threads: int | None) -> dict:
+def tile_predictions(src: Path, dest: Path, frames: int) -> int:
+    """Repeat a predict output's frame events end to end (frame numbers shifted) up to ``frames``; returns the
+    number of frame events written."""
+    events, head, tail = [], [], []
+    with open(src) as fh:
+        for line in fh:
+            ev = json.loads(line)
+            if ev.get("event") == "frame":
+                events.append(ev)
+            elif not events:
+                head.append(line)
+            else:
+                tail.append(line)
+    period = max(e["frame"] for e in events) + 1
+    n = 0
+    with open(dest, "w") as out:
+        out.writelines(head)
+        for k in range(0, frames, period):
+            for ev in events:
+                if k + ev["frame"] < frames:
+                    out.write(json.dumps({**ev, "frame": k + ev["frame"]}) + "\n")
+                    n += 1
+        out.writelines(tail)
+    return n
+
+
+def bench_length(
+    minutes: float, work: Path, stages: set[str], threads: int | None, tile_from: Path | None = None
+) -> dict:
     video, made_s = make_video(work, minutes)
     frames = int(round(minutes * 60 * FPS))
     secs = frames / FPS
@@ -149,7 +186,7 @@ def bench_length(minutes: float, work: Path, stages: set[str], threads: int | No
     d.mkdir()
     db = d / "library.sqlite3"
     env = {"ENDOREVIEW_DATA_DIR": str(d / "data"), "OMP_WAIT_POLICY": "PASSIVE", "PYTHONPATH": str(ROOT)}
-    out: dict = {"minutes": minutes, "frames": frames}
+    out: dict = {"minutes": minutes, "frames": frames, "dir": str(d)}
     emit(
         {
             "stage": "video",
@@ -184,7 +221,13 @@ def bench_length(minutes: float, work: Path, stages: set[str], threads: int | No
         )
         stage("proxy", _popen_wait4(py(code), env))
     preds = d / "preds.jsonl"
-    if "analysis" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
+    if tile_from is not None and tile_from.exists():
+        t0 = time.perf_counter()
+        n = tile_predictions(tile_from, preds, frames)
+        emit({"stage": "tile_predictions", "minutes": minutes, "frames": n, "from": str(tile_from),
+              "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+        out["predictions"] = "tiled"
+    elif "analysis" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
         cmd = [
             sys.executable,
             "-m",
@@ -266,6 +309,7 @@ store.close() if hasattr(store, "close") else None
         stage(
             "db_write",
             res,
+            predictions=out.get("predictions", "analysed"),
             labels=info.get("labels"),
             db_mb=round(grow, 1),
             db_mb_per_hour=round(grow * 3600 / secs, 1),
@@ -274,15 +318,32 @@ store.close() if hasattr(store, "close") else None
         code = f"""
 import json, time
 from endoreview.store import Store
-store = Store.open({str(db)!r})
 from endoreview.services.review_data import ReviewData
+from endoreview.services.review_commands import read_snapshot
+from endoreview.services.review_session import SUGGESTION_WINDOW
+store = Store.open({str(db)!r})
+data = ReviewData(store)
+n = store.get_video({video_id}).frame_count
 t = time.perf_counter()
-probs = store.frame_probs(1)
-summary = store.timeline_summary({video_id})
-t1 = time.perf_counter() - t
-geometry = ReviewData(store).run_geometry({video_id}, 1)
-print(json.dumps({{"load_s": round(t1, 3), "frames_with_probs": len(probs),
-                  "geometry_load_s": round(time.perf_counter() - t - t1, 3), "geometry_labels": len(geometry)}}))
+run = data.latest_run({video_id})
+summary = data.run_summary(run.id)                   # the class and detection lanes
+tl = store.timeline_summary({video_id})              # label counts per frame, segments
+labels = data.labels({video_id}, kinds=("segment", "video_class", "mask", "box"), suggestions=False)
+snap = read_snapshot(store, {video_id}, None, (0, SUGGESTION_WINDOW))  # the review session's first window
+load_s = time.perf_counter() - t
+t = time.perf_counter()
+mid = read_snapshot(store, {video_id}, range(n // 2, n // 2 + SUGGESTION_WINDOW))
+window_s = time.perf_counter() - t
+t = time.perf_counter()
+data.run_summary(data.latest_run({video_id}).id)     # what the library draws per video
+library_s = time.perf_counter() - t
+t = time.perf_counter()
+geometry = data.run_geometry({video_id}, run.id)     # every mask and box at once (the old up-front load)
+geometry_s = time.perf_counter() - t
+print(json.dumps({{"load_s": round(load_s, 3), "window_s": round(window_s, 3), "library_s": round(library_s, 3),
+                  "frames_with_probs": int((summary.probs == summary.probs).any(axis=1).sum()),
+                  "window_labels": sum(len(v) for v in snap.frames.values()),
+                  "geometry_load_s": round(geometry_s, 3), "geometry_labels": len(geometry)}}))
 """
         res = _popen_wait4(py(code), env, d / "timeline.out")
         last = (d / "timeline.out").read_text().strip().splitlines()
@@ -400,6 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--work", default=None, help="folder for videos (kept) and runs")
     ap.add_argument("--threads", type=int, default=None, help="endofm predict --threads")
+    ap.add_argument(
+        "--tile-predictions",
+        action="store_true",
+        help="analyse the first length only and repeat its predictions to the longer lengths",
+    )
     args = ap.parse_args(argv)
     lengths = args.minutes or ([1.0, 3.0] if args.small else [1.0, 5.0, 30.0])
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
@@ -408,7 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / "endoreview-procedure-scale"
     work.mkdir(parents=True, exist_ok=True)
     rt = bench_realtime_720p(work, args.threads) if "realtime_720p" in stages else {}
-    results = [bench_length(m, work, stages, args.threads) for m in lengths]
+    results = []
+    tile_from: Path | None = None
+    for m in lengths:
+        r = bench_length(m, work, stages, args.threads, tile_from)
+        results.append(r)
+        if args.tile_predictions and tile_from is None:
+            tile_from = Path(r["dir"]) / "preds.jsonl"
     peaks = [(r["frames"], r["analysis"]["peak_mb"]) for r in results if "analysis" in r]
     longest = results[-1]
     summary = {
@@ -425,7 +497,10 @@ def main(argv: list[str] | None = None) -> int:
         "proxy_s": longest.get("proxy", {}).get("seconds"),
         "db_mb_per_hour": longest.get("db_write", {}).get("db_mb_per_hour"),
         "timeline_load_s": longest.get("timeline_load", {}).get("load_s"),
+        "window_s": longest.get("timeline_load", {}).get("window_s"),
+        "library_s": longest.get("timeline_load", {}).get("library_s"),
         "geometry_load_s": longest.get("timeline_load", {}).get("geometry_load_s"),
+        "predictions": longest.get("predictions", "analysed"),
         "timeline_fps": longest.get("timeline_fps", {}).get("fps"),
         "timeline_worst_step_ms": longest.get("timeline_fps", {}).get("worst_step_ms"),
         "export_coco_s": longest.get("export_coco", {}).get("seconds"),

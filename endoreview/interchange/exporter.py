@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -145,15 +146,7 @@ class Exporter:
         return videos
 
     def _labels(self, video: Video, opt: ExportOptions) -> list[Label]:
-        states = None
-        if opt.states:
-            states = [ReviewState(s) for s in opt.states]
-        elif _selection(opt) == "reviewed":
-            states = list(REVIEWED)
-        elif _selection(opt) != "all":
-            raise ExportError(
-                f"selection must be 'all' or 'reviewed' (or give states), got {opt.selection!r}"
-            )
+        states = self._states(opt)
         labels = self.store.labels_for_video(video.id, states=states)
         if opt.run_ids is not None:
             runs = set(opt.run_ids)
@@ -206,27 +199,33 @@ class Exporter:
         dropped: set[str] = {ALWAYS_DROPPED}
         col = Collection(layout=opt.format)
         per_video: list[tuple[Video, VideoItem]] = []
-        for i, v in enumerate(videos):
-            if should_cancel is not None and should_cancel():
-                rep.cancelled = True
-                return self._finish(rep, opt)
-            if on_progress:
-                on_progress(i, len(videos), names[v.id])
-            labels = self._labels(v, opt)
-            item = to_item(v, labels, names[v.id], dropped)
-            rep.labels += item.n_labels()
-            col.videos.append(item)
-            per_video.append((v, item))
-        rep.videos = len(per_video)
         ext = "png" if opt.image_format == "png" else "jpg"
-        if opt.format not in STATE_FORMATS and any(
-            a.state == ReviewState.SUGGESTED
-            for _v, it in per_video
-            for a in (*it.masks, *it.boxes, *it.segments)
-        ):
-            dropped.add(STATE_DROPPED)
-        writer = getattr(self, "_w_" + opt.format.replace("-", "_"))
-        writer(out, col, per_video, opt, rep, dropped, ext)
+        if opt.format in STREAMED:
+            # written as they are read, a range of frames at a time: memory does not grow with a video's length
+            per_video = self._stream(out, videos, names, opt, rep, dropped, ext, on_progress, should_cancel)
+            if rep.cancelled:
+                return self._finish(rep, opt)
+        else:
+            for i, v in enumerate(videos):
+                if should_cancel is not None and should_cancel():
+                    rep.cancelled = True
+                    return self._finish(rep, opt)
+                if on_progress:
+                    on_progress(i, len(videos), names[v.id])
+                labels = self._labels(v, opt)
+                item = to_item(v, labels, names[v.id], dropped)
+                rep.labels += item.n_labels()
+                col.videos.append(item)
+                per_video.append((v, item))
+            rep.videos = len(per_video)
+            if opt.format not in STATE_FORMATS and any(
+                a.state == ReviewState.SUGGESTED
+                for _v, it in per_video
+                for a in (*it.masks, *it.boxes, *it.segments)
+            ):
+                dropped.add(STATE_DROPPED)
+            writer = getattr(self, "_w_" + opt.format.replace("-", "_"))
+            writer(out, col, per_video, opt, rep, dropped, ext)
         if opt.frames or opt.format.startswith("yolo"):
             sub = {
                 "coco": "images",
@@ -240,6 +239,10 @@ class Exporter:
                     rep.cancelled = True
                     break
                 frames = range(v.frame_count) if opt.all_frames else sorted(_labelled_frames(item))
+                if opt.format in STREAMED:
+                    frames = (
+                        range(v.frame_count) if opt.all_frames else sorted(item.metadata.get("frames", ()))
+                    )
                 if opt.frames:
                     try:
                         rep.frames_written += self._write_frames(
@@ -270,23 +273,74 @@ class Exporter:
         rep.files.append(p)
         return rep
 
+    # ------------------------------------------------------------------ streamed writers
+    def _chunks(self, v: Video, opt: ExportOptions):
+        """(segments and video labels, then) the video's masks and boxes as :class:`VideoItem` parts of
+        :data:`STREAM_FRAMES` frames each, in frame order."""
+        states = self._states(opt)
+        runs = None if opt.run_ids is None else set(opt.run_ids)
+
+        def keep(labels: list[Label]) -> list[Label]:
+            return labels if runs is None else [x for x in labels if x.run_id in runs]
+
+        yield keep(
+            self.store.labels_for_video(v.id, kinds=[LabelKind.SEGMENT, LabelKind.VIDEO_CLASS], states=states)
+        )
+        for a in range(0, max(v.frame_count, 1), STREAM_FRAMES):
+            yield keep(
+                self.store.labels_for_video(
+                    v.id, kinds=[LabelKind.MASK, LabelKind.BOX], states=states, frames=(a, a + STREAM_FRAMES)
+                )
+            )
+
+    def _stream(self, out, videos, names, opt, rep, dropped, ext, on_progress, should_cancel):
+        """Write a COCO / CVAT export a part at a time; returns ``(video, item)`` pairs whose items hold no
+        annotations, only ``metadata["frames"]``: the labelled frames (for writing frame images)."""
+        per_video: list[tuple[Video, VideoItem]] = []
+        writer = _CocoStream(out, opt, ext) if opt.format.startswith("coco") else _CvatStream(out)
+        try:
+            for i, v in enumerate(videos):
+                if on_progress:
+                    on_progress(i, len(videos), names[v.id])
+                shell = VideoItem(name=names[v.id], width=v.width, height=v.height, num_frames=v.frame_count,
+                                  fps=v.fps)  # fmt: skip
+                frames: set[int] = set()
+                writer.start_video(v, shell)
+                for labels in self._chunks(v, opt):
+                    if should_cancel is not None and should_cancel():
+                        rep.cancelled = True
+                        writer.abort()
+                        return per_video
+                    item = to_item(v, labels, names[v.id], dropped)
+                    rep.labels += item.n_labels()
+                    frames.update(_labelled_frames(item))
+                    if opt.format not in STATE_FORMATS and any(
+                        a.state == ReviewState.SUGGESTED for a in (*item.masks, *item.boxes, *item.segments)
+                    ):
+                        dropped.add(STATE_DROPPED)
+                    writer.add(item, dropped)
+                writer.end_video(dropped)
+                shell.metadata["frames"] = frames
+                per_video.append((v, shell))
+            rep.files += writer.finish(dropped)
+        except BaseException:
+            writer.abort()
+            raise
+        rep.videos = len(per_video)
+        return per_video
+
+    def _states(self, opt: ExportOptions) -> list[ReviewState] | None:
+        if opt.states:
+            return [ReviewState(s) for s in opt.states]
+        if _selection(opt) == "reviewed":
+            return list(REVIEWED)
+        if _selection(opt) != "all":
+            raise ExportError(
+                f"selection must be 'all' or 'reviewed' (or give states), got {opt.selection!r}"
+            )
+        return None
+
     # ------------------------------------------------------------------ writers
-    def _w_coco(self, out, col, per_video, opt, rep, dropped, ext, polygons=False):
-        sub = "images"
-        doc, d = coco.coco_document(col, frame_name=lambda v, f: f"{sub}/{v.name}/{f:06d}.{ext}")
-        dropped.update(d)
-        if polygons:
-            doc, d = coco.coco_polygon_document(doc)
-            dropped.update(d)
-        if opt.strip_metadata:
-            doc["info"] = {"frame_index_base": 0}
-        p = out / "annotations.json"
-        p.write_text(json.dumps(doc), encoding="utf-8")
-        rep.files.append(p)
-
-    def _w_coco_polygons(self, *a):
-        self._w_coco(*a, polygons=True)
-
     def _w_yolo(self, out, col, per_video, opt, rep, dropped, ext, mode):
         classes = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
         idx = {c: i for i, c in enumerate(classes)}
@@ -360,19 +414,6 @@ class Exporter:
                 if not cv2.imwrite(str(p), img):
                     raise OSError(f"{p}: cannot be written")
                 rep.files.append(p)
-
-    def _w_cvat_video(self, out, col, per_video, opt, rep, dropped, ext):
-        labels = sorted({a.label for v in col.videos for a in (*v.masks, *v.boxes)})
-        for v, item in per_video:
-            xml, dr = cvat.cvat_video_xml(
-                item.name, v.width, v.height, v.frame_count, item.boxes, item.masks, labels
-            )
-            dropped.update(dr)
-            if item.segments or item.video_labels:
-                dropped.add("segments and video labels (use the CSV export)")
-            p = out / f"{item.name}.xml"
-            p.write_text(xml, encoding="utf-8")
-            rep.files.append(p)
 
     def _w_csv(self, out, col, per_video, opt, rep, dropped, ext):
         if any(v.masks or v.boxes for v in col.videos):
@@ -505,6 +546,109 @@ class Exporter:
         target.parent.mkdir(parents=True, exist_ok=True)
         with self._reader(v) as r:
             write_video(target, (_apply_blank(r[i], rect) for i in range(len(r))), fps=v.fps)
+
+
+#: formats written as they are read, a part of a video at a time (bounded memory at procedure scale)
+STREAMED = ("coco", "coco-polygons", "cvat-video")
+#: frames of labels read and written at once by a streamed export
+STREAM_FRAMES = 512
+
+
+class _CocoStream:
+    """A COCO document written as it is built: images to ``annotations.json`` (temporary name), annotations to a
+    side file, joined at the end; categories (numbered as they are first seen) last. Bounded memory."""
+
+    def __init__(self, out: Path, opt: ExportOptions, ext: str):
+        self.out, self.opt, self.ext = out, opt, ext
+        self.polygons = opt.format == "coco-polygons"
+        self.final = out / "annotations.json"
+        self.main_path = out / ".annotations.json.part"
+        self.ann_path = out / ".annotations.part"
+        self.main = open(self.main_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish/abort
+        self.anns = open(self.ann_path, "w", encoding="utf-8")  # noqa: SIM115
+        self.cat_id: dict[str, int] = {}
+        self.ids = [0, 0]
+        self.videos: list[dict] = []
+        self.n_images = self.n_anns = 0
+        self.vi = 0
+        info = {"frame_index_base": 0} if opt.strip_metadata else {
+            "description": "exported by EndoReview", "frame_index_base": 0}  # fmt: skip
+        self.main.write('{"info": ' + json.dumps(info) + ', "images": [')
+
+    def start_video(self, v: Video, shell: VideoItem) -> None:
+        self.vi += 1
+        self.videos.append({"id": self.vi, "name": shell.name})
+
+    def add(self, item: VideoItem, dropped: set[str]) -> None:
+        sub = "images"
+        images, anns = coco.coco_frames(
+            item, self.vi, self.cat_id, lambda v, f: f"{sub}/{v.name}/{f:06d}.{self.ext}", self.ids, dropped
+        )
+        if self.polygons and anns:
+            doc, d = coco.coco_polygon_document({"annotations": anns})
+            anns = doc["annotations"]
+            dropped.update(d)
+        for x in images:
+            self.main.write((", " if self.n_images else "") + json.dumps(x))
+            self.n_images += 1
+        for x in anns:
+            self.anns.write((", " if self.n_anns else "") + json.dumps(x))
+            self.n_anns += 1
+
+    def end_video(self, dropped: set[str]) -> None:
+        pass
+
+    def finish(self, dropped: set[str]) -> list[Path]:
+        self.anns.close()
+        self.main.write('], "annotations": [')
+        with open(self.ann_path, encoding="utf-8") as f:
+            shutil.copyfileobj(f, self.main, 1 << 20)
+        cats = [{"id": i, "name": n, "supercategory": "lesion"} for n, i in sorted(self.cat_id.items())]
+        self.main.write(
+            '], "videos": ' + json.dumps(self.videos) + ', "categories": ' + json.dumps(cats) + "}"
+        )
+        self.main.close()
+        self.ann_path.unlink(missing_ok=True)
+        os.replace(self.main_path, self.final)
+        return [self.final]
+
+    def abort(self) -> None:
+        for f in (self.main, self.anns):
+            f.close()
+        self.main_path.unlink(missing_ok=True)
+        self.ann_path.unlink(missing_ok=True)
+
+
+class _CvatStream:
+    """One CVAT for video 1.1 file per video, written a part at a time (:class:`cvat.CvatVideoWriter`)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.files: list[Path] = []
+        self.cur: cvat.CvatVideoWriter | None = None
+
+    def start_video(self, v: Video, shell: VideoItem) -> None:
+        self.cur = cvat.CvatVideoWriter(
+            self.out / f"{shell.name}.xml", shell.name, v.width, v.height, v.frame_count
+        )
+
+    def add(self, item: VideoItem, dropped: set[str]) -> None:
+        assert self.cur is not None
+        if item.segments or item.video_labels:
+            dropped.add("segments and video labels (use the CSV export)")
+        self.cur.add(item.boxes, item.masks)
+
+    def end_video(self, dropped: set[str]) -> None:
+        assert self.cur is not None
+        self.files.append(self.cur.finish(dropped))
+        self.cur = None
+
+    def finish(self, dropped: set[str]) -> list[Path]:
+        return self.files
+
+    def abort(self) -> None:
+        if self.cur is not None:
+            self.cur.abort()
 
 
 def _selection(opt: ExportOptions) -> str:

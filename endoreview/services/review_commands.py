@@ -40,17 +40,51 @@ class Snapshot:
     full: bool
     frames: dict[int, list[Label]] = field(default_factory=dict)
     segments: list[Label] = field(default_factory=list)  # segments and video classes
+    window: tuple[int, int] | None = None  # full snapshots: the frames whose open suggestions it holds
+    model_frames: np.ndarray | None = None  # full snapshots: frames with any model output, [frame_count] bool
 
 
-def read_snapshot(store: Any, video_id: int, frames: Sequence[int] | None) -> Snapshot:
+def _frames_of(
+    store: Any, video_id: int, a: int, b: int, only: set[int] | None = None
+) -> dict[int, list[Label]]:
+    """Masks and boxes (labels and open suggestions) on frames [a, b), every asked frame present."""
+    per: dict[int, list[Label]] = {f: [] for f in (range(a, b) if only is None else only)}
+    for x in store.labels_for_video(video_id, kinds=[LabelKind.MASK, LabelKind.BOX], frames=(a, b)):
+        f = int(x.frame)
+        if f in per:
+            per[f].append(x)
+    return per
+
+
+def read_snapshot(
+    store: Any, video_id: int, frames: Sequence[int] | None, window: tuple[int, int] | None = None
+) -> Snapshot:
+    """Labels after an action. ``frames=None``: every label row of the video and the open suggestions of
+    ``window`` only (a procedure's model output is read around the frame on screen, not all at once)."""
     check_off_gui_thread("db", "edit snapshot")
     segs = store.labels_for_video(video_id, kinds=[LabelKind.SEGMENT, LabelKind.VIDEO_CLASS])
     if frames is None:
         per: dict[int, list[Label]] = {}
-        for x in store.labels_for_video(video_id, kinds=[LabelKind.MASK, LabelKind.BOX]):
+        for x in store.labels_for_video(video_id, kinds=[LabelKind.MASK, LabelKind.BOX], suggestions=False):
             per.setdefault(int(x.frame), []).append(x)
-        return Snapshot(video_id, True, per, segs)
-    return Snapshot(video_id, False, {f: store.labels_for_frame(video_id, f) for f in set(frames)}, segs)
+        video = store.get_video(video_id)
+        if window is not None:
+            a, b = window
+            for x in store.suggestions(video_id, frames=(a, b)):
+                per.setdefault(int(x.frame), []).insert(0, x)
+        model = np.zeros(video.frame_count, bool)
+        for f in store.frames_with_model_output(video_id):
+            if 0 <= f < video.frame_count:
+                model[f] = True
+        for f, labs in per.items():
+            if 0 <= f < video.frame_count and any(x.origin == "predicted" for x in labs):
+                model[f] = True
+        return Snapshot(video_id, True, per, segs, window=window, model_frames=model)
+    fs = set(frames)
+    if not fs:
+        return Snapshot(video_id, False, {}, segs)
+    a, b = min(fs), max(fs) + 1
+    return Snapshot(video_id, False, _frames_of(store, video_id, a, b, fs), segs)
 
 
 # ---------------------------------------------------------------------------------------------------- commands
@@ -444,29 +478,42 @@ class CommandWriter:
         video_id: int,
         frames: Sequence[int] | None,
         on_done: Callable[[Outcome], None],
+        window: tuple[int, int] | None = None,
+        counts: bool = True,
     ) -> None:
-        """Run ``fn(service)`` in order; read back ``frames`` (None: the whole video); deliver an :class:`Outcome`."""
-        with self._lock:
-            self._busy += 1
+        """Run ``fn(service)`` in order; read back ``frames`` (None: the whole video, with the open suggestions of
+        ``window``); deliver an :class:`Outcome`. ``counts=False``: a read only, not an unsaved action (``busy``)."""
+        if counts:
+            with self._lock:
+                self._busy += 1
 
         def work() -> None:
             try:
                 result = fn(self.service())
-                snap = read_snapshot(self.service().store, video_id, None if frames is None else list(frames))
+                snap = read_snapshot(
+                    self.service().store, video_id, None if frames is None else list(frames), window
+                )
                 out = Outcome(name, result, snap)
             except Exception as exc:  # shown to the reviewer, the app carries on
                 log.warning("edit %s failed: %s", name, exc, exc_info=True)
                 out = Outcome(name, error=str(exc))
-            self._deliver(lambda: self._finish(out, on_done))
+            self._deliver(lambda: self._finish(out, on_done, counts))
 
         self._pool.submit(work)
 
-    def execute(self, cmd: Command, video_id: int, on_done: Callable[[Outcome], None]) -> None:
-        self.submit(cmd.title, cmd.run, video_id, cmd.frames, on_done)
+    def execute(
+        self,
+        cmd: Command,
+        video_id: int,
+        on_done: Callable[[Outcome], None],
+        window: tuple[int, int] | None = None,
+    ) -> None:
+        self.submit(cmd.title, cmd.run, video_id, cmd.frames, on_done, window)
 
-    def _finish(self, out: Outcome, on_done: Callable[[Outcome], None]) -> None:
-        with self._lock:
-            self._busy -= 1
+    def _finish(self, out: Outcome, on_done: Callable[[Outcome], None], counts: bool = True) -> None:
+        if counts:
+            with self._lock:
+                self._busy -= 1
         on_done(out)
 
     def shutdown(self, wait: bool = True) -> None:

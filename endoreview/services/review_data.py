@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from endoreview.store import Store
 from endoreview.store.errors import NotFoundError
+from endoreview.store.frame_outputs import RunSummary
 from endoreview.store.records import Label, ModelVersion, PredictionRun, ReviewState, Video
 
 
@@ -28,16 +29,24 @@ class ReviewData:
     def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
         return self.store.frame_probs(run_id)
 
-    def run_geometry(self, video_id: int, run_id: int) -> list[Label]:
-        """The run's masks and boxes on frames, without those a reviewer rejected (they are not there)."""
+    def run_summary(self, run_id: int) -> RunSummary:
+        """The run's per-frame class probabilities and best detection score (what the lanes draw; no masks)."""
+        return self.store.run_summary(run_id)
+
+    def run_geometry(self, video_id: int, run_id: int, frames: tuple[int, int] | None = None) -> list[Label]:
+        """The run's masks and boxes on frames ``[a, b)`` (all frames: None), without those a reviewer rejected
+        (they are not there)."""
         return [
             lab
-            for lab in self.store.labels_for_video(video_id, kinds=("mask", "box"), run_id=run_id)
+            for lab in self.store.labels_for_video(
+                video_id, kinds=("mask", "box"), run_id=run_id, frames=frames
+            )
             if lab.frame is not None and lab.state != ReviewState.REJECTED
         ]
 
-    def labels(self, video_id: int, kinds: Sequence[str]) -> list[Label]:
-        return self.store.labels_for_video(video_id, kinds=tuple(kinds))
+    def labels(self, video_id: int, kinds: Sequence[str], suggestions: bool = True) -> list[Label]:
+        """Labels of some kinds; ``suggestions=False`` leaves out the model's open mask and box suggestions."""
+        return self.store.labels_for_video(video_id, kinds=tuple(kinds), suggestions=suggestions)
 
     def model_name(self, version_id: int) -> str:
         try:

@@ -39,6 +39,10 @@ from endoreview.store.records import Label, LabelKind, LabelOrigin, ReviewState,
 
 log = logging.getLogger(__name__)
 
+#: frames around the one on screen whose open suggestions the session holds, and how close to the window's edge the
+#: playhead may come before the next window is read (a window reads in ~20 ms here for 21 suggestions a frame)
+SUGGESTION_WINDOW = 240
+SUGGESTION_MARGIN = 30
 PROPAGATE_MAX_FRAMES = 30  # one press carries a mask about a second; press again to go on (flow drifts)
 
 
@@ -107,6 +111,14 @@ class ReviewSession:
         self.working: dict[int, np.ndarray] = {}  # masks drawn but not yet saved, per frame
         self.tracks_gen = self.snap_gen = 0  # model output reloaded vs. what our snapshot has seen
         self._refresh_queued = False
+        # the model's open suggestions are held for a window of frames around the one on screen (and the range a
+        # bulk accept covers), read on demand: a procedure lists ~20 a frame, far too many to hold for 54,000
+        # frames. Every label row of the video (the reviewers' own, few) is always held.
+        self.focus = 0
+        self.ranges: dict[str, tuple[int, int]] = {}
+        self._pending: dict[str, tuple[int, int]] = {}
+        self._then: dict[str, list[Callable[[], None]]] = {}
+        self.model_frames: np.ndarray | None = None
 
     # ---- events -----------------------------------------------------------------------------------------------
     def subscribe(self, fn: Callable[[Change, Any], None]) -> None:
@@ -139,7 +151,81 @@ class ReviewSession:
 
     def _run(self, cmd: C.Command, on_done: Callable[[Any], None] | None = None) -> None:
         assert self.video_id is not None
-        self.writer.execute(cmd, self.video_id, lambda out: self._saved(cmd, out, on_done))
+        self.writer.execute(
+            cmd, self.video_id, lambda out: self._saved(cmd, out, on_done), self._focus_window()
+        )
+
+    # ---- the model's suggestions, on demand --------------------------------------------------------------------
+    def _focus_window(self, frame: int | None = None) -> tuple[int, int]:
+        f = self.focus if frame is None else frame
+        a = max(0, f - SUGGESTION_WINDOW // 2)
+        return a, max(a + 1, min(self.frame_count or (a + SUGGESTION_WINDOW), a + SUGGESTION_WINDOW))
+
+    def covers(self, a: int, b: int) -> bool:
+        """Whether the open suggestions of frames [a, b) are held."""
+        return any(ra <= a and b <= rb for ra, rb in self.ranges.values())
+
+    def set_focus(self, frame: int) -> None:
+        """The frame on screen: its neighbourhood's suggestions are read if they are not held (near an edge of
+        the held window too, so playing on rarely waits)."""
+        self.focus = int(frame)
+        if self.video_id is None or not self.loaded:
+            return
+        a, b = max(0, frame - SUGGESTION_MARGIN), min(self.frame_count, frame + SUGGESTION_MARGIN + 1)
+        if not self.covers(a, b):
+            self.want_frames("focus", *self._focus_window(frame))
+
+    def want_frames(self, key: str, a: int, b: int, then: Callable[[], None] | None = None) -> bool:
+        """Make sure the open suggestions of [a, b) are held (under ``key``: "focus" or "bulk"); True when they
+        already are, else they are read in order behind any edit and ``then`` runs once they are here."""
+        a, b = max(0, int(a)), min(self.frame_count, int(b))
+        if b <= a or self.covers(a, b):
+            return True
+        if self.video_id is None:
+            return False
+        if self._pending.get(key) == (a, b):
+            if then is not None:
+                self._then.setdefault(key, []).append(then)
+            return False
+        self._pending[key] = (a, b)
+        self._then[key] = [then] if then is not None else []
+        vid = self.video_id
+        self.writer.submit(
+            "Read suggestions",
+            lambda _svc: None,
+            vid,
+            range(a, b),
+            lambda out: self._window_read(key, a, b, out),
+            counts=False,
+        )
+        return False
+
+    def _window_read(self, key: str, a: int, b: int, out: C.Outcome) -> None:
+        then_all: list[Callable[[], None]] = []
+        if self._pending.get(key) == (a, b):
+            del self._pending[key]
+            then_all = self._then.pop(key, [])
+        snap = out.snapshot
+        if out.error is not None or snap is None or snap.video_id != self.video_id:
+            return
+        self.ranges[key] = (a, b)
+        self.frames.update(snap.frames)
+        self._prune()
+        self._emit(Change.LABELS, None)
+        for fn in then_all:
+            fn()
+
+    def _prune(self) -> None:
+        """Drop open suggestions outside every held range (label rows stay)."""
+        keep = list(self.ranges.values())
+        for f in list(self.frames):
+            if any(ra <= f < rb for ra, rb in keep):
+                continue
+            labs = [x for x in self.frames[f] if x.id > 0]
+            if labs:
+                self.frames[f] = labs
+            else:
+                del self.frames[f]
 
     def _saved(self, cmd: C.Command, out: C.Outcome, on_done: Callable[[Any], None] | None) -> None:
         snap = out.snapshot
@@ -150,6 +236,8 @@ class ReviewSession:
             return  # another video was opened since
         if snap.full:
             self.frames = dict(snap.frames)
+            self.ranges = {} if snap.window is None else {"focus": snap.window}
+            self.model_frames = snap.model_frames
         else:
             self.frames.update(snap.frames)
         self.segments = list(snap.segments)
@@ -190,6 +278,8 @@ class ReviewSession:
     def open(self, video_id: int, width: int, height: int, frame_count: int, path: str | None = None) -> None:
         self.video_id, self.size, self.frame_count, self.path = video_id, (width, height), frame_count, path
         self.frames, self.segments, self.loaded, self.working = {}, [], False, {}
+        self.focus = 0
+        self.ranges, self._pending, self._then, self.model_frames = {}, {}, {}, None
         self.tracks_gen = self.snap_gen = 0
         self.mark_in = self.mark_out = None
         self.selected_box = None
@@ -210,7 +300,14 @@ class ReviewSession:
 
         assert self.video_id is not None
         vid = self.video_id
-        self.writer.submit("Refresh", refresh, vid, None, lambda out: self._saved(C.Reload(), out, None))
+        self.writer.submit(
+            "Refresh",
+            refresh,
+            vid,
+            None,
+            lambda out: self._saved(C.Reload(), out, None),
+            self._focus_window(),
+        )
 
     def reload(self) -> None:
         if self.video_id is not None:
@@ -305,6 +402,7 @@ class ReviewSession:
         take: list[Label] = []
         hidden = 0
         thr = self.bulk_threshold
+        self.want_frames("bulk", start, end)  # counted once they are read (the panel updates then)
         for f in range(max(0, start), end):
             for x in self.labels_at(f):
                 if x.state != ReviewState.SUGGESTED:
@@ -555,6 +653,9 @@ class ReviewSession:
             self.say("Mark In/Out (I, O) or put the playhead in a segment to bulk-accept.")
             return
         a, b = rng
+        if not self.want_frames("bulk", a, b, then=lambda: self.bulk_accept(frame)):
+            self.say(f"Reading the suggestions on frames {a + 1}–{b} …")
+            return
         take, hidden = self.bulk_candidates(a, b)
         thr = self.bulk_threshold
         left = f"; {hidden} hidden by the confidence slider / switches left open" if hidden else ""
@@ -609,10 +710,12 @@ class ReviewSession:
             return ""
         human = np.zeros(n, bool)
         model = np.zeros(n, bool)
+        if self.model_frames is not None and self.model_frames.shape == (n,):
+            model |= self.model_frames  # every frame with model output, held or not
         for f, labs in self.frames.items():
             if 0 <= f < n:
                 human[f] = any(x.state in HUMAN_STATES for x in labs)
-                model[f] = any(x.origin == LabelOrigin.PREDICTED for x in labs)
+                model[f] |= any(x.origin == LabelOrigin.PREDICTED for x in labs)
         for s in self.segments:
             if s.kind == LabelKind.SEGMENT:
                 sl = slice(max(0, s.start_frame or 0), min(n, s.end_frame or 0))

@@ -9,7 +9,9 @@ Review rules (what a reviewer's action does to a label's ``state``):
   predicted).
 
 Each records who and when in ``reviewed_by``/``reviewed_at`` (accept, reject, edit) and the optional ``reason``.
-Predictions are written in bulk (Core ``executemany``, one audit entry per batch instead of one per mask).
+Predictions are written in bulk, one ``frame_outputs`` row per frame (Core ``executemany``, one audit entry per batch);
+their masks and boxes are read back as open suggestions with negative ids until a reviewer acts on one, which then
+gets its own label row (:mod:`endoreview.store.frame_outputs`). Every read and write below takes both kinds of id.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from core_model.contract import RLEError, rle_normalise
 from endoreview.store import convert
+from endoreview.store import frame_outputs as fo
 from endoreview.store import records as r
 from endoreview.store import schema as s
 from endoreview.store.catalog import _get
@@ -111,14 +114,92 @@ PREDICTION_TX_FRAMES = 32
 class AnnotationsMixin(StoreBase):
     # ------------------------------------------------------------------ reading labels
     def get_label(self, label_id: int) -> r.Label:
+        if fo.is_virtual(label_id):  # an open suggestion, or the label a reviewer's action made of it
+            found = self.labels_by_id([label_id])
+            if not found:
+                raise NotFoundError(f"Label {label_id} does not exist (its prediction run was removed)")
+            return found[0]
         return self._read(lambda ses: convert.label(_get(ses, s.LabelRow, label_id, "Label")))
 
     def labels_for_frame(self, video_id: int, frame: int) -> list[r.Label]:
-        """Masks and boxes on ``frame`` (the viewer's hot path: one indexed query, no ORM)."""
+        """Masks and boxes on ``frame``, open suggestions first (the viewer's hot path: indexed queries, no ORM)."""
         rows = self._fetch(
             convert.LABEL_SELECT + " WHERE video_id = ? AND frame = ? ORDER BY id", (video_id, frame)
         )
-        return [convert.label_from_tuple(t) for t in rows]
+        return self.suggestions(video_id, frames=(frame, frame + 1)) + [
+            convert.label_from_tuple(t) for t in rows
+        ]
+
+    def suggestions(
+        self,
+        video_id: int,
+        *,
+        frames: tuple[int, int] | None = None,
+        run_id: int | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> list[r.Label]:
+        """The open suggestions (model masks and boxes no reviewer has acted on) of a video, optionally on frames
+        ``[a, b)``, of one run, of some kinds; ordered by frame, run and the model's order."""
+        ks = None if kinds is None else {str(r.LabelKind(k)) for k in kinds}
+        if ks is not None and not ks & {"mask", "box"}:
+            return []
+        where, params = ["o.video_id = ?"], [video_id]
+        if frames is not None:
+            where.append("o.frame >= ? AND o.frame < ?")
+            params += [int(frames[0]), int(frames[1])]
+        if run_id is not None:
+            where.append("o.run_id = ?")
+            params.append(run_id)
+        if ks == {"mask"}:
+            where.append("o.n_masks > 0")
+        elif ks == {"box"}:
+            where.append("o.n_boxes > 0")
+        else:
+            where.append("(o.n_masks > 0 OR o.n_boxes > 0)")
+        rows = self._fetch(
+            f"{fo.ROW_SELECT} WHERE {' AND '.join(where)} ORDER BY o.frame, o.run_id", tuple(params)
+        )
+        if not rows:
+            return []
+        cw, cp = ["video_id = ?", "pred_ref IS NOT NULL"], [video_id]
+        if frames is not None:
+            cw.append("frame >= ? AND frame < ?")
+            cp += [int(frames[0]), int(frames[1])]
+        consumed = {
+            x for (x,) in self._fetch(f"SELECT pred_ref FROM labels WHERE {' AND '.join(cw)}", tuple(cp))
+        }
+        return fo.suggestions_from_rows(rows, consumed, ks)
+
+    def frames_with_model_output(self, video_id: int) -> list[int]:
+        """Frames on which any prediction run of the video listed a mask or box."""
+        return [
+            int(f)
+            for (f,) in self._fetch(
+                "SELECT DISTINCT frame FROM frame_outputs WHERE video_id = ? AND (n_masks > 0 OR n_boxes > 0) "
+                "ORDER BY frame",
+                (video_id,),
+            )
+        ]
+
+    def run_summary(self, run_id: int) -> fo.RunSummary:
+        """A run's per-frame class probabilities and best detection score (what the timeline lanes and the library
+        draw): one row once the run has finished, else built from its frames so far."""
+        found = self._fetch(
+            "SELECT v.frame_count, p.summary_classes, p.summary_probs, p.summary_best FROM prediction_runs p "
+            "JOIN videos v ON v.id = p.video_id WHERE p.id = ?",
+            (run_id,),
+        )
+        if not found:
+            raise NotFoundError(f"Prediction run {run_id} does not exist")
+        n, classes, probs, best = found[0]
+        if probs is not None and best is not None:
+            got = fo.summary_from_columns(run_id, int(n), classes, probs, best)
+            if got is not None:
+                return got
+        rows = self._fetch(
+            "SELECT frame, probs, best_score FROM frame_outputs WHERE run_id = ? ORDER BY frame", (run_id,)
+        )
+        return fo.build_summary(run_id, int(n), rows)
 
     def labels_for_video(
         self,
@@ -128,11 +209,16 @@ class AnnotationsMixin(StoreBase):
         states: Iterable[str] | None = None,
         frames: tuple[int, int] | None = None,
         run_id: int | None = None,
+        suggestions: bool = True,
     ) -> list[r.Label]:
-        """Labels of a video, optionally of some kinds/states, per-frame ones within ``frames`` = [a, b)."""
+        """Labels of a video, optionally of some kinds/states, per-frame ones within ``frames`` = [a, b), with the
+        open suggestions of its prediction runs (``suggestions=False``: only label rows, e.g. what reviewers made
+        or judged)."""
         where, params = ["video_id = ?"], [video_id]
+        st: list[str] = []
         if kinds is not None:
-            ks = [str(r.LabelKind(k)) for k in kinds]
+            kinds = [str(r.LabelKind(k)) for k in kinds]
+            ks = list(kinds)
             where.append(f"kind IN ({', '.join('?' * len(ks))})")
             params += ks
         if states is not None:
@@ -146,14 +232,42 @@ class AnnotationsMixin(StoreBase):
             where.append("run_id = ?")
             params.append(run_id)
         sql = f"{convert.LABEL_SELECT} WHERE {' AND '.join(where)} ORDER BY frame, id"
-        return [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(params))]
+        rows = [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(params))]
+        if not suggestions or (states is not None and r.ReviewState.SUGGESTED not in st):
+            return rows
+        sug = self.suggestions(video_id, frames=frames, run_id=run_id, kinds=kinds)
+        if not sug:
+            return rows
+        # merged in frame order (segments and video classes first, as SQL orders NULL frames), suggestions first
+        keyed = [((x.frame is not None, x.frame or 0, 1), x) for x in rows]
+        keyed += [((True, x.frame or 0, 0), x) for x in sug]
+        keyed.sort(key=lambda kx: kx[0])
+        return [x for _, x in keyed]
 
     def count_labels(self, video_id: int | None = None) -> dict[tuple[str, str], int]:
         q = select(_LT.c.kind, _LT.c.state, func.count()).group_by(_LT.c.kind, _LT.c.state)
         if video_id is not None:
             q = q.where(_LT.c.video_id == video_id)
         with self._read_conn() as conn:
-            return {(k, st): n for k, st, n in conn.execute(q)}
+            out = {(k, st): n for k, st, n in conn.execute(q)}
+        # open suggestions: every item of the runs' output less those a label row stands for
+        where = "" if video_id is None else f" WHERE video_id = {int(video_id)}"
+        total = self._fetch(
+            f"SELECT coalesce(sum(n_masks), 0), coalesce(sum(n_boxes), 0) FROM frame_outputs{where}", ()
+        )
+        used = dict(
+            self._fetch(
+                "SELECT kind, count(*) FROM labels"
+                + (where + " AND" if where else " WHERE")
+                + " pred_ref IS NOT NULL AND run_id IS NOT NULL GROUP BY kind",
+                (),
+            )
+        )
+        for kind, n in (("mask", total[0][0]), ("box", total[0][1])):
+            left = int(n) - int(used.get(kind, 0))
+            if left > 0:
+                out[(kind, "suggested")] = out.get((kind, "suggested"), 0) + left
+        return out
 
     def imported_sources(self, video_id: int) -> set[str]:
         """The source files a video's imported labels came from (their ``provenance.source``)."""
@@ -182,6 +296,25 @@ class AnnotationsMixin(StoreBase):
             convert.LABEL_SELECT + " WHERE video_id = ? AND frame IS NULL ORDER BY start_frame, id",
             (video_id,),
         )
+        rows = list(rows)
+        outs = self._fetch(
+            "SELECT frame, sum(n_masks), sum(n_boxes) FROM frame_outputs WHERE video_id = ? "
+            "AND (n_masks > 0 OR n_boxes > 0) GROUP BY frame",
+            (video_id,),
+        )
+        if outs:  # open suggestions per frame: the runs' items less those a label row stands for
+            used: dict[tuple[int, str], int] = {}
+            for f, kind, k in self._fetch(
+                "SELECT frame, kind, count(*) FROM labels WHERE video_id = ? AND pred_ref IS NOT NULL "
+                "AND run_id IS NOT NULL GROUP BY frame, kind",
+                (video_id,),
+            ):
+                used[(f, kind)] = k
+            for f, nm, nb in outs:
+                for kind, k in (("mask", nm), ("box", nb)):
+                    left = int(k) - used.get((f, kind), 0)
+                    if left > 0:
+                        rows.append((f, kind, "suggested", left))
         counts: dict[tuple[str, str], np.ndarray] = {}
         if rows:
             frames = np.fromiter((t[0] for t in rows), np.int64, len(rows))
@@ -194,7 +327,7 @@ class AnnotationsMixin(StoreBase):
             for k, idx in index.items():
                 a = np.zeros(size, np.int32)
                 sel = np.asarray(idx)
-                a[frames[sel]] = cnt[sel]
+                np.add.at(a, frames[sel], cnt[sel])
                 counts[k] = a
         return r.TimelineSummary(
             video_id=video_id,
@@ -262,7 +395,10 @@ class AnnotationsMixin(StoreBase):
 
         def fn(tx: Tx) -> r.Label:
             # Core statements, not the ORM: an edit is the reviewer's most frequent write
-            cur = tx.row(s.LabelRow, label_id, "Label")
+            real_id = label_id
+            if fo.is_virtual(label_id):  # an open suggestion gets its own row first, in this action
+                real_id = self._materialise(tx, [label_id], {})[label_id]
+            cur = tx.row(s.LabelRow, real_id, "Label")
             merged = {**cur, **values}
             frame_count = 0
             if {"frame", "start_frame", "end_frame"} & set(values):
@@ -299,13 +435,19 @@ class AnnotationsMixin(StoreBase):
 
         def fn(tx: Tx) -> list[int]:
             t = s.LabelRow.__table__
+            made = self._materialise(
+                tx,
+                [i for i in label_ids if fo.is_virtual(i)],
+                {"state": str(state), "reviewed_by": tx.actor, "reviewed_at": tx.now, "reason": reason},
+            )
+            real_ids = [i for i in label_ids if not fo.is_virtual(i)]
             rows = []
-            for a in range(0, len(label_ids), 500):
-                chunk = list(label_ids[a : a + 500])
+            for a in range(0, len(real_ids), 500):
+                chunk = list(real_ids[a : a + 500])
                 rows += tx.session.execute(
                     select(t.c.id, t.c.state, t.c.video_id).where(t.c.id.in_(chunk))
                 ).all()
-            missing = set(label_ids) - {x.id for x in rows}
+            missing = set(real_ids) - {x.id for x in rows}
             if missing:
                 raise InvalidInputError(
                     f"labels {sorted(missing)[:10]} do not exist (removed by someone else?) — reload"
@@ -319,7 +461,7 @@ class AnnotationsMixin(StoreBase):
             tx.bulk_update(
                 s.LabelRow, [(x.id, expected_versions.get(x.id), changes) for x in todo], "This label"
             )
-            return [x.id for x in todo]
+            return list(made.values()) + [x.id for x in todo]
 
         verb = "Accept" if state == r.ReviewState.ACCEPTED else "Reject"
         return self.labels_by_id(self._write(summary or f"{verb} {len(label_ids)} label(s)", fn))
@@ -327,7 +469,16 @@ class AnnotationsMixin(StoreBase):
     def labels_by_id(self, label_ids: Sequence[int]) -> list[r.Label]:
         """The labels with these ids (missing ones are left out), in id order."""
         out: list[r.Label] = []
-        ids = list(label_ids)
+        ids = [i for i in label_ids if not fo.is_virtual(i)]
+        virtual = [i for i in label_ids if fo.is_virtual(i)]
+        if virtual:  # an open suggestion, or the label row a reviewer's action made of it
+            found = self._open_suggestions_by_id(virtual)
+            out += found
+            rest = [-i for i in set(virtual) - {x.id for x in found}]
+            for a in range(0, len(rest), 500):
+                chunk = rest[a : a + 500]
+                sql = f"{convert.LABEL_SELECT} WHERE pred_ref IN ({', '.join('?' * len(chunk))}) ORDER BY id"
+                out += [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(chunk))]
         for a in range(0, len(ids), 500):
             chunk = ids[a : a + 500]
             sql = f"{convert.LABEL_SELECT} WHERE id IN ({', '.join('?' * len(chunk))}) ORDER BY id"
@@ -356,10 +507,17 @@ class AnnotationsMixin(StoreBase):
         if min_score is not None:
             q = q.where(s.LabelRow.score >= min_score)
 
+        open_ids = [
+            x.id
+            for x in self.suggestions(video_id, frames=frames, kinds=kinds)
+            if min_score is None or (x.score if x.score is not None else 1.0) >= min_score
+        ]
+
         def fn(tx: Tx) -> int:
             ids = tx.session.scalars(q.with_only_columns(s.LabelRow.id)).all()
             changes = {"state": "accepted", "reviewed_by": tx.actor, "reviewed_at": tx.now}
-            return tx.bulk_update(s.LabelRow, [(i, None, changes) for i in ids], "label")
+            made = self._materialise(tx, open_ids, changes)
+            return len(made) + tx.bulk_update(s.LabelRow, [(i, None, changes) for i in ids], "label")
 
         return self._write("Accept all suggestions", fn, video_id=video_id)
 
@@ -368,14 +526,21 @@ class AnnotationsMixin(StoreBase):
         expected_versions = expected_versions or {}
 
         def fn(tx: Tx) -> int:
-            rows = tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(label_ids)))).all()
+            # an open suggestion the reviewer removes is recorded as rejected (the model's output stays stored)
+            made = self._materialise(
+                tx,
+                [i for i in label_ids if fo.is_virtual(i)],
+                {"state": str(r.ReviewState.REJECTED), "reviewed_by": tx.actor, "reviewed_at": tx.now},
+            )
+            ids = [i for i in label_ids if not fo.is_virtual(i)]
+            rows = tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(ids))).all()
             for row in rows:
                 exp = expected_versions.get(row.id)
                 if exp is not None and row.version != exp:
                     raise StaleWriteError(f"This {row.kind} label", row.updated_by, row.updated_at)
                 tx.video_id = row.video_id
                 tx.delete(row)
-            return len(rows)
+            return len(rows) + len(made)
 
         return self._write(f"Delete {len(label_ids)} label(s)", fn)
 
@@ -391,7 +556,38 @@ class AnnotationsMixin(StoreBase):
         expected_versions = expected_versions or {}
 
         def fn(tx: Tx) -> list[r.Label]:
-            for row in tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(list(remove)))).all():
+            # an open suggestion replaced by a label of the same kind on the same frame is what that label now
+            # stands for (pred_ref); one replaced by nothing like it is recorded as rejected
+            takes: dict[int, int] = {}
+            virtual = [i for i in remove if fo.is_virtual(i)]
+            leftover = []
+            for vid in virtual:
+                sug = self._open_suggestions_by_id([vid], tx)
+                k = next(
+                    (
+                        k
+                        for k, new in enumerate(add)
+                        if k not in takes.values()
+                        and sug
+                        and str(new.kind) == str(sug[0].kind)
+                        and new.frame == sug[0].frame
+                    ),
+                    None,
+                )
+                if k is None or not sug:
+                    leftover.append(vid)
+                else:
+                    takes[vid] = k
+            self._materialise(
+                tx,
+                leftover,
+                {"state": str(r.ReviewState.REJECTED), "reviewed_by": tx.actor, "reviewed_at": tx.now},
+            )
+            if takes:
+                self._check_open(tx, list(takes))
+            pred_ref = {k: -vid for vid, k in takes.items()}
+            real_remove = [i for i in remove if not fo.is_virtual(i)]
+            for row in tx.session.scalars(select(s.LabelRow).where(s.LabelRow.id.in_(real_remove))).all():
                 exp = expected_versions.get(row.id)
                 if exp is not None and row.version != exp:
                     raise StaleWriteError(f"This {row.kind} label", row.updated_by, row.updated_at)
@@ -399,18 +595,68 @@ class AnnotationsMixin(StoreBase):
                 tx.delete(row)
             out = []
             counts: dict[int, int] = {}
-            for new in add:
+            for k, new in enumerate(add):
                 if new.video_id not in counts:
                     counts[new.video_id] = _get(tx.session, s.VideoRow, new.video_id, "Video").frame_count
                 tx.video_id = tx.video_id or new.video_id
-                out.append(
-                    convert.label(
-                        tx.add(s.LabelRow(**label_values(new, counts[new.video_id], tx.actor, tx.now)))
-                    )
-                )
+                values = label_values(new, counts[new.video_id], tx.actor, tx.now)
+                if k in pred_ref:
+                    values["pred_ref"] = pred_ref[k]
+                out.append(convert.label(tx.add(s.LabelRow(**values))))
             return out
 
         return self._write(summary, fn)
+
+    # ------------------------------------------------------------------ open suggestions -> label rows
+    def _open_suggestions_by_id(self, label_ids: Sequence[int], tx: Tx | None = None) -> list[r.Label]:
+        """The open suggestions with these (negative) ids; ids reviewed or removed meanwhile are left out. In a
+        write transaction (``tx``) it reads through that transaction."""
+        refs = [-int(i) for i in label_ids]
+        by_run: dict[int, set[int]] = {}
+        for ref in refs:
+            run, frame, _ = fo.split_ref(ref)
+            by_run.setdefault(run, set()).add(frame)
+        rows: list[tuple[Any, ...]] = []
+        consumed: set[int] = set()
+        for run, fs in by_run.items():
+            frames = sorted(fs)
+            for a in range(0, len(frames), 500):
+                part = frames[a : a + 500]
+                marks = ", ".join(str(int(f)) for f in part)
+                sql = f"{fo.ROW_SELECT} WHERE o.run_id = {int(run)} AND o.frame IN ({marks})"
+                used = f"SELECT pred_ref FROM labels WHERE run_id = {int(run)} AND frame IN ({marks}) AND pred_ref IS NOT NULL"
+                if tx is None:
+                    rows += self._fetch(sql, ())
+                    consumed.update(x for (x,) in self._fetch(used, ()))
+                else:
+                    rows += [tuple(x) for x in tx.session.execute(text(sql))]
+                    consumed.update(x for (x,) in tx.session.execute(text(used)))
+        wanted = set(refs)
+        return [x for x in fo.suggestions_from_rows(rows, consumed) if -x.id in wanted]
+
+    def _check_open(self, tx: Tx, label_ids: Sequence[int]) -> list[r.Label]:
+        found = self._open_suggestions_by_id(label_ids, tx)
+        if len(found) != len(set(label_ids)):
+            raise StaleWriteError("This suggestion", None, None)  # accepted, rejected or removed meanwhile
+        return found
+
+    def _materialise(self, tx: Tx, label_ids: Sequence[int], values: dict[str, Any]) -> dict[int, int]:
+        """Give open suggestions their own label rows (with ``values``, e.g. the review state) in ``tx``; returns
+        {suggestion id: new row id}. Refused (:class:`StaleWriteError`) when one was reviewed meanwhile."""
+        if not label_ids:
+            return {}
+        found = self._check_open(tx, label_ids)
+        rows = []
+        for lab in found:
+            v = fo.item_label_values(lab, -lab.id)
+            v.update(
+                created_by=tx.actor, created_at=tx.now, updated_by=tx.actor, updated_at=tx.now, version=1
+            )
+            v.update(values)
+            rows.append(v)
+        tx.video_id = tx.video_id or found[0].video_id
+        ids = tx.insert_many(s.LabelRow, rows)
+        return {lab.id: i for lab, i in zip(found, ids)}
 
     # ------------------------------------------------------------------ predictions
     def start_prediction_run(
@@ -428,8 +674,9 @@ class AnnotationsMixin(StoreBase):
     def add_frame_predictions(
         self, run_id: int, frames: Sequence[r.FramePrediction], *, min_score: float = 0.0
     ) -> int:
-        """Store a batch of frames of model output: class probabilities per frame, and masks and boxes (score
-        >= ``min_score``) as ``suggested`` labels of origin ``predicted``. Bulk insert; returns labels added."""
+        """Store a batch of frames of model output, one ``frame_outputs`` row per frame: class probabilities, and
+        the masks and boxes (score >= ``min_score``), packed; they read back as open suggestions. Returns the number
+        of masks and boxes stored."""
         if not frames:
             return 0
         if len(frames) > PREDICTION_TX_FRAMES:
@@ -451,38 +698,52 @@ class AnnotationsMixin(StoreBase):
             )
 
         video_id, model_version_id, frame_count = self._read(read_run)
-        now = s.utcnow()
-        probs = [{"run_id": run_id, "frame": f.frame, "probs": dict(f.probs)} for f in frames if f.probs]
-        labels: list[dict[str, Any]] = []
+        merged: dict[int, tuple[dict[str, float], list[dict[str, Any]], list[dict[str, Any]]]] = {}
         for f in frames:
-            for kind, items in ((r.LabelKind.MASK, f.masks), (r.LabelKind.BOX, f.boxes)):
-                for it in items:
-                    score = it.get("score")
-                    if score is not None and score < min_score:
-                        continue
-                    new = r.NewLabel(
-                        video_id=video_id,
-                        kind=kind,
-                        class_name=str(it["label"]),
-                        origin=r.LabelOrigin.PREDICTED,
-                        frame=f.frame,
-                        rle=it.get("rle") if kind == r.LabelKind.MASK else None,
-                        bbox=tuple(it["bbox"]) if kind == r.LabelKind.BOX else None,  # type: ignore[arg-type]
-                        track_id=it.get("track_id"),
-                        score=None if score is None else float(score),
-                        model_version_id=model_version_id,
-                        run_id=run_id,
-                    )
-                    labels.append(label_values(new, frame_count, self.reviewer, now))
+            if not 0 <= f.frame < frame_count and (f.masks or f.boxes):
+                raise InvalidInputError(
+                    f"a mask or box on frame {f.frame} of run {run_id} is outside the video [0, {frame_count})"
+                )
+            p, ms, bs = merged.setdefault(int(f.frame), ({}, [], []))  # a frame sent twice: both outputs kept
+            p.update(f.probs)
+            ms += [m for m in f.masks if m.get("score") is None or float(m["score"]) >= min_score]
+            bs += [b for b in f.boxes if b.get("score") is None or float(b["score"]) >= min_score]
+        rows: list[dict[str, Any]] = []
+        for frame, (p, ms, bs) in merged.items():
+            v = fo.pack_frame(frame, p, ms, bs)
+            v.update(run_id=run_id, video_id=video_id)
+            rows.append(v)
+        n_items = sum(v["n_masks"] + v["n_boxes"] for v in rows)
 
         def fn(tx: Tx) -> int:
             run = _get(tx.session, s.PredictionRunRow, run_id, "Prediction run")
-            for v in labels:
-                v["created_at"] = v["updated_at"] = tx.now
-            if probs:
-                tx.session.execute(insert(s.FrameProbsRow), probs)
-            if labels:
-                tx.session.execute(insert(s.LabelRow), labels)
+            ft = s.FrameOutputRow.__table__
+            stored = {
+                x.frame: x
+                for x in tx.session.execute(
+                    select(ft.c.frame, ft.c.probs, ft.c.masks, ft.c.box_classes, ft.c.boxes).where(
+                        ft.c.run_id == run_id, ft.c.frame.in_([v["frame"] for v in rows])
+                    )
+                )
+            }
+            fresh = [v for v in rows if v["frame"] not in stored]
+            if fresh:
+                tx.session.execute(insert(s.FrameOutputRow), fresh)
+            for v in rows:  # more output for a frame already stored: appended (earlier items keep their ids)
+                old = stored.get(v["frame"])
+                if old is None:
+                    continue
+                f = v["frame"]
+                ms, bs = [], []
+                for it in fo.unpack_items(old.masks, old.box_classes, old.boxes):
+                    d = {"label": it.class_name, "score": it.score, "track_id": it.track_id}
+                    if it.rle is not None:
+                        ms.append({**d, "rle": it.rle})
+                    else:
+                        bs.append({**d, "bbox": it.bbox})
+                new = merged[f]
+                both = fo.pack_frame(f, {**dict(old.probs or {}), **new[0]}, ms + new[1], bs + new[2])
+                tx.session.execute(ft.update().where(ft.c.run_id == run_id, ft.c.frame == f).values(both))
             run.frames_done = run.frames_done + len(frames)
             tx.audit(
                 "prediction_runs",
@@ -492,10 +753,10 @@ class AnnotationsMixin(StoreBase):
                 {
                     "frames": [frames[0].frame, frames[-1].frame + 1],
                     "n_frames": len(frames),
-                    "labels": len(labels),
+                    "labels": n_items,
                 },
             )
-            return len(labels)
+            return n_items
 
         return self._write("Record predictions", fn, bulk=True)
 
@@ -518,8 +779,20 @@ class AnnotationsMixin(StoreBase):
             n = _get(tx.session, s.VideoRow, run.video_id, "Video").frame_count
             for new in suggestions:
                 tx.add(s.LabelRow(**label_values(new, n, tx.actor, tx.now)))
-            extra = {"params": {**dict(run.params or {}), "summary": dict(summary)}} if summary else {}
+            extra: dict[str, Any] = (
+                {"params": {**dict(run.params or {}), "summary": dict(summary)}} if summary else {}
+            )
+            rows = tx.session.execute(
+                select(s.FrameOutputRow.frame, s.FrameOutputRow.probs, s.FrameOutputRow.best_score)
+                .where(s.FrameOutputRow.run_id == run_id)
+                .order_by(s.FrameOutputRow.frame)
+            )
+            cols = fo.summary_columns(fo.build_summary(run_id, n, rows))
             tx.update(run, None, "prediction run", state=state, finished_at=tx.now, **extra)
+            # derived from the frames (not audited: a copy of what the frames hold, rebuilt when missing)
+            t = s.PredictionRunRow.__table__
+            tx.session.execute(t.update().where(t.c.id == run_id).values(cols))
+            tx.session.expire(run)
             return convert.prediction_run(run)
 
         return self._write("Finish prediction run", fn)
@@ -539,9 +812,9 @@ class AnnotationsMixin(StoreBase):
     def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
         """frame -> {class: probability} of one run."""
         with self._read_conn() as conn:
-            t = s.FrameProbsRow.__table__
+            t = s.FrameOutputRow.__table__
             rows = conn.execute(select(t.c.frame, t.c.probs).where(t.c.run_id == run_id).order_by(t.c.frame))
-            return {f: dict(p) for f, p in rows}
+            return {f: dict(p) for f, p in rows if p}
 
     def delete_prediction_run(self, run_id: int) -> None:
         """Remove a run, its per-frame probabilities and its still-``suggested`` labels (reviewed ones stay)."""
@@ -560,7 +833,15 @@ def _purge_run(tx: Tx, run: s.PredictionRunRow) -> None:
             s.LabelRow.run_id == run.id, s.LabelRow.state == r.ReviewState.SUGGESTED.value
         )
     ).rowcount
-    tx.session.execute(delete(s.FrameProbsRow).where(s.FrameProbsRow.run_id == run.id))
+    n += int(
+        tx.session.execute(
+            select(func.coalesce(func.sum(s.FrameOutputRow.n_masks + s.FrameOutputRow.n_boxes), 0)).where(
+                s.FrameOutputRow.run_id == run.id
+            )
+        ).scalar()
+        or 0
+    )
+    tx.session.execute(delete(s.FrameOutputRow).where(s.FrameOutputRow.run_id == run.id))
     tx.session.execute(update(s.LabelRow).where(s.LabelRow.run_id == run.id).values(run_id=None))
     tx.audit("prediction_runs", run.id, "delete", {**convert.row_dict(run), "suggested_labels": n}, None)
     tx.session.delete(run)

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import LargeBinary
 from sqlalchemy import inspect as sa_inspect
 
 from endoreview.store import records as r
@@ -16,6 +17,8 @@ def row_dict(row: Any) -> dict[str, Any]:
     """Every column of a mapped row as JSON-able values (datetimes as ISO strings)."""
     out: dict[str, Any] = {}
     for attr in sa_inspect(row).mapper.column_attrs:
+        if isinstance(attr.columns[0].type, LargeBinary):
+            continue  # packed arrays (a run's summary) are derived data, not audited
         v = getattr(row, attr.key)
         out[attr.key] = v.isoformat() if isinstance(v, datetime) else v
     return out
@@ -66,7 +69,9 @@ def label(row: s.LabelRow) -> r.Label:
     )
 
 
-LABEL_COLUMNS = [c.key for c in s.LabelRow.__table__.columns]
+LABEL_COLUMNS = [
+    c.key for c in s.LabelRow.__table__.columns if c.key != "pred_ref"
+]  # pred_ref: store-internal
 LABEL_SELECT = "SELECT " + ", ".join(LABEL_COLUMNS) + " FROM labels"
 _UTC = s.UTCDateTime()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -182,18 +184,33 @@ class PredictionRunRow(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    # the run's per-frame summary, written once when it finishes (what the timeline and the library draw):
+    # class names, float32 [frame_count, classes] probabilities and float32 [frame_count] best detection score
+    # (NaN: no output on that frame); see endoreview.store.frame_outputs
+    summary_classes: Mapped[list[Any] | None] = mapped_column(JSON)
+    summary_probs: Mapped[bytes | None] = mapped_column(LargeBinary)
+    summary_best: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
-class FrameProbsRow(Base):
-    """Per-frame class probabilities of one prediction run (one row per frame)."""
+class FrameOutputRow(Base):
+    """One frame of one prediction run's output: class probabilities, and every mask and box the model listed,
+    packed (see :mod:`endoreview.store.frame_outputs`). A reviewer's accept / reject / edit of one of them creates
+    its own ``labels`` row naming it (``labels.pred_ref``); until then it is an open suggestion."""
 
-    __tablename__ = "frame_probs"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __tablename__ = "frame_outputs"
+    __table_args__ = (Index(None, "video_id", "frame"),)
     run_id: Mapped[int] = mapped_column(
         ForeignKey("prediction_runs.id", ondelete="CASCADE"), primary_key=True
     )
     frame: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"))
     probs: Mapped[dict[str, Any]]
+    n_masks: Mapped[int] = mapped_column(Integer, default=0)
+    n_boxes: Mapped[int] = mapped_column(Integer, default=0)
+    best_score: Mapped[float | None] = mapped_column(Float)
+    masks: Mapped[list[Any] | None] = mapped_column(JSON)  # [[class, score, h, w, counts, track_id], ...]
+    box_classes: Mapped[list[Any] | None] = mapped_column(JSON)  # class names the boxes' class column indexes
+    boxes: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 [n, 7]: x0 y0 x1 y1 score class track
 
 
 class LabelRow(Editable, Base):
@@ -237,6 +254,8 @@ class LabelRow(Editable, Base):
     reason: Mapped[str | None] = mapped_column(Text)
     # where an imported label came from: {"source", "line", "field", "format", "importer"} (NULL for others)
     provenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the model output this label was made from (a frame_outputs item, see endoreview.store.frame_outputs)
+    pred_ref: Mapped[int | None] = mapped_column(BigInteger, index=True)
     __mapper_args__ = {"version_id_col": Editable.version}
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from endoreview.media.guard import check_off_gui_thread
 from endoreview.media.proxy import ProxyInfo, find_proxy
 from endoreview.services.app import AppServices
@@ -220,41 +222,37 @@ class Backend:
         return self.review.latest_run(video_id)
 
     def _prediction_track(
-        self, video_id: int, frame_count: int, run: Any | None, with_geometry: bool = False
+        self, video_id: int, frame_count: int, run: Any | None, rejected: list[Any] | None = None
     ) -> PredictionTrack | None:
+        """The run's lanes from its stored per-frame summary (one row; no mask or box is read: the review session
+        reads those around the frame on screen). ``rejected``: the run's rejected predictions, whose frames get
+        their detection score again from what is left (a rejected prediction leaves the Detection lane)."""
         if run is None:
             return None
+        summary = self.review.run_summary(run.id)
         track = PredictionTrack(frame_count)
-        for frame, probs in self.review.frame_probs(run.id).items():
-            track.add({"frame": frame, "probs": probs})
-        if with_geometry:
-            per_frame: dict[int, dict[str, list]] = {}
-            for lab in self.review.run_geometry(video_id, run.id):
-                d = per_frame.setdefault(lab.frame, {"masks": [], "boxes": []})
-                item = {
-                    "label": lab.class_name,
-                    "score": lab.score if lab.score is not None else 1.0,
-                    "label_id": lab.id,
-                }
-                if lab.kind == LabelKind.MASK and lab.rle:
-                    d["masks"].append({**item, "rle": lab.rle})
-                elif lab.bbox is not None:
-                    d["boxes"].append({**item, "bbox": list(lab.bbox)})
-            for frame, d in per_frame.items():
-                probs = {
-                    c: float(track.probs[frame, k])
-                    for k, c in enumerate(track.classes)
-                    if track.probs[frame, k] == track.probs[frame, k]
-                }
-                track.add({"frame": frame, "probs": probs, **d})
+        n = min(frame_count, summary.probs.shape[0])
+        track.classes = list(summary.classes)
+        track.probs = np.full((frame_count, len(track.classes)), np.nan, np.float32)
+        track.probs[:n] = summary.probs[:n]
+        track.det_score[:n] = summary.best[:n]
+        frames = sorted({int(x.frame) for x in rejected or () if x.frame is not None and 0 <= x.frame < n})
+        for f in frames:
+            left = self.review.run_geometry(video_id, run.id, frames=(f, f + 1))
+            track.det_score[f] = max((x.score if x.score is not None else 1.0 for x in left), default=0.0)
         return track
 
     def tracks(self, video_id: int) -> VideoTracks:
         check_off_gui_thread("db", "tracks")
         v = self.review.video(video_id)
         run = self._latest_run(video_id)
-        pred = self._prediction_track(video_id, v.frame_count, run, with_geometry=True)
-        labels = self.review.labels(video_id, kinds=("segment", "video_class", "mask", "box"))
+        labels = self.review.labels(
+            video_id, kinds=("segment", "video_class", "mask", "box"), suggestions=False
+        )
+        rejected = [
+            x for x in labels if run is not None and x.run_id == run.id and x.state == ReviewState.REJECTED
+        ]
+        pred = self._prediction_track(video_id, v.frame_count, run, rejected)
         human = [
             lab for lab in labels if lab.origin != LabelOrigin.PREDICTED or lab.state != ReviewState.SUGGESTED
         ]

@@ -112,7 +112,7 @@ def jobpause(url: str, video_id: int, k: int) -> None:
 
     @event.listens_for(store.engine, "after_cursor_execute")
     def _hold(conn, cursor, statement, parameters, context, executemany):
-        if pause[0] and statement.lstrip().upper().startswith("INSERT INTO LABELS"):
+        if pause[0] and statement.lstrip().upper().startswith("INSERT INTO FRAME_OUTPUTS"):
             print("locked", flush=True)  # inside BEGIN IMMEDIATE: this process holds the write lock
             time.sleep(600)
 

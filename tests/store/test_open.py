@@ -232,6 +232,8 @@ def test_older_schema_is_backed_up_before_the_upgrade(tmp_path, monkeypatch):
     with Store.open(str(f), reviewer="alice") as s:
         populate(s)
     original = digest(f)
+    with sqlite3.connect(f) as con:
+        n_labels = con.execute("SELECT count(*) FROM labels").fetchone()[0]
     # pretend this EndoReview knows a newer schema than the file's
     head, known = migrate.head_revision(), migrate.known_revisions()
     monkeypatch.setattr(migrate, "head_revision", lambda: "9000")
@@ -245,7 +247,7 @@ def test_older_schema_is_backed_up_before_the_upgrade(tmp_path, monkeypatch):
     backups = list(tmp_path.glob(f"labels.backup-{head}-*.sqlite3"))
     assert len(backups) == 1
     with sqlite3.connect(backups[0]) as con:
-        assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == 9
+        assert con.execute("SELECT count(*) FROM labels").fetchone()[0] == n_labels
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert original  # the original file was only read for the backup
 

@@ -248,87 +248,105 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
         "categories": [{"id": cat_id[n], "name": n, "supercategory": "lesion"} for n in labels],
     }
     dropped: set[str] = set()
-    image_id = 0
-    ann_id = 0
+    ids = [0, 0]  # last image id, last annotation id
     for vi, v in enumerate(col.videos, start=1):
         doc["videos"].append({"id": vi, "name": v.name})
-        if v.segments or v.video_labels:
-            dropped.add("segments and video labels (COCO has no temporal labels; use the CSV export)")
-        frames: dict[int, list] = defaultdict(list)
-        for m in v.masks:
-            frames[m.frame].append(m)
-        for b in v.boxes:
-            frames[b.frame].append(b)
-        for f in sorted(frames):
-            image_id += 1
-            h, w = v.height, v.width
-            doc["images"].append(
-                {
-                    "id": image_id,
-                    "file_name": frame_name(v, f),
-                    "width": w,
-                    "height": h,
-                    "video_id": vi,
-                    "frame_id": f,
-                }
-            )
-            boxes_by_key: dict[tuple, list[BoxAnn]] = defaultdict(list)
-            for a in frames[f]:
-                if isinstance(a, BoxAnn):
-                    boxes_by_key[(a.label, a.track_id)].append(a)
-            for a in frames[f]:
-                if not isinstance(a, MaskAnn):
-                    continue
-                ann_id += 1
-                m = rle_decode(a.rle)
-                mb = raster.mask_bbox(m)
-                # one annotation carries a mask and its box only when both have the same review state
-                cands = [b for b in boxes_by_key.get((a.label, a.track_id), []) if b.state == a.state]
-                if (
-                    a.track_id is None
-                ):  # untracked: only the box that is exactly this mask's box is the same object
-                    cands = [b for b in cands if mb is not None and tuple(b.bbox) == mb]
-                box = cands[0] if cands else None
-                if box is not None:
-                    boxes_by_key[(a.label, a.track_id)].remove(box)
-                x0, y0, x1, y1 = box.bbox if box else (mb or (0.0, 0.0, 0.0, 0.0))
-                ann = {
-                    "id": ann_id,
-                    "image_id": image_id,
-                    "category_id": cat_id[a.label],
-                    "segmentation": rle_normalise(a.rle),
-                    "area": int(m.sum()),
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "iscrowd": 0,
-                    "endoreview_box": box is not None,
-                }
-                if a.track_id is not None:
-                    ann["track_id"] = a.track_id
-                if a.score is not None:
-                    ann["score"] = a.score
-                if a.state is not None:
-                    ann["review_state"] = a.state
-                doc["annotations"].append(ann)
-            for rest in boxes_by_key.values():
-                for b in rest:
-                    ann_id += 1
-                    x0, y0, x1, y1 = b.bbox
-                    ann = {
-                        "id": ann_id,
-                        "image_id": image_id,
-                        "category_id": cat_id[b.label],
-                        "bbox": [x0, y0, x1 - x0, y1 - y0],
-                        "area": float((x1 - x0) * (y1 - y0)),
-                        "iscrowd": 0,
-                    }
-                    if b.track_id is not None:
-                        ann["track_id"] = b.track_id
-                    if b.score is not None:
-                        ann["score"] = b.score
-                    if b.state is not None:
-                        ann["review_state"] = b.state
-                    doc["annotations"].append(ann)
+        images, anns = coco_frames(v, vi, cat_id, frame_name, ids, dropped)
+        doc["images"] += images
+        doc["annotations"] += anns
     return doc, sorted(dropped)
+
+
+def coco_frames(
+    v: VideoItem, vi: int, cat_id: dict[str, int], frame_name, ids: list[int], dropped: set[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The COCO images and annotations of one video item (or of a range of its frames: the exporter streams a long
+    video in parts). ``ids`` = [last image id, last annotation id] is advanced; a label missing from ``cat_id`` gets
+    the next category id."""
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+
+    def cat(name: str) -> int:
+        if name not in cat_id:
+            cat_id[name] = max(cat_id.values(), default=0) + 1
+        return cat_id[name]
+
+    if v.segments or v.video_labels:
+        dropped.add("segments and video labels (COCO has no temporal labels; use the CSV export)")
+    frames: dict[int, list] = defaultdict(list)
+    for m in v.masks:
+        frames[m.frame].append(m)
+    for b in v.boxes:
+        frames[b.frame].append(b)
+    for f in sorted(frames):
+        ids[0] += 1
+        image_id = ids[0]
+        images.append(
+            {
+                "id": image_id,
+                "file_name": frame_name(v, f),
+                "width": v.width,
+                "height": v.height,
+                "video_id": vi,
+                "frame_id": f,
+            }
+        )
+        boxes_by_key: dict[tuple, list[BoxAnn]] = defaultdict(list)
+        for a in frames[f]:
+            if isinstance(a, BoxAnn):
+                boxes_by_key[(a.label, a.track_id)].append(a)
+        for a in frames[f]:
+            if not isinstance(a, MaskAnn):
+                continue
+            ids[1] += 1
+            mb, area = raster.rle_bbox_area(a.rle)  # from the runs: a 1080p mask is never decoded here
+            # one annotation carries a mask and its box only when both have the same review state
+            cands = [b for b in boxes_by_key.get((a.label, a.track_id), []) if b.state == a.state]
+            if (
+                a.track_id is None
+            ):  # untracked: only the box that is exactly this mask's box is the same object
+                cands = [b for b in cands if mb is not None and tuple(b.bbox) == mb]
+            box = cands[0] if cands else None
+            if box is not None:
+                boxes_by_key[(a.label, a.track_id)].remove(box)
+            x0, y0, x1, y1 = box.bbox if box else (mb or (0.0, 0.0, 0.0, 0.0))
+            ann = {
+                "id": ids[1],
+                "image_id": image_id,
+                "category_id": cat(a.label),
+                "segmentation": rle_normalise(a.rle),
+                "area": area,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "iscrowd": 0,
+                "endoreview_box": box is not None,
+            }
+            if a.track_id is not None:
+                ann["track_id"] = a.track_id
+            if a.score is not None:
+                ann["score"] = a.score
+            if a.state is not None:
+                ann["review_state"] = a.state
+            annotations.append(ann)
+        for rest in boxes_by_key.values():
+            for b in rest:
+                ids[1] += 1
+                x0, y0, x1, y1 = b.bbox
+                ann = {
+                    "id": ids[1],
+                    "image_id": image_id,
+                    "category_id": cat(b.label),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": float((x1 - x0) * (y1 - y0)),
+                    "iscrowd": 0,
+                }
+                if b.track_id is not None:
+                    ann["track_id"] = b.track_id
+                if b.score is not None:
+                    ann["score"] = b.score
+                if b.state is not None:
+                    ann["review_state"] = b.state
+                annotations.append(ann)
+    return images, annotations
 
 
 def coco_polygon_document(doc: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -88,6 +88,28 @@ def cvat_rle_encode(mask: np.ndarray) -> tuple[str, int, int, int, int] | None:
     return ", ".join(str(int(r)) for r in runs), x0, y0, x1 - x0, y1 - y0
 
 
+def cvat_rle_from_coco(rle: dict) -> tuple[str, int, int, int, int] | None:
+    """:func:`cvat_rle_encode` of a COCO RLE mask, built from its runs over the mask's box only (a 1080p mask is
+    never decoded whole: ~0.2 ms instead of ~8 ms a mask here)."""
+    bb, _area = raster.rle_bbox_area(rle)
+    if bb is None:
+        return None
+    (h, _w), runs = rle_counts(rle)
+    x0, y0, x1, y1 = (int(v) for v in bb)
+    ends = np.cumsum(np.asarray(runs, np.int64))
+    starts = ends - np.asarray(runs, np.int64)
+    lo, hi = x0 * h, x1 * h  # the box's columns, whole height (column-major order)
+    s = np.clip(starts[1::2], lo, hi) - lo
+    e = np.clip(ends[1::2], lo, hi) - lo
+    keep = e > s
+    n = hi - lo + 1
+    edge = np.bincount(s[keep], minlength=n) - np.bincount(e[keep], minlength=n)
+    cols = (np.cumsum(edge[:-1]) > 0).astype(np.uint8).reshape(x1 - x0, h)
+    crop = np.ascontiguousarray(cols[:, y0:y1])  # = mask[y0:y1, x0:x1].T
+    _, out = rle_counts(rle_encode(crop))  # row-major runs (see cvat_rle_decode)
+    return ", ".join(str(int(r)) for r in out), x0, y0, x1 - x0, y1 - y0
+
+
 def _meta_int(meta: XNode | None, *path: str) -> int | None:
     if meta is None:
         return None
@@ -354,7 +376,7 @@ def _shape_xml(kind: str, a, frame: int, *, outside: bool) -> str:
     if kind == "box":
         x0, y0, x1, y1 = a.bbox
         return f'    <box {common} xtl="{x0:.4f}" ytl="{y0:.4f}" xbr="{x1:.4f}" ybr="{y1:.4f}"></box>'
-    enc = cvat_rle_encode(rle_decode(a.rle))
+    enc = cvat_rle_from_coco(a.rle)
     if enc is None:
         h, w = a.rle["size"]
         enc = (str(w * h), 0, 0, int(w), int(h))
@@ -366,3 +388,124 @@ def _esc(s: str) -> str:
     from xml.sax.saxutils import escape
 
     return escape(s)
+
+
+class CvatVideoWriter:
+    """One video's CVAT for video 1.1 file written a part of the video at a time, in bounded memory (the same
+    document :func:`cvat_video_xml` builds, tracks in another order): each track's shapes go to a file of its own
+    beside the output as they arrive (untracked shapes to one file, as one-shape tracks), and :meth:`finish` joins
+    them under the header. Add parts in frame order."""
+
+    def __init__(self, path: str | os.PathLike, name: str, width: int, height: int, num_frames: int):
+        import tempfile
+
+        self.path = Path(path)
+        self.name, self.width, self.height, self.num_frames = name, width, height, num_frames
+        self.parts = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        self.groups: dict[tuple, dict] = {}
+        self.labels: set[str] = set()
+        self.untracked = 0
+        self.dropped: set[str] = set()
+
+    def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
+        lines: dict[Path, list[str]] = defaultdict(list)
+        loose = self.parts / "untracked.xml"
+        for kind, anns in (("box", boxes), ("mask", masks)):
+            for a in sorted(anns, key=lambda a: a.frame):
+                self.labels.add(a.label)
+                if a.score is not None:
+                    self.dropped.add("scores")
+                if a.track_id is None:
+                    out = lines[loose]
+                    out.append(
+                        f'  <track id="@U{self.untracked}" label={quoteattr(a.label)} source="manual">'
+                    )
+                    self.untracked += 1
+                    out.append(_shape_xml(kind, a, a.frame, outside=False))
+                    if a.frame + 1 < self.num_frames:
+                        out.append(_shape_xml(kind, a, a.frame + 1, outside=True))
+                    out.append("  </track>")
+                    continue
+                key = (kind, a.label, a.track_id)
+                st = self.groups.get(key)
+                if st is None:
+                    st = self.groups[key] = {
+                        "prev": None,
+                        "last": None,
+                        "file": self.parts / f"g{len(self.groups)}",
+                    }
+                if st["prev"] is not None and a.frame <= st["prev"]:
+                    self.dropped.add(
+                        "second shape of a track on the same frame (one per track per frame in CVAT)"
+                    )
+                    continue
+                out = lines[st["file"]]
+                if st["prev"] is not None and a.frame > st["prev"] + 1:
+                    out.append(_shape_xml(kind, st["last"], st["prev"] + 1, outside=True))
+                out.append(_shape_xml(kind, a, a.frame, outside=False))
+                st["prev"], st["last"] = a.frame, a
+        for p, text in lines.items():
+            with open(p, "a", encoding="utf-8") as f:
+                f.write("\n".join(text) + "\n")
+
+    def finish(self, dropped: set[str]) -> Path:
+        """Join the parts into the output file (written under a temporary name, then renamed); returns its path."""
+        import shutil
+
+        for (kind, _label, _tid), st in self.groups.items():
+            if st["prev"] is not None and st["prev"] + 1 < self.num_frames:
+                with open(st["file"], "a", encoding="utf-8") as f:
+                    f.write(_shape_xml(kind, st["last"], st["prev"] + 1, outside=True) + "\n")
+        head = [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            "<annotations>",
+            "  <version>1.1</version>",
+            "  <meta>",
+            "    <task>",
+            f"      <name>{_esc(self.name)}</name>",
+            f"      <size>{self.num_frames}</size>",
+            "      <mode>interpolation</mode>",
+            "      <start_frame>0</start_frame>",
+            f"      <stop_frame>{max(self.num_frames - 1, 0)}</stop_frame>",
+            "      <labels>",
+            *(f"        <label><name>{_esc(n)}</name><type>any</type></label>" for n in sorted(self.labels)),
+            "      </labels>",
+            f"      <original_size><width>{self.width}</width><height>{self.height}</height></original_size>",
+            "    </task>",
+            "  </meta>",
+        ]
+        tmp = self.parts / "out.xml"
+        next_free = max([k[2] for k in self.groups] or [0]) + 1
+        used: set[int] = set()
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write("\n".join(head) + "\n")
+            for key in sorted(self.groups, key=lambda k: (str(k[2]), k[0])):
+                kind, label, track = key
+                if track not in used:
+                    tid = track
+                else:
+                    tid, next_free = next_free, next_free + 1
+                used.add(tid)
+                group = f' group_id="{track}"' if track > 0 else ""
+                out.write(f'  <track id="{tid}" label={quoteattr(label)} source="manual"{group}>\n')
+                with open(self.groups[key]["file"], encoding="utf-8") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+                out.write("  </track>\n")
+            loose = self.parts / "untracked.xml"
+            if loose.exists():
+                with open(loose, encoding="utf-8") as f:
+                    for line in f:
+                        if line.startswith('  <track id="@U'):
+                            n = int(line[len('  <track id="@U') : line.index('"', len('  <track id="@U'))])
+                            line = f'  <track id="{next_free + n}"' + line[line.index('"', 15) + 1 :]
+                        out.write(line)
+            out.write("</annotations>\n")
+        os.replace(tmp, self.path)
+        shutil.rmtree(self.parts, ignore_errors=True)
+        dropped.update(self.dropped)
+        return self.path
+
+    def abort(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.parts, ignore_errors=True)

@@ -162,6 +162,7 @@ class EditController(QObject):
     def refresh_frame(self) -> None:
         if self.session.video_id is None:
             return
+        self.session.set_focus(self.frame)  # the model's suggestions around this frame are read if not held
         live = self.tools.stroke_mask  # a stroke in progress stays drawn when the frame is repainted
         self._draw(working=live if live is not None else self.session.working.get(self.frame))
         self._override_overlay()
@@ -191,7 +192,11 @@ class EditController(QObject):
 
     def _override_overlay(self) -> None:
         """The model's layer shows only what is still open (suggested) — nothing during a blind pass."""
-        if self.session.snapshot_current:  # else our labels are older than the model output on screen
+        track = self.player_widget.track
+        streamed = track is not None and (self.frame in track.masks or self.frame in track.boxes)
+        # a stored run's masks and boxes are only in the session (read around this frame); output a job is still
+        # streaming is in the track until our snapshot has caught up with it
+        if self.session.snapshot_current or not streamed:
             self.player_widget.view.overlay.set_content(self.frame, *self.session.overlay_content(self.frame))
 
     # ---- actions: the tools and keys call these; the session does the rest -----------------------------------

@@ -1,0 +1,93 @@
+"""The review session reads the model's suggestions around the frame on screen (not a procedure's whole output at
+once), and what it holds for each frame is exactly what a whole-video read gives; bulk accept and the blind-pass
+comparison still see the whole range / video."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from endoreview.services.editing import EditingService
+from endoreview.services.review_commands import AcceptLabels
+from endoreview.services.review_session import SUGGESTION_WINDOW, ReviewSession
+from endoreview.store.records import FramePrediction, NewLabel
+from tests.store.make_db_version import rle
+
+N = 1500
+
+
+@pytest.fixture
+def video(store):
+    ls = store.create_label_set("set", [{"name": "polyp", "tasks": ["segment", "mask", "box"]}])
+    p = store.create_project("P", ls.id)
+    v = store.add_video(
+        p.id, path="/v/a.mp4", path_is_relative=False, content_hash="p1:a", size_bytes=10,
+        frame_count=N, fps=30.0, width=48, height=32,
+    )  # fmt: skip
+    run = store.start_prediction_run(v.id, None)
+    rng = np.random.default_rng(0)
+    preds = []
+    for f in range(N):
+        boxes = tuple(
+            {"label": "polyp", "score": float(s), "bbox": [1.0, 1.0, 5.0 + k, 6.0]}
+            for k, s in enumerate(rng.uniform(0.1, 1.0, 20))
+        )
+        preds.append(
+            FramePrediction(f, {"abnormal": 0.8}, ({"label": "polyp", "score": 0.9, "rle": rle()},), boxes)
+        )
+    store.add_frame_predictions(run.id, preds)
+    store.finish_prediction_run(run.id)
+    store.add_labels([NewLabel(v.id, "box", "polyp", frame=1200, bbox=(2, 2, 9, 9))])  # the reviewer's own
+    return v
+
+
+def settle(s: ReviewSession) -> None:
+    """Every queued action and read (and what they queued) has been delivered (deliver = call now)."""
+    for _ in range(3):
+        s.writer._pool.submit(lambda: None).result()
+
+
+def test_the_session_holds_a_window_of_suggestions_equal_to_the_whole_video_read(store, video):
+    whole: dict[int, list] = {}
+    for x in store.labels_for_video(video.id, kinds=["mask", "box"]):  # the old full load
+        whole.setdefault(x.frame, []).append(x)
+    s = ReviewSession(lambda: EditingService(store))
+    try:
+        s.open(video.id, 48, 32, N)
+        settle(s)
+        assert s.loaded and s.ranges == {"focus": (0, SUGGESTION_WINDOW)}
+        held = {f for f, labs in s.frames.items() if any(x.id < 0 for x in labs)}
+        assert held == set(range(SUGGESTION_WINDOW))  # not 1,500 frames x 21 suggestions
+        assert [x.id for x in s.labels_at(1200)] == [x.id for x in whole[1200] if x.id > 0]  # own labels: all
+        for focus in (700, N - 1, 3):
+            s.set_focus(focus)
+            settle(s)
+            a, b = s.ranges["focus"]
+            assert a <= focus < b and b - a <= SUGGESTION_WINDOW
+            for f in range(a, b):
+                assert s.labels_at(f) == whole[f], f
+            outside = [f for f, labs in s.frames.items() if not a <= f < b and any(x.id < 0 for x in labs)]
+            assert outside == []  # what was held before is let go
+        # an accept on the frame on screen takes the suggestion the reviewer sees; the frame reads back
+        s.set_focus(1200)
+        settle(s)
+        sug = s.open_suggestions_at(1200)[0]
+        s.execute(AcceptLabels((sug,), (1200,)))
+        settle(s)
+        assert sug.id not in {x.id for x in s.labels_at(1200)}
+        assert any(x.state == "accepted" and x.bbox == sug.bbox for x in s.labels_at(1200))
+        # bulk accept In-Out far from the playhead reads that range first, then takes what is visible there
+        s.bulk_threshold = 0.0
+        s.mark_in, s.mark_out = 300, 340
+        s.bulk_accept(10)
+        settle(s)
+        left = [x for x in store.labels_for_video(video.id, frames=(300, 340)) if x.state == "suggested"]
+        visible = [x for x in whole_range(whole, 300, 340) if (x.score or 1.0) >= s.view.min_score]
+        assert len(left) == 21 * 40 - len(visible)
+        assert f"the model {N}" in s.compare_with_model()  # every frame with output counts, held or not
+    finally:
+        s.writer.shutdown()
+
+
+def whole_range(whole: dict[int, list], a: int, b: int) -> list:
+    return [x for f in range(a, b) for x in whole[f]]
