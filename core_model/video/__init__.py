@@ -8,7 +8,7 @@ Decoders are imported lazily, so importing this package costs only numpy.
 
 from core_model.video.errors import FrameIndexError, VideoError
 from core_model.video.meta import VideoMeta, natural_key
-from core_model.video.reader import VideoReader, decord_available
+from core_model.video.reader import VideoReader, decord_available, read_meta
 from core_model.video.writer import default_codec, write_video
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "decord_available",
     "default_codec",
     "natural_key",
+    "read_meta",
     "write_video",
 ]

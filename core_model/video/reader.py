@@ -51,6 +51,42 @@ def decord_available() -> bool:
     return True
 
 
+def _file_meta(path: Path, probe, backend: str) -> VideoMeta:
+    n = probe.frame_count
+    ts = probe.timestamps()
+    # duration: first frame start to last frame end (last frame lasts the median interval)
+    step = float(np.median(np.diff(ts))) if n > 1 else (1.0 / probe.avg_fps if probe.avg_fps else 0.0)
+    duration = float(ts[-1] + step) if n else 0.0
+    vfr = is_variable_rate(ts)
+    fps = n / duration if (vfr or not probe.avg_fps) and duration > 0 else probe.avg_fps
+    w, h = probe.width, probe.height
+    if probe.rotation in (90, 270):
+        w, h = h, w
+    return VideoMeta(
+        path=path,
+        frame_count=n,
+        fps=float(fps),
+        duration=duration,
+        width=w,
+        height=h,
+        codec=probe.codec,
+        rotation=probe.rotation,
+        is_image_sequence=False,
+        variable_frame_rate=vfr,
+        backend=backend,
+    )
+
+
+def read_meta(path: str | os.PathLike) -> VideoMeta:
+    """A video's :class:`VideoMeta` as :class:`VideoReader` gives it, without opening a decoder (an import needs
+    the frame count, rate and size only; the container's index is kept for the reader that opens it next)."""
+    p = Path(path)
+    if p.is_dir():
+        with VideoReader(p) as r:
+            return r.meta
+    return _file_meta(p, probe_file(p), "")
+
+
 class VideoReader:
     """Read frames of ``path`` (a video file or a folder of images) by index.
 
@@ -106,34 +142,12 @@ class VideoReader:
 
     def _open_file(self, backend: str) -> None:
         probe = probe_file(self.path)
-        n = probe.frame_count
-        ts = probe.timestamps()
-        # duration: first frame start to last frame end (last frame lasts the median interval)
-        step = float(np.median(np.diff(ts))) if n > 1 else (1.0 / probe.avg_fps if probe.avg_fps else 0.0)
-        duration = float(ts[-1] + step) if n else 0.0
-        vfr = is_variable_rate(ts)
-        fps = n / duration if (vfr or not probe.avg_fps) and duration > 0 else probe.avg_fps
         self._backend = self._make_backend(probe, backend)
         self._probe = probe if backend == "auto" else None  # kept for a fallback to PyAV
         self._rotation = probe.rotation
-        self._timestamps = ts
+        self._timestamps = probe.timestamps()
         self._keyframes = probe.keyframes
-        w, h = probe.width, probe.height
-        if probe.rotation in (90, 270):
-            w, h = h, w
-        self.meta = VideoMeta(
-            path=self.path,
-            frame_count=n,
-            fps=float(fps),
-            duration=duration,
-            width=w,
-            height=h,
-            codec=probe.codec,
-            rotation=probe.rotation,
-            is_image_sequence=False,
-            variable_frame_rate=vfr,
-            backend=self._backend.name,
-        )
+        self.meta = _file_meta(self.path, probe, self._backend.name)
 
     @staticmethod
     def _make_backend(probe, backend: str):

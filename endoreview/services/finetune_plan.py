@@ -133,7 +133,7 @@ def candidate_videos(store: Store, project_id: int | None = None) -> list[VideoC
     """Videos one could train on, with their count of reviewed labels; reviewed ones are the default choice."""
     out = []
     for v in store.list_videos(project_id) if project_id is not None else store.list_videos():
-        n = sum(1 for lab in store.labels_for_video(v.id) if lab.state in POSITIVE)
+        n = sum(1 for lab in store.labels_for_video(v.id, suggestions=False) if lab.state in POSITIVE)
         name = str(v.meta.get("name") or Path(v.path).name)
         out.append(VideoChoice(v.id, name, v.review_status == ReviewStatus.REVIEWED, n))
     return out
@@ -144,7 +144,7 @@ def count_labels(store: Store, video_ids: Sequence[int]) -> dict[int, dict[str, 
     out: dict[int, dict[str, int]] = {}
     for vid in video_ids:
         c: Counter[str] = Counter()
-        for lab in store.labels_for_video(vid):
+        for lab in store.labels_for_video(vid, suggestions=False):
             if lab.state in POSITIVE and str(lab.kind) in KIND_TASKS:
                 c[f"{lab.kind}/{lab.class_name}"] += 1
         out[int(vid)] = dict(c)

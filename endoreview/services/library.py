@@ -40,12 +40,11 @@ class ImportResult:
 def read_metadata(path: Path) -> dict[str, Any]:
     """frame_count, fps, width, height, codec (+ duration, rotation …) via core_model's reader, else PyAV."""
     try:
-        from core_model.video import VideoError, VideoReader
+        from core_model.video import VideoError, read_meta
     except ImportError:  # core_model.video missing: read the container header with PyAV
         return _pyav_metadata(path)
     try:
-        with VideoReader(path) as reader:
-            m = reader.meta
+        m = read_meta(path)  # the reader's own metadata, without opening a decoder (import returns sooner)
     except VideoError as e:
         raise VideoImportError(str(e)) from e
     return {

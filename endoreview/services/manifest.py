@@ -52,7 +52,7 @@ def snapshot_manifest(
     for vid in video_ids:
         video = store.get_video(vid)
         label_set_ids.add(store.get_project(video.project_id).label_set_id)
-        labels = store.labels_for_video(vid)
+        labels = store.labels_for_video(vid, suggestions=False)  # reviewed and rejected labels are rows
         for lab in labels:
             if lab.state in POSITIVE:
                 lst = classes[task_of[lab.kind]]

@@ -152,7 +152,11 @@ def lerp_box(a: Sequence[float], b: Sequence[float], t: float) -> tuple[float, f
 
 def interpolate_boxes(svc: EditingService, video_id: int, track_id: int) -> list[int]:
     """Linear boxes between consecutive keyframe boxes of ``track_id``; returns the frames filled."""
-    boxes = [x for x in svc.store.labels_for_video(video_id, kinds=[LabelKind.BOX]) if x.track_id == track_id]
+    boxes = [
+        x
+        for x in svc.store.labels_for_video(video_id, kinds=[LabelKind.BOX], suggestions=False)
+        if x.track_id == track_id
+    ]
     keys = sorted((x for x in boxes if is_keyframe(x) and x.frame is not None), key=lambda x: x.frame or 0)
     derived = {x.frame: x for x in boxes if x.origin in DERIVED_ORIGINS}
     key_frames = {x.frame for x in keys}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from endoreview.store import Store
-from endoreview.store.records import LabelKind, ReviewStatus
+from endoreview.store.records import ReviewStatus
 
 WEIGHTS: Mapping[str, float] = {"entropy": 0.35, "margin": 0.25, "flicker": 0.2, "disagreement": 0.2}
 NEGATIVE_CLASSES = ("normal", "background", "negative")
@@ -108,17 +108,14 @@ def video_signals(store: Store, video_id: int) -> Signals | None:
         return None
     run = runs[-1]
     n = store.get_video(video_id).frame_count
-    fp = store.frame_probs(run.id)
-    classes = sorted({c for d in fp.values() for c in d})
+    summary = store.run_summary(run.id)  # one row: per-frame probabilities and best detection score
+    classes = sorted(summary.classes)
+    m = min(n, summary.probs.shape[0])
     probs = np.full((n, len(classes)), np.nan)
-    for f, d in fp.items():
-        if 0 <= f < n:
-            for c, v in d.items():
-                probs[f, classes.index(c)] = v
+    for k, c in enumerate(classes):
+        probs[:m, k] = summary.probs[:m, summary.classes.index(c)]
     det = np.zeros(n)
-    for x in store.labels_for_video(video_id, kinds=[LabelKind.MASK, LabelKind.BOX], run_id=run.id):
-        if x.frame is not None and 0 <= x.frame < n:
-            det[x.frame] = max(det[x.frame], x.score or 0.0)
+    det[:m] = np.nan_to_num(summary.best[:m], nan=0.0)
     return signals(probs, classes, det)
 
 
