@@ -119,7 +119,8 @@ app = ensure_app()
 win = create_main_window(SimpleNamespace(db=None, reviewer="bench"))
 win.show()
 win.start()
-n_rows, vid, think = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])ok = spin(lambda: len(win.library.model.rows) >= n_rows, 120)
+n_rows, vid, think = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+ok = spin(lambda: len(win.library.model.rows) >= n_rows, 120)
 print(json.dumps({"event": "library", "ok": ok, "rows": len(win.library.model.rows), "cpu_s": round(cpu(), 3)}),
       flush=True)
 spin(lambda: False, think)  # the reviewer looks at the library before opening a video

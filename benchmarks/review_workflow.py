@@ -121,13 +121,12 @@ class Session:
     def __init__(self, video: Path, db: Path, predictions: list[dict] | None) -> None:
         from PySide6.QtCore import QPointF  # noqa: F401 - Qt loaded before the window
 
-        from endoreview.ui.app import apply_theme, ensure_app
-        from endoreview.ui.backend import Backend
+        from endoreview.ui.app import apply_theme, compose, ensure_app
         from endoreview.ui.main_window import MainWindow
 
         self.app = ensure_app()
         apply_theme(self.app)
-        self.win = MainWindow(Backend(str(db), reviewer="scripted"), cache_bytes=64 * 1024 * 1024)
+        self.win = MainWindow(compose(str(db), "scripted", cache_bytes=64 * 1024 * 1024))
         self.win.resize(1366, 768)
         self.win.show()
         self.win.start()
@@ -138,9 +137,7 @@ class Session:
             from endoreview.services.predictions import PredictionRecorder
 
             self._thread(lambda: PredictionRecorder(be.store, vid, None).record(predictions))
-        from endoreview.ui.editing import attach_editing
-
-        self.ctl = attach_editing(self.win)  # idempotent (the window attaches it after its first paint)
+        self.ctl = self.win.editing()  # built once (the window builds it after its first paint)
         self.win.open_video(vid)
         self.spin(
             lambda: self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl.session.snap_gen >= 1

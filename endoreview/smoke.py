@@ -38,6 +38,7 @@ def run_smoke_test(timeout_s: float = 600.0) -> int:
 
     from PySide6.QtCore import QEventLoop, QTimer
 
+    from endoreview.services.records import JobState
     from endoreview.ui.app import create_main_window, ensure_app
 
     app = ensure_app([sys.argv[0]])
@@ -79,7 +80,7 @@ def run_smoke_test(timeout_s: float = 600.0) -> int:
         ok = wait(lambda: "job" in state, "analyse", timeout_s)
     if ok:
         entry = state["job"]
-        if entry.state != "succeeded":
+        if entry.state != JobState.SUCCEEDED:
             _say(event="error", step="analyse", message=f"job {entry.state}", log=entry.log_text[-2000:])
             ok = False
     if ok:

@@ -111,9 +111,7 @@ def xkey(*keys: str) -> None:
 def review_screens(win, app, spin, save, frame: int) -> None:
     """The review tools on an analysed frame: what the slider hides stays out of reach, bulk accept counts, File →
     Export, a failed import kept in sight, the review queue switching video."""
-    from endoreview.ui.editing import attach_editing
-
-    ctl = attach_editing(win)
+    ctl = win.editing()
     spin(lambda: ctl.loaded, 30)
     win.player_widget.view.setFocus()
     xkey("t")  # the Box tool

@@ -180,15 +180,16 @@ def _run(args: argparse.Namespace, cancelled: dict[str, bool]) -> int:
             return 0
         if args.cmd == "import" and args.what == "predictions":  # endofm predict --out-dir outputs
             from endoreview.services.predictions import import_prediction_outputs
+            from endoreview.services.records import RunState
 
             runs = import_prediction_outputs(store, project_id, args.paths)
             for run in runs:
                 _emit({"event": "run", **asdict(run)})
-            failed = [r for r in runs if r.state == "failed"]
+            failed = [r for r in runs if r.state == RunState.FAILED]
             _emit(
                 {
                     "event": "done",
-                    "finished": sum(r.state == "finished" for r in runs),
+                    "finished": sum(r.state == RunState.FINISHED for r in runs),
                     "skipped": sum(r.state == "skipped" for r in runs),
                     "failed": len(failed),
                 }

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from endoreview import RESEARCH_NOTICE
 from endoreview.services.jobs import Launch
 from endoreview.services.model_resolver import NoModelError
+from endoreview.services.records import JobState
 from endoreview.ui.backend import Backend
 from endoreview.ui.jobs_panel import Job, JobsPanel
 from endoreview.ui.review_controller import ReviewController
@@ -99,8 +100,8 @@ class AnalysisController(QObject):
 def _finished_text(state: str, n: int, done: int, failed: int) -> str:
     """The end of an analysis, announced: how it ended and how many videos it stored."""
     tail = f"{done} of {n} video(s) analysed" + (f", {failed} failed" if failed else "")
-    if state == "succeeded":
+    if state == JobState.SUCCEEDED:
         return f"Analysis finished: {tail}."
-    if state == "cancelled":
+    if state == JobState.CANCELLED:
         return f"Analysis cancelled: {tail} (kept)."
     return f"Analysis failed: {tail} — the Jobs panel shows the log."

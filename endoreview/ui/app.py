@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 _T0 = time.perf_counter()
@@ -103,17 +104,62 @@ def spin(cond: Any, timeout: float, step: float = 0.001) -> bool:
     return False
 
 
-def create_main_window(args: Any, job_module: str | None = None) -> Any:
-    """The composition root: the app's services (database, job launcher), the backend and the configured, not yet
-    shown main window (needs a QApplication). ``job_module``: the entry module of job processes (default
-    ``endoreview.jobs``)."""
-    pg = import_pyqtgraph()
+@dataclass
+class AppParts:
+    """What the app is made of, built once by :func:`compose` and handed to :class:`MainWindow`, which passes each
+    controller the parts it uses.
 
-    from endoreview.media.guard import mark_gui_thread
+    ``services``: the database and every service on it (:class:`~endoreview.services.app.AppServices`: opened on a
+    worker thread once the window shows; ``services.jobs`` is the job launcher); ``backend``: the library's and
+    player's view models over those services, every call refused on the GUI thread; ``runner``: the worker threads
+    blocking calls run on; ``media``: the queue that opens videos off the GUI thread (proxies, thumbnails, through
+    :mod:`endoreview.media`); ``cache``: the player's decoded-frame cache."""
+
+    services: Any
+    backend: Any
+    runner: Any
+    media: Any
+    cache: Any
+
+    @property
+    def launcher(self) -> Any:
+        """The job launcher (:class:`~endoreview.services.jobs.JobService`)."""
+        return self.services.jobs
+
+
+def compose(
+    db_url: str | None = None,
+    reviewer: str | None = None,
+    job_module: str | None = None,
+    cache_bytes: int = 768 * 1024 * 1024,
+) -> AppParts:
+    """The composition root: builds the app's parts once (nothing opens the database yet). The saved Settings give the
+    reviewer and database where ``db_url`` / ``reviewer`` (command line) and the environment gave none."""
+    from endoreview.media.cache import FrameCache
     from endoreview.services.app import AppServices
     from endoreview.services.jobs import JOBS_MODULE
     from endoreview.ui.backend import Backend
     from endoreview.ui.finetune.attach import apply_settings
+    from endoreview.ui.proxies import MediaQueue
+    from endoreview.ui.tasks import TaskRunner
+
+    services = AppServices(db_url, reviewer, job_module or JOBS_MODULE)
+    apply_settings(services)
+    return AppParts(
+        services=services,
+        backend=Backend(services),
+        runner=TaskRunner(workers=2),
+        media=MediaQueue(),
+        cache=FrameCache(cache_bytes),
+    )
+
+
+def create_main_window(args: Any, job_module: str | None = None) -> Any:
+    """The app's configured, not yet shown main window (needs a QApplication) on the parts :func:`compose` builds
+    from ``args`` (db, reviewer). ``job_module``: the entry module of job processes (default ``endoreview.jobs``)."""
+    pg = import_pyqtgraph()
+
+    from endoreview.media.guard import mark_gui_thread
     from endoreview.ui.icons import app_icon
     from endoreview.ui.main_window import MainWindow
 
@@ -124,14 +170,8 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
 
     apply_theme(app, load_settings().text_size)
     app.setWindowIcon(app_icon())
-    services = AppServices(
-        getattr(args, "db", None), getattr(args, "reviewer", None), job_module or JOBS_MODULE
-    )
-    backend = Backend(services=services)
-    apply_settings(
-        backend
-    )  # the saved reviewer and database where the command line and environment gave none
-    return MainWindow(backend, error_reporting=True)
+    parts = compose(getattr(args, "db", None), getattr(args, "reviewer", None), job_module)
+    return MainWindow(parts, error_reporting=True)
 
 
 def run_app(args: Any) -> int:

@@ -82,13 +82,12 @@ def _finding(track: PredictionTrack | None) -> tuple[str, float | None]:
 
 
 class Backend:
-    """``services`` is the app's :class:`AppServices` (built once by the composition root); ``Backend(db_url,
-    reviewer)`` builds its own for tests and tools that make a backend alone."""
+    """The library's and player's view models over ``services`` (the app's :class:`AppServices`, built once by the
+    composition root :func:`endoreview.ui.app.compose`); after :meth:`open` its ``store``, ``library``,
+    ``projects``, ``labels`` and ``review`` are those services, each call refused on the GUI thread."""
 
-    def __init__(
-        self, db_url: str | None = None, reviewer: str | None = None, services: AppServices | None = None
-    ) -> None:
-        self.services = services if services is not None else AppServices(db_url, reviewer)
+    def __init__(self, services: AppServices) -> None:
+        self.services = services
         self.store: Any = None
         self.library: Any = None
         self.projects: Any = None
@@ -265,7 +264,7 @@ class Backend:
         video_label = None
         for lab in labels:
             if lab.kind == LabelKind.VIDEO_CLASS:
-                if lab.reason and lab.state == ReviewState.SUGGESTED and str(lab.origin) == "predicted":
+                if lab.reason and lab.state == ReviewState.SUGGESTED and lab.origin == LabelOrigin.PREDICTED:
                     # the model's call explained: "abnormal: polyp suggested at 01:12–01:19, 0.90"
                     video_label = f"{lab.reason} ({lab.state})"
                     continue

@@ -8,8 +8,8 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from endoreview.media.guard import check_off_gui_thread
+from endoreview.services.app import AppServices
 from endoreview.ui.analysis import AnalysisController
-from endoreview.ui.backend import Backend
 from endoreview.ui.library_controller import LibraryController
 from endoreview.ui.tasks import Task, TaskRunner
 
@@ -27,14 +27,14 @@ class DemoController(QObject):
 
     def __init__(
         self,
-        backend: Backend,
+        services: AppServices,
         runner: TaskRunner,
         library: LibraryController,
         analysis: AnalysisController,
         parent=None,
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.library, self.analysis = backend, runner, library, analysis
+        self.services, self.runner, self.library, self.analysis = services, runner, library, analysis
         self.running = False
         self.result = None
         self.notice: str | None = None
@@ -59,7 +59,7 @@ class DemoController(QObject):
             from endoreview.services.demo import DemoSpec, setup_demo
 
             return setup_demo(
-                self.backend.services.store,  # handed to a service on this worker thread
+                self.services.store,  # handed to a service on this worker thread
                 self.spec or DemoSpec(),
                 progress=self._bridge.progress.emit,
                 cancelled=lambda: task.cancelled,

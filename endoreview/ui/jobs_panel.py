@@ -119,7 +119,7 @@ class Job(QObject):
 
     def cancel(self, grace_ms: int = 3000) -> None:
         """Ask the job to stop (SIGTERM); kill it if it has not exited after ``grace_ms``."""
-        if self.entry.state not in ("running", "queued"):
+        if self.entry.state not in (JobState.RUNNING, JobState.QUEUED):
             return
         self._cancel_requested = True
         self.entry.message = "cancelling…"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QRect, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
@@ -27,10 +27,8 @@ from PySide6.QtWidgets import (
 )
 
 from endoreview import RESEARCH_NOTICE
-from endoreview.media.cache import FrameCache
 from endoreview.media.opener import warm_up as warm_up_decoders
 from endoreview.ui.analysis import AnalysisController
-from endoreview.ui.backend import Backend
 from endoreview.ui.demo_controller import DemoController
 from endoreview.ui.finetune.attach import name_videos_in_logs, open_at
 from endoreview.ui.finetune.controller import FinetuneController
@@ -41,13 +39,15 @@ from endoreview.ui.library import LibraryWidget
 from endoreview.ui.library_controller import LibraryController
 from endoreview.ui.player.controller import PlayerController
 from endoreview.ui.player.widget import PlayerWidget
-from endoreview.ui.proxies import MediaQueue
 from endoreview.ui.registry.controller import RegistryController
 from endoreview.ui.review_controller import ReviewController
 from endoreview.ui.scale import em
 from endoreview.ui.shortcuts import ShortcutHelpDialog, bind
-from endoreview.ui.tasks import TaskRunner
 from endoreview.ui.timeline import TimelineWidget
+
+if TYPE_CHECKING:
+    from endoreview.ui.app import AppParts
+    from endoreview.ui.editing import EditController
 
 log = logging.getLogger(__name__)
 # how long quitting waits for stopped jobs to record their state before it kills them (a killed job's row is marked
@@ -56,22 +56,24 @@ JOB_STOP_GRACE_MS = 8000
 
 
 class MainWindow(QMainWindow):
-    def __init__(
-        self, backend: Backend, cache_bytes: int = 768 * 1024 * 1024, error_reporting: bool = False
-    ) -> None:
-        """``error_reporting``: unexpected errors open the error dialog (the app's composition root turns it on;
-        tests that build a window leave it off and see the exception)."""
+    def __init__(self, parts: AppParts, error_reporting: bool = False) -> None:
+        """``parts``: the app's services, view models, task runner, media queue and frame cache, built once by
+        :func:`endoreview.ui.app.compose`; each controller gets the parts it uses. ``error_reporting``: unexpected
+        errors open the error dialog (the app turns it on; tests that build a window leave it off and see the
+        exception)."""
         super().__init__()
         self.setWindowTitle("EndoReview — research use only, not a medical device")
         self.setWindowIcon(app_icon())
-        self.backend = backend
+        self.services, self.backend = parts.services, parts.backend
         self._quit_confirmed = False
-        self.runner = TaskRunner(workers=2, parent=self)
-        self.media = MediaQueue(self)
+        self.runner, self.media = parts.runner, parts.media
+        self.runner.setParent(self)
+        self.media.setParent(self)
+        self.edit_ctl: EditController | None = None
 
         # widgets
         self.library = LibraryWidget()
-        self.player = PlayerController(FrameCache(cache_bytes), self)
+        self.player = PlayerController(parts.cache, self)
         self.player_widget = PlayerWidget(self.player)
         self.timeline = TimelineWidget()
         self.jobs = JobsPanel()
@@ -104,12 +106,13 @@ class MainWindow(QMainWindow):
         self.notice.setToolTip(RESEARCH_NOTICE)
 
         # controllers
+        backend = self.backend
         self.library_ctl = LibraryController(backend, self.runner, self.media, self.library, self)
         self.review_ctl = ReviewController(
             backend, self.runner, self.media, self.player, self.player_widget, self.timeline, self
         )
         self.analysis_ctl = AnalysisController(backend, self.runner, self.jobs, self.review_ctl, self)
-        self.demo_ctl = DemoController(backend, self.runner, self.library_ctl, self.analysis_ctl, self)
+        self.demo_ctl = DemoController(self.services, self.runner, self.library_ctl, self.analysis_ctl, self)
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
             ctl.message.connect(self.show_message)
         self.library.openRequested.connect(self.open_video)
@@ -130,7 +133,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._bind_keys()
         # the correction tools (masks, boxes, labels, review): after the first paint, as they import the store
-        QTimer.singleShot(60, self._attach_editing)
+        QTimer.singleShot(60, self.editing)
         self._build_learning_loop(error_reporting)  # fine-tune, models, settings, about
         self.resize(1280, 800)  # run_app fits it to the screen before showing it (fit_to_screen)
 
@@ -155,19 +158,23 @@ class MainWindow(QMainWindow):
             available.center().x() - w // 2, available.y() + max(0, (available.height() - title - h) // 2)
         )
 
-    def _attach_editing(self) -> None:
-        from endoreview.ui.editing import attach_editing
+    def editing(self) -> EditController:
+        """The correction tools (built once, just after the first paint): the tool bar left of the player, the
+        review-queue dock, the timeline's segment editing and their keys."""
+        if self.edit_ctl is None:
+            from endoreview.ui.editing import build_editing
 
-        attach_editing(self)  # sets self.edit_ctl
+            self.edit_ctl = build_editing(self)
+        return self.edit_ctl
 
     def _build_learning_loop(self, error_reporting: bool) -> None:
         """The learning loop's entries: a Models menu (Fine-tune…, Models…), File ▸ Settings…, Help ▸ About, the
         stopped-fine-tunes section with Resume buttons at the top of the jobs panel, and the error dialog."""
-        backend = self.backend
-        store_fn = lambda: backend.services.store  # noqa: E731 - called on worker threads only
-        ft = FinetuneController(backend, self.runner, self.jobs, self)
+        services = self.services
+        store_fn = lambda: services.store  # noqa: E731 - called on worker threads only
+        ft = FinetuneController(services, self.runner, self.jobs, self)
         reg = RegistryController(
-            backend, self.runner, self.jobs, open_frame=lambda v, f: open_at(self, v, f), parent=self
+            services, self.runner, self.jobs, open_frame=lambda v, f: open_at(self, v, f), parent=self
         )
         resume = ResumePanel(store_fn, self.runner)
         self.jobs.layout().insertWidget(0, resume)
@@ -203,9 +210,7 @@ class MainWindow(QMainWindow):
         def about() -> None:
             from endoreview.ui.about import AboutDialog
 
-            self._about_dialog = AboutDialog(
-                self.runner, store_fn if backend.store is not None else None, self
-            )
+            self._about_dialog = AboutDialog(self.runner, store_fn if services.is_open else None, self)
             self._about_dialog.show()
 
         self.act_settings = act("Settings…", settings, "Ctrl+,")
@@ -463,7 +468,7 @@ class MainWindow(QMainWindow):
         for w in app.topLevelWidgets() if app is not None else ():
             if w is not self and w.isVisible():
                 w.close()
-        self.backend.services.release_instance_lock()  # another window may open this database now
+        self.services.release_instance_lock()  # another window may open this database now
 
     def ask_quit(self, running: list) -> QMessageBox:
         """Ask whether to stop the running jobs and quit (non-modal; "Stop jobs and quit" closes the window)."""

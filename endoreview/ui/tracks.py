@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from endoreview.services.editing import DERIVED_ORIGINS
+from endoreview.services.records import LabelKind, ReviewState
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -140,17 +141,17 @@ class LabelTrack:
             state = str(_get(lab, "state"))
             # judged by a human: not a suggestion, and not propagated / interpolated by a tool (those become
             # keyframes, origin "drawn", once a reviewer edits them)
-            judged = state != "suggested" and str(_get(lab, "origin")) not in DERIVED_ORIGINS
-            if kind == "segment":
+            judged = state != ReviewState.SUGGESTED and str(_get(lab, "origin")) not in DERIVED_ORIGINS
+            if kind == LabelKind.SEGMENT:
                 s, e = int(_get(lab, "start_frame")), int(_get(lab, "end_frame"))
                 track.segments.append(Segment(s, e, str(_get(lab, "class_name")), state, _get(lab, "id")))
                 if judged:
                     track.reviewed[max(0, s) : min(frame_count, e)] = True
-            elif kind == "video_class" and state != "suggested":
+            elif kind == LabelKind.VIDEO_CLASS and state != ReviewState.SUGGESTED:
                 track.segments.append(
                     Segment(0, frame_count, str(_get(lab, "class_name")), state, _get(lab, "id"))
                 )
-            elif kind in ("mask", "box") and judged:
+            elif kind in (LabelKind.MASK, LabelKind.BOX) and judged:
                 f = _get(lab, "frame")
                 if f is not None and 0 <= int(f) < frame_count:
                     track.reviewed[int(f)] = True
@@ -161,7 +162,11 @@ class LabelTrack:
         """[T] bool: frames a human put in a ``cls`` segment (accepted / edited / manual)."""
         out = np.zeros(self.frame_count, bool)
         for s in self.segments:
-            if s.class_name == cls and s.state in ("accepted", "edited", "manual"):
+            if s.class_name == cls and s.state in (
+                ReviewState.ACCEPTED,
+                ReviewState.EDITED,
+                ReviewState.MANUAL,
+            ):
                 out[max(0, s.start) : min(self.frame_count, s.end)] = True
         return out
 

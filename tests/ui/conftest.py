@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.helpers import _in_thread, make_indexed_video
+from tests.ui.helpers import _in_thread, make_indexed_video, open_window
 
 
 @pytest.fixture
@@ -36,28 +36,17 @@ def pg_config():
 
 @pytest.fixture
 def main_window(qtbot, strict_guard, pg_config, tmp_path):
-    from endoreview.ui.app import apply_theme, ensure_app
-    from endoreview.ui.backend import Backend
-    from endoreview.ui.main_window import MainWindow
-
-    apply_theme(ensure_app())
-    win = MainWindow(Backend(str(tmp_path / "test.sqlite3"), reviewer="tester"), cache_bytes=64 * 1024 * 1024)
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
+    win = open_window(qtbot, tmp_path / "test.sqlite3")
     yield win
     win.close()
 
 
 @pytest.fixture
 def edit(qtbot, main_window, indexed_video):
-    from endoreview.ui.editing import attach_editing
-
     win = main_window
     be = win.backend
     video, _ = _in_thread(be.library.import_video, be.project.id, str(indexed_video))
-    ctl = attach_editing(win)
+    ctl = win.editing()
     win.resize(1280, 800)
     win.open_video(video.id)
     qtbot.waitUntil(lambda: win.player.shown == (0, True) and ctl.loaded, timeout=15000)

@@ -21,6 +21,21 @@ BITS = 12
 BLOCK = 16
 
 
+def open_window(qtbot, db: Path, reviewer: str = "tester", cache_mb: int = 64):
+    """The app's main window on the database file ``db``, built as the app builds it (:func:`compose`), shown and
+    started; returns once its library is listed."""
+    from endoreview.ui.app import apply_theme, compose, ensure_app
+    from endoreview.ui.main_window import MainWindow
+
+    apply_theme(ensure_app())
+    win = MainWindow(compose(str(db), reviewer, cache_bytes=cache_mb * 1024 * 1024))
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
+    return win
+
+
 def indexed_frame(i: int, width: int = 320, height: int = 240) -> np.ndarray:
     """A frame whose top row of 16×16 blocks spells ``i`` in binary (white = 1), on a pink-ish background."""
     f = np.zeros((height, width, 3), np.uint8)
@@ -129,5 +144,5 @@ def saved(qtbot, ctl) -> None:
 
 
 def labels(ctl, frame: int, kind: str | None = None) -> list:
-    out = _in_thread(ctl.backend.store.labels_for_frame, ctl.video.id, frame)
+    out = _in_thread(ctl.parent().backend.store.labels_for_frame, ctl.video.id, frame)
     return [x for x in out if kind is None or x.kind == kind]

@@ -22,15 +22,14 @@ CHILD = textwrap.dedent(
     import sys, threading, time
     from PySide6.QtCore import QPointF
     from PySide6.QtWidgets import QApplication
-    from endoreview.ui.app import apply_theme, ensure_app
-    from endoreview.ui.backend import Backend
+    from endoreview.ui.app import apply_theme, compose, ensure_app
     from endoreview.ui.main_window import MainWindow
     from tests.ui.helpers import drag
 
     db, video = sys.argv[1], sys.argv[2]
     app = ensure_app()
     apply_theme(app)
-    win = MainWindow(Backend(db, reviewer="crash"), cache_bytes=32 * 1024 * 1024)
+    win = MainWindow(compose(db, "crash", cache_bytes=32 * 1024 * 1024))
     win.resize(1280, 800)
     win.show()
     win.start()
@@ -48,9 +47,7 @@ CHILD = textwrap.dedent(
     t = threading.Thread(target=lambda: out.append(win.backend.library.import_video(win.backend.project.id, video)))
     t.start()
     wait(lambda: not t.is_alive())
-    from endoreview.ui.editing import attach_editing
-
-    ctl = attach_editing(win)  # idempotent: the window attaches it just after its first paint
+    ctl = win.editing()  # built once: the window builds it just after its first paint
     win.open_video(out[0][0].id)
     wait(lambda: win.player.shown == (0, True) and ctl.loaded)
     ctl.set_tool("brush")

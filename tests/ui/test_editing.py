@@ -42,7 +42,7 @@ def test_brush_eraser_undo_redo(qtbot, edit):
     key(qtbot, ctl, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     saved(qtbot, ctl)
     assert rle_decode(labels(ctl, 0, "mask")[0].rle)[120, 130]
-    summaries = [c.summary for c in _in_thread(ctl.backend.store.changes_since, 0)]
+    summaries = [c.summary for c in _in_thread(ctl.parent().backend.store.changes_since, 0)]
     assert (
         "Undo: Erase" in summaries and "Undo: Brush stroke" in summaries and "Redo: Brush stroke" in summaries
     )
@@ -154,7 +154,7 @@ def _predict(ctl, polyp=range(45, 90)) -> None:
             yield ev
         yield {"event": "video_done", "frames": 90, "probs": {"normal": 0.2, "abnormal": 0.8}}
 
-    store = ctl.backend.store
+    store = ctl.parent().backend.store
     _in_thread(lambda: PredictionRecorder(store, ctl.video.id, None).record(events()))
     ctl.session.reload()
 
@@ -164,7 +164,7 @@ def test_segments_with_in_out_class_keys_timeline_drag_split_merge_delete(qtbot,
     tl = ctl.timeline
 
     def segs():
-        out = _in_thread(ctl.backend.store.labels_for_video, ctl.video.id, kinds=["segment"])
+        out = _in_thread(ctl.parent().backend.store.labels_for_video, ctl.video.id, kinds=["segment"])
         return sorted((x.start_frame, x.end_frame, x.state) for x in out)
 
     ctl.player.seek(10)
@@ -177,7 +177,7 @@ def test_segments_with_in_out_class_keys_timeline_drag_split_merge_delete(qtbot,
     saved(qtbot, ctl)
     assert segs() == [(10, 30, "manual")]
     key(qtbot, ctl, Qt.Key.Key_2)
-    assert "No class 2" in ctl.win.statusBar().currentMessage()
+    assert "No class 2" in ctl.parent().statusBar().currentMessage()
     # drag the segment's start edge on the timeline from frame 10 to about frame 4
     qtbot.waitUntil(lambda: len(ctl.timeline_items.regions) == 1, timeout=5000)
     a, b = __import__("endoreview.ui.timeline", fromlist=["lane_extents"]).lane_extents()["Labels"]
@@ -248,15 +248,15 @@ def test_accept_reject_edit_bulk_accept_blind_pass_and_queue(qtbot, edit):
     ctl.toolbar.blind.setChecked(True)
     assert ctl.player_widget.view.overlay.boxes == [] and ctl.timeline.pred is None
     key(qtbot, ctl, Qt.Key.Key_A)
-    assert "Blind pass" in ctl.win.statusBar().currentMessage()
+    assert "Blind pass" in ctl.parent().statusBar().currentMessage()
     ctl.toolbar.blind.setChecked(False)
-    assert "agree on" in ctl.win.statusBar().currentMessage()
+    assert "agree on" in ctl.parent().statusBar().currentMessage()
     qtbot.waitUntil(lambda: ctl.player_widget.view.overlay.boxes != [], timeout=5000)
     # review status per video, shown in the library
     ctl.toolbar.status.setCurrentIndex(2)
     ctl.toolbar.status.activated.emit(2)
     saved(qtbot, ctl)
-    assert _in_thread(ctl.backend.store.get_video, ctl.video.id).review_status == "reviewed"
+    assert _in_thread(ctl.parent().backend.store.get_video, ctl.video.id).review_status == "reviewed"
     ctl.set_review_status("in_review")
     saved(qtbot, ctl)
     # the review queue goes to the uncertain frames 40-42
@@ -305,7 +305,7 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
     drag(view, [at(ctl, 100, 120), at(ctl, 140, 120)])
     saved(qtbot, ctl)
     (mine,) = labels(ctl, 0, "mask")
-    other = _in_thread(Store.open, ctl.backend.db_url, reviewer="colleague")
+    other = _in_thread(Store.open, ctl.parent().backend.db_url, reviewer="colleague")
     try:  # a colleague on another workstation changes the same mask; our cached copy is now stale
         theirs = grow_shrink(rle_decode(mine.rle), 6)
 
@@ -314,7 +314,7 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
         _in_thread(other.close)
     ctl.session.working[0] = rle_decode(mine.rle)  # what the screen showed before the colleague's change
     ctl.session.execute(StaleStroke(mine))  # our next stroke, based on the version we last saw
-    qtbot.waitUntil(lambda: "was not saved" in ctl.win.statusBar().currentMessage(), timeout=10000)
-    assert "colleague" in ctl.win.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: "was not saved" in ctl.parent().statusBar().currentMessage(), timeout=10000)
+    assert "colleague" in ctl.parent().statusBar().currentMessage()
     saved(qtbot, ctl)
     assert ctl.session.working == {} and np.array_equal(ctl.editable_mask(0), theirs)

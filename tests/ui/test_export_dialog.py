@@ -14,7 +14,7 @@ def test_file_export_writes_reviewed_labels_by_default_and_all_with_states_when_
     from endoreview.services.predictions import PredictionRecorder
 
     ctl = edit
-    win = ctl.win
+    win = ctl.parent()
     import numpy as np
 
     m = np.zeros((240, 320), np.uint8)
@@ -24,7 +24,7 @@ def test_file_export_writes_reviewed_labels_by_default_and_all_with_states_when_
          "masks": [{"label": "polyp", "score": 0.7, "rle": rle_encode(m)}]}
         for f in range(5)
     ] + [{"event": "video_done", "frames": 5, "probs": {"normal": 0.9, "abnormal": 0.1}}]  # fmt: skip
-    _in_thread(lambda: PredictionRecorder(ctl.backend.store, ctl.video.id, None).record(events))
+    _in_thread(lambda: PredictionRecorder(ctl.parent().backend.store, ctl.video.id, None).record(events))
     ctl.session.reload()
     saved(qtbot, ctl)
     ctl.accept()  # frame 0's suggestion, reviewed in the app

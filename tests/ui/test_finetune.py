@@ -49,20 +49,13 @@ def _prepare(db: Path, root: Path, n_videos: int = 3) -> dict:
 
 @pytest.fixture
 def ft_window(qtbot, strict_guard, pg_config, tmp_path):
-    from endoreview.ui.app import apply_theme, ensure_app
-    from endoreview.ui.backend import Backend
-    from endoreview.ui.main_window import MainWindow
+    from tests.ui.helpers import open_window
 
     guard = strict_guard
     guard.unmark_gui_thread()
     data = _prepare(tmp_path / "test.sqlite3", tmp_path)
     guard.mark_gui_thread(strict=True)
-    apply_theme(ensure_app())
-    win = MainWindow(Backend(str(tmp_path / "test.sqlite3"), reviewer="tester"), cache_bytes=32 * 1024 * 1024)
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
+    win = open_window(qtbot, tmp_path / "test.sqlite3", cache_mb=32)
     win.data = data
     yield win
     win.close()

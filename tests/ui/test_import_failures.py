@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_an_undecodable_file_imported_during_review_is_reported_until_dismissed(qtbot, edit, tmp_path):
     ctl = edit
-    win = ctl.win
+    win = ctl.parent()
     bad = tmp_path / "broken_procedure.avi"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + bytes(range(256)) * 40)  # an AVI header, then junk
     with qtbot.waitSignal(win.library_ctl.imported, timeout=20000) as sig:

@@ -21,21 +21,12 @@ N_FRAMES = 32
 @pytest.fixture
 def demo_window(qtbot, strict_guard, pg_config, tmp_path, monkeypatch):
     from endoreview.services.model_resolver import demo_model_dir
-    from endoreview.ui.app import apply_theme, ensure_app
-    from endoreview.ui.backend import Backend
-    from endoreview.ui.main_window import MainWindow
+    from tests.ui.helpers import open_window
 
     if demo_model_dir() is None:
         pytest.skip("the demo model (resources/demo_model) is not installed")
     monkeypatch.setenv("ENDOREVIEW_DATA_DIR", str(tmp_path / "data"))
-    apply_theme(ensure_app())
-    win = MainWindow(
-        Backend(str(tmp_path / "demo.sqlite3"), reviewer="dr_demo"), cache_bytes=32 * 1024 * 1024
-    )
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.library_ctl.ready, timeout=15000)
+    win = open_window(qtbot, tmp_path / "demo.sqlite3", reviewer="dr_demo", cache_mb=32)
     yield win
     win.close()
 

@@ -118,11 +118,12 @@ def test_only_human_judgements_fill_the_reviewed_lane():
 
 
 def test_rejected_predictions_leave_the_detection_lane(tmp_path):
+    from endoreview.services.app import AppServices
     from endoreview.store.records import FramePrediction, NewLabel
     from endoreview.ui.backend import Backend
     from tests.services.videos import make_video
 
-    b = Backend(f"sqlite:///{tmp_path / 'db.sqlite3'}", reviewer="t")
+    b = Backend(AppServices(f"sqlite:///{tmp_path / 'db.sqlite3'}", reviewer="t"))
     b.open()
     video, _ = b.library.import_video(b.project.id, make_video(tmp_path / "v.mp4", n=6))
     run = b.store.start_prediction_run(video.id, None)

@@ -11,7 +11,7 @@ def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_p
     from endoreview.services.predictions import PredictionRecorder
 
     ctl = edit
-    be = ctl.backend
+    be = ctl.parent().backend
     other_path = make_indexed_video(tmp_path / "second_procedure.mp4", n=60)
     other, _ = _in_thread(be.library.import_video, be.project.id, str(other_path))
 
@@ -34,7 +34,7 @@ def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_p
     assert "Switched to second_procedure.mp4 (from indexed.mp4)" in pw.switched.text()
     assert any("Switched to second_procedure.mp4" in m for m in said)
     # opening a video by hand is the reviewer's own choice: the notice goes
-    ctl.win.open_video(ctl.video.id)
+    ctl.parent().open_video(ctl.video.id)
     qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
     assert pw.video_name.text() == "indexed.mp4" and not pw.switched.isVisible()
 
@@ -42,7 +42,7 @@ def test_the_queue_switching_video_is_announced_on_the_player(qtbot, edit, tmp_p
 def test_the_video_class_set_is_shown_again_when_the_video_is_reopened(qtbot, edit, tmp_path):
     """Issue 22.8: the video-class dropdown forgot the class after reopening."""
     ctl = edit
-    be = ctl.backend
+    be = ctl.parent().backend
     bar = ctl.toolbar
     k = bar.vclass.findText("abnormal")
     bar.vclass.setCurrentIndex(k)
@@ -51,11 +51,11 @@ def test_the_video_class_set_is_shown_again_when_the_video_is_reopened(qtbot, ed
     other, _ = _in_thread(
         be.library.import_video, be.project.id, str(make_indexed_video(tmp_path / "o.mp4", n=30))
     )
-    ctl.win.open_video(other.id)
+    ctl.parent().open_video(other.id)
     qtbot.waitUntil(lambda: ctl.video_id == other.id and ctl.loaded, timeout=15000)
     saved(qtbot, ctl)
     assert bar.vclass.currentIndex() == 0  # nothing set on this one
-    ctl.win.open_video(ctl.video.id)
+    ctl.parent().open_video(ctl.video.id)
     qtbot.waitUntil(lambda: ctl.video_id == ctl.video.id and ctl.loaded, timeout=15000)
     saved(qtbot, ctl)
     assert bar.vclass.currentText() == "abnormal"
@@ -69,9 +69,9 @@ def test_an_imported_label_says_where_it_came_from(qtbot, edit, tmp_path):
     csv = tmp_path / "expert_segments.csv"
     csv.write_text("video,start_frame,end_frame,label\nindexed,10,20,polyp\n")
     rep = _in_thread(
-        lambda: Importer(ctl.backend.services.store, ctl.backend.project.id).import_annotations(
-            csv, video_id=ctl.video.id
-        )
+        lambda: Importer(
+            ctl.parent().backend.services.store, ctl.parent().backend.project.id
+        ).import_annotations(csv, video_id=ctl.video.id)
     )
     assert rep.labels_added == 1, rep
     ctl.session.reload()

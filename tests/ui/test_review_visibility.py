@@ -41,7 +41,7 @@ def analysed(qtbot, edit):
 
     ctl.said = []
     ctl.message.connect(ctl.said.append)
-    _in_thread(lambda: PredictionRecorder(ctl.backend.store, ctl.video.id, None).record(events()))
+    _in_thread(lambda: PredictionRecorder(ctl.parent().backend.store, ctl.video.id, None).record(events()))
     ctl.review_ctl.reload_tracks()  # what a finished analysis does
     qtbot.waitUntil(
         lambda: ctl.review_ctl.tracks is not None and ctl.review_ctl.tracks.predictions, timeout=10000

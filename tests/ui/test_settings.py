@@ -79,17 +79,17 @@ def test_clear_caches_frees_the_space(qtbot, runner):
 
 
 def test_saved_reviewer_and_database_apply_at_start(tmp_path, monkeypatch):
+    from endoreview.services.app import AppServices
     from endoreview.services.app_settings import Settings, save_settings
-    from endoreview.ui.backend import Backend
     from endoreview.ui.finetune.attach import apply_settings
 
     monkeypatch.delenv("ENDOREVIEW_DB_URL", raising=False)
     monkeypatch.delenv("ENDOREVIEW_REVIEWER", raising=False)
     save_settings(Settings(reviewer="dr.lee", sqlite_path=str(tmp_path / "ward.sqlite3")))
-    b = Backend()
+    b = AppServices()
     apply_settings(b)
     assert b.reviewer == "dr.lee" and b.db_url == f"sqlite:///{tmp_path / 'ward.sqlite3'}"
-    given = Backend("sqlite:///elsewhere.sqlite3", reviewer="cli-user")  # the command line wins
+    given = AppServices("sqlite:///elsewhere.sqlite3", reviewer="cli-user")  # the command line wins
     apply_settings(given)
     assert (given.db_url, given.reviewer) == ("sqlite:///elsewhere.sqlite3", "cli-user")
 

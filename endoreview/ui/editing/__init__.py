@@ -1,6 +1,6 @@
 """The correction tools (issue 9): masks, boxes, class labels, reviewing predictions, the review queue.
 
-``attach_editing(main_window)`` adds them to the main window: the tool bar left of the player, the review-queue
+``build_editing(main_window)`` builds them into the main window (which calls it once, after its first paint): the tool bar left of the player, the review-queue
 dock, the timeline's segment editing and the keyboard shortcuts (listed in the help dialog). See
 :mod:`endoreview.ui.editing.controller` for the behaviour and :mod:`endoreview.services.editing` for the actions.
 """
@@ -19,15 +19,23 @@ from endoreview.ui.editing.panel import EditToolbar, QueuePanel
 from endoreview.ui.editing.queue_controller import QueueController
 from endoreview.ui.editing.timeline_items import TimelineEditing
 
-__all__ = ["EDIT_SHORTCUTS", "EditController", "Tool", "attach_editing"]
+__all__ = ["EDIT_SHORTCUTS", "EditController", "Tool", "build_editing"]
 
 
-def attach_editing(win: Any) -> EditController:
-    """Build the correction tools into ``win`` (a :class:`~endoreview.ui.main_window.MainWindow`); idempotent."""
-    existing = getattr(win, "edit_ctl", None)
-    if isinstance(existing, EditController):
-        return existing
-    ctl = EditController(win)
+def build_editing(win: Any) -> EditController:
+    """Build the correction tools into ``win`` (a :class:`~endoreview.ui.main_window.MainWindow`, which keeps the
+    returned controller); call :meth:`MainWindow.editing` instead, which builds them once."""
+    backend = win.backend
+    ctl = EditController(
+        lambda: backend.store,
+        win.runner,
+        win.player,
+        win.player_widget,
+        win.review_ctl,
+        win.timeline,
+        on_status_saved=win.library_ctl.refresh,
+        parent=win,
+    )
     ctl.toolbar = EditToolbar(ctl, win)
     win.addToolBar(Qt.ToolBarArea.LeftToolBarArea, ctl.toolbar)
     ctl.toolbar.setOrientation(Qt.Orientation.Vertical)
@@ -38,13 +46,10 @@ def attach_editing(win: Any) -> EditController:
     win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     dock.hide()
     ctl.queue_dock = dock
-    ctl.queue = QueueController(ctl, panel)
+    ctl.queue = QueueController(ctl, panel, backend, win.open_video)
     ctl.timeline_items = TimelineEditing(ctl)
     ctl.shortcuts = bind_edit_keys(ctl, win.review_page)
     ctl.message.connect(win.show_message)
-    tabs = getattr(win, "tabs", None)
-    if tabs is not None:
-        ctl.toolbar.setVisible(tabs.currentIndex() == 1)
-        tabs.currentChanged.connect(lambda k: ctl.toolbar.setVisible(k == 1))
-    win.edit_ctl = ctl
+    ctl.toolbar.setVisible(win.tabs.currentIndex() == 1)
+    win.tabs.currentChanged.connect(lambda k: ctl.toolbar.setVisible(k == 1))
     return ctl

@@ -9,7 +9,6 @@ session, so what is hidden there can be neither hit nor reviewed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,12 +16,11 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from endoreview.services import editing as E
+from endoreview.services.records import LabelKind
 from endoreview.services.review_session import Change, ReviewSession
 from endoreview.ui.editing.canvas import CanvasTools, Tool
 from endoreview.ui.editing.layer import DrawnBox, DrawnMask, LabelLayer
 from endoreview.ui.palette import colour_for
-
-log = logging.getLogger(__name__)
 
 BRUSH_SIZES = (2, 3, 4, 6, 8, 11, 15, 20, 27, 36, 48, 64)
 
@@ -46,15 +44,16 @@ class EditController(QObject):
     labelsChanged = Signal()  # a snapshot arrived
 
     def __init__(
-        self, win: Any
-    ) -> None:  # MainWindow (duck-typed: player, player_widget, timeline, review_ctl …)
-        super().__init__(win)
-        self.win, self.backend, self.player = win, win.backend, win.player
-        self.player_widget, self.timeline, self.review_ctl, self.runner = (
-            win.player_widget, win.timeline, win.review_ctl, win.runner,
-        )  # fmt: skip
+        self, store: Callable[[], Any], runner: Any, player: Any, player_widget: Any, review_ctl: Any,
+        timeline: Any, on_status_saved: Callable[[], None], parent: QObject,
+    ) -> None:  # fmt: skip
+        """``store``: the open store (calls refused on the GUI thread); ``on_status_saved``: after a review status is
+        stored (the library refreshes); ``parent``: the window whose closing ends the writer."""
+        super().__init__(parent)
+        self.store, self.runner, self.player, self.player_widget = store, runner, player, player_widget
+        self.review_ctl, self.timeline, self._on_status_saved = review_ctl, timeline, on_status_saved
         self._bridge = _Bridge()
-        self.session = ReviewSession(lambda: E.EditingService(self.backend.store), self._bridge.call.emit)
+        self.session = ReviewSession(lambda: E.EditingService(self.store()), self._bridge.call.emit)
         self.session.subscribe(self._on_change)
         self.writer = self.session.writer
         self.layer = LabelLayer()
@@ -76,10 +75,10 @@ class EditController(QObject):
         self._reload.setSingleShot(True)
         self._reload.setInterval(500)
         self._reload.timeout.connect(self.review_ctl.reload_tracks)
-        win.installEventFilter(self)
+        parent.installEventFilter(self)
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
-        if obj is self.win and ev.type() == QEvent.Type.Close:
+        if obj is self.parent() and ev.type() == QEvent.Type.Close:
             self._reload.stop()
             # the review controller's throttled reload must not fire into a runner that is shutting down
             timer = getattr(self.review_ctl, "_reload_timer", None)
@@ -210,8 +209,7 @@ class EditController(QObject):
         self.session.propagate(self.frame, forward)
 
     def set_review_status(self, status: str) -> None:
-        lib = getattr(self.win, "library_ctl", None)
-        self.session.set_review_status(status, on_done=lambda _r: lib.refresh() if lib is not None else None)
+        self.session.set_review_status(status, on_done=lambda _r: self._on_status_saved())
 
     def accept(self) -> None:
         self.session.review("accept", self.frame, self.hover)
@@ -230,8 +228,8 @@ class EditController(QObject):
             self.message.emit("No mask or box suggestion here to edit.")
             return
         self.session.current_class = x.class_name
-        self.set_tool(Tool.BOX if x.kind == "box" else Tool.BRUSH)
-        if x.kind == "box":
+        self.set_tool(Tool.BOX if x.kind == LabelKind.BOX else Tool.BRUSH)
+        if x.kind == LabelKind.BOX:
             self.session.select_box(x)
         self.message.emit(
             f"Editing the model's {x.kind}: your changes keep it linked to the model (state edited)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer
@@ -15,9 +16,13 @@ if TYPE_CHECKING:
 
 
 class QueueController(QObject):
-    def __init__(self, ctl: EditController, panel: QueuePanel) -> None:
+    def __init__(
+        self, ctl: EditController, panel: QueuePanel, backend: Any, open_video: Callable[[int], None]
+    ) -> None:
+        """``backend``: the library's view models (its store, project and library); ``open_video``: opens a video in
+        the player (the main window's)."""
         super().__init__(ctl)
-        self.ctl, self.panel = ctl, panel
+        self.ctl, self.panel, self.backend, self._open_video = ctl, panel, backend, open_video
         self.items: list[QueueItem] = []
         self.names: dict[int, str] = {}
         self.position = -1
@@ -28,7 +33,7 @@ class QueueController(QObject):
         ctl.review_ctl.videoOpened.connect(self._on_opened)
 
     def rebuild(self, then_next: bool = False) -> None:
-        backend = self.ctl.backend
+        backend = self.backend
 
         def build() -> tuple[list[QueueItem], dict[int, str]]:
             check_off_gui_thread("db", "review queue")
@@ -69,7 +74,7 @@ class QueueController(QObject):
         if self.ctl.video_id != it.video_id:
             self._pending = it
             self._switched_from = self.ctl.video_id
-            self.ctl.win.open_video(it.video_id)
+            self._open_video(it.video_id)
         else:
             self.ctl.player_widget.announce_switch(None)
             self._arrive(it)

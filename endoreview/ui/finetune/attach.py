@@ -29,8 +29,9 @@ def name_videos_in_logs(rows: list) -> None:
         SCRUBBER.register(int(r.video_id), Path(r.path))
 
 
-def apply_settings(backend: Any) -> None:
-    """The saved reviewer and database (Settings dialog) where the command line and environment gave none."""
+def apply_settings(services: Any) -> None:
+    """The saved reviewer and database (Settings dialog) on ``services`` (:class:`AppServices`) where the command line
+    and environment gave none."""
     import os
 
     from endoreview.services.app_settings import database_url, load_settings, settings_path
@@ -39,10 +40,10 @@ def apply_settings(backend: Any) -> None:
         return
     s = load_settings()
     if (
-        backend.services.db_url is None
+        services.db_url is None
         and not os.environ.get("ENDOREVIEW_DB_URL")
         and (s.sqlite_path or s.db_kind != "sqlite")
     ):
-        backend.services.db_url = database_url(s)
-    if not backend.services.reviewer and s.reviewer:
-        backend.services.reviewer = s.reviewer
+        services.db_url = database_url(s)
+    if not services.reviewer and s.reviewer:
+        services.reviewer = s.reviewer

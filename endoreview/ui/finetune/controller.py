@@ -10,7 +10,9 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QWidget
 
 from endoreview import RESEARCH_NOTICE
+from endoreview.services.app import AppServices
 from endoreview.services.jobs import Launch
+from endoreview.services.records import JobState
 from endoreview.ui.finetune.dialog import FinetuneDialog
 from endoreview.ui.finetune.monitor import FinetuneMonitor
 from endoreview.ui.jobs_panel import Job, JobsPanel
@@ -26,16 +28,16 @@ class FinetuneController(QObject):
     openRegistry = Signal(int)
 
     def __init__(
-        self, backend: Any, runner: TaskRunner, jobs: JobsPanel, parent: QObject | None = None
+        self, services: AppServices, runner: TaskRunner, jobs: JobsPanel, parent: QObject | None = None
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.jobs = backend, runner, jobs
+        self.services, self.runner, self.jobs = services, runner, jobs
         self.dialog: FinetuneDialog | None = None
         self.monitors: list[FinetuneMonitor] = []
         self.overrides: tuple[str, ...] = ()  # passed to every plan (tests: tiny shapes)
 
     def _store(self) -> Any:
-        return self.backend.services.store  # used on worker threads only
+        return self.services.store  # used on worker threads only
 
     def open_dialog(
         self, parent: QWidget | None = None, video_ids: list[int] | None = None
@@ -56,7 +58,7 @@ class FinetuneController(QObject):
 
             job = create_finetune_job(self._store(), plan, name=name or None, activate=activate)
             n = len(plan.video_ids)
-            return self.backend.jobs.launch(
+            return self.services.jobs.launch(
                 job, f"Fine-tune “{plan.parent_name}” on {n} video{'s' if n != 1 else ''}"
             )
 
@@ -69,7 +71,7 @@ class FinetuneController(QObject):
             from endoreview.services.finetune_plan import create_resume_job
 
             job = create_resume_job(self._store(), job_id)
-            launch = self.backend.jobs.launch(job, f"Resume fine-tune (job {job_id})")
+            launch = self.services.jobs.launch(job, f"Resume fine-tune (job {job_id})")
             return launch, int(job.params.get("epochs") or 1)
 
         self.runner.submit(
@@ -96,6 +98,6 @@ class FinetuneController(QObject):
         return job
 
     def _finished(self, monitor: FinetuneMonitor, entry: Any) -> None:
-        if monitor.state == "running":  # the process ended without a done line (killed, crashed)
+        if monitor.state == JobState.RUNNING:  # the process ended without a done line (killed, crashed)
             monitor.finish(entry.state, {}, entry.error or f"exited with code {entry.exit_code}")
         self.finished.emit({"state": monitor.state, "result": monitor.result, "job": entry.id})

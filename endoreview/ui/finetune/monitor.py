@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QV
 
 from endoreview import RESEARCH_NOTICE
 from endoreview.services.finetune_plan import format_duration
+from endoreview.services.records import JobState
 from endoreview.ui.app import import_pyqtgraph
 from endoreview.ui.scale import fit_dialog
 
@@ -151,11 +152,11 @@ class FinetuneMonitor(QWidget):
             self.metric_curves[k].setData(xs, ys)
 
     def finish(self, state: str, result: dict[str, Any], message: str = "") -> None:
-        self.state = state or "failed"
+        self.state = state or JobState.FAILED
         self.result = dict(result)
         self.btn_cancel.setEnabled(False)
         self.eta.setText("")
-        if self.state == "succeeded":
+        if self.state == JobState.SUCCEEDED:
             self.bar.setValue(1000)
             metrics = (result.get("metrics") or {}).get("val") or {}
             shown = ", ".join(f"{k} {float(metrics[k]):.3f}" for k in pick_metrics(metrics, 3))
@@ -164,7 +165,7 @@ class FinetuneMonitor(QWidget):
                 + (f" — held-out {html.escape(shown)}" if shown else "")
             )
             self.btn_open.setVisible(True)
-        elif self.state == "cancelled":
+        elif self.state == JobState.CANCELLED:
             self.status.setText("Cancelled. The last finished epoch is kept: resume it from the Jobs panel.")
         else:
             self.status.setText(

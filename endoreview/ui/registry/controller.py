@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QWidget
 
+from endoreview.services.app import AppServices
 from endoreview.ui.jobs_panel import JobsPanel
 from endoreview.ui.registry.compare import CompareView, held_out
 from endoreview.ui.registry.view import RegistryView
@@ -24,19 +25,19 @@ class RegistryController(QObject):
 
     def __init__(
         self,
-        backend: Any,
+        services: AppServices,
         runner: TaskRunner,
         jobs: JobsPanel,
         open_frame: Callable[[int, int], None] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.jobs, self._open_frame = backend, runner, jobs, open_frame
+        self.services, self.runner, self.jobs, self._open_frame = services, runner, jobs, open_frame
         self.view: RegistryView | None = None
         self.compares: list[CompareView] = []
 
     def _store(self) -> Any:
-        return self.backend.services.store  # used on worker threads only
+        return self.services.store  # used on worker threads only
 
     def open(self, parent: QWidget | None = None, select: int | None = None) -> RegistryView:
         if self.view is None:
@@ -86,7 +87,7 @@ class RegistryController(QObject):
             )
             return
         view = CompareView(
-            a, b, ho[0], ho[1], self.runner, self.backend.jobs, start_job=self._start_job, parent=self.view
+            a, b, ho[0], ho[1], self.runner, self.services.jobs, start_job=self._start_job, parent=self.view
         )
         if self._open_frame is not None:
             view.openFrame.connect(self._open_frame)
