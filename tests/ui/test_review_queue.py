@@ -125,9 +125,9 @@ def test_clicking_an_imported_mask_says_where_it_came_from(qtbot, edit, tmp_path
     coco = tmp_path / "expert_masks.json"
     coco.write_text(json.dumps(doc))
     rep = _in_thread(
-        lambda: Importer(ctl.backend.services.store, ctl.backend.project.id).import_annotations(
-            coco, video_id=ctl.video.id
-        )
+        lambda: Importer(
+            ctl.parent().backend.services.store, ctl.parent().backend.project.id
+        ).import_annotations(coco, video_id=ctl.video.id)
     )
     assert rep.labels_added >= 1, rep
     ctl.session.reload()
