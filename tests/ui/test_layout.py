@@ -70,14 +70,13 @@ def test_the_first_window_fits_a_small_screen(qtbot, main_window):
 def test_player_and_jobs_panel_fit_the_screen(qtbot, screen, main_window, indexed_video):
     from PySide6.QtWidgets import QScrollArea
 
-    from endoreview.ui.editing import attach_editing
     from endoreview.ui.jobs_panel import Job, JobRow
     from endoreview.ui.tracks import PredictionTrack
 
     win = main_window
     be = win.backend
     video, _ = _in_thread(be.library.import_video, be.project.id, str(indexed_video))
-    ctl = attach_editing(win)
+    ctl = win.editing()
     win.open_video(video.id)
     qtbot.waitUntil(lambda: win.player.shown == (0, True) and ctl.loaded, timeout=15000)
     pw = win.player_widget
