@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics, QTextDocument
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -98,6 +99,9 @@ class PlayerWidget(QWidget):
         h = self.fontMetrics().height() + 10
         for lab in (self.video_name, self.switched, self.banner):
             lab.setFixedHeight(h)
+        # where the frame's class and the whole-video call do not fit beside the name, the call wraps to a second
+        # line: decided per video and window width (fit_header), never per frame
+        self.banner.setWordWrap(True)
         # long names never widen the window (at 1366 px the jobs panel and the go-to field must stay on screen)
         # the class banner too: the whole-video call explains itself ("normal: no polyp above 0.70 (highest 0.56)")
         # and is only cut at the header's edge when even the whole row is too narrow, the tooltip has it whole
@@ -232,6 +236,8 @@ class PlayerWidget(QWidget):
             self.video_name.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, room)
         )
         self.video_name.setToolTip(f"The open video: {name}")
+        self.video_name.adjustSize()
+        self.fit_header()
 
     def announce_switch(self, text: str | None) -> None:
         """Show (``text``) or clear the notice that another video was opened without the reviewer choosing it."""
@@ -245,6 +251,30 @@ class PlayerWidget(QWidget):
         self.view.overlay.known_classes = tuple(track.classes) if track else ()
         self.notice.setVisible(track is not None and not track.empty)
         self.refresh_overlay()
+        self.fit_header()
+
+    def resizeEvent(self, ev) -> None:  # noqa: N802
+        super().resizeEvent(ev)
+        self.fit_header()
+
+    def fit_header(self) -> None:
+        """One line for the frame's class and the whole-video call where the widest of them fits beside the name,
+        else two (the call wraps): at 1366 px with the jobs panel open an abnormal video's explained call is whole."""
+        fm = self.banner.fontMetrics()
+        one = fm.height() + 10
+        need = 0
+        if self.show_banner and self.track is not None and self.video_label:
+            bold = QFont(self.banner.font())
+            bold.setBold(True)
+            chip = max(
+                (QFontMetrics(bold).horizontalAdvance(f"  {c} 100%  ") for c in self.track.classes), default=0
+            )
+            doc = QTextDocument()
+            doc.setDefaultFont(self.banner.font())
+            doc.setHtml(f"whole video: <b>{self.video_label}</b>")
+            need = chip + round(doc.idealWidth()) + em(self, 2)
+        width = self.banner.width() if self.banner.isVisible() else 0
+        self.banner.setFixedHeight(one if need <= width or not need else one + fm.lineSpacing())
 
     def refresh_overlay(self) -> None:
         c = self.controller
@@ -324,6 +354,7 @@ class PlayerWidget(QWidget):
         self.threshold_label.setText(f"{ov.threshold:.2f}")
         ov.update()
         self.refresh_overlay()
+        self.fit_header()
 
     def _goto(self) -> None:
         frame = parse_time(self.goto.text(), self.controller.fps)
