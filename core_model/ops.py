@@ -7,17 +7,56 @@ torchvision; ``tests/core_model/test_ops.py`` checks both paths give the same re
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
-try:  # pragma: no branch - which branch runs depends on the install
-    from torchvision.ops import batched_nms as _tv_batched_nms
-    from torchvision.ops import generalized_box_iou_loss as _tv_giou_loss
-    from torchvision.ops import sigmoid_focal_loss as _tv_focal_loss
+_TV: dict[str, object] = {}  # what was found: "nms" (the compiled op), "losses" (the two loss functions)
 
-    HAVE_TORCHVISION = True
-except Exception:  # ImportError, or the operator-registration RuntimeError of a mismatched wheel
-    HAVE_TORCHVISION = False
+
+def _tv_nms():
+    """torchvision's compiled NMS operator, loaded from its library file without importing the ``torchvision``
+    package (whose ``__init__`` imports its models and ``torch._dynamo``: ~1.5 s of ``endofm predict``'s start-up
+    on this machine, for one operator). ``None`` when torchvision is missing or its library does not load."""
+    if "nms" not in _TV:
+        _TV["nms"] = None
+        try:
+            import importlib.machinery
+            import importlib.util
+
+            spec = importlib.util.find_spec("torchvision")  # finds the package without running it
+            if spec is not None and spec.submodule_search_locations:
+                lib_dir = list(spec.submodule_search_locations)[0]
+                for name in ("_C_stable", "_C"):  # the library's name in recent / older torchvision wheels
+                    found = [
+                        os.path.join(lib_dir, name + suffix)
+                        for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                        if os.path.isfile(os.path.join(lib_dir, name + suffix))
+                    ]
+                    if found:
+                        torch.ops.load_library(found[0])  # torchvision loads the same file: registered once
+                        _TV["nms"] = torch.ops.torchvision.nms
+                        break
+        except Exception:  # OSError, or the operator-registration RuntimeError of a mismatched wheel
+            _TV["nms"] = None
+    return _TV["nms"]
+
+
+def _tv_losses():
+    """torchvision's (GIoU, focal) losses, imported on first use (training only), or ``None``."""
+    if "losses" not in _TV:
+        try:
+            from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
+
+            _TV["losses"] = (generalized_box_iou_loss, sigmoid_focal_loss)
+        except Exception:  # ImportError, or the operator-registration RuntimeError of a mismatched wheel
+            _TV["losses"] = None
+    return _TV["losses"]
+
+
+# Whether torchvision's compiled ops are used; the tests turn it off to compare the pure-PyTorch equivalents.
+HAVE_TORCHVISION = True
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -48,22 +87,33 @@ def _nms_torch(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
 def batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
 ) -> torch.Tensor:
-    """Per-class NMS; returns kept indices sorted by decreasing score (same contract as torchvision)."""
-    if HAVE_TORCHVISION:
-        return _tv_batched_nms(boxes, scores, idxs, iou_threshold)
+    """Per-class NMS; returns kept indices sorted by decreasing score (same contract and the same two strategies as
+    ``torchvision.ops.batched_nms``)."""
+    nms = _tv_nms() if HAVE_TORCHVISION else None
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    # offset boxes per class so that boxes of different classes never overlap (torchvision's trick)
-    offsets = idxs.to(boxes) * (boxes.max() + 1)
-    return _nms_torch(boxes + offsets[:, None], scores, iou_threshold)
+    if nms is None:
+        # offset boxes per class so that boxes of different classes never overlap (torchvision's trick)
+        offsets = idxs.to(boxes) * (boxes.max() + 1)
+        return _nms_torch(boxes + offsets[:, None], scores, iou_threshold)
+    if boxes.numel() > (4000 if boxes.device.type == "cpu" else 100_000):  # many boxes: one NMS per class
+        keep_mask = torch.zeros_like(scores, dtype=torch.bool)
+        for class_id in torch.unique(idxs):
+            curr = torch.where(idxs == class_id)[0]
+            keep_mask[curr[nms(boxes[curr], scores[curr], iou_threshold)]] = True
+        keep = torch.where(keep_mask)[0]
+        return keep[scores[keep].sort(descending=True)[1]]
+    offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+    return nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
 def generalized_box_iou_loss(
     boxes1: torch.Tensor, boxes2: torch.Tensor, reduction: str = "none", eps: float = 1e-7
 ):
     """1 - GIoU of paired boxes ``[N, 4]`` (same contract as torchvision)."""
-    if HAVE_TORCHVISION:
-        return _tv_giou_loss(boxes1, boxes2, reduction=reduction, eps=eps)
+    tv = _tv_losses() if HAVE_TORCHVISION else None
+    if tv is not None:
+        return tv[0](boxes1, boxes2, reduction=reduction, eps=eps)
     x1, y1, x2, y2 = boxes1.unbind(-1)
     x1g, y1g, x2g, y2g = boxes2.unbind(-1)
     xk1, yk1 = torch.max(x1, x1g), torch.max(y1, y1g)
@@ -82,8 +132,9 @@ def generalized_box_iou_loss(
 
 def sigmoid_focal_loss(inputs, targets, alpha: float = 0.25, gamma: float = 2.0, reduction: str = "none"):
     """Focal loss of RetinaNet on logits (same contract as torchvision)."""
-    if HAVE_TORCHVISION:
-        return _tv_focal_loss(inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
+    tv = _tv_losses() if HAVE_TORCHVISION else None
+    if tv is not None:
+        return tv[1](inputs, targets, alpha=alpha, gamma=gamma, reduction=reduction)
     p = torch.sigmoid(inputs)
     ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)

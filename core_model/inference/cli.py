@@ -157,7 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for the model (default: torch's; 1 on a busy machine)",
+        help="CPU threads for the model (default: torch's, one per core; 1 on a busy machine)",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="CPU: batches in the model at once, each in its own thread with threads/workers intra-op threads "
+        "(default: min(threads, 4))",
     )
     return ap
 
@@ -187,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             videos = expand_inputs(args.inputs, args.split)
             if (args.batch_size is not None and args.batch_size < 1) or args.max_boxes < 0:
                 raise InputError("--batch-size must be >= 1 and --max-boxes >= 0")
+            if args.workers is not None and args.workers < 1:
+                raise InputError("--workers must be >= 1")
         except InputError as exc:
             return fail(str(exc), 2)
         if args.threads is not None:
@@ -287,6 +296,7 @@ def _load_predictor(args):
             clip_stride=args.clip_stride,
             box_threshold=args.box_threshold,
             max_boxes=args.max_boxes,
+            workers=args.workers,
         )
     except Exception as exc:  # CheckpointError, bad JSON, shape mismatch, unknown head, missing CUDA ...
         log.debug("cannot load model %s", model_dir, exc_info=True)

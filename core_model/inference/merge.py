@@ -48,17 +48,35 @@ class FrameMerger:
             int, tuple[float, dict[str, torch.Tensor]]
         ] = {}  # frame -> (offset from centre, dets)
 
+    def predict(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The heads' ``predict`` of one batch of model outputs (class probabilities ``[B, C]`` as numpy,
+        segmentation probabilities ``[B, T, K, S_h, S_w]``, detection dicts per ``B*T`` frame on the CPU). Uses no
+        merger state, so a worker thread may run it beside the model (``Predictor``)."""
+        out: dict[str, Any] = {}
+        if self.cls_head is not None:
+            out["classification"] = self.cls_head.predict(outputs["classification"]).cpu().numpy()
+        if self.seg_head is not None:
+            out["segmentation"] = self.seg_head.predict(outputs["segmentation"])
+        if self.det_head is not None:
+            dets = self.det_head.predict(outputs["detection"])
+            out["detection"] = [{k: v.cpu() for k, v in d.items()} for d in dets]
+        return out
+
     def add(self, clips: Sequence[Clip], outputs: Mapping[str, Any]) -> None:
         """Fold in one batch: ``outputs`` is ``EndoFMTaskModel`` output for these clips, in order."""
+        self.add_predicted(clips, self.predict(outputs))
+
+    def add_predicted(self, clips: Sequence[Clip], preds: Mapping[str, Any]) -> None:
+        """Fold in one batch of ``predict(outputs)`` for these clips, in order (batches in plan order)."""
         self.clips_added += len(clips)
         if self.cls_head is not None:
-            probs = self.cls_head.predict(outputs["classification"]).cpu().numpy()  # [B, C]
+            probs = preds["classification"]  # [B, C]
             for clip, p in zip(clips, probs):
                 self.cls_sum[clip.start : clip.span_end] += p
                 self.cls_cnt[clip.start : clip.span_end] += 1
                 self.clip_sum += p
         if self.seg_head is not None:
-            seg = self.seg_head.predict(outputs["segmentation"])  # [B, T, K, S_h, S_w] float32
+            seg = preds["segmentation"]  # [B, T, K, S_h, S_w] float32
             for clip, clip_probs in zip(clips, seg):
                 for pos, f in enumerate(clip.indices):
                     if pos and f == clip.indices[pos - 1]:
@@ -70,13 +88,13 @@ class FrameMerger:
                         acc[0] += clip_probs[pos]
                         acc[1] += 1
         if self.det_head is not None:
-            dets = self.det_head.predict(outputs["detection"])  # B*T dicts, rows b*T + t
+            dets = preds["detection"]  # B*T dicts, rows b*T + t
             t_len = len(clips[0].indices) if clips else 0
             for b, clip in enumerate(clips):
                 for pos, f in enumerate(clip.indices):
                     off = clip.offset_from_centre(f)
                     if f not in self.det_best or off < self.det_best[f][0]:
-                        self.det_best[f] = (off, {k: v.cpu() for k, v in dets[b * t_len + pos].items()})
+                        self.det_best[f] = (off, dets[b * t_len + pos])
 
     def release_before(self, limit: int) -> None:
         for f in [f for f in self.seg_acc if f < limit]:

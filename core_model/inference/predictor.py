@@ -32,7 +32,9 @@ to its centre). Preprocessing: each frame is resized (whole frame, aspect ratio 
 model's ``img_size``, scaled to [0, 1] and normalised with the model's mean/std; masks are resized back bilinearly
 (on the class probabilities, then argmax) and boxes scaled back per axis. Device: CUDA if present with bf16 autocast
 (``core_model.runtime``), else CPU in fp32. Decoding and resizing run in a background thread, one batch ahead, one
-frame at a time (``core_model.inference.stream``): memory is bounded by the batch, not the video. Masks stay at model
+frame at a time (``core_model.inference.stream``): memory is bounded by the batch, not the video. On the CPU, up to
+``workers`` batches run through the model at once in worker threads (one intra-op thread each by default) and are
+folded into the per-frame results in plan order, so the events are exactly those of one batch at a time. Masks stay at model
 resolution until they are encoded (``core_model.inference.masks``).
 """
 
@@ -40,8 +42,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -129,6 +134,30 @@ class _ExactStream:
         pass
 
 
+_MALLOC_TUNED = False
+
+
+def _keep_freed_memory() -> None:
+    """glibc only: serve allocations up to 32 MB from the heap and keep up to 32 MB of freed memory instead of
+    returning it to the kernel at once. A CPU forward pass of the demo model allocates and frees ~36 MB of
+    activations (each a few MB, the size glibc hands to ``mmap`` and unmaps on free), so by default every batch
+    page-faults them in again: ~9,200 page faults and 27 ms of system time a batch of 4 clips (~15 % of the
+    model's CPU time), ~1 ms after this (measured on the 2-core development machine). Process-wide and harmless
+    elsewhere; a no-op where ``mallopt`` does not exist (musl, macOS, Windows)."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 32 * 1024 * 1024)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class FrameEvidence:
     """Per frame, the highest score of a ``finding`` mask and box in the frame events (what an operating point
     with ``evidence="segmentation"`` / ``"detection"`` aggregates)."""
@@ -155,6 +184,9 @@ class Predictor:
     ``frame_stride`` / ``clip_stride`` override the model's sampling; ``batch_size`` is clips per forward pass (default 16 on CUDA, 4 on CPU);
     ``box_threshold`` / ``max_boxes`` filter what a frame event lists; ``device`` is passed to
     ``runtime.pick_device`` (``None``: CUDA if present, else CPU); ``amp=False`` forces fp32 on a GPU.
+    ``workers``: on the CPU, how many batches run through the model at once, each in its own thread with
+    ``torch.get_num_threads() // workers`` intra-op threads (default: ``min(torch.get_num_threads(), 4)``; see
+    ``_cpu_workers``); on a GPU always 1.
     """
 
     def __init__(
@@ -169,6 +201,7 @@ class Predictor:
         clip_stride: int | None = None,
         box_threshold: float = 0.1,
         max_boxes: int = 20,
+        workers: int | None = None,
     ):
         self.device = runtime.pick_device(device)
         self.meta: ModelMeta | None = None
@@ -195,11 +228,15 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = None if workers is None else int(workers)
         self.amp = bool(amp)
         self.box_threshold = float(box_threshold)
         self.max_boxes = int(max_boxes)
         self.model.eval().to(self.device)
         if self.device.type == "cpu":
+            _keep_freed_memory()
             # oneDNN runs the heads' small convolutions ~4x faster on channels-last weights (the demo model's clip:
             # 42.6 -> 35.6 ms of CPU); outputs move by ~2e-5
             self.model.to(memory_format=torch.channels_last)
@@ -321,39 +358,68 @@ class Predictor:
         )
         next_target = 0  # index into targets of the next frame to emit
         last_progress = 0.0
+        workers, intra = self._cpu_workers() if self.device.type == "cpu" else (1, None)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="endofm-model") if workers > 1 else None
+        pending: deque = deque()  # (batch, future of merger.predict(outputs)), in plan order
+        threads_before = torch.get_num_threads()
+
+        def forward(x: torch.Tensor) -> dict[str, Any]:
+            x = x.to(self.device, non_blocking=True)
+            with torch.inference_mode(), runtime.autocast(self.device, enabled=self.amp):
+                outputs = self.model(x)
+                return merger.predict(outputs)
+
+        def fold(batch: ClipBatch, preds: dict[str, Any]) -> Iterator[dict[str, Any]]:
+            nonlocal next_target, last_progress
+            merger.add_predicted(batch.clips, preds)
+            # every clip still to run starts at or after `limit`: frames before it are final
+            limit = batch.next_start if batch.next_start is not None else n
+            while next_target < len(targets) and targets[next_target] < limit:
+                f = targets[next_target]
+                ev = merger.frame_event(video, f, batch.frame_hw)
+                evidence.add(f, ev)
+                yield ev
+                next_target += 1
+            merger.release_before(limit)
+            if on_progress is not None:
+                on_progress(next_target, len(targets))
+            now = time.perf_counter()
+            if now - last_progress >= PROGRESS_EVERY_S or batch.next_start is None:
+                last_progress = now
+                yield {
+                    "event": "progress",
+                    "video": video,
+                    "done": next_target,
+                    "total": len(targets),
+                    "fraction": round(next_target / max(len(targets), 1), 4),
+                }
+
         try:
+            if intra is not None:
+                torch.set_num_threads(intra)
             for batch in stream:
                 if should_cancel is not None and should_cancel():
                     yield {"event": "cancelled", "video": video, "done": next_target, "total": len(targets)}
                     return
-                x = batch.x.to(self.device, non_blocking=True)
-                with torch.no_grad(), runtime.autocast(self.device, enabled=self.amp):
-                    outputs = self.model(x)
-                merger.add(batch.clips, outputs)
-                del outputs, x
-                # every clip still to run starts at or after `limit`: frames before it are final
-                limit = batch.next_start if batch.next_start is not None else n
-                while next_target < len(targets) and targets[next_target] < limit:
-                    f = targets[next_target]
-                    ev = merger.frame_event(video, f, batch.frame_hw)
-                    evidence.add(f, ev)
-                    yield ev
-                    next_target += 1
-                merger.release_before(limit)
-                if on_progress is not None:
-                    on_progress(next_target, len(targets))
-                now = time.perf_counter()
-                if now - last_progress >= PROGRESS_EVERY_S or batch.next_start is None:
-                    last_progress = now
-                    yield {
-                        "event": "progress",
-                        "video": video,
-                        "done": next_target,
-                        "total": len(targets),
-                        "fraction": round(next_target / max(len(targets), 1), 4),
-                    }
+                if pool is None:
+                    yield from fold(batch, forward(batch.x))
+                    continue
+                # up to `workers` batches in the model at once; results folded in plan order
+                pending.append((batch, pool.submit(forward, batch.x)))
+                if len(pending) >= workers:
+                    done_batch, fut = pending.popleft()
+                    yield from fold(done_batch, fut.result())
+            while pending:
+                done_batch, fut = pending.popleft()
+                yield from fold(done_batch, fut.result())
         finally:
             stream.close()
+            if pool is not None:
+                for _, fut in pending:
+                    fut.cancel()
+                pool.shutdown(wait=True)
+            if intra is not None:
+                torch.set_num_threads(threads_before)
             if cls_rec is not None:
                 cls_rec.close()
         seconds = time.perf_counter() - t0
@@ -376,6 +442,16 @@ class Predictor:
             if verdict is not None:
                 done["ood"] = verdict
         yield done
+
+    def _cpu_workers(self) -> tuple[int, int]:
+        """(batches in the model at once, intra-op threads each) on the CPU. The model's small kernels (the heads'
+        convolutions and GroupNorms on 7-112 px maps, a few hundred per batch) scale badly over intra-op threads,
+        and more so with ``OMP_WAIT_POLICY=PASSIVE`` (every kernel wakes sleeping threads); independent batches in
+        separate threads, one intra-op thread each, keep every core busy instead
+        (docs/experiments/procedure_scale.md)."""
+        threads = max(1, torch.get_num_threads())
+        workers = self.workers if self.workers is not None else min(threads, 4)
+        return workers, max(1, threads // workers)
 
     def _operating_point(self) -> OperatingPoint:
         if self.meta is not None:

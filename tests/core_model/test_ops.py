@@ -43,3 +43,14 @@ def test_losses_match_torchvision(pure):
         torch.testing.assert_close(
             ops.sigmoid_focal_loss(x, t, reduction=red), tv.sigmoid_focal_loss(x, t, reduction=red)
         )
+
+
+@pytest.mark.parametrize("n", [200, 1500])  # 1,500 boxes: torchvision's per-class strategy (> 4,000 numbers)
+def test_compiled_nms_without_importing_torchvision_matches_torchvision(n):
+    """The predict path loads torchvision's compiled NMS operator from its library file (importing the torchvision
+    package costs ~1.5 s of start-up): same kept boxes, in the same order, as ``torchvision.ops.batched_nms``."""
+    assert ops._tv_nms() is not None
+    b = _boxes(n, n)
+    s = torch.rand(n, generator=torch.Generator().manual_seed(n + 1))
+    c = torch.randint(0, 4, (n,), generator=torch.Generator().manual_seed(n + 2))
+    assert torch.equal(ops.batched_nms(b, s, c, 0.6), tv.batched_nms(b, s, c, 0.6))
