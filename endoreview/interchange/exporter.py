@@ -582,18 +582,24 @@ class _CocoStream:
     def add(self, item: VideoItem, dropped: set[str]) -> None:
         sub = "images"
         images, anns = coco.coco_frames(
-            item, self.vi, self.cat_id, lambda v, f: f"{sub}/{v.name}/{f:06d}.{self.ext}", self.ids, dropped
+            item,
+            self.vi,
+            self.cat_id,
+            lambda v, f: f"{sub}/{v.name}/{f:06d}.{self.ext}",
+            self.ids,
+            dropped,
+            normalised=True,  # the store keeps every mask in the codec's normal form
         )
         if self.polygons and anns:
             doc, d = coco.coco_polygon_document({"annotations": anns})
             anns = doc["annotations"]
             dropped.update(d)
-        for x in images:
-            self.main.write((", " if self.n_images else "") + json.dumps(x))
-            self.n_images += 1
-        for x in anns:
-            self.anns.write((", " if self.n_anns else "") + json.dumps(x))
-            self.n_anns += 1
+        if images:  # one encoder call per part, its brackets dropped
+            self.main.write((", " if self.n_images else "") + json.dumps(images)[1:-1])
+            self.n_images += len(images)
+        if anns:
+            self.anns.write((", " if self.n_anns else "") + json.dumps(anns)[1:-1])
+            self.n_anns += len(anns)
 
     def end_video(self, dropped: set[str]) -> None:
         pass

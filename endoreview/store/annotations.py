@@ -721,7 +721,7 @@ class AnnotationsMixin(StoreBase):
             stored = {
                 x.frame: x
                 for x in tx.session.execute(
-                    select(ft.c.frame, ft.c.probs, ft.c.masks, ft.c.box_classes, ft.c.boxes).where(
+                    select(ft.c.frame, ft.c.probs, ft.c.masks_z, ft.c.box_classes, ft.c.boxes).where(
                         ft.c.run_id == run_id, ft.c.frame.in_([v["frame"] for v in rows])
                     )
                 )
@@ -735,7 +735,7 @@ class AnnotationsMixin(StoreBase):
                     continue
                 f = v["frame"]
                 ms, bs = [], []
-                for it in fo.unpack_items(old.masks, old.box_classes, old.boxes):
+                for it in fo.unpack_items(old.masks_z, old.box_classes, old.boxes):
                     d = {"label": it.class_name, "score": it.score, "track_id": it.track_id}
                     if it.rle is not None:
                         ms.append({**d, "rle": it.rle})

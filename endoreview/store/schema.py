@@ -208,9 +208,13 @@ class FrameOutputRow(Base):
     n_masks: Mapped[int] = mapped_column(Integer, default=0)
     n_boxes: Mapped[int] = mapped_column(Integer, default=0)
     best_score: Mapped[float | None] = mapped_column(Float)
-    masks: Mapped[list[Any] | None] = mapped_column(JSON)  # [[class, score, h, w, counts, track_id], ...]
     box_classes: Mapped[list[Any] | None] = mapped_column(JSON)  # class names the boxes' class column indexes
-    boxes: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 [n, 7]: x0 y0 x1 y1 score class track
+    boxes: Mapped[bytes | None] = mapped_column(
+        LargeBinary
+    )  # zlib: float64 [n, 7]: x0 y0 x1 y1 score class track
+    masks_z: Mapped[bytes | None] = mapped_column(
+        LargeBinary
+    )  # zlib: JSON [[class, score, h, w, counts, track]]
 
 
 class LabelRow(Editable, Base):

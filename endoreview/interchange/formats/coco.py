@@ -258,11 +258,18 @@ def coco_document(col: Collection, *, frame_name=None) -> tuple[dict[str, Any], 
 
 
 def coco_frames(
-    v: VideoItem, vi: int, cat_id: dict[str, int], frame_name, ids: list[int], dropped: set[str]
+    v: VideoItem,
+    vi: int,
+    cat_id: dict[str, int],
+    frame_name,
+    ids: list[int],
+    dropped: set[str],
+    normalised: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The COCO images and annotations of one video item (or of a range of its frames: the exporter streams a long
     video in parts). ``ids`` = [last image id, last annotation id] is advanced; a label missing from ``cat_id`` gets
-    the next category id."""
+    the next category id. ``normalised``: the masks' RLE is already the codec's normal form (as the store keeps
+    it), so it is written as it is instead of being re-encoded."""
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
 
@@ -314,7 +321,11 @@ def coco_frames(
                 "id": ids[1],
                 "image_id": image_id,
                 "category_id": cat(a.label),
-                "segmentation": rle_normalise(a.rle),
+                "segmentation": (
+                    {"size": list(a.rle["size"]), "counts": a.rle["counts"]}
+                    if normalised
+                    else rle_normalise(a.rle)
+                ),
                 "area": area,
                 "bbox": [x0, y0, x1 - x0, y1 - y0],
                 "iscrowd": 0,
