@@ -118,6 +118,7 @@ class ReviewSession:
         self.ranges: dict[str, tuple[int, int]] = {}
         self._pending: dict[str, tuple[int, int]] = {}
         self._then: dict[str, list[Callable[[], None]]] = {}
+        self._again: dict[str, tuple[int, int]] = {}
         self.model_frames: np.ndarray | None = None
 
     # ---- events -----------------------------------------------------------------------------------------------
@@ -183,12 +184,15 @@ class ReviewSession:
             return True
         if self.video_id is None:
             return False
-        if self._pending.get(key) == (a, b):
+        if key in self._pending:  # one read per key at a time: a fast scrub asks again once it is here
             if then is not None:
                 self._then.setdefault(key, []).append(then)
+            self._again[key] = (a, b)
             return False
         self._pending[key] = (a, b)
-        self._then[key] = [then] if then is not None else []
+        self._then.setdefault(key, [])
+        if then is not None:
+            self._then[key].append(then)
         vid = self.video_id
         self.writer.submit(
             "Read suggestions",
@@ -201,16 +205,23 @@ class ReviewSession:
         return False
 
     def _window_read(self, key: str, a: int, b: int, out: C.Outcome) -> None:
-        then_all: list[Callable[[], None]] = []
-        if self._pending.get(key) == (a, b):
-            del self._pending[key]
-            then_all = self._then.pop(key, [])
+        if self._pending.get(key) != (a, b):
+            return  # another video was opened meanwhile
+        del self._pending[key]
         snap = out.snapshot
         if out.error is not None or snap is None or snap.video_id != self.video_id:
+            self._then.pop(key, None)
+            self._again.pop(key, None)
             return
         self.ranges[key] = (a, b)
         self.frames.update(snap.frames)
         self._prune()
+        again = self._again.pop(key, None)
+        if again is not None and not self.covers(*again):
+            self.want_frames(key, *again)  # the latest range asked meanwhile; waiting callbacks run after it
+            self._emit(Change.LABELS, None)
+            return
+        then_all = self._then.pop(key, [])
         self._emit(Change.LABELS, None)
         for fn in then_all:
             fn()
@@ -279,7 +290,7 @@ class ReviewSession:
         self.video_id, self.size, self.frame_count, self.path = video_id, (width, height), frame_count, path
         self.frames, self.segments, self.loaded, self.working = {}, [], False, {}
         self.focus = 0
-        self.ranges, self._pending, self._then, self.model_frames = {}, {}, {}, None
+        self.ranges, self._pending, self._then, self._again, self.model_frames = {}, {}, {}, {}, None
         self.tracks_gen = self.snap_gen = 0
         self.mark_in = self.mark_out = None
         self.selected_box = None

@@ -68,6 +68,18 @@ def test_the_session_holds_a_window_of_suggestions_equal_to_the_whole_video_read
                 assert s.labels_at(f) == whole[f], f
             outside = [f for f, labs in s.frames.items() if not a <= f < b and any(x.id < 0 for x in labs)]
             assert outside == []  # what was held before is let go
+        # a fast scrub across the video asks for one read at a time and ends holding the frame it stopped on
+        reads = []
+        submit = s.writer.submit
+        s.writer.submit = lambda name, *a, **k: (reads.append(name), submit(name, *a, **k))[-1]
+        for f in range(0, N, 25):
+            s.set_focus(f)
+        settle(s)
+        s.writer.submit = submit
+        assert 1 <= len(reads) <= 3, reads
+        assert s.covers(N - 25, N - 24) and [x.id for x in s.labels_at(N - 25)] == [
+            x.id for x in whole[N - 25]
+        ]
         # an accept on the frame on screen takes the suggestion the reviewer sees; the frame reads back
         s.set_focus(1200)
         settle(s)
