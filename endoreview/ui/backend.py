@@ -66,6 +66,22 @@ def _ood_warning(run) -> str:
     return "unlike the model's training data" if ood and ood.get("out_of_domain") else ""
 
 
+def _finding_detail(run) -> str:
+    """The library's tooltip on what the model found: the whole-video call in words and, for a video unlike the
+    model's training data, the out-of-domain verdict (its predictions stay listed)."""
+    summary = ((run.params or {}).get("summary") or {}) if run is not None else {}
+    lines = []
+    decision = summary.get("decision") or {}
+    if decision.get("text"):
+        lines.append(f"Whole video: {decision['text']}")
+    ood = summary.get("ood") or {}
+    if ood.get("out_of_domain"):
+        lines.append(
+            f"⚠ {ood.get('message', 'unlike the model training data')}. The predictions are still shown."
+        )
+    return "\n".join(lines)
+
+
 def _finding(track: PredictionTrack | None) -> tuple[str, float | None]:
     if track is None or track.empty:
         return "", None
@@ -155,6 +171,7 @@ class Backend:
                     review_status=str(v.review_status),
                     reviewer=v.assigned_reviewer or v.updated_by or "",
                     finding=finding,
+                    finding_detail=_finding_detail(run),
                     uncertainty=unc,
                 )
             )

@@ -44,6 +44,7 @@ class LibraryRow:
     finding: str = ""  # e.g. "polyp in 12% of frames"
     uncertainty: float | None = None  # mean normalised entropy, 0..1
     thumb: np.ndarray | None = None  # RGB strip
+    finding_detail: str = ""  # the call explained, the out-of-domain verdict (the finding's tooltip)
 
     @property
     def duration(self) -> float:
@@ -183,6 +184,8 @@ class LibraryModel(QAbstractTableModel):
                 if not r.exists
                 else QColor({"reviewed": "#81c784", "in_review": "#64b5f6"}.get(r.review_status, "#dddddd"))
             )
+        if role == Qt.ItemDataRole.ToolTipRole and col == FOUND_COL and r.finding:
+            return "\n".join(t for t in (r.finding, r.finding_detail) if t)
         if role == Qt.ItemDataRole.ToolTipRole:
             return (
                 r.path

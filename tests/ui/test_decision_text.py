@@ -74,8 +74,17 @@ def test_the_call_is_explained_and_an_unlike_video_is_flagged_without_hiding_pre
     model = win.library.model
     k = model.rows.index(row("garden"))
     assert model.data(model.index(k, col)) == garden
+    from PySide6.QtCore import Qt
+
+    tip = model.data(model.index(k, col), Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith(garden + "\nWhole video: "), tip  # hovering says why, and that nothing is hidden
+    assert "⚠ unlike the videos this model was trained on (distance " in tip
+    assert tip.endswith("its predictions may be meaningless here. The predictions are still shown."), tip
     short = row("short_polyp").finding
     assert short and "unlike" not in short and "% of frames" in short
+    k = model.rows.index(row("short_polyp"))
+    tip = model.data(model.index(k, col), Qt.ItemDataRole.ToolTipRole)
+    assert "\nWhole video: abnormal: polyp suggested at 00:01" in tip and "⚠" not in tip, tip
 
     # the player: the whole-video call in words, located at the polyp
     win.open_video(ids["short_polyp"])
