@@ -14,11 +14,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from endoreview.jobs.protocol import EXIT_FAILED, EXIT_USAGE, emit
-from endoreview.store import Store, StoreError
+from endoreview.store import StoreError
 from endoreview.store.records import Job, JobState
+
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,8 @@ def run_job(kind: JobKind, argv: list[str], **deps: Any) -> int:
         setup_logging(None)
         return _guarded(kind, JobRun(vars(args), cancel, deps=deps))
     try:
+        from endoreview.store import Store  # here, not at import: the app's log scrubber lives in this module
+
         store = Store.open(args.db, reviewer=args.reviewer)
     except StoreError as e:
         emit("error", message=str(e))

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core_model.contract import rle_decode, rle_encode
-from endoreview.store import Store
 from endoreview.store.records import (
     Label,
     LabelKind,
@@ -36,6 +35,9 @@ from endoreview.store.records import (
     ReviewState,
     ReviewStatus,
 )
+
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 log = logging.getLogger(__name__)
 

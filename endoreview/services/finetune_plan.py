@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core_model.contract import CheckpointError, read_model_json
 from core_model.finetune.speed import (
@@ -39,9 +39,11 @@ from core_model.finetune.speed import (
     train_seconds_per_clip,
     validation_clips,
 )
-from endoreview.store import Store
 from endoreview.store.errors import NotFoundError
 from endoreview.store.records import Job, JobState, ReviewState, ReviewStatus
+
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 log = logging.getLogger(__name__)
 

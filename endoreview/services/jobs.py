@@ -19,10 +19,12 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from endoreview.store import Store
 from endoreview.store.records import Job, JobState
+
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 FINAL = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 JOBS_MODULE = "endoreview.jobs"

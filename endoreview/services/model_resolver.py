@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from endoreview.store import Store
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 
 class NoModelError(ValueError):

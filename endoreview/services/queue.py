@@ -17,11 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from endoreview.store import Store
 from endoreview.store.records import ReviewStatus
+
+if TYPE_CHECKING:
+    from endoreview.store import Store
 
 WEIGHTS: Mapping[str, float] = {"entropy": 0.35, "margin": 0.25, "flicker": 0.2, "disagreement": 0.2}
 NEGATIVE_CLASSES = ("normal", "background", "negative")

@@ -26,6 +26,10 @@ class ReviewData:
         runs = self.store.list_prediction_runs(video_id)
         return runs[-1] if runs else None
 
+    def latest_runs(self, project_id: int) -> dict[int, PredictionRun]:
+        """video id -> its newest prediction run, for the project's videos that have one."""
+        return self.store.latest_prediction_runs(project_id)
+
     def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
         return self.store.frame_probs(run_id)
 

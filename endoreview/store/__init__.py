@@ -13,8 +13,22 @@ undo, removing videos, jobs), :mod:`endoreview.store.records` for what they retu
 ``endoreview/store/migrations``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from endoreview.store import errors, records
 from endoreview.store.errors import StaleWriteError, StoreError
-from endoreview.store.store import Store
+
+if TYPE_CHECKING:
+    from endoreview.store.store import Store
 
 __all__ = ["Store", "StoreError", "StaleWriteError", "errors", "records"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Store`` is imported when first asked for: the records and errors are light, the store (SQLAlchemy, Alembic)
+    is not, and the desktop app shows its window before it opens the database (on a worker thread)."""
+    if name == "Store":
+        from endoreview.store.store import Store
+
+        return Store
+    raise AttributeError(f"module 'endoreview.store' has no attribute {name!r}")

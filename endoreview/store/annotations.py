@@ -809,6 +809,21 @@ class AnnotationsMixin(StoreBase):
             ]
         )
 
+    def latest_prediction_runs(self, project_id: int) -> dict[int, r.PredictionRun]:
+        """video id -> its newest prediction run, for every video of ``project_id`` that has one (one query: the
+        library lists hundreds of videos)."""
+
+        def fn(ses: Any) -> dict[int, r.PredictionRun]:
+            q = (
+                select(s.PredictionRunRow)
+                .join(s.VideoRow, s.VideoRow.id == s.PredictionRunRow.video_id)
+                .where(s.VideoRow.project_id == project_id)
+                .order_by(s.PredictionRunRow.id)
+            )
+            return {x.video_id: convert.prediction_run(x) for x in ses.scalars(q)}
+
+        return self._read(fn)
+
     def frame_probs(self, run_id: int) -> dict[int, dict[str, float]]:
         """frame -> {class: probability} of one run."""
         with self._read_conn() as conn:

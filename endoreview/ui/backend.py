@@ -146,13 +146,14 @@ class Backend:
     def rows(self) -> list[LibraryRow]:
         check_off_gui_thread("db", "library rows")
         out = []
+        runs = self.review.latest_runs(self.project.id)
         for v in self.library.list_videos(self.project.id):
             try:
                 path = self.library.resolve_path(v)
                 exists = path.exists()
             except Exception:  # an unresolvable path is a missing file
                 path, exists = Path(v.path), False
-            run = self._latest_run(v.id)
+            run = runs.get(v.id)
             track = self._prediction_track(v.id, v.frame_count, run)
             finding, unc = _finding(track)
             ood = _ood_warning(run)

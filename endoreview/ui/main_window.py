@@ -132,8 +132,6 @@ class MainWindow(QMainWindow):
         self.analysis_ctl.noModel.connect(self.library.set_notice)
         self._build_actions()
         self._bind_keys()
-        # the correction tools (masks, boxes, labels, review): after the first paint, as they import the store
-        QTimer.singleShot(60, self.editing)
         self._build_learning_loop(error_reporting)  # fine-tune, models, settings, about
         self.resize(1280, 800)  # run_app fits it to the screen before showing it (fit_to_screen)
 
@@ -159,8 +157,8 @@ class MainWindow(QMainWindow):
         )
 
     def editing(self) -> EditController:
-        """The correction tools (built once, just after the first paint): the tool bar left of the player, the
-        review-queue dock, the timeline's segment editing and their keys."""
+        """The correction tools (built once: after the library is listed, or when a video opens first): the tool bar
+        left of the player, the review-queue dock, the timeline's segment editing and their keys."""
         if self.edit_ctl is None:
             from endoreview.ui.editing import build_editing
 
@@ -347,6 +345,7 @@ class MainWindow(QMainWindow):
         waiting for them."""
         self.library_ctl.refreshed.disconnect(self._warm_up)
         self.runner.submit("warm up decoders", warm_up_decoders)
+        QTimer.singleShot(0, self.editing)  # the correction tools, now that the library is usable
 
     def _open_first_import(self, summary) -> None:  # ImportSummary
         """``endoreview VIDEO…``: open the first video given on the command line once it is imported."""
@@ -386,6 +385,7 @@ class MainWindow(QMainWindow):
             self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def open_video(self, video_id: int) -> None:
+        self.editing()  # its tools follow the video from the start
         self.tabs.setCurrentIndex(1)
         self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
         self.review_ctl.open_video(video_id)

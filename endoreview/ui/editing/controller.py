@@ -52,15 +52,14 @@ class EditController(QObject):
         super().__init__(parent)
         self.store, self.runner, self.player, self.player_widget = store, runner, player, player_widget
         self.review_ctl, self.timeline, self._on_status_saved = review_ctl, timeline, on_status_saved
-        self._bridge = _Bridge()
+        self._bridge, self._opened_tracks = _Bridge(), False
         self.session = ReviewSession(lambda: E.EditingService(self.store()), self._bridge.call.emit)
         self.session.subscribe(self._on_change)
         self.writer = self.session.writer
         self.layer = LabelLayer()
         self.player_widget.view.vb.addItem(self.layer)
         self.tools = CanvasTools(self)
-        self.brush_index = 5
-        self.grow_px = 2
+        self.brush_index, self.grow_px = 5, 2
         self.hover: tuple[float, float] | None = None
         self.review_ctl.videoOpened.connect(self._on_video)
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
@@ -148,15 +147,16 @@ class EditController(QObject):
 
     # ---- opening and drawing ----------------------------------------------------------------------------------
     def _on_video(self, info: Any) -> None:
-        self.layer.set_frame_rect(info.width, info.height)
-        self.layer.set_masks([])
-        self.layer.boxes = []
+        self.layer.set_frame_rect(info.width, info.height)  # and clears it
         self.session.open(info.video_id, info.width, info.height, info.frame_count, info.path)
+        self._opened_tracks = False
 
     def _on_tracks(self, _tracks: Any) -> None:
         if self.session.blind:
             self._hide_model()
-        self.session.model_output_changed()
+        if self._opened_tracks:  # output since opening (what opened with it is read already)
+            self.session.model_output_changed()
+        self._opened_tracks = True
 
     def refresh_frame(self) -> None:
         if self.session.video_id is None:

@@ -68,8 +68,11 @@ class LabelLayer(pg.GraphicsObject):
         self.setZValue(20)
 
     def set_frame_rect(self, w: int, h: int) -> None:
+        """A new video's frame size: nothing drawn yet."""
         self.prepareGeometryChange()
         self._rect = QRectF(0, 0, w, h)
+        self.boxes = []
+        self.set_masks([])
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
         return self._rect

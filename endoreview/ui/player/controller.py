@@ -98,6 +98,10 @@ class PlayerController(QObject):
             self._proxy = self._server(("proxy", source.key), source.open_proxy, full=False)
         self.sourceChanged.emit(source)
         self.seek(start)
+        if self._proxy is not None and self.shown != (start, True):
+            # the playhead rests where the video opens: its full-resolution frame is read at once, alongside the
+            # proxy's (opening the original's decoder is most of the wait)
+            self._original.request(start, prefetch=False)
 
     def set_proxy(self, open_proxy: Callable[[], FrameSource], size: tuple[int, int]) -> None:
         """A proxy finished building for the open video: scrub from it from now on."""
