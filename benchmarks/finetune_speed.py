@@ -30,7 +30,7 @@ import torch
 from core_model.contract import DataConfig, ModelMeta
 from core_model.finetune.config import FinetuneConfig
 from core_model.finetune.run import finetune
-from core_model.finetune.speed import estimate_train_seconds
+from core_model.finetune.speed import calibration_clips, estimate_train_seconds
 from core_model.heads import EndoFMTaskModel, build_head, save_task_model
 from core_model.models import create_model
 
@@ -110,12 +110,15 @@ def run(arch: str, manifest: Path, root: Path, steps: int) -> dict:
     n_val = int(start.get("val_clips") or 1)
     meta = ModelMeta.from_dict(json.loads((model_dir / "model.json").read_text()))
     t, s, _ = SHAPES[arch]
-    est = estimate_train_seconds(meta.arch, t, s, steps, n_val, 1, "cpu")
+    val_frames = [v["num_frames"] for v in json.loads(manifest.read_text())["videos"] if v["split"] == "val"]
+    n_cal = calibration_clips(val_frames, t, SHAPES[arch][2])  # fine-tuning ends by calibrating on them
+    est = estimate_train_seconds(meta.arch, t, s, steps, n_val, 1, "cpu", calibration_clips=n_cal)
     return {
         "row": arch,
         "clip": [t, s],
         "steps": steps,
         "val_clips": n_val,
+        "calibration_clips": n_cal,
         "measured_s": round(measured, 1),
         "s_per_clip": round((measured - 20.0) / (steps + n_val / 3.0), 3),
         "train_step_s": round(step_s, 3) if step_s is not None else None,  # between progress events (batch 1)
