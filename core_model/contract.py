@@ -117,10 +117,13 @@ def _parse_compressed(s: bytes, where: str) -> np.ndarray:
     n_chars = ends - starts + 1
     if n_chars.max() > 12:
         raise RLEError("counts", "holds a number too long to be a run length", where)
-    group = np.repeat(np.arange(len(ends)), n_chars)
-    pos = np.arange(len(raw)) - np.repeat(starts, n_chars)
-    vals = np.zeros(len(ends), np.int64)
-    np.add.at(vals, group, (raw & 0x1F) << (5 * pos))
+    # value = sum over the number's characters k of (5 bits) << 5k: one vectorised step per character position
+    # (a number has at most 12), instead of a scatter-add over every character (np.add.at was ~6x slower)
+    low = raw & 0x1F
+    vals = low[starts].copy()
+    for k in range(1, int(n_chars.max())):
+        longer = np.flatnonzero(n_chars > k)
+        vals[longer] += low[starts[longer] + k] << (5 * k)
     neg = (raw[ends] & 0x10) != 0
     vals[neg] -= np.int64(1) << (5 * n_chars[neg])
     # x[m] += x[m - 2] for m > 2: running sums over odd indices and over even indices from 2
