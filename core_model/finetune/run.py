@@ -772,6 +772,11 @@ def export_run(
                 max_videos=cfg.calibrate_videos,
             )
             emit({"event": "calibrated", **cal})
+            op = cal.get("operating_point") or {}
+            if "val" in metrics:  # the screening figures of the served whole-video call, next to the engine's
+                for k in ("sensitivity", "specificity", "threshold"):
+                    if op.get(k) is not None:
+                        metrics["val"][f"classification/{k}"] = float(op[k])
         except (OSError, ValueError, RuntimeError) as exc:  # the model stays usable with the default call
             emit({"event": "warning", "message": f"operating point not calibrated: {exc}"})
     result = FinetuneResult(str(model_dir), metrics, state.history, seconds, plan.as_dict())

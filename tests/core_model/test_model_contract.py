@@ -216,6 +216,9 @@ def test_a_child_is_fed_as_its_parent(parent_and_manifest, tmp_path):
     # the video-level call was chosen on the validation split when the model was trained
     cal = next(e for e in events if e["event"] == "calibrated")
     assert meta.operating_point().calibrated and cal["operating_point"]["split"] == "val"
+    done = next(e for e in events if e["event"] == "done")  # what the registry records as held-out metrics
+    assert done["metrics"]["val"]["classification/threshold"] == meta.operating_point().threshold
+    assert done["metrics"]["val"]["classification/sensitivity"] == meta.operating_point().sensitivity
     assert meta.ood.get("method") and meta.provenance["calibration"]["candidates"]
     assert not [e for e in events if e["event"] == "warning" and "parent" in e.get("message", "")]
 
