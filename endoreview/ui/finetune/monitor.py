@@ -33,6 +33,7 @@ def pick_metrics(val: dict[str, Any], limit: int = 4) -> list[str]:
         if isinstance(v, int | float)
         and not isinstance(v, bool)
         and not k.rsplit("/", 1)[-1].startswith("n_")  # counts (n_sequences, n_frames) are not scores
+        and not k.endswith("/threshold")  # the operating point's threshold is a setting, not a score
         and 0.0 <= float(v) <= 1.0
     ]
     ranked = sorted(keys, key=lambda k: (next((i for i, p in enumerate(PREFERRED) if k.endswith(p)), 99), k))
