@@ -6,7 +6,9 @@
 For each screen size a fresh X server (Xvfb) and a fresh app process: the empty first launch, the library after
 the demo is set up (and analysed when the demo model is installed), the player with overlays and timeline, the
 jobs panel, the shortcuts dialog and the review tools (Box tool and bulk-accept count on an analysed frame, File →
-Export, a failed import kept in sight, the review queue switching video; keys sent with xdotool under openbox). Files: ``docs/screens/<view>-<W>x<H>.png``.
+Export, a failed import kept in sight, the review queue switching video; keys sent with xdotool under openbox), always
+with the jobs panel open. Files: ``docs/screens/<view>-<W>x<H>.png``. With ``--data-dir`` of an earlier run (the demo
+already analysed) it retakes 03-10 only; 01 and 02 need a fresh data folder. What to look for: docs/screens/README.md.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def shoot(out_dir: Path, size: str) -> int:
         spin(lambda: not win.jobs.running, 900)
         win.library_ctl.refresh()
     spin(lambda: all(r.thumb is not None for r in win.library.model.rows), 120)
+    win.show_jobs()  # the tightest layout (also on a rerun over an analysed demo, where no job opens it)
+    spin(lambda: False, 0.5)
     save("03-library")
     rows = win.library.model.rows
     target = next((r for r in rows if r.finding), rows[0])
