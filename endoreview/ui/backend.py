@@ -20,7 +20,7 @@ from endoreview.services.app import AppServices
 from endoreview.services.jobs import JobService, Launch
 from endoreview.services.model_resolver import model_params, resolve_model
 from endoreview.services.records import LabelKind, LabelOrigin, ReviewState
-from endoreview.ui.library import LibraryRow
+from endoreview.ui.library import LibraryRow, VideoFacts
 from endoreview.ui.tasks import GuardedService
 from endoreview.ui.tracks import LabelTrack, PredictionTrack
 
@@ -28,15 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VideoInfo:
-    video_id: int
-    name: str
-    path: str
-    exists: bool
-    frame_count: int
-    fps: float
-    width: int
-    height: int
+class VideoInfo(VideoFacts):
     proxy: ProxyInfo | None = None
 
 
@@ -148,11 +140,6 @@ class Backend:
         out = []
         runs = self.review.latest_runs(self.project.id)
         for v in self.library.list_videos(self.project.id):
-            try:
-                path = self.library.resolve_path(v)
-                exists = path.exists()
-            except Exception:  # an unresolvable path is a missing file
-                path, exists = Path(v.path), False
             run = runs.get(v.id)
             track = self._prediction_track(v.id, v.frame_count, run)
             finding, unc = _finding(track)
@@ -161,14 +148,7 @@ class Backend:
                 finding = f"⚠ {ood} — {finding}"
             out.append(
                 LibraryRow(
-                    video_id=v.id,
-                    name=str(v.meta.get("name") or Path(v.path).name),
-                    path=str(path),
-                    exists=exists,
-                    frame_count=v.frame_count,
-                    fps=v.fps,
-                    width=v.width,
-                    height=v.height,
+                    **self._facts(v),
                     review_status=str(v.review_status),
                     reviewer=v.assigned_reviewer or v.updated_by or "",
                     finding=finding,
@@ -211,28 +191,25 @@ class Backend:
         check_off_gui_thread("db", "relink")
         return len(self.library.relink(folders, self.project.id))
 
-    def video_info(self, video_id: int) -> VideoInfo:
-        check_off_gui_thread("db", "video info")
-        v = self.review.video(video_id)
+    def _facts(self, v: Any) -> dict[str, Any]:
+        """:class:`VideoFacts` of the video record ``v`` (its file looked up where the library keeps it)."""
         try:
             path = self.library.resolve_path(v)
             exists = path.exists()
-        except Exception:
+        except Exception:  # an unresolvable path is a missing file
             path, exists = Path(v.path), False
-        proxy = find_proxy(path) if exists and path.is_file() else None
-        if proxy is not None and proxy.frame_count != v.frame_count:
+        name = str(v.meta.get("name") or Path(v.path).name)
+        return dict(video_id=v.id, name=name, path=str(path), exists=exists, frame_count=v.frame_count,
+                    fps=v.fps, width=v.width, height=v.height)  # fmt: skip
+
+    def video_info(self, video_id: int) -> VideoInfo:
+        check_off_gui_thread("db", "video info")
+        facts = self._facts(self.review.video(video_id))
+        path = Path(facts["path"])
+        proxy = find_proxy(path) if facts["exists"] and path.is_file() else None
+        if proxy is not None and proxy.frame_count != facts["frame_count"]:
             proxy = None
-        return VideoInfo(
-            video_id=v.id,
-            name=str(v.meta.get("name") or path.name),
-            path=str(path),
-            exists=exists,
-            frame_count=v.frame_count,
-            fps=v.fps,
-            width=v.width,
-            height=v.height,
-            proxy=proxy,
-        )
+        return VideoInfo(**facts, proxy=proxy)
 
     # ---- predictions and labels ---------------------------------------------------------------------------
     def _latest_run(self, video_id: int) -> Any | None:

@@ -30,7 +30,9 @@ from endoreview.ui.scale import em
 
 
 @dataclass(frozen=True)
-class LibraryRow:
+class VideoFacts:
+    """What the UI shows of any video: its id and name, where its file is and whether it is there, its frames."""
+
     video_id: int
     name: str
     path: str
@@ -39,6 +41,10 @@ class LibraryRow:
     fps: float
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class LibraryRow(VideoFacts):
     review_status: str
     reviewer: str = ""
     finding: str = ""  # e.g. "polyp in 12% of frames"

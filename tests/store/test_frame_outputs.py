@@ -12,17 +12,13 @@ import pytest
 
 from endoreview.store import Store, errors
 from endoreview.store.records import FramePrediction
+from tests.store.conftest import polyp_video
 from tests.store.make_db_version import DATA, rle
 
 
 @pytest.fixture
 def video(store):
-    ls = store.create_label_set("set", [{"name": "polyp", "tasks": ["segment", "mask", "box"]}])
-    p = store.create_project("P", ls.id)
-    return store.add_video(
-        p.id, path="/v/a.mp4", path_is_relative=False, content_hash="p1:a", size_bytes=10,
-        frame_count=300, fps=30.0, width=48, height=32,
-    )  # fmt: skip
+    return polyp_video(store, frame_count=300)
 
 
 def model_output(n_frames: int, seed: int = 0) -> list[FramePrediction]:

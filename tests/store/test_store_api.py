@@ -10,16 +10,6 @@ from endoreview.store.records import FramePrediction, LabelKind, NewLabel, Revie
 from tests.store.make_db_version import rle
 
 
-@pytest.fixture
-def video(store):
-    ls = store.create_label_set("set", [{"name": "polyp", "tasks": ["segment", "mask", "box"]}])
-    p = store.create_project("P", ls.id)
-    return store.add_video(
-        p.id, path="/v/a.mp4", path_is_relative=False, content_hash="p1:a", size_bytes=10,
-        frame_count=100, fps=30.0, width=48, height=32,
-    )  # fmt: skip
-
-
 def test_a_saved_mask_survives_a_restart(db_url, video):
     with Store.open(db_url, reviewer="alice") as s:
         lab = s.add_labels([NewLabel(video.id, "mask", "polyp", frame=7, rle=rle(), track_id=3)])[0]

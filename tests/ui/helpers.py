@@ -146,3 +146,13 @@ def saved(qtbot, ctl) -> None:
 def labels(ctl, frame: int, kind: str | None = None) -> list:
     out = _in_thread(ctl.parent().backend.store.labels_for_frame, ctl.video.id, frame)
     return [x for x in out if kind is None or x.kind == kind]
+
+
+def draw_one(qtbot, ctl, tool_key, points: list[tuple[float, float]], kind: str):
+    """Pick a tool by its key, drag it through ``points`` (frame pixels) on frame 0 and return the one ``kind``
+    label it saved."""
+    key(qtbot, ctl, tool_key)
+    drag(ctl.player_widget.view, [at(ctl, x, y) for x, y in points])
+    saved(qtbot, ctl)
+    (made,) = labels(ctl, 0, kind)
+    return made

@@ -11,7 +11,7 @@ from PySide6.QtCore import QPointF, Qt
 from core_model.contract import rle_decode
 from endoreview.services.review_commands import Command
 from endoreview.store.records import Label
-from tests.ui.helpers import _in_thread, at, click, drag, key, labels, saved
+from tests.ui.helpers import _in_thread, at, click, drag, draw_one, key, labels, saved
 
 
 def test_brush_eraser_undo_redo(qtbot, edit):
@@ -98,10 +98,7 @@ def test_polygon_fill_holes_grow_copy_and_propagation_stops_at_keyframes(qtbot, 
 def test_boxes_draw_move_resize_class_delete_and_interpolate(qtbot, edit):
     ctl = edit
     view = ctl.player_widget.view
-    key(qtbot, ctl, Qt.Key.Key_T)
-    drag(view, [at(ctl, 50, 60), at(ctl, 110, 130)])
-    saved(qtbot, ctl)
-    (b,) = labels(ctl, 0, "box")
+    b = draw_one(qtbot, ctl, Qt.Key.Key_T, [(50, 60), (110, 130)], "box")
     assert np.allclose(b.bbox, (50, 60, 110, 130), atol=1.5) and b.state == "manual"
     drag(view, [at(ctl, 80, 90), at(ctl, 100, 100)])  # move from inside
     saved(qtbot, ctl)
@@ -300,11 +297,7 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
     from endoreview.store import Store
 
     ctl = edit
-    view = ctl.player_widget.view
-    key(qtbot, ctl, Qt.Key.Key_W)
-    drag(view, [at(ctl, 100, 120), at(ctl, 140, 120)])
-    saved(qtbot, ctl)
-    (mine,) = labels(ctl, 0, "mask")
+    mine = draw_one(qtbot, ctl, Qt.Key.Key_W, [(100, 120), (140, 120)], "mask")
     other = _in_thread(Store.open, ctl.parent().backend.db_url, reviewer="colleague")
     try:  # a colleague on another workstation changes the same mask; our cached copy is now stale
         theirs = grow_shrink(rle_decode(mine.rle), 6)
