@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,22 @@ def read_stamp(frame: np.ndarray) -> int:
         if frame[r * b + b // 4 : (r + 1) * b - b // 4, c * b + b // 4 : (c + 1) * b - b // 4].mean() > 128:
             v |= 1 << k
     return v
+
+
+def run_child(
+    cmd: list[str], env: dict[str, str], cwd: Path, needed: str
+) -> dict[str, dict[str, Any]] | None:
+    """Run a benchmark's measuring child process and pass on (:func:`emit`) every JSON line it printed; returns
+    them by their ``step``, or None (after emitting an ``error`` step with its stderr) when it failed or printed no
+    ``needed`` step."""
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    steps: dict[str, dict[str, Any]] = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            obj = json.loads(line)
+            steps[obj["step"]] = obj
+            emit(obj)
+    if out.returncode != 0 or needed not in steps:
+        emit({"step": "error", "stderr": out.stderr[-3000:]})
+        return None
+    return steps

@@ -18,17 +18,15 @@ Steps, one JSON object per line (the last is the summary):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import BITS, cpu_name, emit, read_stamp, stamp
+from common import BITS, cpu_name, emit, read_stamp, run_child, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,7 +268,7 @@ def main() -> int:
         }
     )
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
-    out = subprocess.run(
+    results = run_child(
         [
             sys.executable,
             __file__,
@@ -284,19 +282,11 @@ def main() -> int:
             "--play-seconds",
             str(play),
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
+        env,
+        REPO,
+        "scrub",
     )
-    results = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            obj = json.loads(line)
-            results[obj["step"]] = obj
-            emit(obj)
-    if out.returncode != 0 or "scrub" not in results:
-        emit({"step": "error", "stderr": out.stderr[-3000:]})
+    if results is None:
         return 1
     scrub, pb = results["scrub"], results.get("playback", {})
     emit(

@@ -31,6 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import run_child  # noqa: E402
 from scrub import cpu_name, emit, make_video  # noqa: E402
 
 
@@ -222,15 +223,8 @@ def main() -> int:
         PYTHONPATH=str(REPO),
         JOB_PREDICTOR_DELAY="0.02",
     )
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    res = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            obj = json.loads(line)
-            res[obj["step"]] = obj
-            emit(obj)
-    if out.returncode != 0 or "job" not in res:
-        emit({"step": "error", "stderr": out.stderr[-3000:]})
+    res = run_child(cmd, env, REPO, "job")
+    if res is None:
         return 1
     emit(
         {
