@@ -19,15 +19,13 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QMessageBox,
     QTextBrowser,
-    QVBoxLayout,
     QWidget,
 )
 
 from endoreview import RESEARCH_NOTICE, __version__
-from endoreview.ui.scale import fit_dialog
+from endoreview.ui.scale import fill_closable
 from endoreview.ui.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -115,12 +113,7 @@ class AboutDialog(QDialog):
             f"<h2>EndoReview {html.escape(__version__)}</h2><p>{html.escape(RESEARCH_NOTICE)}</p>"
         )
         self.loaded = False
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.text, 1)
-        lay.addWidget(buttons)
-        fit_dialog(self, 720, 640)
+        fill_closable(self, self.text, 720, 640)
 
         def work() -> str:
             card = model_card(store_fn()) if store_fn is not None else {"name": "unknown (no database open)"}

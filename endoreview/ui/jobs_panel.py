@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -35,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from endoreview.services.records import JobState
 from endoreview.ui.icons import icon
-from endoreview.ui.scale import fit_dialog
+from endoreview.ui.scale import fill_closable
 
 log = logging.getLogger(__name__)
 
@@ -290,12 +289,7 @@ class JobRow(QFrame):
         dlg.setWindowTitle(f"Log — {self.job.entry.title}")
         text = QPlainTextEdit(self.job.entry.log_text)
         text.setReadOnly(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(dlg.reject)
-        lay = QVBoxLayout(dlg)
-        lay.addWidget(text)
-        lay.addWidget(buttons)
-        fit_dialog(dlg, 720, 420)
+        fill_closable(dlg, text, 720, 420)
         dlg.show()
         self._log_dialog = dlg
 

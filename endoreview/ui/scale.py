@@ -79,3 +79,15 @@ def fit_dialog(widget: Any, width: int, height: int) -> None:
         w = min(w, int(avail.width() * 0.95))
         h = min(h, int((avail.height() - title) * 0.95))
     widget.resize(w, h)
+
+
+def fill_closable(dialog: Any, content: Any, width: int, height: int) -> None:
+    """Lay out ``dialog`` as ``content`` above a Close button, sized by :func:`fit_dialog`."""
+    from PySide6.QtWidgets import QDialogButtonBox, QVBoxLayout
+
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    lay = QVBoxLayout(dialog)
+    lay.addWidget(content, 1)
+    lay.addWidget(buttons)
+    fit_dialog(dialog, width, height)

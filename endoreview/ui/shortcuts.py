@@ -12,15 +12,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
-    QDialogButtonBox,
     QHeaderView,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
-from endoreview.ui.scale import fit_dialog
+from endoreview.ui.scale import fill_closable
 
 
 @dataclass(frozen=True)
@@ -110,9 +108,4 @@ class ShortcutHelpDialog(QDialog):
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table = table
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        lay = QVBoxLayout(self)
-        lay.addWidget(table)
-        lay.addWidget(buttons)
-        fit_dialog(self, 620, 640)
+        fill_closable(self, table, 620, 640)
