@@ -21,7 +21,7 @@ Editing a model suggestion keeps its link to the model (state ``edited``; the au
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -126,6 +126,20 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 def is_keyframe(label: Label) -> bool:
     """A label a human drew or judged (anchors propagation / interpolation, never overwritten by them)."""
     return label.state in HUMAN_STATES and label.origin not in DERIVED_ORIGINS
+
+
+def acted_on(
+    suggestions: list[Label], point: Point | None, segments: Callable[[], list[Label]]
+) -> list[Label]:
+    """What a review action (accept, reject, edit) at ``point`` acts on: the ``suggestions`` under the point, else
+    all of them (no point, or it hits none), else the suggested ``segments()`` covering the frame."""
+    if point is not None:
+        hit = [x for x in suggestions if point_in_label(x, *point)]
+        if hit:
+            return hit
+    if suggestions:
+        return suggestions
+    return [x for x in segments() if x.state == ReviewState.SUGGESTED]
 
 
 def point_in_label(label: Label, x: float, y: float) -> bool:
@@ -431,13 +445,7 @@ class EditingService:
         """The model's open suggestions under ``point`` on ``frame`` (all of the frame's without a point;
         the suggested segments covering the frame when it has no mask or box suggestions)."""
         sug = [x for x in self.store.labels_for_frame(video_id, frame) if x.state == ReviewState.SUGGESTED]
-        if point is not None:
-            hit = [x for x in sug if point_in_label(x, *point)]
-            if hit:
-                return hit
-        if sug:
-            return sug
-        return [x for x in self.segments_at(video_id, frame) if x.state == ReviewState.SUGGESTED]
+        return acted_on(sug, point, lambda: self.segments_at(video_id, frame))
 
     def accept(self, labels: Iterable[Label]) -> list[Label]:
         labels = list(labels)

@@ -29,6 +29,7 @@ from endoreview.services.editing import (
     DERIVED_ORIGINS,
     HUMAN_STATES,
     EditingService,
+    acted_on,
     empty_mask,
     fill_holes,
     fill_polygon,
@@ -351,16 +352,11 @@ class ReviewSession:
     def suggestions_here(self, frame: int, point: tuple[float, float] | None = None) -> list[Label]:
         """What A / R / E act on: the visible suggestions under ``point`` (all the frame's visible ones when the
         point hits none or there is no point), else the suggested segments covering the frame."""
-        sug = self.open_suggestions_at(frame)
-        if point is not None:
-            hit = [x for x in sug if point_in_label(x, *point)]
-            if hit:
-                return hit
-        if sug:
-            return sug
-        return [
-            x for x in self.segments_at(frame, ("segment", "video_class")) if x.state == ReviewState.SUGGESTED
-        ]
+        return acted_on(
+            self.open_suggestions_at(frame),
+            point,
+            lambda: self.segments_at(frame, ("segment", "video_class")),
+        )
 
     def mask_target(self, frame: int, class_name: str | None = None) -> Label | None:
         """The mask a stroke on ``frame`` changes: the reviewer's own, else the best *visible* suggestion."""
