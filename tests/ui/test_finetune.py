@@ -72,7 +72,8 @@ def _controller(win):
 def _dialog(qtbot, ctl, win):
     dlg = ctl.open_dialog(win)
     qtbot.addWidget(dlg)
-    qtbot.waitUntil(lambda: dlg.plan is not None, timeout=20000)
+    # returns as soon as the plan is ready; the long limit only tolerates a loaded CI machine
+    qtbot.waitUntil(lambda: dlg.plan is not None, timeout=120000)
     return dlg
 
 
