@@ -50,6 +50,7 @@ from core_model.contract import (
     WEIGHTS_FILE,
     CheckpointError,
     ModelMeta,
+    model_json_object,
 )
 from core_model.models.config import EndoFMConfig
 
@@ -410,17 +411,10 @@ def load_model_dir(
     """Read one of our model directories -> (state dict as saved, ``ModelMeta``). Floats come back as stored
     (fp16 if saved so; ``load_state_dict`` casts into the model's dtype). ``verify`` checks the weights' hash."""
     d = Path(directory)
-    meta_path, weights_path = d / META_FILE, d / WEIGHTS_FILE
     if not d.is_dir():
         raise CheckpointError(f"{d}: no such model directory")
-    if not meta_path.is_file():
-        raise CheckpointError(f"{d}: not a model directory ({META_FILE} missing)")
-    try:
-        raw = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_path}: unreadable model metadata ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{meta_path}: model metadata must be a JSON object")
+    meta_path, raw = model_json_object(d)
+    weights_path = d / WEIGHTS_FILE
     meta = ModelMeta.from_dict(raw, str(meta_path))
     try:
         meta.config  # noqa: B018 - validates the architecture fields

@@ -767,9 +767,12 @@ def migrate_model_json(d: Mapping[str, Any], where: str = "model.json") -> dict[
     return out
 
 
-def read_model_json(path: str | os.PathLike) -> ModelMeta:
-    """``model.json`` (or a model directory) -> :class:`ModelMeta`, migrated; torch-free (the app's reader)."""
+def model_json_object(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """(the file, its JSON object) of ``model.json`` or a model directory, as stored (not migrated): the one reader
+    of the file. :class:`CheckpointError` names the directory or file that is missing, unreadable or not an object."""
     p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such model directory")
     if p.is_dir():
         p = p / META_FILE
     if not p.is_file():
@@ -778,4 +781,12 @@ def read_model_json(path: str | os.PathLike) -> ModelMeta:
         raw = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{p}: unreadable model metadata ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{p}: model metadata must be a JSON object")
+    return p, raw
+
+
+def read_model_json(path: str | os.PathLike) -> ModelMeta:
+    """``model.json`` (or a model directory) -> :class:`ModelMeta`, migrated; torch-free (the app's reader)."""
+    p, raw = model_json_object(path)
     return ModelMeta.from_dict(raw, str(p))

@@ -24,7 +24,6 @@ mv = reg.import_official("endo_fm.pth")                               # through 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -38,7 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core_model.contract import MODEL_FORMAT, CheckpointError, ModelMeta, migrate_model_json
+from core_model.contract import (
+    MODEL_FORMAT,
+    CheckpointError,
+    ModelMeta,
+    migrate_model_json,
+    model_json_object,
+)
 from endoreview.paths import models_dir
 from endoreview.services.jobs import core_model_command
 from endoreview.store import Store
@@ -118,14 +123,11 @@ def read_model_json(model_dir: str | os.PathLike) -> dict[str, Any]:
     d = Path(model_dir)
     if not d.is_dir():
         raise RegistryError(f"{d}: no such model directory")
-    meta_path = d / "model.json"
-    if not meta_path.is_file():
-        raise RegistryError(f"{d}: not a model directory (model.json missing)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{meta_path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        meta_path, meta = model_json_object(d)
+    except CheckpointError as exc:
+        raise RegistryError(str(exc)) from None
+    if meta.get("format") != MODEL_FORMAT:
         raise RegistryError(f"{meta_path}: not an EndoReview model (format {meta.get('format')!r})")
     try:  # the model contract's checks (and the migration of format-1 files), without torch
         meta = migrate_model_json(meta, str(meta_path))
