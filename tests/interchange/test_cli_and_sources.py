@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from core_model.contract import rle_encode
 from endoreview.interchange.dicom import extract_dicom_video
 from endoreview.interchange.exporter import Exporter, ExportOptions
 from endoreview.interchange.importer import Importer
@@ -97,20 +96,9 @@ def test_prediction_run_export_keeps_scores_and_reimports_as_suggestions(store, 
     imp = Importer(store, work_dir=tmp_path / "w")
     imp.import_videos([_video(tmp_path / "v" / "clip.mp4", n=6)])
     v = store.list_videos()[0]
-    rle = rle_encode(disk(48, 64, 30, 20, 8))
-    rec = PredictionRecorder(store, v.id, None)
-    events = [
-        {
-            "event": "frame",
-            "video": "clip",
-            "frame": f,
-            "probs": {"polyp": 0.9},
-            "masks": [{"label": "polyp", "score": 0.8, "rle": rle}],
-            "boxes": [{"label": "polyp", "score": 0.7, "bbox": [22.0, 12.0, 39.0, 29.0]}],
-        }
-        for f in range(6)
-    ] + [{"event": "video_done", "video": "clip", "probs": {"polyp": 0.9}}]
-    result = rec.record(events)
+    from tests.interchange.test_export_states import polyp_events
+
+    result = PredictionRecorder(store, v.id, None).record(polyp_events(6, box_score=0.7))
     run_id = result.run.id
     rep = Exporter(store).export(tmp_path / "o", ExportOptions("coco", run_ids=[run_id]))
     doc = json.loads((tmp_path / "o" / "annotations.json").read_text())

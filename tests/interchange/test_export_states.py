@@ -13,21 +13,22 @@ from tests.interchange.builders import disk
 from tests.interchange.test_import_export import _video
 
 
+def polyp_events(n: int, box_score: float) -> list[dict]:
+    """A predictor's events for ``n`` frames of 64x48, each with the same polyp mask (0.8) and box."""
+    rle = rle_encode(disk(48, 64, 30, 20, 8))
+    box = {"label": "polyp", "score": box_score, "bbox": [22.0, 12.0, 39.0, 29.0]}
+    frames = [
+        {"event": "frame", "frame": f, "probs": {"polyp": 0.9}, "masks": [{"label": "polyp", "score": 0.8, "rle": rle}],
+         "boxes": [box]}
+        for f in range(n)
+    ]  # fmt: skip
+    return [*frames, {"event": "video_done", "probs": {"polyp": 0.9}}]
+
+
 def _analysed(store, tmp_path):  # 4 frames of suggestions; frame 0's mask accepted
     Importer(store, work_dir=tmp_path / "w").import_videos([_video(tmp_path / "v" / "clip.mp4", n=4)])
     v = store.list_videos()[0]
-    rle = rle_encode(disk(48, 64, 30, 20, 8))
-    events = [
-        {
-            "event": "frame",
-            "frame": f,
-            "probs": {"polyp": 0.9},
-            "masks": [{"label": "polyp", "score": 0.8, "rle": rle}],
-            "boxes": [{"label": "polyp", "score": 0.3, "bbox": [22.0, 12.0, 39.0, 29.0]}],
-        }
-        for f in range(4)
-    ] + [{"event": "video_done", "probs": {"polyp": 0.9}}]
-    PredictionRecorder(store, v.id, None).record(events)
+    PredictionRecorder(store, v.id, None).record(polyp_events(4, box_score=0.3))
     svc = EditingService(store)
     svc.accept([x for x in svc.frame_labels(v.id, 0) if x.kind == "mask"])
     return v
