@@ -11,9 +11,9 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
 - ``db_write``: the predictions recorded into the library (``PredictionRecorder``, the app's predict job path):
   seconds, database growth, and that growth per hour of video;
 - ``timeline_load``: what opening the video reads for the timeline and the player (``load_s``): the run's stored
-  per-frame summary (``Store.run_summary``: the class and detection lanes), the label summary
-  (``timeline_summary``), every label row of the video and the open suggestions of the review session's first
-  window of frames; also one window of suggestions in the middle (``window_s``: what moving the playhead far away
+  per-frame summary (``Store.run_summary``: the class and detection lanes), every label row of the video and the
+  open suggestions of the review session's first window of frames (the full snapshot); the store's per-frame label
+  counts (``timeline_summary``, ``label_summary_s``: not read by the app); also one window of suggestions in the middle (``window_s``: what moving the playhead far away
   reads), the library's per-video summary (``library_s``) and, for comparison, reading every mask and box of the
   run at once (``geometry_load_s``, what the player read up front before);
 - ``player_open``: ``VideoReader`` open + first frame + a frame in the middle;
@@ -328,10 +328,12 @@ n = store.get_video({video_id}).frame_count
 t = time.perf_counter()
 run = data.latest_run({video_id})
 summary = data.run_summary(run.id)                   # the class and detection lanes
-tl = store.timeline_summary({video_id})              # label counts per frame, segments
 labels = data.labels({video_id}, kinds=("segment", "video_class", "mask", "box"), suggestions=False)
 snap = read_snapshot(store, {video_id}, None, (0, SUGGESTION_WINDOW))  # the review session's first window
 load_s = time.perf_counter() - t
+t = time.perf_counter()
+tl = store.timeline_summary({video_id})              # label counts per frame (store API; the app does not read it)
+label_summary_s = time.perf_counter() - t
 t = time.perf_counter()
 mid = read_snapshot(store, {video_id}, range(n // 2, n // 2 + SUGGESTION_WINDOW))
 window_s = time.perf_counter() - t
@@ -342,6 +344,7 @@ t = time.perf_counter()
 geometry = data.run_geometry({video_id}, run.id)     # every mask and box at once (the old up-front load)
 geometry_s = time.perf_counter() - t
 print(json.dumps({{"load_s": round(load_s, 3), "window_s": round(window_s, 3), "library_s": round(library_s, 3),
+                  "label_summary_s": round(label_summary_s, 3),
                   "frames_with_probs": int((summary.probs == summary.probs).any(axis=1).sum()),
                   "window_labels": sum(len(v) for v in snap.frames.values()),
                   "geometry_load_s": round(geometry_s, 3), "geometry_labels": len(geometry)}}))

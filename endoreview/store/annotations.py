@@ -171,15 +171,14 @@ class AnnotationsMixin(StoreBase):
         return fo.suggestions_from_rows(rows, consumed, ks)
 
     def frames_with_model_output(self, video_id: int) -> list[int]:
-        """Frames on which any prediction run of the video listed a mask or box."""
-        return [
-            int(f)
-            for (f,) in self._fetch(
-                "SELECT DISTINCT frame FROM frame_outputs WHERE video_id = ? AND (n_masks > 0 OR n_boxes > 0) "
-                "ORDER BY frame",
-                (video_id,),
-            )
-        ]
+        """Frames on which any prediction run of the video listed a mask or box (from the runs' summaries: one row
+        each, not a scan of a procedure's frames)."""
+        runs = self._fetch("SELECT id FROM prediction_runs WHERE video_id = ?", (video_id,))
+        found: set[int] = set()
+        for (run_id,) in runs:
+            best = self.run_summary(run_id).best
+            found.update(np.flatnonzero(best > 0).tolist())  # NaN (no output) and 0 (none listed) are not
+        return sorted(found)
 
     def run_summary(self, run_id: int) -> fo.RunSummary:
         """A run's per-frame class probabilities and best detection score (what the timeline lanes and the library
