@@ -24,6 +24,17 @@ def rle_for(i: int) -> dict:
     return {"size": [32, 48], "counts": r["counts"].decode("ascii")}
 
 
+def polyp_frames(masks: list[dict], a: int, b: int) -> list:
+    """A batch of frames [a, b) of predictions as a job writes them: class probabilities and one polyp mask."""
+    from endoreview.store.records import FramePrediction
+
+    poly = [{"label": "polyp", "score": 0.9, "rle": m} for m in masks]
+    return [
+        FramePrediction(f, {"normal": 0.3, "abnormal": 0.7}, masks=(poly[f % len(poly)],))
+        for f in range(a, b)
+    ]
+
+
 def edits(url: str, video_id: int, seed: int) -> None:
     from endoreview.store import Store
     from endoreview.store.records import NewLabel
@@ -63,7 +74,6 @@ def wait_for_go(url: str) -> None:
 
 def predictions(url: str, video_id: int, n: int) -> None:
     from endoreview.store import Store
-    from endoreview.store.records import FramePrediction
 
     store = Store.open(url, reviewer="job")
     run = store.start_prediction_run(video_id, None)
@@ -71,15 +81,7 @@ def predictions(url: str, video_id: int, n: int) -> None:
     print(f"start {time.time()}", flush=True)
     masks = [rle_for(i) for i in range(20)]
     for b in range(n):
-        frames = [
-            FramePrediction(
-                f,
-                {"normal": 0.3, "abnormal": 0.7},
-                masks=({"label": "polyp", "score": 0.9, "rle": masks[f % 20]},),
-            )
-            for f in range(b * 200, (b + 1) * 200)
-        ]
-        store.add_frame_predictions(run.id, frames)
+        store.add_frame_predictions(run.id, polyp_frames(masks, b * 200, (b + 1) * 200))
     store.finish_prediction_run(run.id)
     print(f"done {run.id} {time.time()}", flush=True)
 
@@ -104,7 +106,6 @@ def jobpause(url: str, video_id: int, k: int) -> None:
     from sqlalchemy import event
 
     from endoreview.store import Store
-    from endoreview.store.records import FramePrediction
 
     store = Store.open(url, reviewer="job")
     run = store.start_prediction_run(video_id, None)
@@ -120,15 +121,7 @@ def jobpause(url: str, video_id: int, k: int) -> None:
     print(f"ready {run.id}", flush=True)
     for b in range(k + 1):
         pause[0] = b == k
-        frames = [
-            FramePrediction(
-                f,
-                {"normal": 0.3, "abnormal": 0.7},
-                masks=({"label": "polyp", "score": 0.9, "rle": masks[f % 20]},),
-            )
-            for f in range(b * 32, (b + 1) * 32)
-        ]
-        store.add_frame_predictions(run.id, frames)
+        store.add_frame_predictions(run.id, polyp_frames(masks, b * 32, (b + 1) * 32))
         print(f"batch {b}", flush=True)
 
 
