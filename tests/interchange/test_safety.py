@@ -164,6 +164,20 @@ def test_csv_cells_of_free_text_labels_are_neutralised(tmp_path):
     assert sorted(lab for _, lab, _ in read_video_label_csv(tmp_path / "v.csv")) == sorted(evil)
 
 
+def _one_frame_coco(video: str, annotations: list[dict]) -> dict:
+    """A COCO video document: frame 0 (16x16) of ``video``, one category (polyp) and ``annotations`` on it."""
+    image = {
+        "id": 1,
+        "file_name": f"{video}/000000.jpg",
+        "width": 16,
+        "height": 16,
+        "frame_id": 0,
+        "video_id": 1,
+    }
+    return {"images": [image], "videos": [{"id": 1, "name": video}], "categories": [{"id": 1, "name": "polyp"}],
+            "annotations": annotations}  # fmt: skip
+
+
 def test_huge_track_id_is_a_named_error_and_writes_nothing(store, importer, tmp_path):
     import json
 
@@ -171,18 +185,11 @@ def test_huge_track_id_is_a_named_error_and_writes_nothing(store, importer, tmp_
 
     write_video(tmp_path / "v.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=25.0)
     importer.import_videos([tmp_path / "v.mp4"])
-    doc = {
-        "images": [
-            {"id": 1, "file_name": "v/000000.jpg", "width": 16, "height": 16, "frame_id": 0, "video_id": 1}
-        ],
-        "videos": [{"id": 1, "name": "v"}],
-        "categories": [{"id": 1, "name": "polyp"}],
-        "annotations": [
-            {"id": k, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "track_id": t}
-            for k, t in enumerate([1, 2**70], start=1)
-        ],
-    }
-    (tmp_path / "a.json").write_text(json.dumps(doc))
+    anns = [
+        {"id": k, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "track_id": t}
+        for k, t in enumerate([1, 2**70], start=1)
+    ]
+    (tmp_path / "a.json").write_text(json.dumps(_one_frame_coco("v", anns)))
     cursor = store.change_cursor()
     rep = importer.import_annotations(tmp_path / "a.json")
     assert rep.failed and "a.json" in rep.failed[0][1] and "track" in rep.failed[0][1], rep.failed
@@ -222,17 +229,8 @@ def test_garbage_rle_in_a_manifest_or_coco_file_is_refused_naming_the_field(stor
     finally:
         other.close()
     # a COCO compressed RLE whose counts underrun its size
-    doc = {
-        "images": [
-            {"id": 1, "file_name": "case/000000.jpg", "width": 16, "height": 16, "frame_id": 0, "video_id": 1}
-        ],
-        "videos": [{"id": 1, "name": "case"}],
-        "categories": [{"id": 1, "name": "polyp"}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [16, 16], "counts": "52"}}
-        ],
-    }
-    (tmp_path / "u.json").write_text(json.dumps(doc))
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "segmentation": {"size": [16, 16], "counts": "52"}}
+    (tmp_path / "u.json").write_text(json.dumps(_one_frame_coco("case", [ann])))
     rep = importer.import_annotations(tmp_path / "u.json")
     assert rep.failed and "u.json" in rep.failed[0][1] and "segmentation" in rep.failed[0][1], rep.failed
     assert store.labels_for_video(v.id) == [store.labels_for_video(v.id)[0]]  # only the label made above
