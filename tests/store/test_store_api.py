@@ -315,3 +315,21 @@ def test_two_undos_in_a_row_on_one_row(store, video):
     with pytest.raises(errors.StaleWriteError):
         store.undo(e3)
     assert store.get_label(labs[0].id).bbox == (4.0, 4.0, 8.0, 8.0)
+
+
+SMALL = dict(path_is_relative=False, size_bytes=10, frame_count=10, fps=30.0, width=48, height=32)
+
+
+def test_latest_prediction_runs_names_each_videos_newest_run_of_the_project(store, video):
+    """The library lists every video's newest run from this one read (it made one query per video)."""
+    other = store.add_video(video.project_id, path="/v/b.mp4", content_hash="p1:b", **SMALL)
+    store.add_video(video.project_id, path="/v/c.mp4", content_hash="p1:c", **SMALL)
+    old = store.start_prediction_run(video.id, None)
+    new = store.start_prediction_run(video.id, None)
+    only = store.start_prediction_run(other.id, None)
+    project = store.create_project("Q", store.get_project(video.project_id).label_set_id)
+    elsewhere = store.add_video(project.id, path="/v/d.mp4", content_hash="p1:d", **SMALL)
+    store.start_prediction_run(elsewhere.id, None)  # another project's video and run stay out
+    got = store.latest_prediction_runs(video.project_id)
+    assert {v: r.id for v, r in got.items()} == {video.id: new.id, other.id: only.id}
+    assert old.id != new.id
