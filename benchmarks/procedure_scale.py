@@ -437,6 +437,7 @@ def bench_realtime_720p(work: Path, threads: int | None) -> dict:
     ]
     if threads:
         cmd += ["--threads", str(threads)]
+    load_before = os.getloadavg()[0]
     res = _popen_wait4(cmd, {"PYTHONPATH": str(ROOT)})
     done = {}
     with open(preds) as fh:
@@ -451,6 +452,9 @@ def bench_realtime_720p(work: Path, threads: int | None) -> dict:
         "x_realtime_predict": round(10.0 / done["seconds"], 3) if done.get("seconds") else None,
         "x_realtime_process": round(10.0 / res["seconds"], 3) if res["seconds"] else None,
         "cpu_s_per_video_s": round(res["cpu_s"] / 10.0, 3),
+        "startup_s": round(res["seconds"] - done["seconds"], 2) if done.get("seconds") else None,
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
     }
     emit(line)
     return line

@@ -2,7 +2,9 @@
 
 The desktop bundle ships the CPU build of PyTorch without torchvision (its PyPI wheels are built against the CUDA
 build of torch and do not load beside the CPU wheel), so inference must not need it. Training installs use
-torchvision; ``tests/core_model/test_ops.py`` checks both paths give the same results.
+torchvision; ``tests/core_model/test_ops.py`` checks both paths give the same results. Nothing here imports the
+``torchvision`` package at import time: NMS (the predict path) loads only its compiled operator, the training losses
+import ``torchvision.ops`` on first use (docs/experiments/predict_speed.md).
 """
 
 from __future__ import annotations
