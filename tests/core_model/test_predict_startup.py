@@ -59,8 +59,8 @@ def test_predict_imports_no_torchvision_and_does_not_refault_its_activations(tmp
         has_tv = False
     assert got["compiled_nms"] == has_tv
     # every batch frees and reallocates its activations (~36 MB for 4 clips): by default glibc hands them back to
-    # the kernel and faults them in again, 290-660 page faults a frame here (~1,100 on 720p), ~50 now
-    assert got["faults_per_frame"] < 150, got
+    # the kernel and faults them in again, 290-660 page faults a frame here (~1,100 on 720p), 50-100 now
+    assert got["faults_per_frame"] < 200, got
 
 
 def test_loading_a_model_skips_the_random_init_its_file_overwrites(monkeypatch):
