@@ -8,6 +8,7 @@
 #      background job
 #   3. endoreview/endofm --version, the menu entry's program and icon exist, and every committed database of an
 #      earlier schema opens (backup + migrate)
+#   4. none of this wrote anything into the folder (a missing .pyc would be written there, for instance)
 # Prints one JSON line per step and a summary; exits 0 only if every step passed.
 #   packaging/smoke_test.sh [dist/EndoReview]
 set -euo pipefail
@@ -30,6 +31,7 @@ RUN=("${NET[@]}" env -i HOME="$WORK/home" PATH="$WORK/empty-path" LANG=C.UTF-8 Q
   ENDOREVIEW_DATA_DIR="$WORK/data")
 start=$(date +%s)
 rc=0
+touch "$WORK/before"
 fail() { echo "{\"event\":\"error\",\"step\":\"$1\",\"message\":\"$2\"}"; rc=1; }
 
 t=$(date +%s)
@@ -54,6 +56,9 @@ for db in "$REPO"/tests/data/db_versions/*.sqlite3; do
     fail upgrade "$(basename "$db") did not open with the built app"
   fi
 done
+# "Nothing is written inside the install folder" (README): an installed folder may be read-only or shared.
+written=$(find "$APPDIR" -newer "$WORK/before" \( -type f -o -type d \) -print | head -5)
+[ -z "$written" ] || fail read-only "the app wrote into its folder: $(echo $written)"
 printf '{"event":"smoke","rc":%s,"network_isolated":%s,"python_on_path":false,"seconds":%s}\n' \
   "$rc" "$([ ${#NET[@]} -gt 0 ] && echo true || echo false)" "$(( $(date +%s) - start ))"
 exit $rc
