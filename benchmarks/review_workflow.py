@@ -140,7 +140,9 @@ class Session:
         self.ctl = self.win.editing()  # built once (the window builds it after its first paint)
         self.win.open_video(vid)
         self.spin(
-            lambda: self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl.session.snapshot_current
+            lambda: (
+                self.win.player.shown == (0, True) and self.ctl.loaded and self.ctl.session.snapshot_current
+            )
         )
         self.keys = self.clicks = 0
 
