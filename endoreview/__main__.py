@@ -28,10 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "jobs":  # how the frozen bundle runs background jobs (no `python -m` there)
-        from endoreview.jobs.__main__ import main as jobs_main
-
-        return int(jobs_main(argv[1:]) or 0)
     if argv and argv[0] == "models":
         from endoreview.services.models_cli import main as models_main
 

@@ -79,10 +79,6 @@ def default_db_url() -> str:
 
 
 def resources_dir() -> Path:
-    """Bundled resources (icons, demo model). Works from a source checkout and from a PyInstaller bundle."""
-    import sys
-
-    frozen = getattr(sys, "_MEIPASS", None)
-    if frozen:
-        return Path(frozen) / "resources"
+    """Bundled resources (icons, demo model): next to the package, in a source checkout and in the desktop bundle
+    alike (the bundle copies the tree as it is, packaging/assemble.py)."""
     return Path(__file__).resolve().parent.parent / "resources"
