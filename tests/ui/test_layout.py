@@ -91,7 +91,12 @@ def test_player_and_jobs_panel_fit_the_screen(qtbot, screen, main_window, indexe
     video, _ = _in_thread(be.library.import_video, be.project.id, str(indexed_video))
     ctl = win.editing()
     win.open_video(video.id)
-    qtbot.waitUntil(lambda: win.player.shown == (0, True) and ctl.loaded, timeout=15000)
+    # the app's own (empty) prediction tracks arrive after the first frame: wait for them, or they replace the
+    # call set below (the research notice then hid itself mid-test on a fresh-clone CI run)
+    qtbot.waitUntil(
+        lambda: win.player.shown == (0, True) and ctl.loaded and win.review_ctl.tracks is not None,
+        timeout=15000,
+    )
     pw = win.player_widget
     pw.set_video_name("demo_colon_a.mp4")
     track = PredictionTrack(90)
