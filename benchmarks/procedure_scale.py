@@ -132,6 +132,22 @@ def _popen_wait4(
     }
 
 
+def _predict_cmd(video: Path, preds: Path, threads: int | None) -> list[str]:
+    """``endofm predict`` of ``video`` with the demo model into ``preds``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "core_model",
+        "predict",
+        str(video),
+        "--model",
+        str(DEMO),
+        "--out",
+        str(preds),
+    ]
+    return cmd + ["--threads", str(threads)] if threads else cmd
+
+
 def py(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
@@ -229,19 +245,7 @@ def bench_length(
               "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         out["predictions"] = "tiled"
     elif "analysis" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
-        cmd = [
-            sys.executable,
-            "-m",
-            "core_model",
-            "predict",
-            str(video),
-            "--model",
-            str(DEMO),
-            "--out",
-            str(preds),
-        ]
-        if threads:
-            cmd += ["--threads", str(threads)]
+        cmd = _predict_cmd(video, preds, threads)
         samples: list[tuple[int, float]] = []
 
         def poll(pid: int, elapsed: float) -> None:
@@ -424,19 +428,7 @@ def bench_realtime_720p(work: Path, threads: int | None) -> dict:
         )
         _popen_wait4(py(code), {"PYTHONPATH": str(ROOT)})
     preds = work / "clip_10s_720p.jsonl"
-    cmd = [
-        sys.executable,
-        "-m",
-        "core_model",
-        "predict",
-        str(path),
-        "--model",
-        str(DEMO),
-        "--out",
-        str(preds),
-    ]
-    if threads:
-        cmd += ["--threads", str(threads)]
+    cmd = _predict_cmd(path, preds, threads)
     load_before = os.getloadavg()[0]
     res = _popen_wait4(cmd, {"PYTHONPATH": str(ROOT)})
     done = {}

@@ -331,13 +331,7 @@ def coco_frames(
                 "iscrowd": 0,
                 "endoreview_box": box is not None,
             }
-            if a.track_id is not None:
-                ann["track_id"] = a.track_id
-            if a.score is not None:
-                ann["score"] = a.score
-            if a.state is not None:
-                ann["review_state"] = a.state
-            annotations.append(ann)
+            annotations.append(_with_label_fields(ann, a))
         for rest in boxes_by_key.values():
             for b in rest:
                 ids[1] += 1
@@ -350,13 +344,7 @@ def coco_frames(
                     "area": float((x1 - x0) * (y1 - y0)),
                     "iscrowd": 0,
                 }
-                if b.track_id is not None:
-                    ann["track_id"] = b.track_id
-                if b.score is not None:
-                    ann["score"] = b.score
-                if b.state is not None:
-                    ann["review_state"] = b.state
-                annotations.append(ann)
+                annotations.append(_with_label_fields(ann, b))
     return images, annotations
 
 
@@ -379,3 +367,14 @@ def write_coco(col: Collection, path: str | os.PathLike, **kw: Any) -> list[str]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc), encoding="utf-8")
     return dropped
+
+
+def _with_label_fields(ann: dict, label) -> dict:
+    """``ann`` with the label's optional track, score and review state (absent ones are left out)."""
+    if label.track_id is not None:
+        ann["track_id"] = label.track_id
+    if label.score is not None:
+        ann["score"] = label.score
+    if label.state is not None:
+        ann["review_state"] = label.state
+    return ann
