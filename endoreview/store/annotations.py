@@ -404,7 +404,7 @@ class AnnotationsMixin(StoreBase):
                 frame_count = tx.row(s.VideoRow, cur["video_id"], "Video")["frame_count"]
             _check_geometry(cur["kind"], merged, frame_count)
             tx.video_id = cur["video_id"]
-            new_state = cur["state"] if cur["state"] in ("manual", "edited") else "edited"
+            new_state = str(r.ReviewState(cur["state"]).after_edit())  # the rule lives in the domain record
             after = tx.update_row(
                 s.LabelRow,
                 cur,

@@ -32,6 +32,12 @@ class ReviewState(StrEnum):
         """Whether a review action may move a label from this state to ``new`` (:data:`REVIEW_TRANSITIONS`)."""
         return ReviewState(new) in REVIEW_TRANSITIONS[self]
 
+    def after_edit(self) -> ReviewState:
+        """The state a label is left in when a reviewer edits it (class, frames, mask, box): a reviewer's own label
+        stays ``manual``, an edited one stays ``edited``, anything else (a suggestion, an accepted label) becomes
+        ``edited``."""
+        return self if self in (ReviewState.MANUAL, ReviewState.EDITED) else ReviewState.EDITED
+
 
 # Who may move where by a review action (undo restores any earlier state as a change of its own): a suggestion is
 # accepted, edited or rejected; an accepted one can still be edited or rejected; a rejected one is final (a

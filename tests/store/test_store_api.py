@@ -93,6 +93,17 @@ def test_review_states_and_provenance(store, video):
         store.set_label_states([a.id], "manual")
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("suggested", "edited"), ("accepted", "edited"), ("edited", "edited"), ("manual", "manual")],
+)
+def test_an_edit_leaves_the_state_the_domain_record_names(store, video, before, after):
+    """The rule lives in ``ReviewState.after_edit`` (the domain record); the store only writes what it says."""
+    lab = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4), state=before)])[0]
+    assert ReviewState(before).after_edit() == after
+    assert store.edit_label(lab.id, lab.version, bbox=(1, 1, 5, 5)).state == after
+
+
 def test_audit_log_records_who_where_when_before_after_and_is_append_only(store, video):
     lab = store.add_labels([NewLabel(video.id, "box", "polyp", frame=1, bbox=(0, 0, 4, 4))])[0]
     store.edit_label(lab.id, lab.version, class_name="adenoma")
