@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from endoreview.media.guard import check_off_gui_thread
 from endoreview.store.records import Job, JobState
 
 if TYPE_CHECKING:
@@ -108,6 +109,26 @@ class JobService:
         """What to start for ``job`` (a row, or a row-less kind with its ``args``): argv + the environment to add."""
         env = {k: v for k, v in self.environment({}).items() if k in JOB_ENV_KEYS}
         return Launch(title, self.command(job, *args), env, job.id if isinstance(job, Job) else None)
+
+    def predict(self, video_ids: list[int], model_dir: str | None = None) -> Launch:
+        """Create a predict job row for ``video_ids`` with the model the resolver picks (``model_dir``, else the
+        active one, else the demo model; :class:`~endoreview.services.model_resolver.NoModelError` when none is
+        usable) and the device of the saved Settings, and return how to start it."""
+        check_off_gui_thread("db", "create predict job")
+        from endoreview.services.app_settings import load_settings
+        from endoreview.services.model_resolver import model_params, resolve_model
+
+        model = resolve_model(self._store(), model=model_dir, demo=True, usable_only=True)
+        params: dict[str, Any] = {"video_ids": [int(v) for v in video_ids], **model_params(model)}
+        try:
+            device = load_settings().device
+        except Exception:  # unreadable settings: the job picks its device itself
+            device = "auto"
+        if device != "auto":
+            params["device"] = device
+        job = self.create("predict", **params)
+        n = len(video_ids)
+        return self.launch(job, f"Analyse {n} video{'s' if n != 1 else ''} with {model.name}")
 
     # ---- processes ----------------------------------------------------------------------------------------------
     def started(self, job_id: int, pid: int) -> None:

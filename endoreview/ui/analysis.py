@@ -8,10 +8,9 @@ import logging
 from PySide6.QtCore import QObject, Signal
 
 from endoreview import RESEARCH_NOTICE
-from endoreview.services.jobs import Launch
+from endoreview.services.jobs import JobService, Launch
 from endoreview.services.model_resolver import NoModelError
 from endoreview.services.records import JobState
-from endoreview.ui.backend import Backend
 from endoreview.ui.jobs_panel import Job, JobsPanel
 from endoreview.ui.review_controller import ReviewController
 from endoreview.ui.tasks import TaskRunner
@@ -28,14 +27,14 @@ class AnalysisController(QObject):
 
     def __init__(
         self,
-        backend: Backend,
+        launcher: JobService,
         runner: TaskRunner,
         jobs: JobsPanel,
         review: ReviewController,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.jobs, self.review = backend, runner, jobs, review
+        self.launcher, self.runner, self.jobs, self.review = launcher, runner, jobs, review
         jobs.jobFinished.connect(self._on_finished)
         self._job_videos: dict[int, list[int]] = {}
         self._stored: set[int] = set()  # videos whose analysis a running job has stored
@@ -48,7 +47,7 @@ class AnalysisController(QObject):
         ids = list(video_ids)
         self.runner.submit(
             "predict job",
-            self.backend.predict_job,
+            self.launcher.predict,
             ids,
             model_dir,
             on_done=lambda launch: self._start(ids, launch),

@@ -110,13 +110,16 @@ class AppParts:
     controller the parts it uses.
 
     ``services``: the database and every service on it (:class:`~endoreview.services.app.AppServices`: opened on a
-    worker thread once the window shows; ``services.jobs`` is the job launcher); ``backend``: the library's and
-    player's view models over those services, every call refused on the GUI thread; ``runner``: the worker threads
+    worker thread once the window shows; ``services.jobs`` is the job launcher); ``backend``: the bundle of those
+    services once open, every call refused on the GUI thread; ``library_views`` and ``player_views``: the library's
+    and player's view models over them (:mod:`endoreview.ui.views`); ``runner``: the worker threads
     blocking calls run on; ``media``: the queue that opens videos off the GUI thread (proxies, thumbnails, through
     :mod:`endoreview.media`); ``cache``: the player's decoded-frame cache."""
 
     services: Any
     backend: Any
+    library_views: Any
+    player_views: Any
     runner: Any
     media: Any
     cache: Any
@@ -142,12 +145,17 @@ def compose(
     from endoreview.ui.finetune.attach import apply_settings
     from endoreview.ui.proxies import MediaQueue
     from endoreview.ui.tasks import TaskRunner
+    from endoreview.ui.views import LibraryViews, PlayerViews
 
     services = AppServices(db_url, reviewer, job_module or JOBS_MODULE)
     apply_settings(services)
+    backend = Backend(services)
+    player_views = PlayerViews(backend)
     return AppParts(
         services=services,
-        backend=Backend(services),
+        backend=backend,
+        library_views=LibraryViews(backend, player_views),
+        player_views=player_views,
         runner=TaskRunner(workers=2),
         media=MediaQueue(),
         cache=FrameCache(cache_bytes),

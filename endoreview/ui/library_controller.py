@@ -8,10 +8,10 @@ import threading
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QToolButton, QWidget
 
-from endoreview.ui.backend import Backend, ImportSummary
 from endoreview.ui.library import LibraryRow, LibraryWidget
 from endoreview.ui.proxies import MediaQueue, MediaRequest
 from endoreview.ui.tasks import Task, TaskRunner
+from endoreview.ui.views import ImportSummary, LibraryViews
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,10 @@ class LibraryController(QObject):
     message = Signal(str)
 
     def __init__(
-        self, backend: Backend, runner: TaskRunner, media: MediaQueue, widget: LibraryWidget, parent=None
+        self, views: LibraryViews, runner: TaskRunner, media: MediaQueue, widget: LibraryWidget, parent=None
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.media, self.widget = backend, runner, media, widget
+        self.views, self.runner, self.media, self.widget = views, runner, media, widget
         self.ready = False
         self._import_task: Task | None = None
         self.failures: list[tuple[str, str]] = []  # (file, reason) of imports that failed, until dismissed
@@ -45,7 +45,7 @@ class LibraryController(QObject):
     def refresh(self) -> None:
         self.runner.submit(
             "library",
-            self.backend.rows,
+            self.views.rows,
             on_done=self._on_rows,
             on_error=lambda e: self.message.emit(f"Library: {e}"),
         )
@@ -85,7 +85,7 @@ class LibraryController(QObject):
 
         return self.runner.submit(
             "relink",
-            self.backend.relink,
+            self.views.relink,
             list(folders),
             on_done=done,
             on_error=lambda e: self.message.emit(f"Re-link failed: {e}"),
@@ -115,7 +115,7 @@ class LibraryController(QObject):
         stop = threading.Event()  # not Task.cancel: a cancelled import still reports what it imported
         task = self.runner.submit(
             "import",
-            lambda: self.backend.import_paths(
+            lambda: self.views.import_paths(
                 list(paths), progress=bridge.progress.emit, cancelled=stop.is_set
             ),
             on_done=self._on_imported,

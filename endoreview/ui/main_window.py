@@ -106,12 +106,11 @@ class MainWindow(QMainWindow):
         self.notice.setToolTip(RESEARCH_NOTICE)
 
         # controllers
-        backend = self.backend
-        self.library_ctl = LibraryController(backend, self.runner, self.media, self.library, self)
+        self.library_ctl = LibraryController(parts.library_views, self.runner, self.media, self.library, self)
         self.review_ctl = ReviewController(
-            backend, self.runner, self.media, self.player, self.player_widget, self.timeline, self
+            parts.player_views, self.runner, self.media, self.player, self.player_widget, self.timeline, self
         )
-        self.analysis_ctl = AnalysisController(backend, self.runner, self.jobs, self.review_ctl, self)
+        self.analysis_ctl = AnalysisController(parts.launcher, self.runner, self.jobs, self.review_ctl, self)
         self.demo_ctl = DemoController(self.services, self.runner, self.library_ctl, self.analysis_ctl, self)
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
             ctl.message.connect(self.show_message)

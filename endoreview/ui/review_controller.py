@@ -13,13 +13,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from endoreview.media.opener import long_lived_opener, proxy_opener
 from endoreview.media.proxy import ProxyInfo
-from endoreview.ui.backend import Backend, VideoInfo, VideoTracks
 from endoreview.ui.player.controller import PlayerController, VideoSource
 from endoreview.ui.player.widget import PlayerWidget
 from endoreview.ui.proxies import MediaQueue, MediaRequest
 from endoreview.ui.tasks import TaskRunner
 from endoreview.ui.timeline import TimelineWidget
 from endoreview.ui.tracks import low_confidence_starts, next_after
+from endoreview.ui.views import PlayerViews, VideoInfo, VideoTracks
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ReviewController(QObject):
 
     def __init__(
         self,
-        backend: Backend,
+        views: PlayerViews,
         runner: TaskRunner,
         media: MediaQueue,
         player: PlayerController,
@@ -49,7 +49,7 @@ class ReviewController(QObject):
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.backend, self.runner, self.media = backend, runner, media
+        self.views, self.runner, self.media = views, runner, media
         self.player, self.player_widget, self.timeline = player, player_widget, timeline
         self.info: VideoInfo | None = None
         self.tracks: VideoTracks | None = None
@@ -71,7 +71,7 @@ class ReviewController(QObject):
         self._opening = video_id
         self.runner.submit(
             "video info",
-            self.backend.video_info,
+            self.views.video_info,
             video_id,
             on_done=self._on_info,
             on_error=self._on_info_error,
@@ -158,7 +158,7 @@ class ReviewController(QObject):
             self._reload_finished()
             self.message.emit(f"Could not load the predictions and labels: {exc}")
 
-        self.runner.submit("tracks", self.backend.tracks, vid, on_done=done, on_error=failed)
+        self.runner.submit("tracks", self.views.tracks, vid, on_done=done, on_error=failed)
 
     def _reload_finished(self) -> None:
         self._reload_inflight = False

@@ -144,9 +144,9 @@ def test_import_with_progress_dialog_and_cancel(qtbot, main_window, tmp_path, mo
         win.library_ctl.import_paths([str(first)])  # a folder: every video inside
     assert sig.args[0].imported == 3 and win.library_ctl._dialog is None  # the dialog closed itself
     # cancelling stops between files and keeps what was imported
-    import endoreview.ui.backend as backend_mod
+    from endoreview.ui.views import LibraryViews
 
-    real = backend_mod.Backend.import_paths
+    real = LibraryViews.import_paths
 
     def slow(self, paths, progress=None, cancelled=None):
         def slow_progress(done, total, name):
@@ -156,7 +156,7 @@ def test_import_with_progress_dialog_and_cancel(qtbot, main_window, tmp_path, mo
 
         return real(self, paths, progress=slow_progress, cancelled=cancelled)
 
-    monkeypatch.setattr(backend_mod.Backend, "import_paths", slow)
+    monkeypatch.setattr(LibraryViews, "import_paths", slow)
     more = tmp_path / "more"
     more.mkdir()
     for k in range(5):
@@ -176,7 +176,7 @@ def test_database_calls_on_the_gui_thread_are_refused(qtbot, main_window, strict
     with pytest.raises(BlockingCallOnGuiThread):
         main_window.backend.store.list_videos()
     with pytest.raises(BlockingCallOnGuiThread):
-        main_window.backend.rows()
+        main_window.library_ctl.views.rows()
     strict_guard.clear_violations()  # the two refusals above were the point of this test
 
 

@@ -121,10 +121,12 @@ def test_rejected_predictions_leave_the_detection_lane(tmp_path):
     from endoreview.services.app import AppServices
     from endoreview.store.records import FramePrediction, NewLabel
     from endoreview.ui.backend import Backend
+    from endoreview.ui.views import PlayerViews
     from tests.services.videos import make_video
 
     b = Backend(AppServices(f"sqlite:///{tmp_path / 'db.sqlite3'}", reviewer="t"))
     b.open()
+    views = PlayerViews(b)
     video, _ = b.library.import_video(b.project.id, make_video(tmp_path / "v.mp4", n=6))
     run = b.store.start_prediction_run(video.id, None)
     box = {"label": "polyp", "score": 0.8, "bbox": [1, 1, 9, 9]}
@@ -135,9 +137,9 @@ def test_rejected_predictions_leave_the_detection_lane(tmp_path):
         video.id, "video_class", "normal", origin="predicted", state="suggested", score=0.58
     )
     b.store.finish_prediction_run(run.id, "finished", [video_call])
-    tracks = b.tracks(video.id)
+    tracks = views.tracks(video.id)
     assert tracks.predictions.det_score[:4].tolist() == pytest.approx([0.8] * 4)
     assert tracks.video_label == "normal 58% (suggested)"  # how sure the whole-video call is
     on_2 = [x for x in b.store.labels_for_video(video.id) if x.frame == 2]
     b.store.set_label_states([x.id for x in on_2], "rejected")
-    assert b.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8, 0.8, 0.0, 0.8])
+    assert views.tracks(video.id).predictions.det_score[:4].tolist() == pytest.approx([0.8, 0.8, 0.0, 0.8])
