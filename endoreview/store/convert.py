@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import LargeBinary
@@ -38,35 +40,30 @@ def values_from_dict(model: type, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def label(row: s.LabelRow) -> r.Label:
-    rle = {"size": [row.rle_h, row.rle_w], "counts": row.rle_counts} if row.rle_counts is not None else None
-    bbox = (row.x0, row.y0, row.x1, row.y1) if row.x0 is not None else None
-    return r.Label(
-        id=row.id,
-        video_id=row.video_id,
-        kind=r.LabelKind(row.kind),
-        class_name=row.class_name,
-        state=r.ReviewState(row.state),
-        origin=r.LabelOrigin(row.origin),
-        frame=row.frame,
-        start_frame=row.start_frame,
-        end_frame=row.end_frame,
-        rle=rle,
-        bbox=bbox,  # type: ignore[arg-type]
-        track_id=row.track_id,
-        score=row.score,
-        model_version_id=row.model_version_id,
-        run_id=row.run_id,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        reviewed_by=row.reviewed_by,
-        reviewed_at=row.reviewed_at,
-        reason=row.reason,
-        version=row.version,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-        provenance=row.provenance,
+@cache
+def _fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _record(cls: type, row: Any, **given: Any) -> Any:
+    """A ``cls`` record whose fields not ``given`` are the row's attributes of the same name (an ORM row or a Core
+    result row)."""
+    return cls(**{f: getattr(row, f) for f in _fields(cls) if f not in given}, **given)
+
+
+def _label_parts(m: Any) -> dict[str, Any]:
+    """A label's fields that are not its columns as they are: the enums, the RLE and the box."""
+    return dict(
+        kind=r.LabelKind(m.kind),
+        state=r.ReviewState(m.state),
+        origin=r.LabelOrigin(m.origin),
+        rle={"size": [m.rle_h, m.rle_w], "counts": m.rle_counts} if m.rle_counts is not None else None,
+        bbox=(m.x0, m.y0, m.x1, m.y1) if m.x0 is not None else None,
     )
+
+
+def label(row: s.LabelRow) -> r.Label:
+    return _record(r.Label, row, **_label_parts(row))
 
 
 LABEL_COLUMNS = [
@@ -133,142 +130,55 @@ def label_from_mapping(m: Any) -> r.Label:
     def t(v: Any) -> datetime | None:
         return _UTC.process_result_value(v, None) if v is not None else None
 
-    return r.Label(
-        id=m.id,
-        video_id=m.video_id,
-        kind=r.LabelKind(m.kind),
-        class_name=m.class_name,
-        state=r.ReviewState(m.state),
-        origin=r.LabelOrigin(m.origin),
-        frame=m.frame,
-        start_frame=m.start_frame,
-        end_frame=m.end_frame,
-        rle={"size": [m.rle_h, m.rle_w], "counts": m.rle_counts} if m.rle_counts is not None else None,
-        bbox=(m.x0, m.y0, m.x1, m.y1) if m.x0 is not None else None,
-        track_id=m.track_id,
-        score=m.score,
-        model_version_id=m.model_version_id,
-        run_id=m.run_id,
-        created_by=m.created_by,
-        created_at=t(m.created_at),
-        reviewed_by=m.reviewed_by,
-        reviewed_at=t(m.reviewed_at),
-        reason=m.reason,
-        version=m.version,
-        updated_by=m.updated_by,
-        updated_at=t(m.updated_at),
-        provenance=_json(m.provenance),
-    )
+    times = {k: t(getattr(m, k)) for k in ("created_at", "reviewed_at", "updated_at")}
+    return _record(r.Label, m, **_label_parts(m), **times, provenance=_json(m.provenance))
 
 
 def video(row: s.VideoRow, reviewer_name: str | None) -> r.Video:
-    return r.Video(
-        id=row.id,
-        project_id=row.project_id,
-        path=row.path,
-        path_is_relative=row.path_is_relative,
-        content_hash=row.content_hash,
-        size_bytes=row.size_bytes,
-        frame_count=row.frame_count,
-        fps=row.fps,
-        width=row.width,
-        height=row.height,
-        codec=row.codec,
+    return _record(
+        r.Video,
+        row,
         meta=dict(row.meta or {}),
         review_status=r.ReviewStatus(row.review_status),
         assigned_reviewer=reviewer_name,
-        imported_at=row.imported_at,
-        removed_at=row.removed_at,
-        version=row.version,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
     )
 
 
 def project(row: s.ProjectRow) -> r.Project:
-    return r.Project(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        label_set_id=row.label_set_id,
-        created_at=row.created_at,
-        version=row.version,
-    )
+    return _record(r.Project, row)
 
 
 def label_class(row: s.LabelClassRow) -> r.LabelClass:
-    return r.LabelClass(
-        id=row.id, name=row.name, color=row.color, shortcut=row.shortcut, tasks=tuple(row.tasks or ())
-    )
+    return _record(r.LabelClass, row, tasks=tuple(row.tasks or ()))
 
 
 def model_version(row: s.ModelVersionRow) -> r.ModelVersion:
-    return r.ModelVersion(
-        id=row.id,
-        name=row.name,
-        architecture=row.architecture,
-        files_dir=row.files_dir,
-        parent_id=row.parent_id,
+    return _record(
+        r.ModelVersion,
+        row,
         data_snapshot=dict(row.data_snapshot or {}),
         hyperparameters=dict(row.hyperparameters or {}),
         metrics=dict(row.metrics or {}),
-        created_at=row.created_at,
-        is_active=row.is_active,
-        notes=row.notes,
     )
 
 
 def prediction_run(row: s.PredictionRunRow) -> r.PredictionRun:
-    return r.PredictionRun(
-        id=row.id,
-        video_id=row.video_id,
-        model_version_id=row.model_version_id,
-        state=row.state,
-        params=dict(row.params or {}),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        frames_done=row.frames_done,
-    )
+    return _record(r.PredictionRun, row, params=dict(row.params or {}))
 
 
 def job(row: s.JobRow) -> r.Job:
-    return r.Job(
-        id=row.id,
-        kind=row.kind,
+    return _record(
+        r.Job,
+        row,
         params=dict(row.params or {}),
         state=r.JobState(row.state),
-        progress=row.progress,
-        message=row.message,
-        log_path=row.log_path,
         result=dict(row.result) if row.result is not None else None,
-        pid=row.pid,
-        created_by=row.created_by,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
     )
 
 
 def change_set(row: s.ChangeSetRow, entries: tuple[r.AuditEntry, ...] = ()) -> r.ChangeSet:
-    return r.ChangeSet(
-        id=row.id,
-        actor=row.actor,
-        host=row.host,
-        at=row.at,
-        summary=row.summary,
-        video_id=row.video_id,
-        undoes_id=row.undoes_id,
-        entries=entries,
-    )
+    return _record(r.ChangeSet, row, entries=entries)
 
 
 def audit_entry(row: s.AuditRow) -> r.AuditEntry:
-    return r.AuditEntry(
-        id=row.id,
-        change_set_id=row.change_set_id,
-        table=row.table_name,
-        row_id=row.row_id,
-        op=row.op,
-        before=row.before,
-        after=row.after,
-    )
+    return _record(r.AuditEntry, row, table=row.table_name)
