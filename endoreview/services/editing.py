@@ -53,6 +53,9 @@ REJECT_REASONS: tuple[str, ...] = (
 )
 HUMAN_STATES = (ReviewState.MANUAL, ReviewState.EDITED, ReviewState.ACCEPTED)
 DERIVED_ORIGINS = (LabelOrigin.PROPAGATED, LabelOrigin.INTERPOLATED)
+# what an edit (:meth:`EditingService._like`) keeps of the label it replaces
+_COPIED_BY_EDIT = ("video_id", "kind", "class_name", "origin", "frame", "start_frame", "end_frame", "rle", "bbox",
+                   "track_id", "score", "model_version_id", "run_id")  # fmt: skip
 
 
 def empty_mask(height: int, width: int) -> np.ndarray:
@@ -384,22 +387,10 @@ class EditingService:
         return out
 
     def _like(self, label: Label, **changes: Any) -> NewLabel:
-        fields = dict(
-            video_id=label.video_id,
-            kind=label.kind,
-            class_name=label.class_name,
-            origin=label.origin,
-            state=ReviewState.EDITED if label.state != ReviewState.MANUAL else ReviewState.MANUAL,
-            frame=label.frame,
-            start_frame=label.start_frame,
-            end_frame=label.end_frame,
-            rle=label.rle,
-            bbox=label.bbox,
-            track_id=label.track_id,
-            score=label.score,
-            model_version_id=label.model_version_id,
-            run_id=label.run_id,
-        )
+        """An edited copy of ``label`` to replace it with: its geometry, class, track and model link (not its reason
+        or provenance), in the state an edit leaves (:meth:`ReviewState.after_edit`), with ``changes`` applied."""
+        fields: dict[str, Any] = {k: getattr(label, k) for k in _COPIED_BY_EDIT}
+        fields["state"] = ReviewState(label.state).after_edit()
         fields.update(changes)
         return NewLabel(**fields)
 
