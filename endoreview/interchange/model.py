@@ -105,6 +105,11 @@ class Issue:
             where += f" [{self.field}]"
         return f"{self.severity}: {where}: {self.reason}"
 
+    @classmethod
+    def at(cls, prov: Provenance, reason: str) -> Issue:
+        """A warning about the annotation ``prov`` names (its file, line and field)."""
+        return cls(prov.source, reason, line=prov.line, field=prov.field)
+
 
 @dataclass
 class MaskAnn:

@@ -120,27 +120,13 @@ def check_box(
             raise InterchangeError.at(prov, f"box {[x0, y0, x1, y1]} lies outside the {width}x{height} image")
         c = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
         if c != (x0, y0, x1, y1):
-            issues.append(
-                Issue(
-                    prov.source,
-                    f"box {[x0, y0, x1, y1]} clipped to the image",
-                    line=prov.line,
-                    field=prov.field,
-                )
-            )
+            issues.append(Issue.at(prov, f"box {[x0, y0, x1, y1]} clipped to the image"))
         x0, y0, x1, y1 = c
         if x1 - x0 < 1 or y1 - y0 < 1:
             nx0 = min(x0, float(width) - 1) if x1 - x0 < 1 else x0
             ny0 = min(y0, float(height) - 1) if y1 - y0 < 1 else y0
             nb = (nx0, ny0, max(x1, nx0 + 1), max(y1, ny0 + 1))
-            issues.append(
-                Issue(
-                    prov.source,
-                    f"degenerate box {[x0, y0, x1, y1]} widened to 1 px",
-                    line=prov.line,
-                    field=prov.field,
-                )
-            )
+            issues.append(Issue.at(prov, f"degenerate box {[x0, y0, x1, y1]} widened to 1 px"))
             x0, y0, x1, y1 = nb
     elif x1 - x0 <= 0 or y1 - y0 <= 0:
         raise InterchangeError.at(prov, f"box {list(bbox)} has no area")

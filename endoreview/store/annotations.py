@@ -29,7 +29,7 @@ from endoreview.store import records as r
 from endoreview.store import schema as s
 from endoreview.store.catalog import _get
 from endoreview.store.core import StoreBase, Tx
-from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError
+from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError, refuse_unknown
 
 _LT = s.LabelRow.__table__
 _EDITABLE = {"class_name", "frame", "start_frame", "end_frame", "rle", "bbox", "track_id", "reason"}
@@ -383,9 +383,7 @@ class AnnotationsMixin(StoreBase):
         """Change a label's class, frame(s), mask, box, track id or reason; the state becomes ``edited``
         (``manual`` stays ``manual``). Refused with :class:`StaleWriteError` if someone changed it since
         ``expected_version``."""
-        bad = set(changes) - _EDITABLE
-        if bad:
-            raise InvalidInputError(f"cannot edit {sorted(bad)} of a label")
+        refuse_unknown(changes, _EDITABLE, "a label", verb="edit")
         values = dict(changes)
         if "rle" in values:
             values.update(_rle_columns(values.pop("rle")))

@@ -12,7 +12,7 @@ from endoreview.store import convert
 from endoreview.store import records as r
 from endoreview.store import schema as s
 from endoreview.store.core import StoreBase, Tx
-from endoreview.store.errors import InvalidInputError, NotFoundError
+from endoreview.store.errors import InvalidInputError, NotFoundError, refuse_unknown
 
 _VIDEO_FIELDS = {"path", "path_is_relative", "review_status", "meta", "content_hash", "size_bytes"}
 
@@ -109,24 +109,26 @@ class CatalogMixin(StoreBase):
     def get_project(self, project_id: int) -> r.Project:
         return self._read(lambda ses: convert.project(_get(ses, s.ProjectRow, project_id, "Project")))
 
-    def find_project(self, name: str) -> r.Project | None:
-        def fn(ses: Session) -> r.Project | None:
-            row = ses.scalar(select(s.ProjectRow).where(s.ProjectRow.name == name))
-            return convert.project(row) if row else None
+    def _first(self, model: type, to_record: Any, where: Any) -> Any:
+        """The record of the first ``model`` row ``where`` holds for, or None."""
+
+        def fn(ses: Session) -> Any:
+            row = ses.scalar(select(model).where(where))
+            return to_record(row) if row else None
 
         return self._read(fn)
 
+    def _all(self, model: type, to_record: Any, order_by: Any) -> list[Any]:
+        return self._read(lambda ses: [to_record(x) for x in ses.scalars(select(model).order_by(order_by))])
+
+    def find_project(self, name: str) -> r.Project | None:
+        return self._first(s.ProjectRow, convert.project, s.ProjectRow.name == name)
+
     def list_projects(self) -> list[r.Project]:
-        return self._read(
-            lambda ses: [
-                convert.project(x) for x in ses.scalars(select(s.ProjectRow).order_by(s.ProjectRow.name))
-            ]
-        )
+        return self._all(s.ProjectRow, convert.project, s.ProjectRow.name)
 
     def update_project(self, project_id: int, expected_version: int, **changes: Any) -> r.Project:
-        bad = set(changes) - {"name", "description", "label_set_id"}
-        if bad:
-            raise InvalidInputError(f"cannot change {sorted(bad)} of a project")
+        refuse_unknown(changes, {"name", "description", "label_set_id"}, "a project")
 
         def fn(tx: Tx) -> r.Project:
             row = _get(tx.session, s.ProjectRow, project_id, "Project")
@@ -226,9 +228,7 @@ class CatalogMixin(StoreBase):
 
         ``expected_version`` is the version the caller read; a newer row is refused (:class:`StaleWriteError`).
         """
-        bad = set(changes) - _VIDEO_FIELDS - {"assigned_reviewer"}
-        if bad:
-            raise InvalidInputError(f"cannot change {sorted(bad)} of a video")
+        refuse_unknown(changes, _VIDEO_FIELDS | {"assigned_reviewer"}, "a video")
         if "review_status" in changes:
             changes["review_status"] = str(r.ReviewStatus(changes["review_status"]))
 
@@ -285,27 +285,14 @@ class CatalogMixin(StoreBase):
         )
 
     def find_model_version(self, name: str) -> r.ModelVersion | None:
-        def fn(ses: Session) -> r.ModelVersion | None:
-            row = ses.scalar(select(s.ModelVersionRow).where(s.ModelVersionRow.name == name))
-            return convert.model_version(row) if row else None
-
-        return self._read(fn)
+        return self._first(s.ModelVersionRow, convert.model_version, s.ModelVersionRow.name == name)
 
     def list_model_versions(self) -> list[r.ModelVersion]:
         """Oldest first."""
-        return self._read(
-            lambda ses: [
-                convert.model_version(x)
-                for x in ses.scalars(select(s.ModelVersionRow).order_by(s.ModelVersionRow.id))
-            ]
-        )
+        return self._all(s.ModelVersionRow, convert.model_version, s.ModelVersionRow.id)
 
     def active_model_version(self) -> r.ModelVersion | None:
-        def fn(ses: Session) -> r.ModelVersion | None:
-            row = ses.scalar(select(s.ModelVersionRow).where(s.ModelVersionRow.is_active.is_(True)))
-            return convert.model_version(row) if row else None
-
-        return self._read(fn)
+        return self._first(s.ModelVersionRow, convert.model_version, s.ModelVersionRow.is_active.is_(True))
 
     def _activate(self, tx: Tx, model_version_id: int) -> None:
         for row in tx.session.scalars(select(s.ModelVersionRow).where(s.ModelVersionRow.is_active.is_(True))):
@@ -324,9 +311,9 @@ class CatalogMixin(StoreBase):
 
     def update_model_version(self, model_version_id: int, **changes: Any) -> r.ModelVersion:
         """Change ``metrics``, ``notes``, ``files_dir`` or ``data_snapshot`` (e.g. after an evaluation)."""
-        bad = set(changes) - {"metrics", "notes", "files_dir", "data_snapshot", "hyperparameters"}
-        if bad:
-            raise InvalidInputError(f"cannot change {sorted(bad)} of a model version")
+        refuse_unknown(
+            changes, {"metrics", "notes", "files_dir", "data_snapshot", "hyperparameters"}, "a model version"
+        )
 
         def fn(tx: Tx) -> None:
             row = _get(tx.session, s.ModelVersionRow, model_version_id, "Model version")

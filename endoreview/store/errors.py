@@ -5,6 +5,7 @@ All derive from :class:`StoreError`; the UI catches that one type, shows ``str(e
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Set
 from datetime import datetime
 
 
@@ -62,3 +63,10 @@ class StaleWriteError(StoreError):
 
 class InvalidInputError(StoreError, ValueError):
     """The caller passed something that cannot be stored (bad state, empty segment, malformed mask …)."""
+
+
+def refuse_unknown(changes: Iterable[str], allowed: Set[str], what: str, verb: str = "change") -> None:
+    """Refuse (:class:`InvalidInputError`) a change to fields of ``what`` (``"a video"``) outside ``allowed``."""
+    bad = set(changes) - allowed
+    if bad:
+        raise InvalidInputError(f"cannot {verb} {sorted(bad)} of {what}")

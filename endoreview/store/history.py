@@ -23,7 +23,7 @@ from endoreview.store import schema as s
 from endoreview.store.annotations import _purge_run
 from endoreview.store.catalog import _get
 from endoreview.store.core import StoreBase, Tx
-from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError
+from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError, refuse_unknown
 
 FINAL_JOB_STATES = (r.JobState.SUCCEEDED, r.JobState.FAILED, r.JobState.CANCELLED)
 
@@ -221,9 +221,7 @@ class HistoryMixin(StoreBase):
 
         Entering ``running`` stamps ``started_at``; a final state stamps ``finished_at``. Not audited (machinery).
         """
-        bad = set(changes) - {"state", "progress", "message", "result", "pid", "log_path"}
-        if bad:
-            raise InvalidInputError(f"cannot change {sorted(bad)} of a job")
+        refuse_unknown(changes, {"state", "progress", "message", "result", "pid", "log_path"}, "a job")
         if "state" in changes:
             changes["state"] = str(r.JobState(changes["state"]))
 
