@@ -89,36 +89,93 @@ def cvat_rle_encode(mask: np.ndarray) -> tuple[str, int, int, int, int] | None:
 
 
 def cvat_rle_from_coco(rle: dict) -> tuple[str, int, int, int, int] | None:
-    """:func:`cvat_rle_encode` of a COCO RLE mask, built from its runs over the mask's columns only (a 1080p mask is
-    never decoded whole)."""
+    """:func:`cvat_rle_encode` of a COCO RLE mask, built from its runs alone (a 1080p mask is never decoded)."""
     (h, _w), counts = rle_counts(rle)
-    runs = np.asarray(counts, np.int64)
+    got = row_major_runs(h, counts)
+    if got is None:
+        return None
+    runs, x0, y0, bw, bh = got
+    return str(runs.tolist())[1:-1], x0, y0, bw, bh  # a list's repr is the ", "-joined numbers
+
+
+def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None:
+    """``(runs, left, top, width, height)``: CVAT's row-major runs inside the mask's box, from COCO's column-major
+    runs of a mask of height ``h``, in time proportional to the runs (no pixel is visited). Along a box row the
+    mask changes where two neighbouring columns differ: the XOR of their foreground row intervals, whose ends are
+    the interval ends found an odd number of times; a row's first pixel follows the previous row's last (column
+    ``left`` against column ``right - 1`` one row up). ``None`` for an empty mask."""
+    runs = np.asarray(runs, np.int64)
     ends = np.cumsum(runs)
-    starts = ends - runs
-    fs, fe = starts[1::2], ends[1::2]  # foreground runs [s, e), column-major
+    fs, fe = ends[1::2] - runs[1::2], ends[1::2]
     keep = fe > fs
     fs, fe = fs[keep], fe[keep]
     if fs.size == 0 or h == 0:
         return None
     cs, ce = fs // h, (fe - 1) // h
-    x0, x1 = int(cs.min()), int(ce.max()) + 1
-    if (
-        ce > cs
-    ).any():  # a run over a column boundary covers the bottom row of one and the top row of the next
-        y0, y1 = 0, int(h)
+    # split runs at column boundaries: one interval [a, b) of rows per (run, column)
+    n_pieces = ce - cs + 1
+    if int(n_pieces.max()) == 1:
+        col, a, b = cs, fs - cs * h, fe - cs * h
     else:
-        y0, y1 = int((fs % h).min()), int(((fe - 1) % h).max()) + 1
-    lo = x0 * h
-    block = np.zeros((x1 - x0) * h, np.uint8)
-    for s, e in zip((fs - lo).tolist(), (fe - lo).tolist()):
-        block[s:e] = 1
-    seq = block.reshape(x1 - x0, h)[:, y0:y1].ravel(order="F")  # the box's pixels in row-major order
-    change = np.flatnonzero(seq[1:] != seq[:-1]) + 1
-    bounds = np.concatenate(([0], change, [seq.size]))
-    out = np.diff(bounds).tolist()
-    if seq[0]:
-        out.insert(0, 0)  # runs start with background (see cvat_rle_decode)
-    return ", ".join(map(str, out)), x0, y0, x1 - x0, y1 - y0
+        col = np.repeat(cs, n_pieces) + (
+            np.arange(int(n_pieces.sum())) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
+        )
+        base = col * h
+        a = np.maximum(np.repeat(fs, n_pieces), base) - base
+        b = np.minimum(np.repeat(fe, n_pieces), base + h) - base
+    x0, x1 = int(col[0]), int(col[-1]) + 1
+    y0, y1 = int(a.min()), int(b.max())
+    bw, bh = x1 - x0, y1 - y0
+    # events: every endpoint of column c counts for the pair (c-1, c) and the pair (c, c+1); key = pair * H + row
+    H = h + 2
+    pts = np.stack([a, b], 1).ravel()
+    pc = np.repeat(col, 2)
+    k_own = pc * H + pts  # pair (c-1, c), for c > x0
+    k_next = (pc + 1) * H + pts  # pair (c, c+1), for c + 1 < x1
+    own = pc > x0
+    nxt = pc + 1 < x1
+    # the wrap (row y's first pixel vs row y-1's last) as pair x0: column x0 against column x1-1 shifted down a row
+    wrap_first = pc == x0
+    wrap_last = pc == x1 - 1
+    keys = np.concatenate([k_own[own | wrap_first], k_next[nxt], x0 * H + pts[wrap_last] + 1])
+    keys.sort(kind="stable")
+    # an endpoint shared by an even number of intervals cancels (XOR)
+    if keys.size > 1:
+        dup = np.flatnonzero(keys[1:] == keys[:-1])
+        if dup.size:
+            if (
+                np.diff(dup) == 1
+            ).any():  # three or more equal (touching intervals): keep one of an odd count
+                starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+                counts = np.diff(np.append(starts, keys.size))
+                keys = keys[starts[(counts & 1) == 1]]
+            else:
+                keep = np.ones(keys.size, bool)
+                keep[dup] = False
+                keep[dup + 1] = False
+                keys = keys[keep]
+    lo, hi = keys[0::2], keys[1::2]  # XOR intervals [lo, hi) of rows, per pair
+    pair = lo // H
+    ya, yb = lo - pair * H, hi - pair * H
+    wrap = pair == x0
+    ya = np.where(wrap, np.maximum(ya, y0 + 1), ya)
+    yb = np.where(wrap, np.minimum(yb, y1), yb)
+    L = yb - ya
+    ok = L > 0
+    pair, ya, L = pair[ok], ya[ok], L[ok]
+    total = int(L.sum())
+    at = (ya - y0) * bw + (pair - x0)  # each XOR interval's first change, then one a row further down
+    off = np.repeat(np.cumsum(L) - L, L)
+    pos = np.repeat(at, L) + bw * (np.arange(total) - off)
+    pos.sort()
+    # first pixel of the box (row y0, column x0): inside one of column x0's intervals?
+    c0 = col == x0
+    fg0 = bool(((a[c0] <= y0) & (b[c0] > y0)).any())
+    bounds = np.concatenate(([0], pos, [bw * bh]))
+    out = np.diff(bounds)
+    if fg0:
+        out = np.concatenate(([0], out))
+    return out, x0, y0, bw, bh
 
 
 def _meta_int(meta: XNode | None, *path: str) -> int | None:
@@ -395,8 +452,14 @@ def _shape_body(kind: str, a) -> str:
     return f'rle="{rle}" left="{left}" top="{top}" width="{bw}" height="{bh}"'
 
 
+_SHAPE_FLAGS = 'occluded="0" keyframe="1" z_order="0"'
+_LOOSE_TRACK = (
+    '  <track id="@U"'  # an untracked shape's track before the file is joined ('<' never in a value)
+)
+
+
 def _shape_xml(kind: str, a, frame: int, *, outside: bool, body: str | None = None) -> str:
-    common = f'frame="{frame}" outside="{int(outside)}" occluded="0" keyframe="1" z_order="0"'
+    common = f'frame="{frame}" outside="{int(outside)}" {_SHAPE_FLAGS}'
     return f"    <{kind} {common} {body if body is not None else _shape_body(kind, a)}></{kind}>"
 
 
@@ -422,26 +485,31 @@ class CvatVideoWriter:
         self.labels: set[str] = set()
         self.untracked = 0
         self.dropped: set[str] = set()
+        self.quoted: dict[str, str] = {}  # label -> its quoted attribute value
+        self.has_scores = False
 
     def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
         lines: dict[Path, list[str]] = defaultdict(list)
         loose = self.parts / "untracked.xml"
+        quoted = self.quoted
         for kind, anns in (("box", boxes), ("mask", masks)):
+            tag_open, tag_close = f'    <{kind} frame="', f"></{kind}>"
             for a in sorted(anns, key=lambda a: a.frame):
-                self.labels.add(a.label)
+                q = quoted.get(a.label)
+                if q is None:
+                    q = quoted[a.label] = quoteattr(a.label)
+                    self.labels.add(a.label)
                 if a.score is not None:
-                    self.dropped.add("scores")
+                    self.has_scores = True
                 if a.track_id is None:
-                    out = lines[loose]
-                    out.append(
-                        f'  <track id="@U{self.untracked}" label={quoteattr(a.label)} source="manual">'
-                    )
-                    self.untracked += 1
+                    # a one-shape track; its id is given when the file is joined (after the tracked ids)
                     body = _shape_body(kind, a)
-                    out.append(_shape_xml(kind, a, a.frame, outside=False, body=body))
-                    if a.frame + 1 < self.num_frames:
-                        out.append(_shape_xml(kind, a, a.frame + 1, outside=True, body=body))
-                    out.append("  </track>")
+                    f = a.frame
+                    shapes = f'{tag_open}{f}" outside="0" {_SHAPE_FLAGS} {body}{tag_close}'
+                    if f + 1 < self.num_frames:
+                        shapes += f'\n{tag_open}{f + 1}" outside="1" {_SHAPE_FLAGS} {body}{tag_close}'
+                    lines[loose].append(f'{_LOOSE_TRACK} label={q} source="manual">\n{shapes}\n  </track>')
+                    self.untracked += 1
                     continue
                 key = (kind, a.label, a.track_id)
                 st = self.groups.get(key)
@@ -510,15 +578,12 @@ class CvatVideoWriter:
                 out.write("  </track>\n")
             loose = self.parts / "untracked.xml"
             if loose.exists():
-                with open(loose, encoding="utf-8") as f:
-                    for line in f:
-                        if line.startswith('  <track id="@U'):
-                            n = int(line[len('  <track id="@U') : line.index('"', len('  <track id="@U'))])
-                            line = f'  <track id="{next_free + n}"' + line[line.index('"', 15) + 1 :]
-                        out.write(line)
+                _number_loose_tracks(loose, out, next_free)
             out.write("</annotations>\n")
         os.replace(tmp, self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
+        if self.has_scores:
+            self.dropped.add("scores")
         dropped.update(self.dropped)
         return self.path
 
@@ -526,3 +591,27 @@ class CvatVideoWriter:
         import shutil
 
         shutil.rmtree(self.parts, ignore_errors=True)
+
+
+def _number_loose_tracks(loose: Path, out, first_id: int, block: int = 1 << 20) -> None:
+    """Copy the untracked shapes' part to ``out`` (a text file), numbering its tracks from ``first_id`` in order:
+    read in blocks cut at a line end, split at the placeholder id, joined again with the numbers."""
+    mark = _LOOSE_TRACK.encode()
+    n = first_id
+    rest = b""
+    with open(loose, "rb") as f:
+        out.flush()
+        raw = out.buffer
+        while True:
+            data = f.read(block)
+            if not data:
+                break
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+            pieces = data.split(mark)
+            ids = [b'  <track id="%d"' % i for i in range(n, n + len(pieces) - 1)]
+            n += len(ids)
+            raw.write(pieces[0])
+            raw.write(b"".join([x for pair in zip(ids, pieces[1:]) for x in pair]))
+        raw.write(rest)
