@@ -23,6 +23,8 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
   the median step's CPU time;
 - ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
 
+``--tile-from PREDS``: the same with an earlier run's ``preds.jsonl`` for every length (no analysis at all).
+
 ``--tile-predictions``: instead of analysing each length (hours for 30 minutes on this CPU), the first length's
 ``endofm predict`` output is repeated end to end (frame numbers shifted) to the longer lengths, so the stages after
 analysis (database, timeline, player, export) are measured at full length; their lines say ``"predictions":
@@ -476,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="analyse the first length only and repeat its predictions to the longer lengths",
     )
+    ap.add_argument(
+        "--tile-from",
+        default=None,
+        help="an earlier run's preds.jsonl (endofm predict output) to repeat to every length instead of analysing",
+    )
     args = ap.parse_args(argv)
     lengths = args.minutes or ([1.0, 3.0] if args.small else [1.0, 5.0, 30.0])
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
@@ -485,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rt = bench_realtime_720p(work, args.threads) if "realtime_720p" in stages else {}
     results = []
-    tile_from: Path | None = None
+    tile_from: Path | None = Path(args.tile_from) if args.tile_from else None
+    if tile_from is not None and not tile_from.is_file():
+        ap.error(f"--tile-from {tile_from}: no such file")
     for m in lengths:
         r = bench_length(m, work, stages, args.threads, tile_from)
         results.append(r)

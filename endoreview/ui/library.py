@@ -87,11 +87,19 @@ def to_pixmap(rgb: np.ndarray, height: int | None = None) -> QPixmap:
 
 
 class LibraryModel(QAbstractTableModel):
+    #: thumbnails arriving within this many ms are shown together (one repaint and one column fit for the batch)
+    THUMB_BATCH_MS = 100
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.rows: list[LibraryRow] = []
         self._pixmaps: dict[int, QPixmap] = {}
         self.tiles = SHOWN_TILES
+        self._pending_thumbs: dict[int, np.ndarray] = {}
+        self._thumb_timer = QTimer(self)
+        self._thumb_timer.setSingleShot(True)
+        self._thumb_timer.setInterval(self.THUMB_BATCH_MS)
+        self._thumb_timer.timeout.connect(self._apply_thumbs)
 
     def set_tiles(self, tiles: int) -> None:
         """Show ``tiles`` frames of each strip (the preview column's width follows)."""
@@ -112,12 +120,24 @@ class LibraryModel(QAbstractTableModel):
         self.endResetModel()
 
     def set_thumb(self, video_id: int, strip: np.ndarray) -> None:
+        """Show ``strip`` as the video's preview, with the others that arrive within :attr:`THUMB_BATCH_MS` (a
+        library of hundreds of videos gets its thumbnails one by one from the media queue: one repaint each kept
+        the GUI thread busy for seconds after start-up)."""
+        self._pending_thumbs[video_id] = strip
+        if not self._thumb_timer.isActive():
+            self._thumb_timer.start()
+
+    def _apply_thumbs(self) -> None:
+        pending, self._pending_thumbs = self._pending_thumbs, {}
+        changed = []
         for k, r in enumerate(self.rows):
-            if r.video_id == video_id:
+            strip = pending.get(r.video_id)
+            if strip is not None:
                 self.rows[k] = replace(r, thumb=strip)
-                self._pixmaps.pop(video_id, None)
-                ix = self.index(k, 0)
-                self.dataChanged.emit(ix, ix)
+                self._pixmaps.pop(r.video_id, None)
+                changed.append(k)
+        if changed:
+            self.dataChanged.emit(self.index(min(changed), 0), self.index(max(changed), 0))
 
     def row_for(self, video_id: int) -> LibraryRow | None:
         return next((r for r in self.rows if r.video_id == video_id), None)
@@ -275,6 +295,9 @@ class LibraryWidget(QWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # a long name keeps its start and its end
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # the preview fits its widest strip too, but measured by _fit_preview over its own column only: with
+        # ResizeToContents every thumbnail that arrived re-measured every cell of every column (O(videos) each)
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Fixed)
         hh.setSectionResizeMode(NAME_COL, QHeaderView.ResizeMode.Interactive)  # sized by _fit_columns
         hh.setSectionResizeMode(FOUND_COL, QHeaderView.ResizeMode.Stretch)
         hh.setMinimumSectionSize(em(self, 4))
@@ -282,6 +305,12 @@ class LibraryWidget(QWidget):
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
         self._fit_timer.timeout.connect(self._fit_columns)
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(0)
+        self._preview_timer.timeout.connect(self._fit_preview)
+        self.model.dataChanged.connect(lambda *_: self._preview_timer.start())
+        self.model.modelReset.connect(self._preview_timer.start)
         self.model.dataChanged.connect(lambda *_: self._fit_timer.start())
         self.model.modelReset.connect(self._fit_timer.start)
         hh.sectionResized.connect(
@@ -314,6 +343,7 @@ class LibraryWidget(QWidget):
         lay.addWidget(self.empty_box, 1)
         self.setAcceptDrops(True)
         self.set_empty_text("Loading library…")
+        self._preview_timer.start()
 
     def set_notice(self, text: str) -> None:
         """A persistent line above the table (e.g. "demo model not installed", the research-use notice)."""
@@ -346,6 +376,14 @@ class LibraryWidget(QWidget):
         if ev.type() == QEvent.Type.Resize and obj is self.table.viewport():
             self._fit_timer.start()
         return super().eventFilter(obj, ev)
+
+    def _fit_preview(self) -> None:
+        """The preview column as wide as its header and its widest strip (what ResizeToContents measures, for
+        this column alone)."""
+        hh = self.table.horizontalHeader()
+        want = max(hh.minimumSectionSize(), hh.sectionSizeHint(0), self.table.sizeHintForColumn(0))
+        if want != hh.sectionSize(0):
+            hh.resizeSection(0, want)
 
     def _fit_columns(self) -> None:
         """The name gets what the other columns leave: long names are elided in the middle (the tooltip has the

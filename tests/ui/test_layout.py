@@ -162,6 +162,7 @@ def test_library_result_columns_stay_in_view(qtbot, screen, main_window):
     lib = win.library
     lib.set_rows(rows)
     lib.model.set_thumb(2, np.zeros((THUMB_H, 4 * THUMB_H * STRIP_TILES, 3), np.uint8))  # a 4:1 video
+    qtbot.waitUntil(lambda: lib.model.row_for(2).thumb is not None)  # thumbnails are shown in batches
     qtbot.wait(100)
     table, hh = lib.table, lib.table.horizontalHeader()
     fm = hh.fontMetrics()

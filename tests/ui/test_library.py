@@ -60,6 +60,7 @@ def test_filter_search_and_missing(lib):
 def test_thumbnail_strip_shows_whole_tiles_and_double_click_opens(qtbot, lib):
     strip = np.zeros((72, 6 * 128, 3), np.uint8)
     lib.model.set_thumb(2, strip)
+    qtbot.waitUntil(lambda: lib.model.row_for(2).thumb is not None)  # thumbnails are shown in batches
     lib.table.sortByColumn(1, Qt.SortOrder.AscendingOrder)
     pm = lib.proxy.index(0, 0).data(Qt.ItemDataRole.DecorationRole)
     assert pm.height() == 54 and pm.width() == round(3 * 128 * 54 / 72)
@@ -81,8 +82,46 @@ def test_a_very_wide_video_keeps_the_result_columns_in_view(qtbot):
     wide = _row(1, "wide.mp4", finding="polyp in 3% of frames", unc=0.4)
     w.set_rows([wide])
     w.model.set_thumb(1, np.zeros((THUMB_H, 4 * THUMB_H * STRIP_TILES, 3), np.uint8))  # 4:1 frames
+    qtbot.waitUntil(lambda: w.model.rows[0].thumb is not None)
     pm = w.model.data(w.model.index(0, 0), Qt.ItemDataRole.DecorationRole)
     assert pm.width() <= MAX_STRIP_W
     qtbot.wait(50)
     hh = w.table.horizontalHeader()
     assert hh.sectionPosition(7) + hh.sectionSize(7) <= w.table.viewport().width() + 1  # Uncertainty in view
+
+
+def test_thumbnails_arriving_one_by_one_do_not_remeasure_the_whole_table(qtbot, monkeypatch):
+    """App start with 200 videos: each thumbnail the media queue delivered made the table measure every cell of
+    every column again (O(videos) per thumbnail, seconds of GUI-thread time while the first video was opened)."""
+    from endoreview.ui import library
+
+    calls = {"on": False, "other": 0}
+
+    class Counting(library.LibraryModel):
+        def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+            if calls["on"] and index.isValid() and index.column() != 0:
+                calls["other"] += 1
+            return super().data(index, role)
+
+    monkeypatch.setattr(library, "LibraryModel", Counting)
+    w = LibraryWidget()
+    qtbot.addWidget(w)
+    w.resize(1366, 700)
+    w.show()
+    n = 200
+    w.set_rows(
+        [_row(i, f"video_{i:03d}.mp4", unc=0.5, finding="polyp in 1% of frames") for i in range(1, n + 1)]
+    )
+    qtbot.wait(20)
+    calls["on"] = True
+    strip = np.full((72, 6 * 128, 3), 90, np.uint8)
+    for i in range(1, 41):  # one thumbnail per event-loop round, as the media queue delivers them
+        w.model.set_thumb(i, strip)
+        qtbot.wait(1)
+    qtbot.waitUntil(lambda: all(r.thumb is not None for r in w.model.rows[:40]))
+    qtbot.wait(20)
+    calls["on"] = False
+    # repainting the visible rows, not 40 measurements of 200 rows (the old code: > 100,000 calls)
+    assert calls["other"] < 100 * n, calls
+    hh = w.table.horizontalHeader()
+    assert hh.sectionSize(0) >= w.table.sizeHintForColumn(0)  # the preview column still fits its strips
