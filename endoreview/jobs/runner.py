@@ -63,10 +63,13 @@ class VideoNameScrubber(logging.Filter):
         self._pattern_of: tuple[str, ...] = ()
 
     def register(self, video_id: int, path: Path) -> None:
+        """Any thread: the names are swapped in whole, so a record logged meanwhile sees the old or the new set."""
         tag = f"<video {video_id}>"
+        names = dict(self._names)
         for name in (str(path), str(path.resolve()), path.name, path.stem):
             if len(name) >= 4:
-                self._names[name] = tag
+                names[name] = tag
+        self._names = names
 
     def scrub(self, text: str) -> str:
         if not self._names:

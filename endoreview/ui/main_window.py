@@ -218,7 +218,10 @@ class MainWindow(QMainWindow):
             from endoreview.ui.about import install_error_handling
 
             self.error_reporter = install_error_handling(self)
-            self.library_ctl.refreshed.connect(name_videos_in_logs)
+            # on a worker: resolving every video's path is file-system calls the listing need not wait for
+            self.library_ctl.refreshed.connect(
+                lambda rows: self.runner.submit("name videos in logs", name_videos_in_logs, list(rows))
+            )
 
     # ---- actions ----------------------------------------------------------------------------------------------
     def _build_actions(self) -> None:
