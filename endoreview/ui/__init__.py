@@ -8,6 +8,7 @@ Start-up: :mod:`.app` (``run_app``), :mod:`.main_window` (layout only). One cont
 
 Building blocks: :mod:`.player` (controller, frame view with overlays, transport), :mod:`.timeline`,
 :mod:`.library`, :mod:`.jobs_panel` (QProcess + JSON lines), :mod:`.tasks` (worker threads, guarded services),
-:mod:`.backend` (the one door to the services), :mod:`.proxies` (background proxies and thumbnails),
-:mod:`.tracks` and :mod:`.palette` (Qt-free data and colours), :mod:`.shortcuts`, :mod:`.icons`.
+:mod:`.backend` (the open services, guarded), :mod:`.views` (library and player view models), :mod:`.proxies`
+(background proxies and thumbnails), :mod:`.tracks` and :mod:`.palette` (Qt-free data and colours),
+:mod:`.shortcuts`, :mod:`.icons`.
 """
