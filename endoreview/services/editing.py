@@ -194,30 +194,24 @@ class EditingService:
 
     def undo(self) -> str | None:
         """Revert the last action (stored and audited as an ``Undo: …`` change set); returns its summary."""
-        if not self._undo:
-            return None
-        cs, summary, status = self._undo[-1]
-        if status is not None:
-            self._undo.pop()
-            self._redo.append((cs, summary, self._restore_status(*status)))
-            return f"Undo: {summary}"
-        undone = self.store.undo(cs, summary=f"Undo: {summary}")
-        self._undo.pop()
-        self._redo.append((undone.id, summary, None))
-        return f"Undo: {summary}"
+        return self._step(self._undo, self._redo, "Undo")
 
     def redo(self) -> str | None:
-        if not self._redo:
+        return self._step(self._redo, self._undo, "Redo")
+
+    def _step(self, stack: list, other: list, verb: str) -> str | None:
+        """Undo (or redo) the top of ``stack`` as a change set of its own and push what reverts it onto ``other``."""
+        if not stack:
             return None
-        cs, summary, status = self._redo[-1]
+        cs, summary, status = stack[-1]
         if status is not None:
-            self._redo.pop()
-            self._undo.append((cs, summary, self._restore_status(*status)))
-            return f"Redo: {summary}"
-        redone = self.store.undo(cs, summary=f"Redo: {summary}")
-        self._redo.pop()
-        self._undo.append((redone.id, summary, None))
-        return f"Redo: {summary}"
+            stack.pop()
+            other.append((cs, summary, self._restore_status(*status)))
+        else:
+            done = self.store.undo(cs, summary=f"{verb}: {summary}")
+            stack.pop()
+            other.append((done.id, summary, None))
+        return f"{verb}: {summary}"
 
     def _restore_status(self, video_id: int, status: str) -> tuple[int, str]:
         """Undo/redo of a review-status step: set the status back (an audited change of its own) and return
@@ -400,18 +394,20 @@ class EditingService:
         them so that a chain of undos over the same object always finds each row as its action left it."""
         if label.origin in DERIVED_ORIGINS:
             changes.setdefault("origin", LabelOrigin.DRAWN)
-        new = self._like(label, **changes)
+        return self._replace([label], [self._like(label, **changes)], summary)[0]
+
+    def _replace(self, old: Sequence[Label], new: list[NewLabel], summary: str) -> list[Label]:
+        """Replace the labels ``old`` (as last seen: a newer version is refused) by ``new`` in one audited change
+        set named ``summary``."""
         return self.store.replace_labels(
-            [label.id], [new], expected_versions={label.id: label.version}, summary=summary
-        )[0]
+            [x.id for x in old], new, expected_versions={x.id: x.version for x in old}, summary=summary
+        )
 
     def split_segment(self, label: Label, at: int) -> list[Label]:
         if not (label.start_frame or 0) < at < (label.end_frame or 0):
             raise ValueError(f"split point frame {at + 1} is not inside the segment")
         parts = [self._like(label, end_frame=at), self._like(label, start_frame=at)]
-        out = self.store.replace_labels(
-            [label.id], parts, expected_versions={label.id: label.version}, summary="Split segment"
-        )
+        out = self._replace([label], parts, "Split segment")
         self.record("Split segment")
         return out
 
@@ -422,12 +418,7 @@ class EditingService:
         a = min(x.start_frame or 0 for x in labels)
         b = max(x.end_frame or 0 for x in labels)
         merged = self._like(labels[0], start_frame=a, end_frame=b)
-        out = self.store.replace_labels(
-            [x.id for x in labels],
-            [merged],
-            expected_versions={x.id: x.version for x in labels},
-            summary=f"Merge {len(labels)} segments",
-        )[0]
+        out = self._replace(labels, [merged], f"Merge {len(labels)} segments")[0]
         self.record(f"Merge {len(labels)} segments")
         return out
 
@@ -488,12 +479,7 @@ class EditingService:
             if x.state in HUMAN_STATES
         ]
         new = NewLabel(video_id, LabelKind.VIDEO_CLASS, class_name)
-        out = self.store.replace_labels(
-            [x.id for x in old],
-            [new],
-            expected_versions={x.id: x.version for x in old},
-            summary=f"Set video class {class_name}",
-        )[0]
+        out = self._replace(old, [new], f"Set video class {class_name}")[0]
         self.record(f"Set video class {class_name}")
         return out
 
