@@ -32,6 +32,23 @@ from endoreview.store.core import StoreBase, Tx
 from endoreview.store.errors import InvalidInputError, NotFoundError, StaleWriteError, refuse_unknown
 
 _LT = s.LabelRow.__table__
+
+
+def _video_rows(
+    video_id: int, frames: tuple[int, int] | None = None, run_id: int | None = None, alias: str = ""
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms and their parameters for a video's rows, optionally on frames ``[a, b)`` and of one run
+    (``alias``: the table's prefix in the query, ``"o."``)."""
+    where, params = [f"{alias}video_id = ?"], [video_id]
+    if frames is not None:
+        where.append(f"{alias}frame >= ? AND {alias}frame < ?")
+        params += [int(frames[0]), int(frames[1])]
+    if run_id is not None:
+        where.append(f"{alias}run_id = ?")
+        params.append(run_id)
+    return where, params
+
+
 _EDITABLE = {"class_name", "frame", "start_frame", "end_frame", "rle", "bbox", "track_id", "reason"}
 
 
@@ -143,13 +160,7 @@ class AnnotationsMixin(StoreBase):
         ks = None if kinds is None else {str(r.LabelKind(k)) for k in kinds}
         if ks is not None and not ks & {"mask", "box"}:
             return []
-        where, params = ["o.video_id = ?"], [video_id]
-        if frames is not None:
-            where.append("o.frame >= ? AND o.frame < ?")
-            params += [int(frames[0]), int(frames[1])]
-        if run_id is not None:
-            where.append("o.run_id = ?")
-            params.append(run_id)
+        where, params = _video_rows(video_id, frames, run_id, "o.")
         if ks == {"mask"}:
             where.append("o.n_masks > 0")
         elif ks == {"box"}:
@@ -161,10 +172,8 @@ class AnnotationsMixin(StoreBase):
         )
         if not rows:
             return []
-        cw, cp = ["video_id = ?", "pred_ref IS NOT NULL"], [video_id]
-        if frames is not None:
-            cw.append("frame >= ? AND frame < ?")
-            cp += [int(frames[0]), int(frames[1])]
+        cw, cp = _video_rows(video_id, frames)
+        cw.append("pred_ref IS NOT NULL")
         consumed = {
             x for (x,) in self._fetch(f"SELECT pred_ref FROM labels WHERE {' AND '.join(cw)}", tuple(cp))
         }
@@ -213,7 +222,7 @@ class AnnotationsMixin(StoreBase):
         """Labels of a video, optionally of some kinds/states, per-frame ones within ``frames`` = [a, b), with the
         open suggestions of its prediction runs (``suggestions=False``: only label rows, e.g. what reviewers made
         or judged)."""
-        where, params = ["video_id = ?"], [video_id]
+        where, params = _video_rows(video_id, frames, run_id)
         st: list[str] = []
         if kinds is not None:
             kinds = [str(r.LabelKind(k)) for k in kinds]
@@ -224,12 +233,6 @@ class AnnotationsMixin(StoreBase):
             st = [str(r.ReviewState(x)) for x in states]
             where.append(f"state IN ({', '.join('?' * len(st))})")
             params += st
-        if frames is not None:
-            where.append("frame >= ? AND frame < ?")
-            params += [int(frames[0]), int(frames[1])]
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
         sql = f"{convert.LABEL_SELECT} WHERE {' AND '.join(where)} ORDER BY frame, id"
         rows = [convert.label_from_tuple(t) for t in self._fetch(sql, tuple(params))]
         if not suggestions or (states is not None and r.ReviewState.SUGGESTED not in st):
