@@ -59,7 +59,15 @@ __all__ = [
     "rle_from_counts",
     "rle_normalise",
     "rle_validate",
+    "unknown_fields",
 ]
+
+
+def unknown_fields(cls: Any, given: Any) -> list[str]:
+    """The names in ``given`` that are not fields of the dataclass ``cls``, sorted: configs refuse them (a typo must
+    not be silently ignored)."""
+    return sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Normalisation constants (RGB, on [0, 1] pixels)
@@ -378,8 +386,7 @@ class DataConfig:
     def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> DataConfig:
         if not isinstance(d, Mapping):
             raise ValueError(f"{where} must be an object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = unknown_fields(cls, d)
         if unknown:
             raise ValueError(f"{where} has unknown fields {unknown}")
         return cls(**dict(d))
@@ -471,8 +478,7 @@ class OperatingPoint:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "operating point") -> OperatingPoint:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = unknown_fields(cls, d)
         if unknown:
             raise ValueError(f"{where} has unknown fields {unknown}")
         return cls(**dict(d))

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
+from core_model.contract import IMAGENET_MEAN, IMAGENET_STD, unknown_fields
 from core_model.finetune.augment import AugmentConfig
 
 TASKS = ("classification", "segmentation", "detection")
@@ -152,8 +152,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = unknown_fields(cls, d)
         if unknown:
             raise ValueError(f"unknown fine-tuning option(s) {unknown}")
         return cls(**d)

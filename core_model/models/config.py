@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from core_model.contract import ENDOFM_MEAN, ENDOFM_STD, IMAGENET_MEAN, IMAGENET_STD
+from core_model.contract import ENDOFM_MEAN, ENDOFM_STD, IMAGENET_MEAN, IMAGENET_STD, unknown_fields
 
 __all__ = ["DEFAULT_PREPROCESS", "MODEL_CONFIGS", "POLYPDIAG_PREPROCESS", "EndoFMConfig", "get_config"]
 
@@ -69,18 +69,19 @@ class EndoFMConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EndoFMConfig:
         """Build from a dict, refusing unknown fields (a typo must not be silently ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown EndoFMConfig field(s) {unknown}; known fields: {sorted(known)}")
+        cls._refuse_unknown(d)
         return cls(**d)
 
     def replace(self, **overrides: Any) -> EndoFMConfig:
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown EndoFMConfig field(s) {unknown}; known fields: {sorted(known)}")
+        self._refuse_unknown(overrides)
         return dataclasses.replace(self, **overrides)
+
+    @classmethod
+    def _refuse_unknown(cls, given: Any) -> None:
+        unknown = unknown_fields(cls, given)
+        if unknown:
+            known = sorted(f.name for f in dataclasses.fields(cls))
+            raise ValueError(f"unknown EndoFMConfig field(s) {unknown}; known fields: {known}")
 
 
 MODEL_CONFIGS: dict[str, EndoFMConfig] = {
