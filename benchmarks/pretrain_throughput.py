@@ -50,12 +50,7 @@ from core_model.models import EndoFM, get_config
 from core_model.models.reference import ReferenceEndoFM
 from core_model.pretrain.head import DINOHead, MultiCropWrapper
 from core_model.pretrain.loss import DINOLoss
-from core_model.pretrain.optim import (
-    cancel_last_layer_grads,
-    clip_gradients_per_param,
-    ema_update,
-    param_groups,
-)
+from core_model.pretrain.optim import ema_update, param_groups, student_update
 
 
 def make_views(batch: int, spec: dict[str, Any], device: torch.device) -> list[torch.Tensor]:
@@ -160,19 +155,7 @@ def ours_step(arch_cfg, head_kw, device, n_views, grad_ckpt: bool):
         loss = loss_fn(student_out, teacher_out, 0)
         if not torch.isfinite(loss):
             raise RuntimeError("loss is not finite")
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        clip_gradients_per_param(s_params, 3.0)
-        cancel_last_layer_grads(student, epoch=1, freeze_last_layer=1)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        student_update(loss, opt, scaler, student, clip_grad=3.0, epoch=1, freeze_last_layer=1)
         ema_update(t_params, s_params, 0.996)
         return float(loss.item())
 

@@ -64,6 +64,34 @@ def cancel_last_layer_grads(model: nn.Module, epoch: int, freeze_last_layer: int
             p.grad = None
 
 
+def student_update(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    student: nn.Module,
+    clip_grad: float,
+    epoch: int,
+    freeze_last_layer: int,
+) -> None:
+    """One optimiser step of the student from ``loss``: gradients (scaled under float16 ``scaler``), clipped per
+    parameter at ``clip_grad`` (0: not clipped), the head's last layer held still during its first
+    ``freeze_last_layer`` epochs, then the step."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad > 0:
+        clip_gradients_per_param(student.parameters(), clip_grad)
+    cancel_last_layer_grads(student, epoch, freeze_last_layer)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
 @torch.no_grad()
 def ema_update(
     teacher_params: list[torch.Tensor], student_params: list[torch.Tensor], momentum: float

@@ -35,13 +35,7 @@ from core_model.pretrain.config import PretrainConfig, config_from_dict, config_
 from core_model.pretrain.data import EpochTaggedSampler, PretrainClips, read_clip_list
 from core_model.pretrain.head import DINOHead, MultiCropWrapper
 from core_model.pretrain.loss import DINOLoss, teacher_temp_schedule
-from core_model.pretrain.optim import (
-    cancel_last_layer_grads,
-    clip_gradients_per_param,
-    cosine_scheduler,
-    ema_update,
-    param_groups,
-)
+from core_model.pretrain.optim import cosine_scheduler, ema_update, param_groups, student_update
 from core_model.pretrain.state import (
     ResumeError,
     StartCheckpoint,
@@ -336,20 +330,7 @@ def train_one_epoch(
         if not _all_finite(loss):
             raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch} step {step}")
 
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if clip_grad > 0:
-            clip_gradients_per_param(_unwrap(student).parameters(), clip_grad)
-        cancel_last_layer_grads(student, epoch, freeze_last_layer)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        student_update(loss, optimizer, scaler, student, clip_grad, epoch, freeze_last_layer)
         ema_update(t_params, s_params, float(schedules.momentum[it]))
 
         value = float(loss.item())
