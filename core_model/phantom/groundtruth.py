@@ -12,6 +12,7 @@ import numpy as np
 
 from core_model.atomic import atomic_write_text
 from core_model.contract import rle_area, rle_decode, rle_encode
+from core_model.finetune.metrics import mask_to_boxes
 
 GT_FORMAT = "endoreview.phantom-gt"
 GT_VERSION = 1
@@ -60,7 +61,7 @@ class PhantomGroundTruth:
             _masks=masks,
             **kw,
         )
-        gt._boxes = [_boxes_of(m) for m in masks]
+        gt._boxes = [mask_to_boxes(m) for m in masks]
         return gt
 
     # -- per frame -------------------------------------------------------------------------------------------
@@ -153,16 +154,6 @@ def _area(gt: PhantomGroundTruth, i: int, tid: int) -> int:
     if gt._masks is not None:
         return int((gt._masks[i] == tid).sum())
     return rle_area(gt._rles[i][tid])
-
-
-def _boxes_of(mask: np.ndarray) -> list[tuple[int, list[float]]]:
-    out = []
-    for tid in np.unique(mask):
-        if tid == 0:
-            continue
-        ys, xs = np.nonzero(mask == tid)
-        out.append((int(tid), [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]))
-    return out
 
 
 def load_ground_truth(path: str | os.PathLike) -> PhantomGroundTruth:
