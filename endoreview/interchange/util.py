@@ -209,6 +209,23 @@ def set_frame_names(item, names: list[str]) -> None:
     item.metadata["frame_names"] = list(names)
 
 
+def read_xml(
+    path: str | os.PathLike, root_tag: str, source_name: str | None = None, data: bytes | None = None
+) -> tuple[str, XNode]:
+    """``(name, root)`` of the XML file ``path`` (or its bytes ``data``), named ``source_name`` in errors, whose
+    root element must be ``<root_tag>``."""
+    src = source_name or str(path)
+    if data is None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise InterchangeError(src, f"cannot be read ({e.strerror or e})") from None
+    root = parse_xml(data, src)
+    if root.tag != root_tag:
+        raise InterchangeError(src, f"root element is <{root.tag}>, expected <{root_tag}>", line=root.line)
+    return src, root
+
+
 def remap_frames_by_name(item, base: int, src: str) -> None:
     """Turn position-indexed frames into the number in each frame's file name minus ``base`` (0 or 1)."""
     names = item.metadata.pop("frame_names", None)

@@ -36,7 +36,7 @@ from endoreview.interchange.model import (
     MaskAnn,
     Provenance,
 )
-from endoreview.interchange.util import XNode, check_box, parse_float, parse_int, parse_xml
+from endoreview.interchange.util import XNode, check_box, parse_float, parse_int, read_xml
 
 
 def cvat_rle_decode(
@@ -200,15 +200,7 @@ def read_cvat_video(
     source_name: str | None = None,
     data: bytes | None = None,
 ) -> Collection:
-    src = source_name or str(path)
-    if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise InterchangeError(src, f"cannot be read ({e.strerror or e})") from None
-    root = parse_xml(data, src)
-    if root.tag != "annotations":
-        raise InterchangeError(src, f"root element is <{root.tag}>, expected <annotations>", line=root.line)
+    src, root = read_xml(path, "annotations", source_name, data)
     meta = root.find("meta")
     task = None
     if meta is not None:

@@ -19,7 +19,7 @@ from endoreview.interchange.util import (
     natural_key,
     parse_float,
     parse_int,
-    parse_xml,
+    read_xml,
     set_frame_names,
 )
 
@@ -28,15 +28,7 @@ def read_voc(
     path: str | os.PathLike, *, source_name: str | None = None, data: bytes | None = None
 ) -> tuple[dict, list[tuple[str, tuple[float, float, float, float], Provenance, float | None]], list[Issue]]:
     """Parse one VOC XML. Returns ({'filename', 'width', 'height'}, [(label, bbox, provenance, score)], issues)."""
-    src = source_name or str(path)
-    if data is None:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise InterchangeError(src, f"cannot be read ({e.strerror or e})") from None
-    root = parse_xml(data, src)
-    if root.tag != "annotation":
-        raise InterchangeError(src, f"root element is <{root.tag}>, expected <annotation>", line=root.line)
+    src, root = read_xml(path, "annotation", source_name, data)
     size = root.find("size")
     width = height = None
     if size is not None:
