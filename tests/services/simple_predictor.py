@@ -13,6 +13,11 @@ from pathlib import Path
 import numpy as np
 
 
+def progress_event(video: str, done: int, total: int) -> dict:
+    """The predictor protocol's ``progress`` event after ``done`` of ``total`` frames of ``video``."""
+    return {"event": "progress", "video": video, "done": done, "total": total, "fraction": done / total}
+
+
 class BrightnessPredictor:
     def __init__(self, model_dir: str, **_: object):
         cfg = json.loads((Path(model_dir) / "model.json").read_text())
@@ -67,13 +72,7 @@ class BrightnessPredictor:
                         }
                     ]
                 yield ev
-                yield {
-                    "event": "progress",
-                    "video": video,
-                    "done": i + 1,
-                    "total": n,
-                    "fraction": (i + 1) / n,
-                }
+                yield progress_event(video, i + 1, n)
                 if self.delay:
                     time.sleep(self.delay)
             mean = float(np.mean(means)) if means else 0.0

@@ -6,6 +6,7 @@ from endoreview.services.editing import EditingService
 from endoreview.services.manifest import snapshot_manifest
 from endoreview.services.predictions import PredictionRecorder, segments_from_probs
 from endoreview.store.records import LabelKind
+from tests.services.simple_predictor import progress_event
 from tests.store.make_db_version import rle
 
 
@@ -21,13 +22,7 @@ def stream(video_path: str, n: int = 40, polyp: range = range(10, 25)):
         )
         yield ev
         if f % 10 == 9:
-            yield {
-                "event": "progress",
-                "video": video_path,
-                "done": f + 1,
-                "total": n,
-                "fraction": (f + 1) / n,
-            }
+            yield progress_event(video_path, f + 1, n)
     yield {"event": "video_done", "video": video_path, "frames": n, "probs": {"normal": 0.3, "abnormal": 0.7}}
 
 

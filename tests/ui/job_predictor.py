@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from tests.services.simple_predictor import progress_event
+
 
 class HalfVideoPredictor:
     def __init__(self, model_dir, **kwargs) -> None:  # the job's factory signature
@@ -42,13 +44,7 @@ class HalfVideoPredictor:
                 ev["boxes"] = [{"label": "polyp", "score": 0.85, "bbox": [w / 3, h / 3, w / 2, h / 2]}]
                 ev["masks"] = [{"label": "polyp", "score": 0.85, "rle": rle}]
             yield ev
-            yield {
-                "event": "progress",
-                "video": str(path),
-                "done": i + 1,
-                "total": n,
-                "fraction": (i + 1) / n,
-            }
+            yield progress_event(str(path), i + 1, n)
         yield {"event": "video_done", "video": str(path), "probs": {"normal": 0.4, "abnormal": 0.6}}
 
 
