@@ -179,6 +179,29 @@ def rle_validate(rle: dict[str, Any], where: str = "") -> None:
     rle_counts(rle, where)
 
 
+def rle_extent(h: int, runs: np.ndarray) -> tuple[tuple[float, float, float, float] | None, int]:
+    """``(box, area)`` of a mask of height ``h`` from its COCO run lengths (never decoded): the box
+    ``(x0, y0, x1, y1)`` (x1, y1 exclusive; ``None`` when empty) and the foreground pixel count."""
+    runs = np.asarray(runs, np.int64)
+    ends = np.cumsum(runs)
+    starts = ends - runs
+    s, e = starts[1::2], ends[1::2] - 1  # foreground runs, inclusive ends (column-major order)
+    keep = e >= s
+    s, e = s[keep], e[keep]
+    if s.size == 0 or h == 0:
+        return None, 0
+    area = int((e - s + 1).sum())
+    cs, ce = s // h, e // h
+    x0, x1 = float(cs.min()), float(ce.max() + 1)
+    if (
+        ce > cs
+    ).any():  # a run over a column boundary covers the bottom row of one and the top row of the next
+        y0, y1 = 0.0, float(h)
+    else:
+        y0, y1 = float((s % h).min()), float((e % h).max() + 1)
+    return (x0, y0, x1, y1), area
+
+
 def rle_decode(rle: dict[str, Any], where: str = "") -> np.ndarray:
     """COCO RLE -> uint8 ``[H, W]`` of 0/1, validated (see module docstring); ``where`` prefixes errors."""
     (h, w), runs = rle_counts(rle, where)

@@ -46,6 +46,7 @@ from endoreview.interchange.model import (
 )
 from endoreview.services.library import LibraryService
 from endoreview.store import Store
+from endoreview.store import frame_outputs as fo
 from endoreview.store.records import Label, LabelKind, ReviewState, Video
 
 log = logging.getLogger(__name__)
@@ -274,24 +275,48 @@ class Exporter:
         return rep
 
     # ------------------------------------------------------------------ streamed writers
-    def _chunks(self, v: Video, opt: ExportOptions):
+    def _chunks(self, v: Video, name: str, opt: ExportOptions, dropped: set[str]):
         """(segments and video labels, then) the video's masks and boxes as :class:`VideoItem` parts of
-        :data:`STREAM_FRAMES` frames each, in frame order."""
+        :data:`STREAM_FRAMES` frames each, in frame order. A part's open suggestions are built straight from the
+        stored frame outputs (no label object each: a procedure has a million); on a frame they come before the
+        label rows, as :meth:`Store.labels_for_video` orders them."""
         states = self._states(opt)
         runs = None if opt.run_ids is None else set(opt.run_ids)
 
         def keep(labels: list[Label]) -> list[Label]:
             return labels if runs is None else [x for x in labels if x.run_id in runs]
 
-        yield keep(
-            self.store.labels_for_video(v.id, kinds=[LabelKind.SEGMENT, LabelKind.VIDEO_CLASS], states=states)
-        )
-        for a in range(0, max(v.frame_count, 1), STREAM_FRAMES):
-            yield keep(
+        yield to_item(
+            v,
+            keep(
                 self.store.labels_for_video(
-                    v.id, kinds=[LabelKind.MASK, LabelKind.BOX], states=states, frames=(a, a + STREAM_FRAMES)
+                    v.id, kinds=[LabelKind.SEGMENT, LabelKind.VIDEO_CLASS], states=states
                 )
+            ),
+            name,
+            dropped,
+        )
+        with_suggestions = states is None or ReviewState.SUGGESTED in states
+        prov = Provenance(f"video {v.id}")
+        for a in range(0, max(v.frame_count, 1), STREAM_FRAMES):
+            span = (a, a + STREAM_FRAMES)
+            kinds = [LabelKind.MASK, LabelKind.BOX]
+            item = to_item(
+                v,
+                keep(
+                    self.store.labels_for_video(
+                        v.id, kinds=kinds, states=states, frames=span, suggestions=False
+                    )
+                ),
+                name,
+                dropped,
             )
+            if with_suggestions:
+                rows, consumed = self.store.suggestion_rows(v.id, frames=span, kinds=kinds)
+                masks, boxes = _suggested(rows, consumed, runs, prov)
+                item.masks[:0] = masks
+                item.boxes[:0] = boxes
+            yield item
 
     def _stream(self, out, videos, names, opt, rep, dropped, ext, on_progress, should_cancel):
         """Write a COCO / CVAT export a part at a time; returns ``(video, item)`` pairs whose items hold no
@@ -306,12 +331,11 @@ class Exporter:
                                   fps=v.fps)  # fmt: skip
                 frames: set[int] = set()
                 writer.start_video(v, shell)
-                for labels in self._chunks(v, opt):
+                for item in self._chunks(v, names[v.id], opt, dropped):
                     if should_cancel is not None and should_cancel():
                         rep.cancelled = True
                         writer.abort()
                         return per_video
-                    item = to_item(v, labels, names[v.id], dropped)
                     rep.labels += item.n_labels()
                     frames.update(_labelled_frames(item))
                     if opt.format not in STATE_FORMATS and any(
@@ -687,6 +711,46 @@ def to_item(v: Video, labels: Sequence[Label], name: str, dropped: set[str]) -> 
         elif lab.kind == LabelKind.VIDEO_CLASS:
             item.video_labels.append(VideoLabelAnn(lab.class_name, prov, lab.score, st))
     return item
+
+
+def _suggested(
+    rows: Sequence[tuple], consumed: set[int], runs: set[int] | None, prov: Provenance
+) -> tuple[list[MaskAnn], list[BoxAnn]]:
+    """The open suggestions of ``frame_outputs`` rows (``Store.suggestion_rows``) as annotations, in the order
+    :meth:`Store.suggestions` lists them (by frame and run, masks then boxes in the model's order), leaving out
+    items a label row stands for (``consumed`` refs) and runs not in ``runs``; what :func:`to_item` would make of
+    them, without a label object in between."""
+    masks: list[MaskAnn] = []
+    boxes: list[BoxAnn] = []
+    sug = str(ReviewState.SUGGESTED)
+    for run_id, frame, _video_id, masks_z, box_classes, boxes_z, _mv in rows:
+        if runs is not None and run_id not in runs:
+            continue
+        ms, arr, names = fo.unpack_raw(masks_z, box_classes, boxes_z)
+        base = fo.make_ref(run_id, frame, 0)
+        check = bool(consumed) and any(base <= c < base + fo.MAX_SLOTS for c in consumed)
+        for i, m in enumerate(ms):
+            if check and base + i in consumed:
+                continue
+            name, score, h, w, counts, track = m[:6]
+            rle = {"size": [h, w], "counts": counts}
+            masks.append(MaskAnn(frame, name, rle, prov, track, score, sug, fo.mask_extent(m)))
+        if arr is not None:
+            for i, (x0, y0, x1, y1, score, cls, track) in enumerate(arr.tolist()):
+                if check and base + fo.BOX_SLOT + i in consumed:
+                    continue
+                boxes.append(
+                    BoxAnn(
+                        frame,
+                        names[int(cls)],
+                        (x0, y0, x1, y1),
+                        prov,
+                        None if track != track else int(track),
+                        None if score != score else score,
+                        sug,
+                    )
+                )
+    return masks, boxes
 
 
 def _labelled_frames(item: VideoItem) -> set[int]:

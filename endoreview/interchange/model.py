@@ -122,6 +122,8 @@ class MaskAnn:
     state: str | None = (
         None  # review state (suggested, accepted, edited, manual) when exported from the store
     )
+    # (box (x0, y0, x1, y1) | None, pixel count) when known without parsing the RLE (recorded with a model's mask)
+    extent: tuple[tuple[float, float, float, float] | None, int] | None = None
 
 
 @dataclass

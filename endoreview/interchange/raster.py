@@ -36,27 +36,10 @@ def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 def rle_bbox_area(rle: dict) -> tuple[tuple[float, float, float, float] | None, int]:
     """(:func:`mask_bbox`, pixel count) of a COCO RLE mask from its runs, without decoding it (a 1080p mask is
     2 MB decoded; its runs are a few hundred numbers)."""
-    from core_model.contract import rle_counts
+    from core_model.contract import rle_counts, rle_extent
 
     (h, _w), runs = rle_counts(rle)
-    runs = np.asarray(runs, np.int64)
-    ends = np.cumsum(runs)
-    starts = ends - runs
-    s, e = starts[1::2], ends[1::2] - 1  # foreground runs, inclusive ends (column-major order)
-    keep = e >= s
-    s, e = s[keep], e[keep]
-    if s.size == 0 or h == 0:
-        return None, 0
-    area = int((e - s + 1).sum())
-    cs, ce = s // h, e // h
-    x0, x1 = float(cs.min()), float(ce.max() + 1)
-    if (
-        ce > cs
-    ).any():  # a run over a column boundary covers the bottom row of one and the top row of the next
-        y0, y1 = 0.0, float(h)
-    else:
-        y0, y1 = float((s % h).min()), float((e % h).max() + 1)
-    return (x0, y0, x1, y1), area
+    return rle_extent(h, runs)
 
 
 # ----------------------------------------------------------------------------------------------------------------

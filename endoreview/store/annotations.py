@@ -158,8 +158,23 @@ class AnnotationsMixin(StoreBase):
         """The open suggestions (model masks and boxes no reviewer has acted on) of a video, optionally on frames
         ``[a, b)``, of one run, of some kinds; ordered by frame, run and the model's order."""
         ks = None if kinds is None else {str(r.LabelKind(k)) for k in kinds}
+        rows, consumed = self.suggestion_rows(video_id, frames=frames, run_id=run_id, kinds=kinds)
+        return fo.suggestions_from_rows(rows, consumed, ks) if rows else []
+
+    def suggestion_rows(
+        self,
+        video_id: int,
+        *,
+        frames: tuple[int, int] | None = None,
+        run_id: int | None = None,
+        kinds: Iterable[str] | None = None,
+    ) -> tuple[list[tuple[Any, ...]], set[int]]:
+        """What :meth:`suggestions` is built from, for readers of a whole procedure (exports) that unpack the rows
+        themselves (:func:`frame_outputs.unpack_raw`): the ``frame_outputs.ROW_SELECT`` rows with masks or boxes
+        (by frame, then run) and the refs (:func:`frame_outputs.make_ref`) of the items a label row stands for."""
+        ks = None if kinds is None else {str(r.LabelKind(k)) for k in kinds}
         if ks is not None and not ks & {"mask", "box"}:
-            return []
+            return [], set()
         where, params = _video_rows(video_id, frames, run_id, "o.")
         if ks == {"mask"}:
             where.append("o.n_masks > 0")
@@ -171,13 +186,13 @@ class AnnotationsMixin(StoreBase):
             f"{fo.ROW_SELECT} WHERE {' AND '.join(where)} ORDER BY o.frame, o.run_id", tuple(params)
         )
         if not rows:
-            return []
+            return [], set()
         cw, cp = _video_rows(video_id, frames)
         cw.append("pred_ref IS NOT NULL")
         consumed = {
             x for (x,) in self._fetch(f"SELECT pred_ref FROM labels WHERE {' AND '.join(cw)}", tuple(cp))
         }
-        return fo.suggestions_from_rows(rows, consumed, ks)
+        return list(rows), consumed
 
     def frames_with_model_output(self, video_id: int) -> list[int]:
         """Frames on which any prediction run of the video listed a mask or box (from the runs' summaries: one row

@@ -3,7 +3,8 @@
 Why: a 1080p procedure with the demo model lists one mask and 20 boxes a frame; one ``labels`` row each cost
 1.68 GB of SQLite per hour of video and made the player load tens of thousands of rows. Now a frame's output is one
 row: its class probabilities (JSON), its masks (``masks_z``: zlib-compressed JSON ``[class, score, h, w, counts,
-track_id]``, the one COCO RLE string each) and its boxes as one zlib-compressed little-endian float64 array ``[n, 7]``
+track_id, area, [x0, y0, x1, y1] | null]``, the one COCO RLE string each with its pixel count and box, so that exports
+need not parse it; rows written before have the first six only) and its boxes as one zlib-compressed little-endian float64 array ``[n, 7]``
 (x0, y0, x1, y1, score, class index into ``box_classes``, track id; NaN for "none"; float64 so that every value reads
 back exactly as the model gave it). Compression: the demo model's 1080p mask RLE (~8.4 KB of text a frame on the
 benchmark's texture) packs to ~3.5 KB, its 20 boxes from 1,120 to ~600 bytes.
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core_model.contract import RLEError, rle_normalise
+from core_model.contract import RLEError, rle_counts, rle_extent, rle_normalise
 from endoreview.store import records as r
 from endoreview.store.errors import InvalidInputError
 
@@ -88,15 +89,29 @@ def pack_frame(
     best: float | None = None
     for m in masks:
         try:
-            norm = rle_normalise(m["rle"])
+            (h, w), runs = rle_counts(m["rle"])
+            counts = m["rle"]["counts"]
+            if not isinstance(counts, str):
+                counts = rle_normalise(m["rle"])["counts"]
         except (RLEError, KeyError, TypeError) as e:
             raise InvalidInputError(
                 f"frame {frame}: a mask's rle is not COCO RLE {{'size': [h, w], 'counts': str}} ({e})"
             ) from None
         score = _num(m.get("score"))
         track = m.get("track_id")
-        h, w = norm["size"]
-        packed_masks.append([str(m["label"]), score, int(h), int(w), norm["counts"], track])
+        box, area = rle_extent(h, runs)  # kept with the mask: exports never parse its runs again for them
+        packed_masks.append(
+            [
+                str(m["label"]),
+                score,
+                int(h),
+                int(w),
+                counts,
+                track,
+                area,
+                None if box is None else [int(v) for v in box],
+            ]
+        )
         best = max(best or 0.0, 1.0 if score is None else score)
     classes: list[str] = []
     arr = np.full((len(boxes), BOX_COLUMNS), np.nan, np.float64)
@@ -145,17 +160,34 @@ class Item:
     track_id: int | None = None
 
 
+def mask_extent(entry: Sequence[Any]) -> tuple[tuple[float, float, float, float] | None, int] | None:
+    """``(box, area)`` of a packed mask entry as recorded with it (:func:`core_model.contract.rle_extent`), or
+    ``None`` for a row written before they were kept."""
+    if len(entry) < 8:
+        return None
+    box = entry[7]
+    return (None if box is None else tuple(float(v) for v in box)), int(entry[6])
+
+
+def unpack_raw(
+    masks_z: bytes | None, box_classes: Any, boxes: bytes | None
+) -> tuple[list[list[Any]], np.ndarray | None, list[str]]:
+    """One ``frame_outputs`` row's masks (packed entries, see the module docstring), boxes (float64 ``[n, 7]``)
+    and box class names, as stored (what exports read a procedure with, without an object per box)."""
+    masks = json.loads(zlib.decompress(masks_z)) if masks_z else []
+    arr = np.frombuffer(zlib.decompress(boxes), "<f8").reshape(-1, BOX_COLUMNS) if boxes else None
+    return masks, arr, list(_json(box_classes) or ())
+
+
 def unpack_items(masks_z: bytes | None, box_classes: Sequence[str] | None, boxes: bytes | None) -> list[Item]:
     """The items of one ``frame_outputs`` row (its ``masks_z``, ``box_classes`` and ``boxes`` columns)."""
     out: list[Item] = []
-    masks = json.loads(zlib.decompress(masks_z)) if masks_z else ()
-    for i, (name, score, h, w, counts, track) in enumerate(masks):
+    masks, arr, names = unpack_raw(masks_z, box_classes, boxes)
+    for i, (name, score, h, w, counts, track, *_extent) in enumerate(masks):
         out.append(
             Item(i, r.LabelKind.MASK, name, score, rle={"size": [h, w], "counts": counts}, track_id=track)
         )
-    if boxes:
-        arr = np.frombuffer(zlib.decompress(boxes), "<f8").reshape(-1, BOX_COLUMNS)
-        names = list(box_classes or ())
+    if arr is not None:
         base = BOX_SLOT
         for i, row in enumerate(arr.tolist()):
             x0, y0, x1, y1, score, cls, track = row

@@ -306,7 +306,8 @@ def coco_frames(
             if not isinstance(a, MaskAnn):
                 continue
             ids[1] += 1
-            mb, area = raster.rle_bbox_area(a.rle)  # from the runs: a 1080p mask is never decoded here
+            # as recorded with the mask, or from its runs: a 1080p mask is never decoded here
+            mb, area = a.extent if a.extent is not None else raster.rle_bbox_area(a.rle)
             # one annotation carries a mask and its box only when both have the same review state
             cands = [b for b in boxes_by_key.get((a.label, a.track_id), []) if b.state == a.state]
             if (
