@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine_name
+from common import benchmark_parser, machine_name
 
 from core_model.models import EndoFM, get_config
 from core_model.models.reference import ReferenceEndoFM
@@ -304,8 +304,7 @@ def summarize(rows: list[dict[str, Any]], device: torch.device, skipped: list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="CPU-sized check of every code path (~1 min)")
+    p = benchmark_parser(__doc__, "CPU-sized check of every code path (~1 min)")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
     p.add_argument("--batch-infer", type=int, default=32)
     p.add_argument("--batch-train", type=int, default=8)

@@ -6,6 +6,7 @@ finds this module.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import subprocess
@@ -13,6 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def benchmark_parser(doc: str | None, small: str = "a quick CPU-sized run") -> argparse.ArgumentParser:
+    """A benchmark's command line: described by the first paragraph of ``doc`` (its module docstring), with the
+    ``--small`` switch every benchmark has (``small``: what it runs then)."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--small", action="store_true", help=small)
+    return ap
 
 
 def emit(obj: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import cpu_name, emit
+from common import benchmark_parser, cpu_name, emit
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -142,8 +142,7 @@ def reviewer(db: str, video_id: int, seconds: float, think_ms: float, go: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true", help="8 s instead of 30 s")
+    ap = benchmark_parser(__doc__, "8 s instead of 30 s")
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--batch-frames", type=int, default=256)
     ap.add_argument("--think-ms", type=float, default=20.0)

@@ -17,7 +17,6 @@ Output: one JSON object per line; the last is ``{"event": "summary", ...}`` nami
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import signal
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_name, emit
+from common import benchmark_parser, cpu_name, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -73,8 +72,7 @@ def import_kill_trials(tmp: Path, trials: int) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--small", action="store_true")
+    ap = benchmark_parser(__doc__, "a few trials")
     a = ap.parse_args(argv)
     from tests.store.durability import job_lock_kill_trials, power_loss_trials
 

@@ -15,7 +15,6 @@ parent's data config). The run's wall time (start-up, training, validation, expo
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -24,8 +23,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
+from common import benchmark_parser
 
 from core_model.contract import DataConfig, ModelMeta
 from core_model.finetune.config import FinetuneConfig
@@ -129,8 +130,7 @@ def run(arch: str, manifest: Path, root: Path, steps: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="endofm_tiny only")
+    ap = benchmark_parser(__doc__, "endofm_tiny only")
     ap.add_argument("--steps", type=int, default=4, help="training clips per run (default 4)")
     args = ap.parse_args()
     torch.manual_seed(0)

@@ -24,7 +24,6 @@ Medians over the timed iterations.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import json
@@ -38,7 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine_name
+from common import benchmark_parser, machine_name
 
 from core_model.heads import EndoFMTaskModel, build_head
 from core_model.models import EndoFM, get_config
@@ -182,8 +181,7 @@ def fit_12gb(arch: str, task: str, frames: int, size: int, device: torch.device)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--small", action="store_true", help="CPU-sized check (endofm_tiny, 4x112, batch 2)")
+    p = benchmark_parser(__doc__, "CPU-sized check (endofm_tiny, 4x112, batch 2)")
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--tasks", default="classification,segmentation,detection")

@@ -33,7 +33,6 @@ continued pretraining on another site's archive has its own benchmark, ``benchma
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -48,7 +47,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import emit, machine_name
+from common import benchmark_parser, emit, machine_name
 
 from core_model.contract import IMAGENET_MEAN, IMAGENET_STD
 from core_model.phantom.sites import SITES
@@ -227,8 +226,7 @@ def probe_all(x: np.ndarray, y: np.ndarray, tr: np.ndarray) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="one-minute smoke run (numbers meaningless)")
+    ap = benchmark_parser(__doc__, "one-minute smoke run (numbers meaningless)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--probe-every", type=int, default=None, help="also probe the teacher every N epochs")

@@ -26,7 +26,6 @@ clips/s, peak memory (``torch.cuda.max_memory_allocated``; null on CPU) and the 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import statistics
@@ -43,7 +42,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine_name
+from common import benchmark_parser, machine_name
 
 from core_model import runtime
 from core_model.models import EndoFM, get_config
@@ -204,8 +203,7 @@ def measure(name: str, build, views, device, warmup: int, iters: int) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="CPU-sized check of every code path (~1 min)")
+    ap = benchmark_parser(__doc__, "CPU-sized check of every code path (~1 min)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None)

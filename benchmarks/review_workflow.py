@@ -21,7 +21,6 @@ the truth; the summary gives the ratios. One JSON object per line, the last the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_name, emit
+from common import benchmark_parser, cpu_name, emit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -379,8 +378,7 @@ def screens(out: Path, size: str, work: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="40 frames at 192 px, one repeat (about a minute)")
+    ap = benchmark_parser(__doc__, "40 frames at 192 px, one repeat (about a minute)")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--wrong", type=float, default=0.2, help="fraction of polyp frames the model gets wrong")

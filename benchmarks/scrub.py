@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import BITS, cpu_name, emit, read_stamp, run_child, stamp
+from common import BITS, benchmark_parser, cpu_name, emit, read_stamp, run_child, stamp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -212,8 +212,7 @@ def child(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="20 s of video, 10 s playback (about a minute)")
+    ap = benchmark_parser(__doc__, "20 s of video, 10 s playback (about a minute)")
     ap.add_argument("--seeks", type=int, default=200)
     ap.add_argument("--baseline-seeks", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=None, help="video length")

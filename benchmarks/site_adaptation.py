@@ -24,7 +24,6 @@ Defaults: 3 seeds, 128 archive videos of 64 frames cut into 512 clips of 16 fram
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pretrain_probe as probe  # (the phantom data and the probes, shared with that benchmark)
+from common import benchmark_parser
 
 from core_model.phantom.sites import SITES
 from core_model.pretrain import load_config, train
@@ -62,8 +62,7 @@ def _archive(work: Path, n: int, frames: int, size: int, site: str, clip_frames:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="one seed at tiny sizes (numbers meaningless)")
+    ap = benchmark_parser(__doc__, "one seed at tiny sizes (numbers meaningless)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--site", default="site_b", choices=sorted(SITES))

@@ -26,7 +26,6 @@ Output: one JSON object per line; the last is ``{"event": "summary", ...}`` nami
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import random
@@ -42,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import cpu_name, emit
+from common import benchmark_parser, cpu_name, emit
 
 from endoreview.store import Store
 from endoreview.store.database import SQLITE_PRAGMAS
@@ -225,8 +224,7 @@ def bench_edit(store: Store, con: sqlite3.Connection, video: int, n: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="CPU check in about a minute")
+    ap = benchmark_parser(__doc__, "CPU check in about a minute")
     ap.add_argument("--dir", help="where to build the database (default: a temp folder on this disk)")
     ap.add_argument("--lookups", type=int, default=None)
     ap.add_argument("--edits", type=int, default=None)

@@ -17,7 +17,6 @@ line timing the phantom generator (256x256, 64 frames). One JSON object per line
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_name, read_stamp, stamp
+from common import benchmark_parser, cpu_name, read_stamp, stamp
 
 
 def make_file(
@@ -173,10 +172,7 @@ def phantom_speed(repeats: int = 3) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--small", action="store_true", help="short files and few seeks (about a minute on 2 cores)"
-    )
+    ap = benchmark_parser(__doc__, "short files and few seeks (about a minute on 2 cores)")
     ap.add_argument("--seeks", type=int, default=None, help="random seeks per file and reader")
     ap.add_argument(
         "--workdir", type=Path, default=None, help="keep the generated files here (reused if present)"
