@@ -12,15 +12,16 @@ from endoreview.services.queue import QueueItem, ReviewQueue
 from endoreview.ui.editing.panel import QueuePanel
 
 if TYPE_CHECKING:
+    from endoreview.ui.backend import Backend
     from endoreview.ui.editing.controller import EditController
 
 
 class QueueController(QObject):
     def __init__(
-        self, ctl: EditController, panel: QueuePanel, backend: Any, open_video: Callable[[int], None]
+        self, ctl: EditController, panel: QueuePanel, backend: Backend, open_video: Callable[[int], None]
     ) -> None:
-        """``backend``: the library's view models (its store, project and library); ``open_video``: opens a video in
-        the player (the main window's)."""
+        """``backend``: the app's open services (the queue reads its store, project and library); ``open_video``:
+        opens a video in the player (the main window's)."""
         super().__init__(ctl)
         self.ctl, self.panel, self.backend, self._open_video = ctl, panel, backend, open_video
         self.items: list[QueueItem] = []
