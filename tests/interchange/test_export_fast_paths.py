@@ -12,7 +12,7 @@ from endoreview.interchange.formats import cvat
 def _masks(rng: np.random.Generator):
     """Masks of every shape the conversion has cases for: noise, rectangles (runs over column ends: a whole
     column and the top of the next), one column, one row, one pixel, the whole frame, corners."""
-    for i in range(1500):
+    for i in range(800):
         h, w = (int(v) for v in rng.integers(1, 24, 2))
         m = np.zeros((h, w), np.uint8)
         kind = i % 5
@@ -47,7 +47,7 @@ def test_cvat_mask_runs_from_coco_runs_match_the_exact_decode():
             got = cvat.row_major_runs(h, runs)
             assert got is not None and int(got[0].sum()) == got[3] * got[4]
             n += 1
-    assert n > 1000
+    assert n > 500
 
 
 def test_cvat_mask_runs_of_a_1080p_mask_read_back_exactly():
@@ -123,7 +123,7 @@ def _named(doc: dict) -> list[dict]:
     return [{**a, "category_id": cats[a["category_id"]]} for a in doc["annotations"]]
 
 
-def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(store, tmp_path):
+def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(store, tmp_path, monkeypatch):
     import json
 
     from endoreview.interchange.exporter import Exporter, ExportOptions
@@ -159,3 +159,7 @@ def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(stor
     )
     assert sorted(map(key, back.boxes)) == sorted(map(key, ref.boxes))
     assert sum(a.track_id == 3 for a in back.masks) == v.frame_count
+    # the masks converted by worker processes (as on a long video) give the same file
+    monkeypatch.setattr(cvat, "PARALLEL_MASKS", 1)
+    Exporter(store).export(tmp_path / "p", ExportOptions("cvat-video", selection="all"))
+    assert (tmp_path / "p" / xml.name).read_bytes() == xml.read_bytes()

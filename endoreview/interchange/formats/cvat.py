@@ -21,6 +21,7 @@ exactly the same frames.
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -436,12 +437,22 @@ def _shape_body(kind: str, a) -> str:
     if kind == "box":
         x0, y0, x1, y1 = a.bbox
         return f'xtl="{x0:.4f}" ytl="{y0:.4f}" xbr="{x1:.4f}" ybr="{y1:.4f}"'
-    enc = cvat_rle_from_coco(a.rle)
+    return _mask_body(a.rle["size"], a.rle["counts"])
+
+
+def _mask_body(size, counts) -> str:
+    """A mask shape's attributes from its COCO RLE (a worker process's task at procedure scale)."""
+    enc = cvat_rle_from_coco({"size": size, "counts": counts})
     if enc is None:
-        h, w = a.rle["size"]
+        h, w = size
         enc = (str(w * h), 0, 0, int(w), int(h))
     rle, left, top, bw, bh = enc
     return f'rle="{rle}" left="{left}" top="{top}" width="{bw}" height="{bh}"'
+
+
+#: masks in one part from which worker processes convert them (below that, starting them costs more)
+PARALLEL_MASKS = 128
+MASK_WORKERS = 2
 
 
 _SHAPE_FLAGS = 'occluded="0" keyframe="1" z_order="0"'
@@ -479,12 +490,18 @@ class CvatVideoWriter:
         self.dropped: set[str] = set()
         self.quoted: dict[str, str] = {}  # label -> its quoted attribute value
         self.has_scores = False
+        self.pool = None  # worker processes converting masks (see _mask_bodies), started on a long video
 
     def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
         lines: dict[Path, list[str]] = defaultdict(list)
         loose = self.parts / "untracked.xml"
         quoted = self.quoted
+        # the masks' runs (most of the work at procedure scale) are converted by worker processes meanwhile
+        pending = self._mask_bodies(masks)
+        body_of: dict[int, str] = {}
         for kind, anns in (("box", boxes), ("mask", masks)):
+            if kind == "mask":
+                body_of = {id(a): b for a, b in zip(masks, pending)}
             tag_open, tag_close = f'    <{kind} frame="', f"></{kind}>"
             for a in sorted(anns, key=lambda a: a.frame):
                 q = quoted.get(a.label)
@@ -493,9 +510,9 @@ class CvatVideoWriter:
                     self.labels.add(a.label)
                 if a.score is not None:
                     self.has_scores = True
+                body = body_of[id(a)] if kind == "mask" else _shape_body(kind, a)
                 if a.track_id is None:
                     # a one-shape track; its id is given when the file is joined (after the tracked ids)
-                    body = _shape_body(kind, a)
                     f = a.frame
                     shapes = f'{tag_open}{f}" outside="0" {_SHAPE_FLAGS} {body}{tag_close}'
                     if f + 1 < self.num_frames:
@@ -509,6 +526,7 @@ class CvatVideoWriter:
                     st = self.groups[key] = {
                         "prev": None,
                         "last": None,
+                        "body": None,
                         "file": self.parts / f"g{len(self.groups)}",
                     }
                 if st["prev"] is not None and a.frame <= st["prev"]:
@@ -518,21 +536,47 @@ class CvatVideoWriter:
                     continue
                 out = lines[st["file"]]
                 if st["prev"] is not None and a.frame > st["prev"] + 1:
-                    out.append(_shape_xml(kind, st["last"], st["prev"] + 1, outside=True))
-                out.append(_shape_xml(kind, a, a.frame, outside=False))
-                st["prev"], st["last"] = a.frame, a
+                    out.append(_shape_xml(kind, st["last"], st["prev"] + 1, outside=True, body=st["body"]))
+                out.append(_shape_xml(kind, a, a.frame, outside=False, body=body))
+                st["prev"], st["last"], st["body"] = a.frame, a, body
         for p, text in lines.items():
             with open(p, "a", encoding="utf-8") as f:
                 f.write("\n".join(text) + "\n")
+
+    def _mask_bodies(self, masks: list[MaskAnn]):
+        """The masks' shape attributes (:func:`_mask_body`), in order: an iterator over results worker processes
+        compute while the caller writes the boxes, once a part has enough masks to be worth it."""
+        if len(masks) < PARALLEL_MASKS or (os.cpu_count() or 1) < 2 or not sys.platform.startswith("linux"):
+            return [_mask_body(m.rle["size"], m.rle["counts"]) for m in masks]
+        if self.pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forked: a spawned worker would run the exporting program's main module again (the CLI, a job); the
+            # workers touch nothing of the parent but this module's pure functions
+            self.pool = ProcessPoolExecutor(
+                min(MASK_WORKERS, os.cpu_count() or 1), mp_context=multiprocessing.get_context("fork")
+            )
+        sizes = [m.rle["size"] for m in masks]
+        counts = [m.rle["counts"] for m in masks]
+        return self.pool.map(_mask_body, sizes, counts, chunksize=max(1, len(masks) // (4 * MASK_WORKERS)))
+
+    def close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
 
     def finish(self, dropped: set[str]) -> Path:
         """Join the parts into the output file (written under a temporary name, then renamed); returns its path."""
         import shutil
 
+        self.close_pool()
         for (kind, _label, _tid), st in self.groups.items():
             if st["prev"] is not None and st["prev"] + 1 < self.num_frames:
                 with open(st["file"], "a", encoding="utf-8") as f:
-                    f.write(_shape_xml(kind, st["last"], st["prev"] + 1, outside=True) + "\n")
+                    f.write(
+                        _shape_xml(kind, st["last"], st["prev"] + 1, outside=True, body=st["body"]) + "\n"
+                    )
         head = [
             '<?xml version="1.0" encoding="utf-8"?>',
             "<annotations>",
@@ -581,6 +625,8 @@ class CvatVideoWriter:
 
     def abort(self) -> None:
         import shutil
+
+        self.close_pool()
 
         shutil.rmtree(self.parts, ignore_errors=True)
 
