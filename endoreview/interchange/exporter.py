@@ -613,16 +613,17 @@ class _CocoStream:
             self.ids,
             dropped,
             normalised=True,  # the store keeps every mask in the codec's normal form
+            as_text=not self.polygons,
         )
         if self.polygons and anns:
             doc, d = coco.coco_polygon_document({"annotations": anns})
-            anns = doc["annotations"]
+            anns = [json.dumps(a) for a in doc["annotations"]]
             dropped.update(d)
         if images:  # one encoder call per part, its brackets dropped
             self.main.write((", " if self.n_images else "") + json.dumps(images)[1:-1])
             self.n_images += len(images)
-        if anns:
-            self.anns.write((", " if self.n_anns else "") + json.dumps(anns)[1:-1])
+        if anns:  # each annotation's JSON text
+            self.anns.write((", " if self.n_anns else "") + ", ".join(anns))
             self.n_anns += len(anns)
 
     def end_video(self, dropped: set[str]) -> None:

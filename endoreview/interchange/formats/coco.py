@@ -265,13 +265,16 @@ def coco_frames(
     ids: list[int],
     dropped: set[str],
     normalised: bool = False,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    as_text: bool = False,
+) -> tuple[list[dict[str, Any]], list[Any]]:
     """The COCO images and annotations of one video item (or of a range of its frames: the exporter streams a long
     video in parts). ``ids`` = [last image id, last annotation id] is advanced; a label missing from ``cat_id`` gets
     the next category id. ``normalised``: the masks' RLE is already the codec's normal form (as the store keeps
-    it), so it is written as it is instead of being re-encoded."""
+    it), so it is written as it is instead of being re-encoded. ``as_text``: each annotation as its JSON text
+    (what ``json.dumps`` writes; a box's text is formatted directly: a procedure has a million)."""
     images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
+    annotations: list[Any] = []
+    states: dict[Any, str] = {}
 
     def cat(name: str) -> int:
         if name not in cat_id:
@@ -332,11 +335,30 @@ def coco_frames(
                 "iscrowd": 0,
                 "endoreview_box": box is not None,
             }
-            annotations.append(_with_label_fields(ann, a))
+            ann = _with_label_fields(ann, a)
+            annotations.append(json.dumps(ann) if as_text else ann)
         for rest in boxes_by_key.values():
             for b in rest:
                 ids[1] += 1
                 x0, y0, x1, y1 = b.bbox
+                if as_text and all(type(c) is float for c in b.bbox) and type(b.score) in (float, type(None)):
+                    # json.dumps writes a float as its repr (a box's values are finite: the store checks them)
+                    text = (
+                        f'{{"id": {ids[1]}, "image_id": {image_id}, "category_id": {cat(b.label)}, '
+                        f'"bbox": [{x0!r}, {y0!r}, {x1 - x0!r}, {y1 - y0!r}], '
+                        f'"area": {(x1 - x0) * (y1 - y0)!r}, "iscrowd": 0'
+                    )
+                    if b.track_id is not None:
+                        text += f', "track_id": {int(b.track_id)}'
+                    if b.score is not None:
+                        text += f', "score": {b.score!r}'
+                    if b.state is not None:
+                        st = states.get(b.state)
+                        if st is None:
+                            st = states[b.state] = json.dumps(b.state)
+                        text += f', "review_state": {st}'
+                    annotations.append(text + "}")
+                    continue
                 ann = {
                     "id": ids[1],
                     "image_id": image_id,
@@ -345,7 +367,8 @@ def coco_frames(
                     "area": float((x1 - x0) * (y1 - y0)),
                     "iscrowd": 0,
                 }
-                annotations.append(_with_label_fields(ann, b))
+                ann = _with_label_fields(ann, b)
+                annotations.append(json.dumps(ann) if as_text else ann)
     return images, annotations
 
 
