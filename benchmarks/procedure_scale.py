@@ -414,9 +414,12 @@ print(json.dumps({{"first_draw_s": round(first, 3), "fps": round(len(steps) / su
         if name in stages and video_id is not None:
             cmd = [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "export", fmt]
             cmd += [str(d / f"export_{fmt}"), "--run-id", "1"]
-            res = _popen_wait4(cmd, env)
+            load_before = os.getloadavg()[0]
+            res = _popen_wait4(cmd, env)  # cpu_s and peak_mb include the CVAT export's mask workers
             size = sum(p.stat().st_size for p in (d / f"export_{fmt}").rglob("*") if p.is_file())
-            stage(name, res, out_mb=round(size / 1e6, 1))
+            # the wall time depends on what else runs: the load average before and after says how busy it was
+            stage(name, res, out_mb=round(size / 1e6, 1), load_before=round(load_before, 2),
+                  load_after=round(os.getloadavg()[0], 2))  # fmt: skip
     return out
 
 

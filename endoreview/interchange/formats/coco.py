@@ -283,12 +283,13 @@ def coco_frames(
 
     if v.segments or v.video_labels:
         dropped.add("segments and video labels (COCO has no temporal labels; use the CSV export)")
-    frames: dict[int, list] = defaultdict(list)
+    mframes: dict[int, list[MaskAnn]] = defaultdict(list)
+    bframes: dict[int, list[BoxAnn]] = defaultdict(list)
     for m in v.masks:
-        frames[m.frame].append(m)
+        mframes[m.frame].append(m)
     for b in v.boxes:
-        frames[b.frame].append(b)
-    for f in sorted(frames):
+        bframes[b.frame].append(b)
+    for f in sorted(mframes.keys() | bframes.keys()):
         ids[0] += 1
         image_id = ids[0]
         images.append(
@@ -302,12 +303,9 @@ def coco_frames(
             }
         )
         boxes_by_key: dict[tuple, list[BoxAnn]] = defaultdict(list)
-        for a in frames[f]:
-            if isinstance(a, BoxAnn):
-                boxes_by_key[(a.label, a.track_id)].append(a)
-        for a in frames[f]:
-            if not isinstance(a, MaskAnn):
-                continue
+        for a in bframes.get(f, ()):
+            boxes_by_key[(a.label, a.track_id)].append(a)
+        for a in mframes.get(f, ()):
             ids[1] += 1
             # as recorded with the mask, or from its runs: a 1080p mask is never decoded here
             mb, area = a.extent if a.extent is not None else raster.rle_bbox_area(a.rle)
@@ -341,7 +339,15 @@ def coco_frames(
             for b in rest:
                 ids[1] += 1
                 x0, y0, x1, y1 = b.bbox
-                if as_text and all(type(c) is float for c in b.bbox) and type(b.score) in (float, type(None)):
+                score = b.score
+                if (
+                    as_text
+                    and type(x0) is float
+                    and type(y0) is float
+                    and type(x1) is float
+                    and type(y1) is float
+                    and (score is None or type(score) is float)
+                ):
                     # json.dumps writes a float as its repr (a box's values are finite: the store checks them)
                     text = (
                         f'{{"id": {ids[1]}, "image_id": {image_id}, "category_id": {cat(b.label)}, '
@@ -350,8 +356,8 @@ def coco_frames(
                     )
                     if b.track_id is not None:
                         text += f', "track_id": {int(b.track_id)}'
-                    if b.score is not None:
-                        text += f', "score": {b.score!r}'
+                    if score is not None:
+                        text += f', "score": {score!r}'
                     if b.state is not None:
                         st = states.get(b.state)
                         if st is None:
