@@ -1,5 +1,3 @@
-import sys
+from core_model.cli import run
 
-from core_model.cli import main
-
-sys.exit(main())
+run()

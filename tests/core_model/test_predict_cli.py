@@ -201,3 +201,30 @@ def test_predict_reads_the_manifest_endofm_phantom_writes(model_dir, tmp_path, c
     events = _events(out)
     assert sum(e["event"] == "video_done" for e in events) == 2
     assert sum(e["event"] == "frame" for e in events) == 16
+
+
+def test_the_predict_process_exits_with_its_outputs_complete(model_dir, videos, tmp_path):
+    """``python -m core_model predict`` ends right after flushing (no interpreter finalisation): the output file and
+    stdout are complete and the exit status says a video failed."""
+    import subprocess
+    import sys
+
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    out = tmp_path / "preds.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "core_model",
+        "predict",
+        str(videos / "case1.mp4"),
+        str(tmp_path / "broken.mp4"),
+    ]
+    proc = subprocess.run(
+        [*cmd, "--model", str(model_dir), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 1, proc.stderr
+    events = _events(out)
+    assert [e["frame"] for e in events if e["event"] == "frame"] == list(range(N_FRAMES))
+    assert events[-1]["event"] == "done" and events[-1]["failed"] == 1 and events[-1]["frames"] == N_FRAMES
+    assert json.loads(proc.stdout.splitlines()[-1])["event"] == "done"
+    assert "broken.mp4" in proc.stderr
