@@ -206,9 +206,11 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         if args.out_dir:
             return _archive(args, videos, frames, fail)
-        predictor = _load_predictor(args)
+        predictor = _load_predictor(args, background=True)
         if isinstance(predictor, str):
             return fail(predictor, 2)
+        from core_model.inference.predictor import ModelLoadError
+
         failed = n_frames = 0
         for video in videos:
             ok = True
@@ -221,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                         ok = False
                         print(f"endofm predict: {event['message']}", file=sys.stderr)
                     sink.emit(event)
+            except ModelLoadError as exc:  # the weights, read while the first video started decoding
+                return fail(f"cannot load model {args.model}: {exc}", 2)
             except Exception as exc:  # a model/runtime failure on this video: report it, go on with the next
                 log.debug("prediction failed on %s", video, exc_info=True)
                 ok = False
@@ -274,8 +278,10 @@ def _archive(args, videos: list[str], frames: list[int] | None, fail) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _load_predictor(args):
-    """The Predictor, or a readable message saying why the model cannot be used."""
+def _load_predictor(args, background: bool = False):
+    """The Predictor, or a readable message saying why the model cannot be used. ``background``: only model.json
+    is read here; the weights load while the first video starts decoding (a failure then raises
+    ``ModelLoadError`` from ``predict_video``)."""
     from core_model import runtime
     from core_model.inference.predictor import Predictor
 
@@ -297,6 +303,7 @@ def _load_predictor(args):
             box_threshold=args.box_threshold,
             max_boxes=args.max_boxes,
             workers=args.workers,
+            load_in_background=background,
         )
     except Exception as exc:  # CheckpointError, bad JSON, shape mismatch, unknown head, missing CUDA ...
         log.debug("cannot load model %s", model_dir, exc_info=True)

@@ -46,7 +46,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -68,9 +68,13 @@ from core_model.inference.stream import ClipBatch, ClipStream
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Predictor", "Preprocess", "preprocess_frames"]
+__all__ = ["ModelLoadError", "Predictor", "Preprocess", "preprocess_frames"]
 
 PROGRESS_EVERY_S = 0.25
+
+
+class ModelLoadError(RuntimeError):
+    """The model of a ``Predictor(..., load_in_background=True)`` could not be loaded (the message says why)."""
 
 
 # What the model expects: the contract's typed data config (model.json "data"); a format-1 ``preprocess`` dict is
@@ -203,19 +207,29 @@ class Predictor:
         box_threshold: float = 0.1,
         max_boxes: int = 20,
         workers: int | None = None,
+        load_in_background: bool = False,
     ):
         self.device = runtime.pick_device(device)
         self.meta: ModelMeta | None = None
+        self._model: EndoFMTaskModel | None = None
+        self._loading: Future | None = None
         if isinstance(model, EndoFMTaskModel):
             if preprocess is None:
                 raise ValueError(
                     "Predictor(model object) needs its preprocess settings (mean/std/frames/size)"
                 )
-            self.model = model
+            self._model = model
         else:
+            from core_model.contract import META_FILE, read_model_json
             from core_model.heads.io import load_task_model
 
-            self.model, meta = load_task_model(model, device="cpu")
+            if load_in_background:  # model.json now; the weights while the first video starts decoding
+                meta = read_model_json(os.path.join(os.fspath(model), META_FILE))
+                pool = ThreadPoolExecutor(1, thread_name_prefix="endofm-load")
+                self._loading = pool.submit(load_task_model, model, device="cpu")
+                pool.shutdown(wait=False)
+            else:
+                self._model, meta = load_task_model(model, device="cpu")
             preprocess = preprocess if preprocess is not None else meta.data
             self.meta = meta
         pre = _as_data_config(preprocess)
@@ -235,12 +249,43 @@ class Predictor:
         self.amp = bool(amp)
         self.box_threshold = float(box_threshold)
         self.max_boxes = int(max_boxes)
-        self.model.eval().to(self.device)
         if self.device.type == "cpu":
             _keep_freed_memory()
+        if self._model is not None:
+            self._place(self._model)
+
+    def _place(self, model: EndoFMTaskModel) -> None:
+        model.eval().to(self.device)
+        if self.device.type == "cpu":
             # oneDNN runs the heads' small convolutions ~4x faster on channels-last weights (the demo model's clip:
             # 42.6 -> 35.6 ms of CPU); outputs move by ~2e-5
-            self.model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)
+
+    @property
+    def model(self) -> EndoFMTaskModel:
+        """The task model; with ``load_in_background``, waits for it (a failed load raises ``ModelLoadError``)."""
+        if self._model is None:
+            assert self._loading is not None
+            try:
+                model, _ = self._loading.result()
+            except Exception as exc:  # CheckpointError, shape mismatch, no heads ...
+                raise ModelLoadError(str(exc)) from exc
+            self._place(model)
+            self._model, self._loading = model, None
+        return self._model
+
+    PREFETCH_BYTES = 24 * 1024 * 1024
+
+    def _prefetch_depth(self) -> int:
+        """Batches decoded ahead of the model: ~24 MB of them (the demo model's batch is 0.6 MB, so ~40 batches;
+        a ViT-B batch of 16 clips, 77 MB, gets the minimum of 2). Deep enough that decoding runs on while the model
+        is still loading or busy, bounded whatever the video's length."""
+        pre = self.preprocess
+        batch = self.batch_size * 3 * pre.num_frames * pre.img_size[0] * pre.img_size[1] * 4
+        return int(min(64, max(2, self.PREFETCH_BYTES // max(batch, 1))))
+
+    def _head_names(self) -> list[str]:
+        return list(self.meta.heads) if self.meta is not None else list(self.model.heads)
 
     @property
     def tasks(self) -> list[str]:
@@ -279,8 +324,7 @@ class Predictor:
         t0 = time.perf_counter()
         pre = self.preprocess
         n = len(reader)
-        heads = self.model.heads
-        dense = "segmentation" in heads or "detection" in heads
+        dense = bool({"segmentation", "detection"} & set(self._head_names()))
         meta = reader.meta
         try:
             exact = None
@@ -309,38 +353,6 @@ class Predictor:
             yield {"event": "error", "video": video, "message": f"{video}: {exc}"}
             return
         targets: Sequence[int] = range(n) if frames is None else sorted(set(int(f) for f in frames))
-        yield {
-            "event": "video_start",
-            "video": video,
-            "num_frames": n,
-            "fps": float(meta.fps),
-            "width": int(meta.width),
-            "height": int(meta.height),
-            "clips": len(starts),
-            "frames": len(targets),
-            "tasks": self.tasks,
-            "classes": self._classes(),
-            "sampling": {
-                "clip_len": pre.num_frames,
-                "frame_stride": pre.frame_stride,
-                "clip_stride": pre.effective_clip_stride(),
-                "img_size": list(pre.img_size),
-                "protocol": pre.protocol,
-                "sampling": pre.sampling,
-                "clips": pre.clips,
-                "resize": pre.resize,
-            },
-        }
-        merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
-        evidence = FrameEvidence(n, self._operating_point().finding)
-        ood_ref = self.meta.ood if self.meta is not None else {}
-        cls_rec = None
-        if (
-            ood_ref
-        ):  # out-of-domain check: the clips' CLS features, by a hook (core_model.inference.calibrate)
-            from core_model.inference.calibrate import CLSRecorder
-
-            cls_rec = CLSRecorder(self.model, ood_ref)
         stream = (
             ClipStream(
                 reader,
@@ -353,16 +365,55 @@ class Predictor:
                 mean=pre.mean,
                 std=pre.std,
                 pin=self.device.type == "cuda",
+                depth=self._prefetch_depth(),
             )
             if exact is None
             else _ExactStream(reader, exact, self.batch_size, pre)
         )
-        next_target = 0  # index into targets of the next frame to emit
-        last_progress = 0.0
-        workers, intra = self._cpu_workers() if self.device.type == "cpu" else (1, None)
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="endofm-model") if workers > 1 else None
-        pending: deque = deque()  # (batch, future of merger.predict(outputs)), in plan order
-        threads_before = torch.get_num_threads()
+        try:  # until the loop below takes over: a model that fails to load or a consumer that stops early ends
+            # the decoding thread too
+            heads = self.model.heads  # decoding has started: a model still loading finishes meanwhile
+            yield {
+                "event": "video_start",
+                "video": video,
+                "num_frames": n,
+                "fps": float(meta.fps),
+                "width": int(meta.width),
+                "height": int(meta.height),
+                "clips": len(starts),
+                "frames": len(targets),
+                "tasks": self.tasks,
+                "classes": self._classes(),
+                "sampling": {
+                    "clip_len": pre.num_frames,
+                    "frame_stride": pre.frame_stride,
+                    "clip_stride": pre.effective_clip_stride(),
+                    "img_size": list(pre.img_size),
+                    "protocol": pre.protocol,
+                    "sampling": pre.sampling,
+                    "clips": pre.clips,
+                    "resize": pre.resize,
+                },
+            }
+            merger = FrameMerger(dict(heads.items()), n, pre.img_size, self.box_threshold, self.max_boxes)
+            evidence = FrameEvidence(n, self._operating_point().finding)
+            ood_ref = self.meta.ood if self.meta is not None else {}
+            cls_rec = None
+            if (
+                ood_ref
+            ):  # out-of-domain check: the clips' CLS features, by a hook (core_model.inference.calibrate)
+                from core_model.inference.calibrate import CLSRecorder
+
+                cls_rec = CLSRecorder(self.model, ood_ref)
+            next_target = 0  # index into targets of the next frame to emit
+            last_progress = 0.0
+            workers, intra = self._cpu_workers() if self.device.type == "cpu" else (1, None)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="endofm-model") if workers > 1 else None
+            pending: deque = deque()  # (batch, future of merger.predict(outputs)), in plan order
+            threads_before = torch.get_num_threads()
+        except BaseException:
+            stream.close()
+            raise
 
         def forward(x: torch.Tensor) -> dict[str, Any]:
             x = x.to(self.device, non_blocking=True)

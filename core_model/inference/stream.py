@@ -68,8 +68,8 @@ class ClipStream:
     """Decodes, resizes and normalises the batches of a clip plan in a background thread, one batch ahead.
 
     ``starts``: the plan's sorted clip starts (``plan_clip_starts``); ``num_frames`` / ``clip_len`` /
-    ``frame_stride`` make each clip from its start. Iterate to get ``ClipBatch`` objects; ``close()`` stops the
-    thread (safe to call twice). A decoding error is raised from the iteration, in the consumer's thread.
+    ``frame_stride`` make each clip from its start. ``depth``: batches made ahead of the consumer. Iterate to get
+    ``ClipBatch`` objects; ``close()`` stops the thread (safe to call twice). A decoding error is raised from the iteration, in the consumer's thread.
     """
 
     def __init__(
@@ -85,6 +85,7 @@ class ClipStream:
         mean: Sequence[float],
         std: Sequence[float],
         pin: bool = False,
+        depth: int = 2,
     ):
         self._reader = reader
         self._starts = np.asarray(starts, dtype=np.int64)
@@ -94,7 +95,7 @@ class ClipStream:
         self._mean, self._std = tuple(mean), tuple(std)
         self._pin = pin
         self.frames_decoded = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="endofm-prefetch", daemon=True)
         self._thread.start()

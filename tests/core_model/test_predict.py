@@ -234,6 +234,26 @@ def test_a_saved_task_model_loads_back_and_predicts_the_same(tmp_path, video):
     assert [e["frame"] for e in events if e["event"] == "frame"] == [3]
 
 
+def test_a_model_loaded_in_the_background_predicts_the_same_and_an_early_stop_ends_decoding(tmp_path, video):
+    """``endofm predict`` reads model.json, starts decoding and loads the weights meanwhile: same events as a model
+    loaded first; a consumer that stops after the first event leaves no decoding thread behind."""
+    import threading
+
+    model = _model().eval()
+    save_task_model(tmp_path / "m", model, _meta(model))
+
+    def frames(pred):
+        return [e for e in pred.predict_video(video) if e["event"] == "frame"]
+
+    want = frames(Predictor(tmp_path / "m", device="cpu"))
+    got = frames(Predictor(tmp_path / "m", device="cpu", load_in_background=True))
+    assert json.dumps(got) == json.dumps(want) and len(got) == 21
+    gen = Predictor(tmp_path / "m", device="cpu", load_in_background=True).predict_video(video)
+    assert next(gen)["event"] == "video_start"
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name == "endofm-prefetch" and t.is_alive()]
+
+
 def test_loading_refuses_weights_that_do_not_match_the_heads(tmp_path):
     model = _model(("classification",))
     meta = _meta(model)
