@@ -13,6 +13,19 @@ interval (the time the UI could not react). Phases, one JSON object per line (th
    video plays, its JSON lines and result reloads arriving on the GUI thread.
 
     python benchmarks/ui_stall.py --small     # about a minute
+
+On a given library and video instead of a generated one (issue 21 item 3: the 30-minute 1080p video with predictions
+on every frame, e.g. the library ``benchmarks/procedure_scale.py`` writes)::
+
+    python benchmarks/ui_stall.py --db RUN/library.sqlite3 --video-id 1
+
+opens that video as a reviewer would (``open``: seconds to the first frame, and to the timeline's lanes and the
+review session's labels), then measures the stalls while idle, while scrubbing the original, while the timeline's
+lanes are zoomed and panned every 16 ms (``timeline``: the steps per second it kept up, the schedule of
+``procedure_scale``'s ``timeline_fps``: from the whole video down to 10 s and across it) and while the video plays;
+``scrub_proxy`` only where the video already has a proxy (building one for 30 minutes takes about as long), and the
+job phase only with ``--job-seconds`` (it adds a run to the library). The library is opened as it is (copy it first
+to keep it unchanged: opening may upgrade its schema after a backup).
 """
 
 from __future__ import annotations
@@ -93,8 +106,130 @@ class Heartbeat:
         }
 
 
+def _zoom_pan_for(win, frames: int, seconds: float) -> int:
+    """Zoom and pan the timeline every 16 ms (procedure_scale's timeline_fps schedule, repeated); the steps made."""
+    from PySide6.QtCore import QTimer
+
+    from endoreview.ui.app import spin
+
+    done = [0]
+
+    def step() -> None:
+        k = done[0] % 60
+        span = max(300, int(frames / (1.25**k)))
+        a = int((frames - span) * ((done[0] * 7919) % 60) / 59)
+        win.timeline.setXRange(a, a + span, padding=0)
+        done[0] += 1
+
+    t = QTimer()
+    t.timeout.connect(step)
+    t.start(16)
+    spin(lambda: False, seconds)
+    t.stop()
+    win.timeline.setXRange(0, frames, padding=0)
+    return done[0]
+
+
+def library_child(args: argparse.Namespace) -> int:
+    """The phases on an existing library's video (``--db``, ``--video-id``)."""
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QTimer
+
+    from endoreview.media.guard import violations
+    from endoreview.ui.app import create_main_window, spin
+
+    win = create_main_window(SimpleNamespace(db=None, reviewer="bench"))
+    win.resize(1366, 768)
+    win.show()
+    win.start()
+    spin(lambda: bool(win.library.model.rows), 120)
+    row = win.library.model.row_for(args.video_id)
+    if row is None:
+        raise SystemExit(
+            f"video {args.video_id} is not in the library ({len(win.library.model.rows)} videos)"
+        )
+    n = row.frame_count
+    hb = Heartbeat()
+    t0 = time.perf_counter()
+    win.open_video(row.video_id)
+    spin(lambda: win.player.shown is not None, 120)
+    first = time.perf_counter() - t0
+    spin(lambda: win.review_ctl.tracks is not None, 120)
+    tracks = time.perf_counter() - t0
+    emit(
+        {
+            "step": "open",
+            "frames": n,
+            "first_frame_s": round(first, 3),
+            "tracks_s": round(tracks, 3),
+            "proxy": win.player._proxy is not None,
+            **hb.take(),
+        }
+    )
+    rng = np.random.default_rng(3)
+
+    def scrub_for(seconds: float) -> None:
+        t = QTimer()
+        t.timeout.connect(lambda: win.player.seek(int(rng.integers(0, n))))
+        t.start(16)
+        spin(lambda: False, seconds)
+        t.stop()
+
+    spin(lambda: False, 2.0)
+    hb.take()
+    spin(lambda: False, min(args.seconds, 8.0))
+    emit({"step": "idle", **hb.take(), "load_average_1min": round(os.getloadavg()[0], 1)})
+    scrub_for(args.seconds)
+    emit({"step": "scrub_original" if win.player._proxy is None else "scrub_proxy", **hb.take()})
+    spin(lambda: False, 1.0)
+    hb.take()
+    c0 = time.process_time()
+    steps = _zoom_pan_for(win, n, args.seconds)
+    cpu = time.process_time() - c0
+    emit(
+        {
+            "step": "timeline",
+            **hb.take(),
+            "steps": steps,
+            "steps_per_s": round(steps / args.seconds, 1),
+            "cpu_ms_per_step": round(1e3 * cpu / max(steps, 1), 1),
+        }
+    )
+    win.player.seek(n // 2)
+    spin(lambda: False, 1.0)
+    hb.take()
+    win.player.play()
+    late0 = win.player.late_frames
+    spin(lambda: False, args.seconds)
+    win.player.pause()
+    emit({"step": "play", **hb.take(), "late_frames": win.player.late_frames - late0})
+    if args.job_seconds_given:
+        win.analysis_ctl.analyse(
+            [row.video_id], model_dir=args.model
+        ) if args.model else win.analysis_ctl.analyse([row.video_id])
+        spin(lambda: bool(win.jobs.jobs), 30)
+        win.player.play()
+        hb.take()
+        t0 = time.perf_counter()
+        spin(
+            lambda: not win.jobs.running or time.perf_counter() - t0 > args.job_seconds, args.job_seconds + 5
+        )
+        stats = hb.take()
+        job = win.jobs.jobs[0].entry if win.jobs.jobs else None
+        emit({"step": "job", **stats, "job_state": job.state if job else None})
+        win.jobs.cancel_all()
+        spin(lambda: not win.jobs.running, 10)
+    emit({"step": "done", "gui_thread_violations": len(violations())})
+    win._quit_confirmed = True
+    win.close()
+    return 0
+
+
 def child(args: argparse.Namespace) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.video_id:
+        return library_child(args)
     from types import SimpleNamespace
 
     from PySide6.QtCore import QTimer
@@ -170,6 +305,58 @@ def child(args: argparse.Namespace) -> int:
     return 0
 
 
+def library_main(args: argparse.Namespace) -> int:
+    db = Path(args.db).resolve()
+    if not db.is_file():
+        raise SystemExit(f"--db {db}: no such file")
+    data = Path(tempfile.mkdtemp(prefix="stall-data-"))
+    env = dict(
+        os.environ,
+        QT_QPA_PLATFORM="offscreen",
+        ENDOREVIEW_DATA_DIR=str(data),
+        ENDOREVIEW_DB_URL=f"sqlite:///{db}",
+        PYTHONPATH=str(REPO),
+    )
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--video-id",
+        str(args.video_id),
+        "--seconds",
+        str(args.seconds),
+    ]
+    if args.job_seconds_given:
+        cmd += ["--job-seconds", str(args.job_seconds)]
+    if args.model:
+        cmd += ["--model", args.model]
+    res = run_child(cmd, env, REPO, "done")
+    if res is None:
+        return 1
+    summary = {
+        "summary": "ui_stall",
+        "machine": cpu_name(),
+        "cpus": os.cpu_count(),
+        "library": str(db),
+        "video_id": args.video_id,
+        "frames": res["open"]["frames"],
+        "open_first_frame_s": res["open"]["first_frame_s"],
+        "open_tracks_s": res["open"]["tracks_s"],
+        "load_average_1min": res["idle"]["load_average_1min"],
+        "idle_stall_max_ms": res["idle"]["stall_max_ms"],
+    }
+    for phase in ("open", "scrub_original", "scrub_proxy", "timeline", "play", "job"):
+        if phase in res:
+            summary[f"{phase}_stall_max_ms"] = res[phase]["stall_max_ms"]
+            summary[f"{phase}_stall_p99_ms"] = res[phase]["stall_p99_ms"]
+    summary["timeline_steps_per_s"] = res["timeline"]["steps_per_s"]
+    summary["timeline_cpu_ms_per_step"] = res["timeline"]["cpu_ms_per_step"]
+    summary["play_late_frames"] = res["play"]["late_frames"]
+    summary["gui_thread_violations"] = res["done"]["gui_thread_violations"]
+    emit(summary)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--small", action="store_true")
@@ -180,11 +367,18 @@ def main() -> int:
     ap.add_argument("--video", help=argparse.SUPPRESS)
     ap.add_argument("--model", help="model directory for the job phase (default: active or demo model)")
     ap.add_argument("--job-module", help="entry module of job processes (default endoreview.jobs)")
+    ap.add_argument("--db", help="an existing library (SQLite file) to measure on, with --video-id")
+    ap.add_argument("--video-id", type=int, default=None, help="the video of --db to open")
     args = ap.parse_args()
     args.seconds = args.seconds or (8.0 if args.small else 30.0)
+    args.job_seconds_given = args.job_seconds is not None
     args.job_seconds = args.job_seconds or (15.0 if args.small else 60.0)
     if args.child:
         return child(args)
+    if args.db or args.video_id:
+        if not (args.db and args.video_id):
+            ap.error("--db and --video-id go together")
+        return library_main(args)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="stall-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="stall-data-"))
