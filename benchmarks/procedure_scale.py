@@ -386,6 +386,7 @@ pred.probs = np.stack([1 - walk, walk], axis=1)
 pred.det_score = np.clip(walk + rng.normal(0, 0.05, n), 0, 1).astype(np.float32)
 labels = LabelTrack(n, segments=[Segment(a, a + 90, "polyp", "suggested") for a in range(0, n - 90, 600)])
 import pyqtgraph as pg
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)  # as the app configures it (ui/app.py)
 w = TimelineWidget(); w.resize(1600, 220); w.show()
 paints = [0]
 _paint = pg.GraphicsView.paintEvent

@@ -60,3 +60,31 @@ def test_lanes_and_playhead_follow(qtbot, timeline):
     (x0, x1), _ = timeline._vb.viewRange()
     assert x0 <= 250 <= x1 and timeline.playhead.value() == 250
     assert timeline.frame_at(QPointF(timeline.widget_x_for(260), 50)) == 260
+
+
+def test_the_lanes_curves_are_drawn_without_antialiasing(qtbot, timeline):
+    """Issue 21 item 3: with the app's global antialiasing (ui/app.py) each lane's curve cost ~16 ms a repaint at
+    1366 px, and zooming a 30-minute run in the app kept up ~5 steps a second. The curves are one min/max pair per
+    pixel (vertical strokes): they are drawn aliased, the frame overlays keep antialiasing."""
+    import numpy as np
+    import pyqtgraph as pg
+
+    was = pg.getConfigOption("antialias")
+    pg.setConfigOptions(antialias=True)
+    try:
+        pred = PredictionTrack(300, classes=["normal", "polyp"])
+        pred.probs = np.tile(np.array([[0.3, 0.7]], np.float32), (300, 1))
+        pred.det_score = np.full(300, 0.6, np.float32)
+        timeline.set_tracks(pred, None)
+    finally:
+        pg.setConfigOptions(antialias=was)
+    curves = [it for it in timeline._items if isinstance(it, pg.PlotDataItem)]
+    assert len(curves) == 3  # two classes and the detection lane
+    painter_hints = []
+    for it in curves:
+        img = pg.QtGui.QImage(10, 10, pg.QtGui.QImage.Format.Format_ARGB32)
+        p = pg.QtGui.QPainter(img)
+        it.curve.paint(p, None, None)
+        painter_hints.append(bool(p.renderHints() & pg.QtGui.QPainter.RenderHint.Antialiasing))
+        p.end()
+    assert painter_hints == [False, False, False]
