@@ -1,6 +1,8 @@
 """Background building of proxies and thumbnail strips, one video at a time (the machine's cores are shared).
 
-The video the user has open jumps the queue. Results come back on the GUI thread as signals.
+The video the user has open jumps the queue, and the rest waits while a video opens (:meth:`MediaQueue.hold`: the
+thumbnails of a large library being made at start-up took CPU from the first frame). Results come back on the GUI
+thread as signals.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +48,7 @@ class MediaQueue(QObject):
         self._cv = threading.Condition()
         self._stop = False
         self._current: int | None = None
+        self._hold_until = 0.0  # time.monotonic(): non-urgent work waits until then
         self._thread = threading.Thread(target=self._run, name="media-queue", daemon=True)
         self._thread.start()
 
@@ -55,6 +59,12 @@ class MediaQueue(QObject):
             self._queued.add(req.video_id)
             heapq.heappush(self._heap, (0 if urgent else 1, next(self._counter), req))
             self._cv.notify()
+
+    def hold(self, seconds: float) -> None:
+        """Start no non-urgent work (thumbnails, other videos' proxies) for ``seconds``: a video is opening and its
+        first frame should not share the CPU with them. Urgent requests go ahead; work in progress finishes."""
+        with self._cv:
+            self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
     def stop(self) -> None:
         with self._cv:
@@ -71,10 +81,15 @@ class MediaQueue(QObject):
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._stop and not self._heap:
-                    self._cv.wait()
-                if self._stop:
-                    return
+                while True:
+                    while not self._stop and not self._heap:
+                        self._cv.wait()
+                    if self._stop:
+                        return
+                    wait = self._hold_until - time.monotonic()
+                    if self._heap[0][0] == 0 or wait <= 0:
+                        break
+                    self._cv.wait(wait)  # an urgent request (notify) or the end of the hold
                 _, _, req = heapq.heappop(self._heap)
                 self._current = req.video_id
             try:

@@ -23,6 +23,9 @@ from endoreview.ui.views import PlayerViews, VideoInfo, VideoTracks
 
 log = logging.getLogger(__name__)
 
+#: seconds the media queue starts no background work (other videos' thumbnails) while a video opens
+OPEN_HOLD_S = 2.0
+
 
 def _open_original(path: str) -> Callable:
     return long_lived_opener(path)
@@ -69,6 +72,7 @@ class ReviewController(QObject):
     # ---- opening ----------------------------------------------------------------------------------------------
     def open_video(self, video_id: int) -> None:
         self._opening = video_id
+        self.media.hold(OPEN_HOLD_S)
         self.runner.submit(
             "video info",
             self.views.video_info,
