@@ -274,3 +274,16 @@ def test_every_kind_runs_through_one_wrapper_that_records_failures_in_the_job_ro
     row = store.get_job(job.id)
     assert row.state == "failed" and "not a usable Endo-FM checkpoint" in row.message
     assert store.find_model_version("bogus") is None
+
+
+def test_analyse_launch_makes_a_predict_job_for_the_chosen_model(store, tmp_path):
+    """What the Analyse button starts (``JobService.predict``): a queued predict job row naming the videos and the
+    model the resolver picked, and the command that runs that row."""
+    model = model_dir(tmp_path)
+    launch = JobService(store, job_module=ENTRY).predict([3, 5], str(model))
+    job = store.get_job(launch.job_id)
+    assert (job.kind, job.state, job.params["video_ids"]) == ("predict", "queued", [3, 5])
+    assert job.params["model"] == str(model.resolve())
+    assert launch.title == f"Analyse 2 videos with {model.name}"
+    assert launch.argv[-4:] == [ENTRY, "predict", "--job-id", str(job.id)]
+    assert launch.env["ENDOREVIEW_DB_URL"] == store.raw_url()
