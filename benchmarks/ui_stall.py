@@ -106,6 +106,19 @@ class Heartbeat:
         }
 
 
+def _scrub_for(win, frames: int, seconds: float, rng: np.random.Generator) -> None:
+    """Seek the player to a random frame every 16 ms for ``seconds``."""
+    from PySide6.QtCore import QTimer
+
+    from endoreview.ui.app import spin
+
+    t = QTimer()
+    t.timeout.connect(lambda: win.player.seek(int(rng.integers(0, frames))))
+    t.start(16)
+    spin(lambda: False, seconds)
+    t.stop()
+
+
 def _zoom_pan_for(win, frames: int, seconds: float) -> int:
     """Zoom and pan the timeline every 16 ms (procedure_scale's timeline_fps schedule, repeated); the steps made."""
     from PySide6.QtCore import QTimer
@@ -133,8 +146,6 @@ def _zoom_pan_for(win, frames: int, seconds: float) -> int:
 def library_child(args: argparse.Namespace) -> int:
     """The phases on an existing library's video (``--db``, ``--video-id``)."""
     from types import SimpleNamespace
-
-    from PySide6.QtCore import QTimer
 
     from endoreview.media.guard import violations
     from endoreview.ui.app import create_main_window, spin
@@ -169,18 +180,11 @@ def library_child(args: argparse.Namespace) -> int:
     )
     rng = np.random.default_rng(3)
 
-    def scrub_for(seconds: float) -> None:
-        t = QTimer()
-        t.timeout.connect(lambda: win.player.seek(int(rng.integers(0, n))))
-        t.start(16)
-        spin(lambda: False, seconds)
-        t.stop()
-
     spin(lambda: False, 2.0)
     hb.take()
     spin(lambda: False, min(args.seconds, 8.0))
     emit({"step": "idle", **hb.take(), "load_average_1min": round(os.getloadavg()[0], 1)})
-    scrub_for(args.seconds)
+    _scrub_for(win, n, args.seconds, rng)
     emit({"step": "scrub_original" if win.player._proxy is None else "scrub_proxy", **hb.take()})
     spin(lambda: False, 1.0)
     hb.take()
@@ -232,8 +236,6 @@ def child(args: argparse.Namespace) -> int:
         return library_child(args)
     from types import SimpleNamespace
 
-    from PySide6.QtCore import QTimer
-
     from endoreview.media.guard import violations
     from endoreview.ui.app import create_main_window, spin
 
@@ -253,17 +255,10 @@ def child(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(3)
     hb = Heartbeat()
 
-    def scrub_for(seconds: float) -> None:
-        t = QTimer()
-        t.timeout.connect(lambda: win.player.seek(int(rng.integers(0, n))))
-        t.start(16)
-        spin(lambda: False, seconds)
-        t.stop()
-
     hb.take()
     spin(lambda: False, min(args.seconds, 8.0))  # the same app, idle: what the machine's load alone costs
     emit({"step": "idle", **hb.take(), "load_average_1min": round(os.getloadavg()[0], 1)})
-    scrub_for(args.seconds)
+    _scrub_for(win, n, args.seconds, rng)
     emit({"step": "scrub_original", **hb.take()})
     # build the proxy in the background (as the app does at import), then scrub again
     win.media = MediaQueue(win)
@@ -273,7 +268,7 @@ def child(args: argparse.Namespace) -> int:
     win.media.request(MediaRequest(row.video_id, row.path, n, thumbs=False), urgent=True)
     spin(lambda: win.player._proxy is not None, 300)
     hb.take()
-    scrub_for(args.seconds)
+    _scrub_for(win, n, args.seconds, rng)
     emit({"step": "scrub_proxy", **hb.take()})
     # a job while the video plays
     if args.job_module:
