@@ -96,7 +96,7 @@ def cvat_rle_from_coco(rle: dict) -> tuple[str, int, int, int, int] | None:
     if got is None:
         return None
     runs, x0, y0, bw, bh = got
-    return str(runs.tolist())[1:-1], x0, y0, bw, bh  # a list's repr is the ", "-joined numbers
+    return ("%d, " * runs.size)[:-2] % tuple(runs.tolist()), x0, y0, bw, bh  # one format call for them all
 
 
 def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None:
@@ -129,7 +129,8 @@ def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None
     bw, bh = x1 - x0, y1 - y0
     # events: every endpoint of column c counts for the pair (c-1, c) and the pair (c, c+1); key = pair * H + row
     H = h + 2
-    pts = np.stack([a, b], 1).ravel()
+    pts = np.empty(2 * a.size, np.int64)
+    pts[0::2], pts[1::2] = a, b
     pc = np.repeat(col, 2)
     k_own = pc * H + pts  # pair (c-1, c), for c > x0
     k_next = (pc + 1) * H + pts  # pair (c, c+1), for c + 1 < x1
