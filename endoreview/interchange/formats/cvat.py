@@ -457,9 +457,7 @@ MASK_WORKERS = 2
 
 
 _SHAPE_FLAGS = 'occluded="0" keyframe="1" z_order="0"'
-_LOOSE_TRACK = (
-    '  <track id="@U"'  # an untracked shape's track before the file is joined ('<' never in a value)
-)
+_TRACK_START = '  <track id="'  # how a track's line starts ('<' is never in a value)
 
 
 def _shape_xml(kind: str, a, frame: int, *, outside: bool, body: str | None = None) -> str:
@@ -492,6 +490,9 @@ class CvatVideoWriter:
         self.quoted: dict[str, str] = {}  # label -> its quoted attribute value
         self.has_scores = False
         self.pool = None  # worker processes converting masks (see _mask_bodies), started on a long video
+        # untracked shapes become one-shape tracks numbered after the tracked ones (known at the end): they are
+        # written numbered from 1, right when the video has no tracked shape, renumbered when it has
+        self.loose_base = 1
 
     def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
         lines: dict[Path, list[str]] = defaultdict(list)
@@ -518,7 +519,10 @@ class CvatVideoWriter:
                     shapes = f'{tag_open}{f}" outside="0" {_SHAPE_FLAGS} {body}{tag_close}'
                     if f + 1 < self.num_frames:
                         shapes += f'\n{tag_open}{f + 1}" outside="1" {_SHAPE_FLAGS} {body}{tag_close}'
-                    lines[loose].append(f'{_LOOSE_TRACK} label={q} source="manual">\n{shapes}\n  </track>')
+                    tid = self.loose_base + self.untracked
+                    lines[loose].append(
+                        f'{_TRACK_START}{tid}" label={q} source="manual">\n{shapes}\n  </track>'
+                    )
                     self.untracked += 1
                     continue
                 key = (kind, a.label, a.track_id)
@@ -615,7 +619,12 @@ class CvatVideoWriter:
                 out.write("  </track>\n")
             loose = self.parts / "untracked.xml"
             if loose.exists():
-                _number_loose_tracks(loose, out, next_free)
+                out.flush()
+                with open(loose, "rb") as f:
+                    if next_free == self.loose_base:  # numbered right as written: copied as it is
+                        shutil.copyfileobj(f, out.buffer, 1 << 20)
+                    else:
+                        _renumber_tracks(f, out.buffer, next_free)
             out.write("</annotations>\n")
         os.replace(tmp, self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
@@ -632,25 +641,23 @@ class CvatVideoWriter:
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
-def _number_loose_tracks(loose: Path, out, first_id: int, block: int = 1 << 20) -> None:
-    """Copy the untracked shapes' part to ``out`` (a text file), numbering its tracks from ``first_id`` in order:
-    read in blocks cut at a line end, split at the placeholder id, joined again with the numbers."""
-    mark = _LOOSE_TRACK.encode()
+def _renumber_tracks(src, dst, first_id: int, block: int = 1 << 20) -> None:
+    """Copy a part file of tracks (binary ``src`` to ``dst``), numbering them from ``first_id`` in order: read in
+    blocks cut at a line end, split where a track's line starts, each id replaced."""
+    mark = _TRACK_START.encode()
     n = first_id
     rest = b""
-    with open(loose, "rb") as f:
-        out.flush()
-        raw = out.buffer
-        while True:
-            data = f.read(block)
-            if not data:
-                break
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            data, rest = data[:cut], data[cut:]
-            pieces = data.split(mark)
-            ids = [b'  <track id="%d"' % i for i in range(n, n + len(pieces) - 1)]
-            n += len(ids)
-            raw.write(pieces[0])
-            raw.write(b"".join([x for pair in zip(ids, pieces[1:]) for x in pair]))
-        raw.write(rest)
+    while True:
+        data = src.read(block)
+        if not data:
+            break
+        data = rest + data
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        pieces = data.split(mark)
+        out = [pieces[0]]
+        for piece in pieces[1:]:
+            out.append(b"%s%d%s" % (mark, n, piece[piece.index(b'"') :]))
+            n += 1
+        dst.write(b"".join(out))
+    dst.write(rest)
