@@ -39,6 +39,14 @@ def _upsample_t(plane_t: np.ndarray, h: int, w: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(plane_t, dtype=np.float32), (h, w), interpolation=cv2.INTER_LINEAR)
 
 
+def _positive_sum(plane: np.ndarray) -> float:
+    """The sum of a float32 plane's positive values (the sum over its mask ``plane > 0``), accumulated in float64:
+    OpenCV's threshold and sum take ~0.3 ms on a 720p plane where numpy's ``maximum`` and float64 ``sum`` took ~1.3."""
+    import cv2
+
+    return float(cv2.sumElems(cv2.threshold(plane, 0.0, 0.0, cv2.THRESH_TOZERO)[1])[0])
+
+
 def runs_column_major(mask_t: np.ndarray) -> np.ndarray:
     """Run lengths (starting with background) of a mask given transposed (``[W, H]``, C-contiguous): its flat order
     is COCO's column-major order of the ``[H, W]`` mask."""
@@ -68,8 +76,7 @@ def frame_masks(probs: np.ndarray, frame_hw: tuple[int, int], classes: Sequence[
         if n == 0:
             return out
         rle = rle_from_counts(h, w, runs_column_major(mask_t))
-        np.maximum(up_t, 0.0, out=up_t)  # the sum over the mask is the sum of the positive part
-        score = (float(up_t.sum(dtype=np.float64)) / n + 1.0) / 2.0
+        score = (_positive_sum(up_t) / n + 1.0) / 2.0
         out.append({"label": classes[0], "score": round(score, 4), "rle": rle})
         return out
     planes_t = np.ascontiguousarray(p.transpose(2, 1, 0))  # [s_w, s_h, K]
