@@ -456,9 +456,10 @@ class Predictor:
                 if pool is None:
                     yield from fold(batch, forward(batch.x))
                     continue
-                # up to `workers` batches in the model at once; results folded in plan order
+                # `workers` batches in the model at once and one more queued, so a worker that finishes starts the
+                # next batch while this thread folds the finished one; results folded in plan order
                 pending.append((batch, pool.submit(forward, batch.x)))
-                if len(pending) >= workers:
+                if len(pending) > workers:
                     done_batch, fut = pending.popleft()
                     yield from fold(done_batch, fut.result())
             while pending:
