@@ -56,3 +56,24 @@ def test_without_a_hold_requests_run_in_order():
         assert done == [1, 2, 3]
     finally:
         q.stop()
+
+
+def test_the_queue_runs_nicer_than_the_app():
+    """A 30-minute proxy build (decoding and encoding on every core for minutes) took the CPU from the player's first
+    frame and the GUI thread; its thread (and the codec threads it starts) now run at a lower priority."""
+    import os
+    import sys
+
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are Linux's")
+    done: list[int] = []
+    q = _recording_queue(done)
+    try:
+        q.request(MediaRequest(1, "/videos/a.mp4", 10))
+        assert _wait(lambda: done == [1])
+        app_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert os.getpriority(os.PRIO_PROCESS, q._thread.native_id) == min(19, app_nice + 10)
+    finally:
+        q.stop()
