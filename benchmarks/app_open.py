@@ -24,10 +24,8 @@ Prints one JSON object per step and a last summary line naming the machine and t
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,10 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def emit(obj: dict) -> None:
-    print(json.dumps(obj), flush=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import benchmark_parser, cpu_name, emit  # noqa: E402
 
 
 def _frames(seed: int, n: int, w: int, h: int):
@@ -165,8 +161,7 @@ def timed_run(data: Path, n_rows: int, vid: int, think: float) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="40 videos, 2 runs")
+    ap = benchmark_parser(__doc__, "40 videos, 2 runs")
     ap.add_argument("--videos", type=int, default=None)
     ap.add_argument("--runs", type=int, default=None)
     ap.add_argument(
@@ -198,8 +193,7 @@ def main() -> int:
     emit(
         {
             "summary": "app_open",
-            "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-            "no GPU used (offscreen Qt)",
+            "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, no GPU used (offscreen Qt)",
             "videos": n,
             "proxy": proxy,
             "think_s": args.think_s,

@@ -46,7 +46,6 @@ Videos are cached in ``--work`` (default: a folder in the temp dir) and reused b
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -55,7 +54,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_name, emit
+from common import benchmark_parser, cpu_name, emit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo_model"
@@ -470,8 +469,7 @@ def slope_mb_per_1000(points: list[tuple[int, float]]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true", help="1 and 3 minutes")
+    ap = benchmark_parser(__doc__, "1 and 3 minutes")
     ap.add_argument("--minutes", type=float, action="append", help="video lengths (repeatable)")
     ap.add_argument(
         "--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES)

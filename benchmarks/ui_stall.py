@@ -44,7 +44,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_child  # noqa: E402
+from common import benchmark_parser, run_child  # noqa: E402
 from scrub import cpu_name, emit, make_video  # noqa: E402
 
 
@@ -353,8 +353,7 @@ def library_main(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--small", action="store_true")
+    ap = benchmark_parser(__doc__, "8 s phases on a 10-second video")
     ap.add_argument("--seconds", type=float, default=None, help="scrubbing time per phase")
     ap.add_argument("--job-seconds", type=float, default=None)
     ap.add_argument("--keep", help="folder for the generated video")
