@@ -274,12 +274,12 @@ class Predictor:
             self._model, self._loading = model, None
         return self._model
 
-    PREFETCH_BYTES = 24 * 1024 * 1024
+    PREFETCH_BYTES = 8 * 1024 * 1024
 
     def _prefetch_depth(self) -> int:
-        """Batches decoded ahead of the model: ~24 MB of them (the demo model's batch is 0.6 MB, so ~40 batches;
-        a ViT-B batch of 16 clips, 77 MB, gets the minimum of 2). Deep enough that decoding runs on while the model
-        is still loading or busy, bounded whatever the video's length."""
+        """Batches decoded ahead of the model: ~8 MB of them (the demo model's batch is 0.6 MB, so 13 batches, ~70
+        frames, ~0.7 s of decoding on the 2-core machine: what loading the model takes; a ViT-B batch of 16 clips,
+        77 MB, gets the minimum of 2). Bounded whatever the video's length."""
         pre = self.preprocess
         batch = self.batch_size * 3 * pre.num_frames * pre.img_size[0] * pre.img_size[1] * 4
         return int(min(64, max(2, self.PREFETCH_BYTES // max(batch, 1))))
