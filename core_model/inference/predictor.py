@@ -220,11 +220,11 @@ class Predictor:
                 )
             self._model = model
         else:
-            from core_model.contract import META_FILE, read_model_json
+            from core_model.contract import read_model_json
             from core_model.heads.io import load_task_model
 
             if load_in_background:  # model.json now; the weights while the first video starts decoding
-                meta = read_model_json(os.path.join(os.fspath(model), META_FILE))
+                meta = read_model_json(model)
                 pool = ThreadPoolExecutor(1, thread_name_prefix="endofm-load")
                 self._loading = pool.submit(load_task_model, model, device="cpu")
                 pool.shutdown(wait=False)

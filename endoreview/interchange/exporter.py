@@ -737,20 +737,10 @@ def _suggested(
             rle = {"size": [h, w], "counts": counts}
             masks.append(MaskAnn(frame, name, rle, prov, track, score, sug, fo.mask_extent(m)))
         if arr is not None:
-            for i, (x0, y0, x1, y1, score, cls, track) in enumerate(arr.tolist()):
+            for i, bbox, cls, score, track in fo.box_values(arr):
                 if check and base + fo.BOX_SLOT + i in consumed:
                     continue
-                boxes.append(
-                    BoxAnn(
-                        frame,
-                        names[int(cls)],
-                        (x0, y0, x1, y1),
-                        prov,
-                        None if track != track else int(track),
-                        None if score != score else score,
-                        sug,
-                    )
-                )
+                boxes.append(BoxAnn(frame, names[cls], bbox, prov, track, score, sug))
     return masks, boxes
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,8 +179,9 @@ def unpack_raw(
     return masks, arr, list(_json(box_classes) or ())
 
 
-def unpack_items(masks_z: bytes | None, box_classes: Sequence[str] | None, boxes: bytes | None) -> list[Item]:
-    """The items of one ``frame_outputs`` row (its ``masks_z``, ``box_classes`` and ``boxes`` columns)."""
+def unpack_items(masks_z: bytes | None, box_classes: Any, boxes: bytes | None) -> list[Item]:
+    """The items of one ``frame_outputs`` row (its ``masks_z``, ``box_classes`` (JSON text or a list) and ``boxes``
+    columns)."""
     out: list[Item] = []
     masks, arr, names = unpack_raw(masks_z, box_classes, boxes)
     for i, (name, score, h, w, counts, track, *_extent) in enumerate(masks):
@@ -188,20 +189,23 @@ def unpack_items(masks_z: bytes | None, box_classes: Sequence[str] | None, boxes
             Item(i, r.LabelKind.MASK, name, score, rle={"size": [h, w], "counts": counts}, track_id=track)
         )
     if arr is not None:
-        base = BOX_SLOT
-        for i, row in enumerate(arr.tolist()):
-            x0, y0, x1, y1, score, cls, track = row
-            out.append(
-                Item(
-                    base + i,
-                    r.LabelKind.BOX,
-                    names[int(cls)],
-                    None if score != score else score,
-                    bbox=(x0, y0, x1, y1),
-                    track_id=None if track != track else int(track),
-                )
-            )
+        for i, bbox, cls, score, track in box_values(arr):
+            out.append(Item(BOX_SLOT + i, r.LabelKind.BOX, names[cls], score, bbox=bbox, track_id=track))
     return out
+
+
+def box_values(
+    arr: np.ndarray,
+) -> Iterator[tuple[int, tuple[float, float, float, float], int, float | None, int | None]]:
+    """Each stored box row as ``(index, (x0, y0, x1, y1), class index, score, track id)``, NaN read as ``None``."""
+    for i, (x0, y0, x1, y1, score, cls, track) in enumerate(arr.tolist()):
+        yield (
+            i,
+            (x0, y0, x1, y1),
+            int(cls),
+            None if score != score else score,
+            None if track != track else int(track),
+        )
 
 
 #: columns of ``frame_outputs`` (and of its run) a suggestion is built from
@@ -225,7 +229,7 @@ def suggestions_from_rows(
     for run_id, frame, video_id, masks_z, box_classes, boxes, model_version_id in rows:
         if kinds is not None and "box" not in kinds:
             boxes = None
-        items = unpack_items(masks_z, _json(box_classes), boxes)
+        items = unpack_items(masks_z, box_classes, boxes)
         for it in items:
             if kinds is not None and str(it.kind) not in kinds:
                 continue
