@@ -35,6 +35,21 @@ def _isolated_data_dir(tmp_path_factory, monkeypatch):
     yield d
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """The root logger as it was before the test: a command line's ``main()`` called in-process runs
+    ``logging.basicConfig``, which binds a handler to the ``sys.stderr`` of that moment (a test's capture, closed
+    when the test ends); a later test that logs then printed "--- Logging error ---" and a traceback into its own
+    captured stderr (seen once under ``-n 2``: the bad-model CLI test)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
