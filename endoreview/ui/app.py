@@ -139,6 +139,7 @@ def compose(
     """The composition root: builds the app's parts once (nothing opens the database yet). The saved Settings give the
     reviewer and database where ``db_url`` / ``reviewer`` (command line) and the environment gave none."""
     from endoreview.media.cache import FrameCache
+    from endoreview.media.opener import use_probe_cache
     from endoreview.services.app import AppServices
     from endoreview.services.jobs import JOBS_MODULE
     from endoreview.ui.backend import Backend
@@ -147,6 +148,7 @@ def compose(
     from endoreview.ui.tasks import TaskRunner
     from endoreview.ui.views import LibraryViews, PlayerViews
 
+    use_probe_cache()
     services = AppServices(db_url, reviewer, job_module or JOBS_MODULE)
     apply_settings(services)
     backend = Backend(services)
