@@ -192,3 +192,26 @@ def test_missing_file_is_reported_not_raised(qtbot, player, tmp_path):
     ctl.open(src)
     qtbot.waitUntil(lambda: bool(errors), timeout=5000)
     assert "gone.mp4" in errors[0]
+
+
+def test_opening_reads_only_the_first_frame_until_it_is_shown_at_full_resolution(
+    qtbot, player, indexed_video, tmp_path
+):
+    """Read-ahead (60 proxy frames) waits until the original's first frame is on screen: decoded at open, it took a
+    third of a second of CPU from that frame on a 2-core machine. Afterwards the player reads ahead as before."""
+    import threading
+
+    ctl, w = player
+    out = []
+    t = threading.Thread(target=lambda: out.append(build_proxy(indexed_video, tmp_path / "p.mp4")))
+    t.start()
+    t.join()
+    proxy = out[0]
+    decoded_when_full = []
+    ctl.framePresented.connect(
+        lambda i, f, full: full and not decoded_when_full and decoded_when_full.append(ctl._proxy.decoded)
+    )
+    ctl.open(_source(indexed_video, proxy))
+    qtbot.waitUntil(lambda: ctl.shown == (0, True), timeout=5000)
+    assert decoded_when_full and decoded_when_full[0] <= 1
+    qtbot.waitUntil(lambda: ctl._proxy.decoded > 10, timeout=5000)  # then the read-ahead

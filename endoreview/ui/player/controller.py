@@ -30,6 +30,7 @@ REFINE_DELAY_MS = 150
 READAHEAD_DELAY_MS = (
     90  # while the user scrubs, decode only what is asked for; read ahead once the playhead rests
 )
+OPEN_READAHEAD_MAX_MS = 1000  # read-ahead starts by then even if the full-resolution first frame has not come
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class PlayerController(QObject):
         self._readahead = QTimer(self)
         self._readahead.setSingleShot(True)
         self._readahead.timeout.connect(self._start_readahead)
+        self._opening = False  # a video was just opened: no read-ahead before its full-resolution frame
         self.record_presented = False
         self.presented: list[tuple[int, float]] = []
         self.late_frames = 0
@@ -97,6 +99,10 @@ class PlayerController(QObject):
         if source.open_proxy is not None:
             self._proxy = self._server(("proxy", source.key), source.open_proxy, full=False)
         self.sourceChanged.emit(source)
+        # the first frame alone, from each resolution: read-ahead waits until the full-resolution frame is on screen
+        # (60 proxy frames decoded meanwhile took a third of a second of CPU from the original's first frame)
+        self._opening = True
+        self._readahead.start(OPEN_READAHEAD_MAX_MS)
         self.seek(start)
         if self._proxy is not None and self.shown != (start, True):
             # the playhead rests where the video opens: its full-resolution frame is read at once, alongside the
@@ -132,6 +138,7 @@ class PlayerController(QObject):
         self.pause()
         self._refine.stop()
         self._readahead.stop()
+        self._opening = False
         for server in (self._proxy, self._original):
             if server is not None:
                 server.close()
@@ -184,9 +191,8 @@ class PlayerController(QObject):
                 self._primary().ensure_ahead(index, self.direction)
             return True
         primary = self._primary()
-        frame = (
-            primary.request(index, direction=self.direction, prefetch=not self.playing) if urgent else None
-        )
+        prefetch = not (self.playing or self._opening)
+        frame = primary.request(index, direction=self.direction, prefetch=prefetch) if urgent else None
         if frame is None and not urgent:
             frame = self.cache.get(primary.key, index)
         if self.playing:
@@ -199,12 +205,15 @@ class PlayerController(QObject):
         return False
 
     def _start_readahead(self) -> None:
+        self._opening = False
         primary = self._primary()
         if primary is not None and not self.playing:
             primary.prefetch_around(self.current, self.direction)
 
     def _present(self, index: int, frame: np.ndarray, full: bool) -> None:
         self.shown = (index, full)
+        if full and self._opening:
+            self._readahead.start(0)
         if self.record_presented:
             self.presented.append((index, time.perf_counter()))
         self.framePresented.emit(index, frame, full)
@@ -237,6 +246,7 @@ class PlayerController(QObject):
             self.seek(0)
         self.playing = True
         self._readahead.stop()
+        self._opening = False
         self.direction = 1
         self._frame0, self._clock0 = self.current, time.perf_counter()
         self._primary().prefetch_around(self.current, 1)
