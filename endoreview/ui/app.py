@@ -1,8 +1,9 @@
 """Start the desktop app: ``run_app(args)`` (called by ``endoreview`` with argparse args demo, reviewer, db, paths).
 
-Start-up does only what the first window needs: Qt, pyqtgraph and the widgets. The database is opened, the library
-listed and the demo set up on worker threads after the window is on screen; torch is never imported here (models
-run in job subprocesses).
+Start-up does only what the first window needs: Qt and the library's widgets. The database is opened, the library
+listed and the demo set up on worker threads after the window is on screen; pyqtgraph and the Player tab follow once
+the library is listed (:meth:`MainWindow.review_widgets`); torch is never imported here (models run in job
+subprocesses).
 
 ``ENDOREVIEW_EXIT_AFTER_STARTUP=1`` prints one JSON line (start-up time, whether torch was imported) once the
 window is shown and the event loop runs, then quits: used by tests and ``benchmarks/ui_stall.py``.
@@ -22,7 +23,8 @@ _T0 = time.perf_counter()
 
 
 def import_pyqtgraph() -> Any:
-    """Import pyqtgraph without its optional CUDA probe.
+    """Import pyqtgraph without its optional CUDA probe, configured for the app (safe on a worker thread: the
+    main window imports it there once the library is listed, and builds its widgets on the GUI thread).
 
     ``pyqtgraph.widgets.RawImageWidget`` tries ``from cuda.bindings import runtime`` at import; with torch's CUDA
     wheels installed that costs ~0.35 s of start-up for a widget we never use, and the app process never needs
@@ -39,6 +41,8 @@ def import_pyqtgraph() -> Any:
         for m in blocked:
             if sys.modules.get(m, 0) is None:
                 del sys.modules[m]
+    # frames are row-major numpy arrays; overlays are drawn antialiased (the timeline's lanes turn it off per curve)
+    pyqtgraph.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     return pyqtgraph
 
 
@@ -167,14 +171,11 @@ def compose(
 def create_main_window(args: Any, job_module: str | None = None) -> Any:
     """The app's configured, not yet shown main window (needs a QApplication) on the parts :func:`compose` builds
     from ``args`` (db, reviewer). ``job_module``: the entry module of job processes (default ``endoreview.jobs``)."""
-    pg = import_pyqtgraph()
-
     from endoreview.media.guard import mark_gui_thread
     from endoreview.ui.icons import app_icon
     from endoreview.ui.main_window import MainWindow
 
     mark_gui_thread()
-    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     app = ensure_app()
     from endoreview.services.app_settings import load_settings
 
@@ -207,6 +208,8 @@ def run_app(args: Any) -> int:
                         "startup_s": round(time.perf_counter() - _T0, 3),
                         "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
                         "torch_imported": "torch" in sys.modules,
+                        # the Player tab's plotting library follows the library's listing (MainWindow._warm_up)
+                        "pyqtgraph_imported": "pyqtgraph" in sys.modules,
                     }
                 ),
                 flush=True,

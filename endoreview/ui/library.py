@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from endoreview.ui.icons import icon
-from endoreview.ui.player.widget import format_time
+from endoreview.ui.player.timecode import format_time
 from endoreview.ui.scale import em
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTabWidget,
     QToolBar,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -38,16 +39,16 @@ from endoreview.ui.jobs_panel import JobsPanel
 from endoreview.ui.library import LibraryWidget
 from endoreview.ui.library_controller import LibraryController
 from endoreview.ui.player.controller import PlayerController
-from endoreview.ui.player.widget import PlayerWidget
 from endoreview.ui.registry.controller import RegistryController
 from endoreview.ui.review_controller import ReviewController
 from endoreview.ui.scale import em
 from endoreview.ui.shortcuts import ShortcutHelpDialog, bind
-from endoreview.ui.timeline import TimelineWidget
 
 if TYPE_CHECKING:
     from endoreview.ui.app import AppParts
     from endoreview.ui.editing import EditController
+    from endoreview.ui.player.widget import PlayerWidget
+    from endoreview.ui.timeline import TimelineWidget
 
 log = logging.getLogger(__name__)
 # how long quitting waits for stopped jobs to record their state before it kills them (a killed job's row is marked
@@ -71,23 +72,20 @@ class MainWindow(QMainWindow):
         self.media.setParent(self)
         self.edit_ctl: EditController | None = None
 
-        # widgets
+        # widgets (the player page's frame view and timeline are built after the library is listed, or when first
+        # needed: :meth:`review_widgets`; pyqtgraph and their construction were a third of the start-up)
         self.library = LibraryWidget()
         self.player = PlayerController(parts.cache, self)
-        self.player_widget = PlayerWidget(self.player)
-        self.timeline = TimelineWidget()
+        self._player_widget: PlayerWidget | None = None
+        self._timeline: TimelineWidget | None = None
+        self.review_page = (
+            QWidget()
+        )  # the Player tab: holds the splitter (frame view over timeline) once built
+        QVBoxLayout(self.review_page).setContentsMargins(0, 0, 0, 0)
         self.jobs = JobsPanel()
-        review = QSplitter(Qt.Orientation.Vertical)
-        review.addWidget(self.player_widget)
-        review.addWidget(self.timeline)
-        review.setStretchFactor(0, 1)
-        review.setStretchFactor(1, 0)
-        review.setChildrenCollapsible(False)
-        review.setSizes([10_000, 230])  # the frame gets the room; the timeline a fixed strip
-        self.review_page = review
         self.tabs = QTabWidget()
         self.tabs.addTab(self.library, icon("library"), "Library")
-        self.tabs.addTab(review, icon("play"), "Player")
+        self.tabs.addTab(self.review_page, icon("play"), "Player")
         self.setCentralWidget(self.tabs)
         dock = QDockWidget("Jobs", self)
         dock.setObjectName("jobsDock")
@@ -107,9 +105,7 @@ class MainWindow(QMainWindow):
 
         # controllers
         self.library_ctl = LibraryController(parts.library_views, self.runner, self.media, self.library, self)
-        self.review_ctl = ReviewController(
-            parts.player_views, self.runner, self.media, self.player, self.player_widget, self.timeline, self
-        )
+        self.review_ctl = ReviewController(parts.player_views, self.runner, self.media, self.player, self)
         self.analysis_ctl = AnalysisController(parts.launcher, self.runner, self.jobs, self.review_ctl, self)
         self.demo_ctl = DemoController(self.services, self.runner, self.library_ctl, self.analysis_ctl, self)
         for ctl in (self.library_ctl, self.review_ctl, self.analysis_ctl, self.demo_ctl):
@@ -120,10 +116,8 @@ class MainWindow(QMainWindow):
         self.library.table.customContextMenuRequested.connect(self._library_menu)
         self.library.demoRequested.connect(self.demo_ctl.start)
         self.review_ctl.videoOpened.connect(lambda info: self._set_title(info.name))
-        self.review_ctl.videoOpened.connect(lambda info: self.player_widget.set_video_name(info.name))
         self.review_ctl.videoMissing.connect(lambda info: self.show_message(f"File not found: {info.path}"))
         self.library_ctl.refreshed.connect(self._on_library)
-        self.player_widget.fullscreenRequested.connect(self.toggle_fullscreen)
         self.analysis_ctl.finished.connect(lambda _e: self.library_ctl.refresh())
         self.analysis_ctl.videoAnalysed.connect(lambda _v: self.library_ctl.refresh())
         self.demo_ctl.noticeChanged.connect(self.library.set_notice)
@@ -154,6 +148,48 @@ class MainWindow(QMainWindow):
         self.move(
             available.center().x() - w // 2, available.y() + max(0, (available.height() - title - h) // 2)
         )
+
+    @property
+    def player_widget(self) -> PlayerWidget:
+        """The frame view with its transport and overlays (built on first use: :meth:`review_widgets`)."""
+        return self.review_widgets()[0]
+
+    @property
+    def timeline(self) -> TimelineWidget:
+        return self.review_widgets()[1]
+
+    def review_widgets(self) -> tuple[PlayerWidget, TimelineWidget]:
+        """Build the Player tab once: the frame view over the timeline, attached to the review controller, with the
+        player's keys. The app builds it right after the library is listed (pyqtgraph imported on a worker first:
+        :meth:`_warm_up`); opening a video or showing the tab sooner builds it then."""
+        if self._player_widget is not None and self._timeline is not None:
+            return self._player_widget, self._timeline
+        from endoreview.ui.app import import_pyqtgraph
+
+        import_pyqtgraph()
+        from endoreview.ui.player.widget import PlayerWidget
+        from endoreview.ui.timeline import TimelineWidget
+
+        pw, tl = PlayerWidget(self.player), TimelineWidget()
+        self._player_widget, self._timeline = pw, tl
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(pw)
+        split.addWidget(tl)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setChildrenCollapsible(False)
+        timeline_h = max(
+            230, int(self.height() * 0.26)
+        )  # the timeline grows with the screen (its lane labels)
+        split.setSizes([max(200, self.height() - timeline_h), timeline_h])
+        self.review_split = split
+        self.review_page.layout().addWidget(split)
+        self.review_ctl.attach(pw, tl)
+        self.review_ctl.videoOpened.connect(lambda info: pw.set_video_name(info.name))
+        pw.fullscreenRequested.connect(self.toggle_fullscreen)
+        tl.setVisible(not self.isFullScreen())
+        self._bind_player_keys(pw)
+        return pw, tl
 
     def editing(self) -> EditController:
         """The correction tools (built once: after the library is listed, or when a video opens first): the tool bar
@@ -280,7 +316,17 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_help)
 
     def _bind_keys(self) -> None:
-        p, pw, r = self.player, self.player_widget, self.review_ctl
+        app_keys = {
+            "app.library": lambda: self.tabs.setCurrentIndex(0),
+            "app.review": lambda: self.tabs.setCurrentIndex(1),
+            "app.help": self.show_help,
+            "app.analyse": self.analyse_selection,
+        }
+        self.shortcuts = bind(self, app_keys)
+        self.act_import.setShortcut(QKeySequence("Ctrl+I"))
+
+    def _bind_player_keys(self, pw: PlayerWidget) -> None:
+        p, r = self.player, self.review_ctl
 
         def toggle(chk) -> None:
             chk.setChecked(not chk.isChecked())
@@ -310,15 +356,7 @@ class MainWindow(QMainWindow):
             "review.next_uncertain": lambda: r.next_uncertain(True),
             "review.prev_uncertain": lambda: r.next_uncertain(False),
         }
-        self.shortcuts = bind(self.review_page, player_keys, Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        app_keys = {
-            "app.library": lambda: self.tabs.setCurrentIndex(0),
-            "app.review": lambda: self.tabs.setCurrentIndex(1),
-            "app.help": self.show_help,
-            "app.analyse": self.analyse_selection,
-        }
-        self.shortcuts += bind(self, app_keys)
-        self.act_import.setShortcut(QKeySequence("Ctrl+I"))
+        self.shortcuts += bind(self.review_page, player_keys, Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
     # ---- behaviour --------------------------------------------------------------------------------------------
     def start(self, demo: bool = False, paths: list[str] | None = None) -> None:
@@ -343,11 +381,21 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(50, open_store)
 
     def _warm_up(self, _rows: list) -> None:
-        """Once the library is listed: import the decoders on a worker thread, so the first video opens without
-        waiting for them."""
+        """Once the library is listed: import pyqtgraph and the decoders on a worker thread, then build the Player
+        tab and the correction tools, so the first video opens without waiting for them."""
+        from endoreview.ui.app import import_pyqtgraph
+
         self.library_ctl.refreshed.disconnect(self._warm_up)
+
+        def imported(_pg: object) -> None:
+            QTimer.singleShot(
+                0, self.editing
+            )  # the player page and correction tools, now the library is usable
+
+        self.runner.submit(
+            "import pyqtgraph", import_pyqtgraph, on_done=imported, on_error=lambda _e: imported(None)
+        )
         self.runner.submit("warm up decoders", warm_up_decoders)
-        QTimer.singleShot(0, self.editing)  # the correction tools, now that the library is usable
 
     def _open_first_import(self, summary) -> None:  # ImportSummary
         """``endoreview VIDEO…``: open the first video given on the command line once it is imported."""
@@ -384,10 +432,11 @@ class MainWindow(QMainWindow):
 
     def _on_tab(self, index: int) -> None:
         if index == 1:  # the player's keys act where the focus is: give it to the frame view
+            self.editing()  # the page and its tools, if the tab is shown before they were built
             self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
 
     def open_video(self, video_id: int) -> None:
-        self.editing()  # its tools follow the video from the start
+        self.editing()  # the player page, and its tools follow the video from the start
         self.tabs.setCurrentIndex(1)
         self.player_widget.view.setFocus(Qt.FocusReason.OtherFocusReason)
         self.review_ctl.open_video(video_id)
@@ -432,21 +481,13 @@ class MainWindow(QMainWindow):
         full = not self.isFullScreen()
         for w in (self.toolbar, self.menuBar(), self.statusBar(), self.jobs_dock, self.tabs.tabBar()):
             w.setVisible(not full)
-        self.timeline.setVisible(not full)
+        if self._timeline is not None:
+            self._timeline.setVisible(not full)
         if full:
             self.tabs.setCurrentIndex(1)
             self.showFullScreen()
         else:
             self.showNormal()
-
-    def showEvent(self, ev) -> None:  # noqa: N802
-        super().showEvent(ev)
-        if not getattr(
-            self, "_sized", False
-        ):  # the timeline grows with the screen (its lane labels need room)
-            self._sized = True
-            timeline = max(230, int(self.height() * 0.26))
-            self.review_page.setSizes([max(200, self.height() - timeline), timeline])
 
     def keyPressEvent(self, ev) -> None:  # noqa: N802
         if ev.key() == Qt.Key.Key_Escape and self.isFullScreen():

@@ -8,18 +8,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from endoreview.media.opener import long_lived_opener, proxy_opener
 from endoreview.media.proxy import ProxyInfo
 from endoreview.ui.player.controller import PlayerController, VideoSource
-from endoreview.ui.player.widget import PlayerWidget
 from endoreview.ui.proxies import MediaQueue, MediaRequest
 from endoreview.ui.tasks import TaskRunner
-from endoreview.ui.timeline import TimelineWidget
 from endoreview.ui.tracks import low_confidence_starts, next_after
 from endoreview.ui.views import PlayerViews, VideoInfo, VideoTracks
+
+if (
+    TYPE_CHECKING
+):  # the widgets (pyqtgraph) are built after the library is listed: see MainWindow.review_widgets
+    from endoreview.ui.player.widget import PlayerWidget
+    from endoreview.ui.timeline import TimelineWidget
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +52,14 @@ class ReviewController(QObject):
         runner: TaskRunner,
         media: MediaQueue,
         player: PlayerController,
-        player_widget: PlayerWidget,
-        timeline: TimelineWidget,
         parent: QObject | None = None,
     ) -> None:
+        """The player page's widgets come later (:meth:`attach`), before the first video opens."""
         super().__init__(parent)
         self.views, self.runner, self.media = views, runner, media
-        self.player, self.player_widget, self.timeline = player, player_widget, timeline
+        self.player = player
+        self.player_widget: PlayerWidget | None = None
+        self.timeline: TimelineWidget | None = None
         self.info: VideoInfo | None = None
         self.tracks: VideoTracks | None = None
         self._opening: int | None = None
@@ -63,14 +69,20 @@ class ReviewController(QObject):
         self._reload_timer = QTimer(self)
         self._reload_timer.setSingleShot(True)
         self._reload_timer.timeout.connect(self.reload_tracks)
-        player.frameChanged.connect(self._on_frame)
-        timeline.seekRequested.connect(self._seek_from_timeline)
         media.proxyReady.connect(self._on_proxy)
         media.progress.connect(self._on_proxy_progress)
         player.sourceError.connect(self._on_source_error)
 
+    def attach(self, player_widget: PlayerWidget, timeline: TimelineWidget) -> None:
+        """The player page's frame view and timeline (built once, by the main window)."""
+        self.player_widget, self.timeline = player_widget, timeline
+        self.player.frameChanged.connect(self._on_frame)
+        timeline.seekRequested.connect(self._seek_from_timeline)
+
     # ---- opening ----------------------------------------------------------------------------------------------
     def open_video(self, video_id: int) -> None:
+        if self.player_widget is None:
+            raise RuntimeError("attach() the player page before opening a video")
         self._opening = video_id
         self.media.hold(OPEN_HOLD_S)
         self.runner.submit(
