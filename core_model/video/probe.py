@@ -85,6 +85,17 @@ _memo_lock = threading.Lock()
 _disk_cache: Path | None = None
 DISK_CACHE_FILES = 4096  # probes kept on disk (~0.5 MB for 30 minutes at 30 fps); the oldest go first
 _DISK_FORMAT = 1
+# a cached probe's scalar fields and their types (the arrays pts and keyframes are stored beside them)
+_HEAD = {
+    "codec": str,
+    "width": int,
+    "height": int,
+    "rotation": int,
+    "time_base": float,
+    "avg_fps": float,
+    "pts_reliable": bool,
+    "container_format": str,
+}
 
 
 def set_probe_cache(folder: str | os.PathLike | None) -> None:
@@ -119,19 +130,7 @@ def _load_cached(folder: Path, key: tuple[str, int, int, int], path: Path) -> Fi
     if not len(pts) or not len(keyframes) or keyframes[0] != 0 or keyframes[-1] >= len(pts):
         return None
     try:
-        return FileProbe(
-            path=path,
-            codec=str(head["codec"]),
-            width=int(head["width"]),
-            height=int(head["height"]),
-            rotation=int(head["rotation"]),
-            time_base=float(head["time_base"]),
-            pts=pts,
-            keyframes=keyframes,
-            avg_fps=float(head["avg_fps"]),
-            pts_reliable=bool(head["pts_reliable"]),
-            container_format=str(head["container_format"]),
-        )
+        return FileProbe(path=path, pts=pts, keyframes=keyframes, **{k: t(head[k]) for k, t in _HEAD.items()})
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -139,23 +138,7 @@ def _load_cached(folder: Path, key: tuple[str, int, int, int], path: Path) -> Fi
 def _store_cached(folder: Path, key: tuple[str, int, int, int], probe: FileProbe) -> None:
     from core_model.atomic import atomic_write
 
-    head = {
-        "format": _DISK_FORMAT,
-        "key": list(key),
-        **{
-            k: getattr(probe, k)
-            for k in (
-                "codec",
-                "width",
-                "height",
-                "rotation",
-                "time_base",
-                "avg_fps",
-                "pts_reliable",
-                "container_format",
-            )
-        },
-    }
+    head = {"format": _DISK_FORMAT, "key": list(key), **{k: getattr(probe, k) for k in _HEAD}}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
