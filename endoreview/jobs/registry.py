@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "compare": "endoreview.jobs.compare",  # two model versions on the same held-out videos
     "model-frames": "endoreview.jobs.model_frames",  # what each model predicts on given frames (no job row)
     "convert": "endoreview.jobs.convert",  # an official Endo-FM checkpoint -> a registered model version
+    "proxy": "endoreview.jobs.proxy",  # a video's scrubbing proxy, for the app's media queue (no job row)
 }
 
 

@@ -85,6 +85,12 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".proxy.json")
 
 
+def partial_path(out: Path | str) -> Path:
+    """Where :func:`build_proxy` writes ``out`` before renaming it into place (never read as a proxy)."""
+    out = Path(out)
+    return out.with_name(out.name + ".part")
+
+
 def find_proxy(source: Path | str, proxy_path: Path | str | None = None) -> ProxyInfo | None:
     """The proxy for ``source`` if one exists and matches the source file as it is now; else ``None``."""
     src = Path(source)
@@ -174,7 +180,7 @@ def build_proxy(
     w, h = proxy_size(sw, sh, spec)
     frames, rate, sw, sh, expected = _source_frames(src, w, h)
     rate = rate.limit_denominator(1001 * 1000)
-    tmp = out.with_name(out.name + ".part")
+    tmp = partial_path(out)
     n = 0
     try:
         with av.open(str(tmp), "w", format="mp4") as dst:

@@ -3,6 +3,13 @@
 The video the user has open jumps the queue, and the rest waits while a video opens (:meth:`MediaQueue.hold`: the
 thumbnails of a large library being made at start-up took CPU from the first frame). Results come back on the GUI
 thread as signals.
+
+A proxy is built in a child process (the ``proxy`` job kind, :mod:`endoreview.jobs.proxy`, started niced from the
+queue's thread), which reports its progress as JSON lines: a 30-minute 1080p proxy is ~500 s of CPU, and in this
+process its per-frame Python work and allocations held the interpreter lock and fed the garbage collector that the
+GUI thread waits on. :meth:`MediaQueue.stop` (the app quits) and :meth:`MediaQueue.cancel` (a video is removed) stop
+the child; a stopped, failed or killed child leaves no proxy (the proxy is renamed into place only when complete)
+and the queue goes on with the next video. Thumbnails (a few seconds) are made in the queue's thread.
 """
 
 from __future__ import annotations
@@ -11,15 +18,26 @@ import heapq
 import itertools
 import logging
 import os
+import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from endoreview.jobs.protocol import parse_line
 from endoreview.media.opener import long_lived_opener, proxy_opener
-from endoreview.media.proxy import ProxyError, ProxyInfo, build_proxy, find_proxy
+from endoreview.media.proxy import (
+    ProxyCancelled,
+    ProxyError,
+    ProxyInfo,
+    default_proxy_path,
+    find_proxy,
+    partial_path,
+)
 from endoreview.media.thumbs import load_or_make_strip
 from endoreview.ui.library import STRIP_TILES
 
@@ -58,8 +76,19 @@ class MediaQueue(QObject):
     failed = Signal(int, str)
     progress = Signal(int, int, int)  # video id, done, total
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(
+        self, parent: QObject | None = None, command: Callable[..., list[str]] | None = None
+    ) -> None:
+        """``command(kind, *args)``: the command line of a row-less job kind (default: the app's job launcher,
+        :meth:`endoreview.services.jobs.JobService.command`)."""
         super().__init__(parent)
+        if command is None:
+            from endoreview.services.jobs import JobService
+
+            command = JobService(None).command
+        self._command = command
+        self._child: subprocess.Popen | None = None  # the proxy process now running
+        self._cancelled: set[int] = set()  # videos whose work in progress was cancelled
         self._heap: list[tuple[int, int, MediaRequest]] = []
         self._counter = itertools.count()
         self._queued: set[int] = set()
@@ -84,12 +113,29 @@ class MediaQueue(QObject):
         with self._cv:
             self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
+    def cancel(self, video_id: int) -> None:
+        """Drop the queued work of ``video_id`` and stop its proxy process if one runs (the video was removed)."""
+        with self._cv:
+            self._heap = [e for e in self._heap if e[2].video_id != video_id]
+            heapq.heapify(self._heap)
+            if self._current == video_id:
+                self._cancelled.add(video_id)
+                self._stop_child()
+            else:
+                self._queued.discard(video_id)
+
     def stop(self) -> None:
         with self._cv:
             self._stop = True
             self._heap.clear()
+            self._stop_child()
             self._cv.notify()
         self._thread.join(timeout=3.0)
+
+    def _stop_child(self) -> None:
+        """(holding ``_cv``) SIGTERM to the proxy process: it stops at the next frame and removes its partial file."""
+        if self._child is not None and self._child.poll() is None:
+            self._child.terminate()
 
     @property
     def pending(self) -> int:
@@ -119,6 +165,7 @@ class MediaQueue(QObject):
             finally:
                 with self._cv:
                     self._current = None
+                    self._cancelled.discard(req.video_id)
                     if not any(r.video_id == req.video_id for _, _, r in self._heap):
                         self._queued.discard(req.video_id)
 
@@ -132,11 +179,9 @@ class MediaQueue(QObject):
         if req.proxy and info is None and src.is_file():
             try:
                 wrote = True
-                info = build_proxy(
-                    src,
-                    on_progress=lambda d, t: self.progress.emit(req.video_id, d, t),
-                    should_cancel=lambda: self._stop,
-                )
+                info = self._build_proxy(req.video_id, src)
+            except ProxyCancelled:
+                return
             except ProxyError as exc:
                 log.info("no proxy for video %d: %s", req.video_id, exc.reason)
                 info = None
@@ -160,6 +205,54 @@ class MediaQueue(QObject):
             self.thumbReady.emit(req.video_id, strip)
         if wrote:
             self._trim_cache(keep=info.path if info is not None else None)
+
+    def _build_proxy(self, video_id: int, src: Path) -> ProxyInfo:
+        """Build ``src``'s proxy in a child process (``proxy`` job kind); its progress becomes :attr:`progress`.
+        Raises :class:`ProxyError` when the video cannot have one (the child said why) or the child died without a
+        word (a clear message: also emitted as :attr:`failed`), :class:`ProxyCancelled` when it was stopped."""
+        argv = self._command("proxy", "--source", str(src))
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with tempfile.TemporaryFile() as errors:
+            with self._cv:
+                if self._stop or video_id in self._cancelled:
+                    raise ProxyCancelled(src, "cancelled")
+                # started from this (niced) thread: the child and its codec threads run at its priority
+                child = self._child = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, env=env, text=True
+                )
+            end: dict = {}
+            try:
+                assert child.stdout is not None
+                for line in child.stdout:
+                    ev = parse_line(line)
+                    if ev is None:
+                        continue
+                    if ev["event"] == "progress":
+                        self.progress.emit(video_id, int(ev.get("done", 0)), int(ev.get("total", 0)))
+                    elif ev["event"] == "done":
+                        end = ev
+                code = child.wait()
+            finally:
+                with self._cv:
+                    self._child = None
+                    cancelled = self._stop or video_id in self._cancelled
+                if child.poll() is None:  # left the loop by an exception: never leave the child running
+                    child.kill()
+                    child.wait()
+            if end.get("state") == "succeeded":
+                return ProxyInfo(**end["proxy"])
+            partial_path(default_proxy_path(src)).unlink(missing_ok=True)  # a killed child's half file
+            if cancelled or end.get("state") == "cancelled":
+                raise ProxyCancelled(src, "cancelled")
+            if end.get("state") == "failed":
+                raise ProxyError(src, str(end.get("message") or "proxy build failed"))
+            errors.seek(0)
+            tail = errors.read()[-600:].decode("utf-8", "replace").strip()
+        message = f"the proxy process ended with exit status {code} before finishing" + (
+            f": {tail.splitlines()[-1]}" if tail else ""
+        )
+        self.failed.emit(video_id, f"{src}: {message}")
+        raise ProxyError(src, message)
 
     @staticmethod
     def _trim_cache(keep: Path | None) -> None:

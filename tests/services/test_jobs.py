@@ -253,7 +253,7 @@ def test_every_kind_runs_through_one_wrapper_that_records_failures_in_the_job_ro
     checkpoint) ends its job row ``failed`` with the reason, never left ``running``."""
     from endoreview.jobs.registry import KINDS, get_kind
 
-    assert set(KINDS) == {"predict", "finetune", "compare", "model-frames", "convert"}
+    assert set(KINDS) == {"predict", "finetune", "compare", "model-frames", "convert", "proxy"}
     assert all(get_kind(k).name == k for k in KINDS)
     store, db_url = sqlite_store
     bogus = tmp_path / "not_a_checkpoint.pth"

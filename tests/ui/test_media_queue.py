@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from PySide6.QtCore import Qt
+
 from endoreview.ui.proxies import MediaQueue, MediaRequest
 
 
@@ -77,3 +79,113 @@ def test_the_queue_runs_nicer_than_the_app():
         assert os.getpriority(os.PRIO_PROCESS, q._thread.native_id) == min(19, app_nice + 10)
     finally:
         q.stop()
+
+
+def _proxy_queue(monkeypatch, launched: list[list[str]]) -> MediaQueue:
+    """A queue whose proxy builds can only happen in a child process (in this one build_proxy raises)."""
+    import endoreview.media.proxy as proxy_mod
+    from endoreview.services.jobs import JobService
+
+    def not_here(*_a, **_k):
+        raise AssertionError("the proxy was built in the app's process")
+
+    monkeypatch.setattr(proxy_mod, "build_proxy", not_here)
+    command = JobService(None).command
+    return MediaQueue(command=lambda *args: (launched.append(list(args)), command(*args))[-1])
+
+
+def _collect(q: MediaQueue) -> dict[str, list]:
+    got: dict[str, list] = {"ready": [], "failed": [], "progress": [], "thumbs": []}
+    q.proxyReady.connect(lambda vid, info: got["ready"].append((vid, info)))
+    q.failed.connect(lambda vid, msg: got["failed"].append((vid, msg)))
+    q.progress.connect(lambda vid, d, t: got["progress"].append((vid, d, t)))
+    q.thumbReady.connect(lambda vid, strip: got["thumbs"].append(vid))
+    return got
+
+
+def test_a_proxy_is_built_by_a_child_process_and_arrives_as_before(qtbot, monkeypatch, indexed_video):
+    """A 30-minute proxy built in the app's process held the interpreter lock from the GUI thread for minutes."""
+    from endoreview.media.proxy import ProxyReader, find_proxy
+
+    launched: list[list[str]] = []
+    q = _proxy_queue(monkeypatch, launched)
+    got = _collect(q)
+    try:
+        q.request(MediaRequest(7, str(indexed_video), 90), urgent=True)
+        qtbot.waitUntil(lambda: got["thumbs"] == [7], timeout=60000)
+    finally:
+        q.stop()
+    assert launched == [["proxy", "--source", str(indexed_video)]]
+    ((vid, info),) = got["ready"]
+    assert vid == 7 and info.frame_count == 90 and find_proxy(indexed_video) == info
+    assert got["progress"][-1] == (7, 90, 90) and got["failed"] == []
+    with ProxyReader(info.path) as r:
+        assert len(r) == 90 and r[45].shape[:2] == (info.height, info.width)
+
+
+def test_a_killed_proxy_child_leaves_no_proxy_says_why_and_the_queue_goes_on(qtbot, monkeypatch, tmp_path):
+    import os
+    import signal
+
+    from endoreview.media.proxy import default_proxy_path, find_proxy, partial_path
+    from tests.ui.helpers import make_indexed_video
+
+    long = make_indexed_video(tmp_path / "long.mp4", n=600, width=160, height=120)
+    short = make_indexed_video(tmp_path / "short.mp4", n=30, width=160, height=120)
+    launched: list[list[str]] = []
+    q = _proxy_queue(monkeypatch, launched)
+    got = _collect(q)
+    killed: list[int] = []
+
+    def kill_on_first_progress(vid: int, done: int, total: int) -> None:
+        if vid == 1 and not killed and q._child is not None:  # runs on the queue's thread, mid-build
+            killed.append(q._child.pid)
+            os.kill(q._child.pid, signal.SIGKILL)
+
+    q.progress.connect(kill_on_first_progress, Qt.ConnectionType.DirectConnection)
+    try:
+        q.request(MediaRequest(1, str(long), 600))
+        q.request(MediaRequest(2, str(short), 30))
+        qtbot.waitUntil(lambda: 2 in got["thumbs"], timeout=60000)
+    finally:
+        q.stop()
+    assert killed and [a[2] for a in launched] == [str(long), str(short)]
+    ((vid, msg),) = got["failed"]
+    assert vid == 1 and str(long) in msg and "exit status" in msg
+    assert find_proxy(long) is None and not partial_path(default_proxy_path(long)).exists()
+    assert 1 in got["thumbs"]  # its thumbnails come from the original
+    assert [v for v, _ in got["ready"]] == [2]  # the next video's proxy as usual
+
+
+def test_cancelling_a_video_stops_its_proxy_process_and_stop_leaves_none_running(
+    qtbot, monkeypatch, tmp_path
+):
+    """A removed video's proxy build stops (no proxy, no error); quitting the app stops the one in progress."""
+    from endoreview.media.proxy import default_proxy_path, find_proxy, partial_path
+    from tests.ui.helpers import make_indexed_video
+
+    a = make_indexed_video(tmp_path / "a.mp4", n=600, width=160, height=120)
+    b = make_indexed_video(tmp_path / "b.mp4", n=600, width=160, height=120)
+    c = make_indexed_video(tmp_path / "c.mp4", n=30, width=160, height=120)
+    launched: list[list[str]] = []
+    q = _proxy_queue(monkeypatch, launched)
+    got = _collect(q)
+    children = []
+    q.progress.connect(
+        lambda vid, d, t: (children.append(q._child), q.cancel(vid)) if vid == 1 and not children else None,
+        Qt.ConnectionType.DirectConnection,  # on the queue's thread, mid-build
+    )
+    try:
+        q.request(MediaRequest(1, str(a), 600))
+        q.request(MediaRequest(2, str(c), 30))
+        qtbot.waitUntil(lambda: 2 in got["thumbs"], timeout=60000)
+        assert find_proxy(a) is None and not partial_path(default_proxy_path(a)).exists()
+        assert got["failed"] == [] and 1 not in got["thumbs"] and [v for v, _ in got["ready"]] == [2]
+        assert children[0].wait(timeout=10) is not None
+        q.request(MediaRequest(3, str(b), 600))
+        qtbot.waitUntil(lambda: any(v == 3 for v, _, _ in got["progress"]), timeout=60000)
+        child = q._child
+    finally:
+        q.stop()
+    assert child is not None and child.wait(timeout=10) is not None  # not left running after the app quits
+    assert find_proxy(b) is None and not partial_path(default_proxy_path(b)).exists()
