@@ -96,14 +96,15 @@ def ensure_app(argv: list[str] | None = None) -> Any:
 
 
 def settle_heap() -> None:
-    """Take every object alive now out of the garbage collector's generations (``gc.freeze``, after one collection
-    so no garbage is kept): the modules, classes and widgets of start-up live as long as the app, and a full
-    collection walks every tracked object while holding the interpreter lock, on whichever thread triggered it: on
-    the 30-minute analysed video the app's ~130,000 objects made each one a 60-200 ms stall of the GUI thread
-    (``benchmarks/ui_stall.py`` reports the collections of each phase). Frozen objects are still freed by
-    reference counting."""
+    """Take every object alive now out of the garbage collector's generations (``gc.freeze``): what start-up and an
+    opened video's tracks build lives until the app quits or another video opens, and a full collection walks every
+    tracked object while holding the interpreter lock, on whichever thread triggered it: on the 30-minute analysed
+    video the app's ~130,000 objects made each one a 60-200 ms stall of the GUI thread (``benchmarks/ui_stall.py``
+    reports the collections of each phase). Frozen objects are still freed by reference counting; what was frozen
+    before is unfrozen and collected first (one full collection per call), so no cycle is kept for good."""
     import gc
 
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -197,6 +198,16 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     parts = compose(getattr(args, "db", None), getattr(args, "reviewer", None), job_module)
     win = MainWindow(parts, error_reporting=True)
     settle_heap()
+    # and once an opened video's tracks are here (not on the reloads while a job streams results)
+    opened = [False]
+    win.review_ctl.videoOpened.connect(lambda _info: opened.__setitem__(0, True))
+
+    def tracks_loaded(_tracks: Any) -> None:
+        if opened[0]:
+            opened[0] = False
+            settle_heap()
+
+    win.review_ctl.tracksLoaded.connect(tracks_loaded)
     return win
 
 

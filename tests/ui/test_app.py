@@ -59,6 +59,8 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
         from endoreview.ui.app import create_main_window, ensure_app
         app = ensure_app()
         win = create_main_window(SimpleNamespace(db=None, reviewer="t"))
+        import gc
+        frozen = gc.get_freeze_count()
         win.show()
         win.start(paths=[{str(video)!r}])
         t0 = time.time()
@@ -68,6 +70,10 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
         while time.time() - t0 < 30 and not (win.player.shown and win.player.shown[1]):
             app.processEvents(); time.sleep(0.01)
         print("SHOWN", win.player.shown, "TORCH", "torch" in sys.modules, flush=True)
+        while time.time() - t0 < 30 and win.review_ctl.tracks is None:
+            app.processEvents(); time.sleep(0.01)
+        app.processEvents()
+        print("FROZEN", frozen, gc.get_freeze_count(), flush=True)
         win.close()
         """
     )
@@ -81,6 +87,9 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
     )
     assert "SHOWN (0, True)" in out.stdout, out.stdout + out.stderr
     assert "TORCH False" in out.stdout
+    # what the opened video brought (decoders, its tracks) is frozen out of the collector's generations too
+    before, after = map(int, out.stdout.split("FROZEN")[1].split())
+    assert after > before > 0
 
 
 def _import(qtbot, win, paths):
