@@ -95,6 +95,13 @@ def ensure_app(argv: list[str] | None = None) -> Any:
     return app
 
 
+#: how long a thread running Python keeps the interpreter lock while another waits for it (Python's default is
+#: 5 ms). The GUI thread gives the lock up around every Qt call it makes and waits again to come back, so with a
+#: worker busy in Python (reading tracks or suggestions, decoding) each of those returns cost up to 5 ms: a 23 ms
+#: zoom step of the 30-minute timeline took 108 ms of wall time beside one busy thread, 54 ms at 1 ms.
+SWITCH_INTERVAL_S = 0.001
+
+
 def settle_heap() -> None:
     """Take every object alive now out of the garbage collector's generations (``gc.freeze``): what start-up and an
     opened video's tracks build lives until the app quits or another video opens, and a full collection walks every
@@ -197,6 +204,7 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     app.setWindowIcon(app_icon())
     parts = compose(getattr(args, "db", None), getattr(args, "reviewer", None), job_module)
     win = MainWindow(parts, error_reporting=True)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     settle_heap()
     # and once an opened video's tracks are here (not on the reloads while a job streams results)
     opened = [False]
@@ -238,6 +246,7 @@ def run_app(args: Any) -> int:
                         # the Player tab's plotting library follows the library's listing (MainWindow._warm_up)
                         "pyqtgraph_imported": "pyqtgraph" in sys.modules,
                         "gc_frozen_objects": gc.get_freeze_count(),
+                        "switch_interval_s": sys.getswitchinterval(),
                     }
                 ),
                 flush=True,
