@@ -17,14 +17,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from endoreview.media.guard import check_off_gui_thread
 from endoreview.services.editing import EditingService
-from endoreview.store.records import Label, LabelKind, ReviewStatus
+from endoreview.store.records import Label, LabelKind, ReviewState, ReviewStatus
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,13 @@ class Command:
     @property
     def frames(self) -> list[int] | None:
         return []
+
+    @property
+    def expected(self) -> tuple[Label, ...]:
+        """The labels as this command will leave them, where that is known before it runs (a change of review
+        state): the session shows them at once, and the saved snapshot (or, if the store refuses, a re-read)
+        replaces them."""
+        return ()
 
     def run(self, svc: EditingService) -> Any:
         raise NotImplementedError
@@ -315,6 +322,11 @@ class SetReviewStatus(Command):
         svc.set_review_status(self.video_id, self.status)
 
 
+def _moved(labels: tuple[Label, ...], state: ReviewState) -> tuple[Label, ...]:
+    """``labels`` in review state ``state``, those the transition table lets move there (the store checks again)."""
+    return tuple(replace(x, state=state) for x in labels if ReviewState(x.state).can_become(state))
+
+
 @dataclass(frozen=True)
 class AcceptLabels(Command):
     """Accept exactly these suggestions (the ones the reviewer could see), checked against their versions."""
@@ -330,6 +342,10 @@ class AcceptLabels(Command):
     @property
     def frames(self) -> list[int] | None:
         return None if self.on_frames is None else list(self.on_frames)
+
+    @property
+    def expected(self) -> tuple[Label, ...]:
+        return _moved(self.labels, ReviewState.ACCEPTED)
 
     def run(self, svc: EditingService) -> int:
         return len(svc.accept(self.labels))
@@ -348,6 +364,10 @@ class RejectLabels(Command):
     @property
     def frames(self) -> list[int]:
         return list(self.on_frames)
+
+    @property
+    def expected(self) -> tuple[Label, ...]:
+        return _moved(self.labels, ReviewState.REJECTED)
 
     def run(self, svc: EditingService) -> int:
         return len(svc.reject(self.labels, self.reason))

@@ -47,6 +47,10 @@ SUGGESTION_MARGIN = 30
 PROPAGATE_MAX_FRAMES = 30  # one press carries a mask about a second; press again to go on (flow drifts)
 
 
+#: the payload of a :attr:`Change.LABELS` that shows an action's result before it is saved (the view paints it now)
+EXPECTED = "expected"
+
+
 class Change(StrEnum):
     LABELS = "labels"  # a snapshot arrived: redraw the labels
     STATE = "state"  # class, marks, selection, blind, undo availability, busy
@@ -97,6 +101,9 @@ class ReviewSession:
         self.size = (0, 0)  # (w, h)
         self.frame_count = 0
         self.frames: dict[int, list[Label]] = {}
+        self._expected: dict[
+            int, dict[int, Label]
+        ] = {}  # per command not yet saved: its labels as it leaves them
         self.segments: list[Label] = []
         self.loaded = False
         self.classes: tuple[str, ...] = ("polyp",)
@@ -147,9 +154,28 @@ class ReviewSession:
         if not self.editable or self.video_id is None:
             self.say("Open a video first.")
             return False
+        self._show_expected(cmd)  # drawn before the writer starts (it shares the interpreter lock)
         self._run(cmd, on_done)
         self._emit(Change.STATE)  # "saving …" shows until it is on disk
         return True
+
+    def _show_expected(self, cmd: C.Command) -> None:
+        """Show at once what ``cmd`` will leave (an accepted or rejected suggestion: on screen in the time of a paint,
+        not of a commit behind a job's write); its saved snapshot replaces it, a refused one re-reads the store."""
+        expected = cmd.expected
+        if not expected:
+            return
+        self._expected[id(cmd)] = {x.id: x for x in expected}
+        self._keep_expected()
+        self._emit(Change.LABELS, EXPECTED)
+
+    def _keep_expected(self) -> None:
+        """Labels of commands not yet saved stay as those commands will leave them (a read that was queued before
+        the command must not bring the old state back on screen meanwhile)."""
+        for by_id in self._expected.values():
+            for f in {x.frame for x in by_id.values() if x.frame is not None}:
+                if f in self.frames:
+                    self.frames[f] = [by_id.get(x.id, x) for x in self.frames[f]]
 
     def _run(self, cmd: C.Command, on_done: Callable[[Any], None] | None = None) -> None:
         assert self.video_id is not None
@@ -216,6 +242,7 @@ class ReviewSession:
             return
         self.ranges[key] = (a, b)
         self.frames.update(snap.frames)
+        self._keep_expected()
         self._prune()
         again = self._again.pop(key, None)
         if again is not None and not self.covers(*again):
@@ -241,6 +268,9 @@ class ReviewSession:
 
     def _saved(self, cmd: C.Command, out: C.Outcome, on_done: Callable[[Any], None] | None) -> None:
         snap = out.snapshot
+        self._expected.pop(
+            id(cmd), None
+        )  # what was stored (or, if refused, a re-read) replaces what was shown
         if out.error is not None:
             self._failed(out.name, out.error)
             return
@@ -252,6 +282,7 @@ class ReviewSession:
             self.model_frames = snap.model_frames
         else:
             self.frames.update(snap.frames)
+        self._keep_expected()
         self.segments = list(snap.segments)
         if self.writer.busy == 0:
             self.working.clear()
@@ -290,6 +321,7 @@ class ReviewSession:
     def open(self, video_id: int, width: int, height: int, frame_count: int, path: str | None = None) -> None:
         self.video_id, self.size, self.frame_count, self.path = video_id, (width, height), frame_count, path
         self.frames, self.segments, self.loaded, self.working = {}, [], False, {}
+        self._expected = {}
         self.focus = 0
         self.ranges, self._pending, self._then, self._again, self.model_frames = {}, {}, {}, {}, None
         self.tracks_gen = self.snap_gen = 0

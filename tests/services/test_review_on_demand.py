@@ -103,3 +103,49 @@ def test_the_session_holds_a_window_of_suggestions_equal_to_the_whole_video_read
 
 def whole_range(whole: dict[int, list], a: int, b: int) -> list:
     return [x for f in range(a, b) for x in whole[f]]
+
+
+def test_an_accept_or_reject_is_on_screen_before_it_is_saved_and_a_refused_one_shows_what_is_stored(
+    store, video, monkeypatch
+):
+    """A / R redraw at once (issue 23: on screen in <= 50 ms while a job's batch commits hold the database); the
+    saved labels then replace what was shown, and an action the store refuses leaves what is really stored."""
+    deliveries: list = []  # the GUI thread's queue: saved results arrive only when the test lets them
+    s = ReviewSession(lambda: EditingService(store), deliveries.append)
+    events: list = []
+    s.subscribe(lambda kind, payload: events.append(kind))
+
+    def deliver() -> None:
+        for _ in range(3):
+            s.writer._pool.submit(lambda: None).result()
+            while deliveries:
+                deliveries.pop(0)()
+
+    try:
+        s.open(video.id, 48, 32, N)
+        deliver()
+        s.view.min_score = 0.0
+        masks_before = len(s.overlay_content(5)[0])
+        events.clear()
+        s.review("accept", 5)  # the mask and the boxes on frame 5 (nothing under a cursor: all visible here)
+        assert events and events[0] == "labels"  # drawn now, before the writer even starts
+        assert s.overlay_content(5) == ([], [])  # no longer an open suggestion on screen
+        assert {x.state for x in s.labels_at(5)} == {"accepted"}
+        assert len([x for x in s.human_masks_at(5)]) == masks_before
+        deliver()
+        stored = store.labels_for_video(video.id, frames=(5, 6))
+        assert {x.state for x in stored} == {"accepted"} and s.labels_at(5) == stored
+        # a queued read of the neighbourhood delivered after the press does not bring the old state back
+        s.set_focus(900)
+        s.review("reject", 6)
+        deliver()
+        assert {x.state for x in s.labels_at(6)} == {"rejected"}
+        # refused by the store (here: it fails): what is stored comes back on screen
+        monkeypatch.setattr(EditingService, "accept", lambda self, labels: 1 / 0)
+        s.review("accept", 905)  # in the window read around frame 900
+        assert {x.state for x in s.labels_at(905)} == {"accepted"}
+        deliver()
+        assert {x.state for x in s.labels_at(905)} == {"suggested"}
+        assert {x.state for x in store.labels_for_video(video.id, frames=(905, 906))} == {"suggested"}
+    finally:
+        s.writer.shutdown()

@@ -17,7 +17,7 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
 from endoreview.services import editing as E
 from endoreview.services.records import LabelKind
-from endoreview.services.review_session import Change, ReviewSession
+from endoreview.services.review_session import EXPECTED, Change, ReviewSession
 from endoreview.ui.editing.canvas import CanvasTools, Tool
 from endoreview.ui.editing.layer import DrawnBox, DrawnMask, LabelLayer
 from endoreview.ui.palette import colour_for
@@ -92,10 +92,11 @@ class EditController(QObject):
             self.message.emit(str(payload))
         elif kind == Change.LABELS:
             self.refresh_frame()
+            if payload == EXPECTED:  # on screen now, before the writer saving it takes the interpreter lock
+                self.player_widget.view.viewport().repaint()
             self.labelsChanged.emit()
             if (
-                payload is not None
-                and payload.name not in ("Load labels", "Refresh")
+                getattr(payload, "name", None) not in (None, "Load labels", "Refresh")
                 and not self._reload.isActive()
             ):
                 self._reload.start()
@@ -175,7 +176,7 @@ class EditController(QObject):
     def _draw(self, working: np.ndarray | None) -> None:
         s, f = self.session, self.frame
         masks = [
-            DrawnMask(E.rle_decode(x.rle), self._colour(x.class_name), s.derived(x))
+            DrawnMask.saved(x.rle, self._colour(x.class_name), s.derived(x))
             for x in s.human_masks_at(f)
             if working is None or x.class_name != s.current_class
         ]
