@@ -15,14 +15,29 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 
+from core_model.contract import rle_decode
 from endoreview.ui.palette import HALO
 
 
 @dataclass(frozen=True)
 class DrawnMask:
-    mask: np.ndarray  # uint8[H, W]
+    mask: np.ndarray | None  # uint8[H, W]; None: decoded from ``rle`` when it must be drawn
     colour: tuple[int, int, int]
     derived: bool = False  # propagated / interpolated
+    rle: dict | None = None  # a saved mask (COCO RLE)
+
+    @classmethod
+    def saved(cls, rle: dict, colour: tuple[int, int, int], derived: bool = False) -> DrawnMask:
+        return cls(None, colour, derived, rle)
+
+    def pixels(self) -> np.ndarray:
+        return self.mask if self.mask is not None else rle_decode(self.rle)
+
+    def key(self) -> tuple | None:
+        """What identifies this drawing without decoding it; None for a mask being painted (always redrawn)."""
+        if self.mask is not None or self.rle is None:
+            return None
+        return str(self.rle.get("counts")), tuple(self.rle.get("size", ())), self.colour, self.derived
 
 
 @dataclass(frozen=True)
@@ -34,7 +49,8 @@ class DrawnBox:
     selected: bool = False
 
 
-def _outline(mask: np.ndarray) -> list[QPainterPath]:
+def _outline(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[QPainterPath]:
+    """The outlines of ``mask`` (a crop whose top-left pixel is (x0, y0) of the frame), in frame coordinates."""
     import cv2
 
     contours, _ = cv2.findContours(
@@ -45,7 +61,7 @@ def _outline(mask: np.ndarray) -> list[QPainterPath]:
         if len(c) < 2:
             continue
         path = QPainterPath()
-        path.addPolygon(QPolygonF([QPointF(float(x) + 0.5, float(y) + 0.5) for x, y in c[:, 0, :]]))
+        path.addPolygon(QPolygonF([QPointF(x0 + float(x) + 0.5, y0 + float(y) + 0.5) for x, y in c[:, 0, :]]))
         path.closeSubpath()
         out.append(path)
     return out
@@ -58,7 +74,9 @@ class LabelLayer(pg.GraphicsObject):
         super().__init__()
         self._rect = QRectF(0, 0, 1, 1)
         self._image: QImage | None = None
+        self._image_rect = QRectF()  # where the masks' image goes: the box around every mask, in frame pixels
         self._buffer: np.ndarray | None = None
+        self._key: tuple | None = None  # the saved masks drawn now (set_masks skips redrawing the same ones)
         self._paths: list[tuple[QPainterPath, QColor, bool]] = []
         self.boxes: list[DrawnBox] = []
         self.polygon: list[tuple[float, float]] = []
@@ -78,27 +96,43 @@ class LabelLayer(pg.GraphicsObject):
         return self._rect
 
     def set_masks(self, masks: list[DrawnMask]) -> None:
-        if not masks:
+        """Draw ``masks`` (the frame's, filled and outlined). Saved masks the same as those drawn now are not
+        decoded and composed again: the frame is redrawn after every action, change of state and presented frame
+        (four times per accept), which at 1080p cost tens of milliseconds each time."""
+        keys = tuple(m.key() for m in masks)
+        key = keys if all(k is not None for k in keys) else None
+        if key is not None and key == self._key:
+            return
+        self._key = key
+        drawn = [(m, on) for m in masks if (on := m.pixels() > 0).any()]
+        if not drawn:
             self._image, self._buffer, self._paths = None, None, []
             self.update()
             return
-        h, w = masks[0].mask.shape
-        rgba = np.zeros((h, w, 4), np.uint8)
+        anyon = np.logical_or.reduce([on for _, on in drawn])
+        rows, cols = np.flatnonzero(anyon.any(axis=1)), np.flatnonzero(anyon.any(axis=0))
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        rgba = np.zeros(
+            (y1 - y0, x1 - x0, 4), np.uint8
+        )  # only the box around the masks (a polyp, not the frame)
         paths = []
-        for m in masks:
-            on = m.mask > 0
-            rgba[on, :3] = m.colour
-            rgba[on, 3] = 70 if m.derived else 95
-            paths += [(p, QColor(*m.colour), m.derived) for p in _outline(m.mask)]
+        for m, on in drawn:
+            crop = on[y0:y1, x0:x1]
+            rgba[crop, :3] = m.colour
+            rgba[crop, 3] = 70 if m.derived else 95
+            paths += [(p, QColor(*m.colour), m.derived) for p in _outline(crop, x0, y0)]
         self._buffer = np.ascontiguousarray(rgba)
-        self._image = QImage(self._buffer.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+        self._image = QImage(
+            self._buffer.data, x1 - x0, y1 - y0, 4 * (x1 - x0), QImage.Format.Format_RGBA8888
+        )
+        self._image_rect = QRectF(x0, y0, x1 - x0, y1 - y0)
         self._paths = paths
         self.update()
 
     def paint(self, p: QPainter, *args) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if self._image is not None:
-            p.drawImage(self._rect, self._image)
+            p.drawImage(self._image_rect, self._image)
         halo = QPen(QColor(*HALO), 4)
         halo.setCosmetic(True)
         for path, col, derived in self._paths:
