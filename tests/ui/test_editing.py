@@ -313,3 +313,40 @@ def test_an_edit_refused_as_stale_is_reported_and_the_stored_mask_shown(qtbot, e
     assert any("was not saved" in m and "colleague" in m for m in said)
     saved(qtbot, ctl)
     assert ctl.session.working == {} and np.array_equal(ctl.editable_mask(0), theirs)
+
+
+def test_the_label_layer_draws_saved_masks_in_place_and_decodes_them_once(qtbot, monkeypatch):
+    """The reviewer's masks are filled where they are (the layer composes only the box around them) and the same
+    saved masks are not decoded again when the frame is redrawn (after every action and presented frame)."""
+    from PySide6.QtGui import QImage, QPainter
+
+    from core_model.contract import rle_encode
+    from endoreview.ui.editing import layer as L
+
+    m = np.zeros((480, 640), np.uint8)
+    m[100:150, 200:260] = 1
+    rle = rle_encode(m)
+    decoded = []
+    monkeypatch.setattr(L, "rle_decode", lambda r: decoded.append(1) or rle_decode(r))
+    lay = L.LabelLayer()
+    lay.set_frame_rect(640, 480)
+
+    def render() -> QImage:
+        img = QImage(640, 480, QImage.Format.Format_ARGB32)
+        img.fill(0)
+        p = QPainter(img)
+        lay.paint(p)
+        p.end()
+        return img
+
+    lay.set_masks([L.DrawnMask.saved(rle, (255, 0, 0))])
+    img = render()
+    inside, outside = img.pixelColor(230, 125), img.pixelColor(100, 300)
+    assert inside.red() > 200 and inside.green() < 60 and inside.alpha() > 0
+    assert outside.alpha() == 0
+    assert img.pixelColor(199, 125).alpha() > 0  # the outline around it
+    for _ in range(3):  # the same frame redrawn
+        lay.set_masks([L.DrawnMask.saved(rle, (255, 0, 0))])
+    assert len(decoded) == 1
+    lay.set_masks([L.DrawnMask.saved(rle, (0, 255, 0))])  # another class colour: drawn again
+    assert len(decoded) == 2 and render().pixelColor(230, 125).green() > 200
