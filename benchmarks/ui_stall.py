@@ -83,26 +83,46 @@ def startup_runs(n: int, data_dir: Path) -> dict:
 
 
 class Heartbeat:
+    """Beats of a 2 ms timer on the GUI thread, and the interpreter's garbage collections meanwhile (any thread's:
+    a collection holds the interpreter lock, so a long one is a GUI stall whichever thread triggered it)."""
+
     def __init__(self, interval_ms: int = 2) -> None:
+        import gc
+
         from PySide6.QtCore import Qt, QTimer
 
         self.interval = interval_ms / 1000
         self.beats: list[float] = []
+        self.collections: list[tuple[int, float]] = []  # (generation, seconds)
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
         self.timer.start(interval_ms)
 
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.collections.append((int(info["generation"]), time.perf_counter() - self._gc_start))
+
     def take(self) -> dict:
         b = np.asarray(self.beats)
         self.beats = []
+        gcs, self.collections = self.collections, []
         gaps = np.diff(b) if b.size > 1 else np.zeros(1)
         stall = np.maximum(gaps - self.interval, 0)
+        gen2 = [s for g, s in gcs if g == 2]
         return {
             "beats": int(b.size),
             "stall_max_ms": round(1e3 * float(stall.max()), 1),
             "stall_p99_ms": round(1e3 * float(np.percentile(stall, 99)), 1),
             "stall_p50_ms": round(1e3 * float(np.percentile(stall, 50)), 2),
+            "stalls_over_100ms": int((stall > 0.1).sum()),
+            "gc_max_ms": round(1e3 * max((s for _, s in gcs), default=0.0), 1),
+            "gc_gen2": len(gen2),
+            "gc_gen2_max_ms": round(1e3 * max(gen2, default=0.0), 1),
         }
 
 
@@ -183,7 +203,16 @@ def library_child(args: argparse.Namespace) -> int:
     spin(lambda: False, 2.0)
     hb.take()
     spin(lambda: False, min(args.seconds, 8.0))
-    emit({"step": "idle", **hb.take(), "load_average_1min": round(os.getloadavg()[0], 1)})
+    import gc
+
+    emit(
+        {
+            "step": "idle",
+            **hb.take(),
+            "load_average_1min": round(os.getloadavg()[0], 1),
+            "gc_tracked_objects": len(gc.get_objects()),
+        }
+    )
     _scrub_for(win, n, args.seconds, rng)
     emit({"step": "scrub_original" if win.player._proxy is None else "scrub_proxy", **hb.take()})
     spin(lambda: False, 1.0)

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 #: playhead may come before the next window is read (a window reads in ~20 ms here for 21 suggestions a frame)
 SUGGESTION_WINDOW = 240
 SUGGESTION_MARGIN = 30
+#: the longest range whose bulk-accept candidates are counted for the panel before Shift+A is pressed: counting
+#: reads the range's suggestions, and a procedure-long segment is ~340,000 of them (seconds of CPU on a worker, and
+#: a heap that made every full garbage collection on the GUI thread 0.2-0.8 s); longer ranges are read on the press
+BULK_PREVIEW_FRAMES = 1800
 PROPAGATE_MAX_FRAMES = 30  # one press carries a mask about a second; press again to go on (flow drifts)
 
 
@@ -254,6 +258,11 @@ class ReviewSession:
         for fn in then_all:
             fn()
 
+    def _release(self, key: str) -> None:
+        """Stop holding the suggestions read under ``key`` (those outside every other held range are dropped)."""
+        if self.ranges.pop(key, None) is not None:
+            self._prune()
+
     def _prune(self) -> None:
         """Drop open suggestions outside every held range (label rows stay)."""
         keep = list(self.ranges.values())
@@ -434,6 +443,19 @@ class ReviewSession:
         if not segs:
             return None
         return segs[0].start_frame or 0, segs[0].end_frame or 0
+
+    def bulk_preview(self, frame: int) -> tuple[tuple[int, int], tuple[list[Label], int] | None] | None:
+        """What the panel says Shift+A would take at ``frame``: ``None`` without a bulk range, else the range and its
+        :meth:`bulk_candidates` - ``None`` in their place when the range is longer than
+        :data:`BULK_PREVIEW_FRAMES` and not held (counted when the reviewer presses Shift+A, not read for a
+        number on the panel)."""
+        rng = self.bulk_range(frame)
+        if rng is None:
+            return None
+        a, b = rng
+        if b - a > BULK_PREVIEW_FRAMES and not self.covers(a, b):
+            return rng, None
+        return rng, self.bulk_candidates(a, b)
 
     def bulk_candidates(self, start: int, end: int) -> tuple[list[Label], int]:
         """(the visible suggestions on frames ``[start, end)`` scoring at least the bulk threshold — what bulk
@@ -701,12 +723,12 @@ class ReviewSession:
         if not take:
             self.say(f"No visible suggestion ≥ {thr:.2f} on frames {a + 1}–{b}{left}.")
             return
-        self.execute(
-            C.AcceptLabels(tuple(take), None, bulk=True),
-            on_done=lambda n: self.say(
-                f"Accepted {n} suggestion(s) ≥ {thr:.2f} on frames {a + 1}–{b}{left}."
-            ),
-        )
+
+        def done(n: int) -> None:
+            self._release("bulk")  # a procedure-long range is ~340,000 suggestions: not held once accepted
+            self.say(f"Accepted {n} suggestion(s) ≥ {thr:.2f} on frames {a + 1}–{b}{left}.")
+
+        self.execute(C.AcceptLabels(tuple(take), None, bulk=True), on_done=done)
 
     # ---- undo -------------------------------------------------------------------------------------------------
     def undo(self) -> None:

@@ -149,3 +149,41 @@ def test_an_accept_or_reject_is_on_screen_before_it_is_saved_and_a_refused_one_s
         assert {x.state for x in store.labels_for_video(video.id, frames=(905, 906))} == {"suggested"}
     finally:
         s.writer.shutdown()
+
+
+def test_a_long_bulk_range_is_read_when_accepted_not_to_count_it_and_let_go_after(store, video, monkeypatch):
+    """The panel's count of what Shift+A takes read the whole range: for a procedure-long segment ~340,000
+    suggestions (seconds of CPU, and a heap every garbage collection walks: GUI stalls of 0.2-0.8 s)."""
+    import endoreview.services.review_session as rs
+
+    monkeypatch.setattr(rs, "BULK_PREVIEW_FRAMES", 100)
+    s = ReviewSession(lambda: EditingService(store))
+    try:
+        s.open(video.id, 48, 32, N)
+        settle(s)
+        s.bulk_threshold = 0.0
+        s.mark_in, s.mark_out = 40, 90  # short: counted for the panel (the focus window holds it)
+        rng, counted = s.bulk_preview(10)
+        assert rng == (40, 90) and counted is not None and len(counted[0]) > 0
+        s.mark_in, s.mark_out = 300, 1300  # long and not held: the panel gets no count, nothing is read
+        reads = []
+        submit = s.writer.submit
+        s.writer.submit = lambda name, *a, **k: (reads.append(name), submit(name, *a, **k))[-1]
+        assert s.bulk_preview(10) == ((300, 1300), None)
+        settle(s)
+        assert reads == [] and "bulk" not in s.ranges
+        s.writer.submit = submit
+        messages: list[str] = []
+        s.subscribe(lambda kind, payload: messages.append(payload) if kind == rs.Change.MESSAGE else None)
+        s.bulk_accept(10)  # pressing Shift+A reads the range and accepts what is visible there
+        settle(s)
+        settle(s)
+        assert any("Accepted" in m for m in messages), messages
+        left = [x for x in store.labels_for_video(video.id, frames=(300, 1300)) if x.state == "suggested"]
+        accepted = [x for x in store.labels_for_video(video.id, frames=(300, 1300)) if x.state == "accepted"]
+        assert accepted and len(left) + len(accepted) == 21 * 1000
+        held = {f for f, labs in s.frames.items() if any(x.id < 0 for x in labs)}
+        a, b = s.ranges["focus"]
+        assert "bulk" not in s.ranges and held <= set(range(a, b))  # the 1,000 frames are let go
+    finally:
+        s.writer.shutdown()

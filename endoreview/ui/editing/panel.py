@@ -252,14 +252,19 @@ class EditToolbar(QToolBar):
         mi = "—" if s.mark_in is None else str(s.mark_in + 1)
         mo = "—" if s.mark_out is None else str(s.mark_out)
         pending = f" · saving {s.writer.busy}…" if s.writer.busy else ""
-        bulk = ""
-        rng = s.bulk_range(c.frame) if s.loaded else None
-        if rng is not None and not s.blind:
-            take, hidden = s.bulk_candidates(*rng)
-            bulk = f"\nBulk accept takes {len(take)} suggestion(s)" + (
-                f" ({hidden} hidden left open)" if hidden else ""
-            )
-        self.bulk_btn.setText(f"Bulk accept {len(take)} (⇧A)" if bulk else "Bulk accept (⇧A)")
+        bulk, button = "", "Bulk accept (⇧A)"
+        preview = s.bulk_preview(c.frame) if s.loaded and not s.blind else None
+        if preview is not None:
+            (a, b), counted = preview
+            if counted is None:  # a long range: read when Shift+A is pressed, not for this line
+                bulk = f"\nBulk accept reads frames {a + 1}–{b} when pressed"
+            else:
+                take, hidden = counted
+                bulk = f"\nBulk accept takes {len(take)} suggestion(s)" + (
+                    f" ({hidden} hidden left open)" if hidden else ""
+                )
+                button = f"Bulk accept {len(take)} (⇧A)"
+        self.bulk_btn.setText(button)
         self.marks.setText(f"In {mi} · Out {mo}{pending}{bulk}")
 
 
