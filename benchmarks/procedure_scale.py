@@ -21,6 +21,9 @@ keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). 
   lanes, the detection lane and a segment every 20 s: first draw, then 60 zoom/pan steps from the whole procedure
   down to 10 s, each repainted once as in the app (``paints`` counts them): steps per second, the worst step and
   the median step's CPU time;
+- ``ui_stall``: ``benchmarks/ui_stall.py --db`` on a copy of the library: the real app (offscreen) opens the video
+  with its predictions (first frame, lanes and labels) and the GUI thread's longest stall is measured while idle,
+  scrubbing, zooming the timeline and playing (the summary's ``ui_stall_max_ms``: the longest of them all);
 - ``export_coco`` / ``export_cvat``: ``python -m endoreview.interchange export`` of the run.
 
 ``--tile-from PREDS``: the same with an earlier run's ``preds.jsonl`` for every length (no analysis at all).
@@ -68,6 +71,7 @@ STAGES = (
     "timeline_load",
     "player_open",
     "timeline_fps",
+    "ui_stall",
     "export_coco",
     "export_cvat",
 )
@@ -225,7 +229,7 @@ def bench_length(
         return line
 
     video_id = None
-    if "import" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
+    if "import" in stages or stages & {"db_write", "timeline_load", "ui_stall", "export_coco", "export_cvat"}:
         res = _popen_wait4(
             [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "import", "videos", str(video)],
             env,
@@ -246,7 +250,13 @@ def bench_length(
         emit({"stage": "tile_predictions", "minutes": minutes, "frames": n, "from": str(tile_from),
               "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
         out["predictions"] = "tiled"
-    elif "analysis" in stages or stages & {"db_write", "timeline_load", "export_coco", "export_cvat"}:
+    elif "analysis" in stages or stages & {
+        "db_write",
+        "timeline_load",
+        "ui_stall",
+        "export_coco",
+        "export_cvat",
+    }:
         cmd = _predict_cmd(video, preds, threads)
         samples: list[tuple[int, float]] = []
 
@@ -411,6 +421,26 @@ print(json.dumps({{"first_draw_s": round(first, 3), "fps": round(len(steps) / su
         res = _popen_wait4(py(code), {**env, "QT_QPA_PLATFORM": "offscreen"}, d / "timeline_fps.out")
         last = (d / "timeline_fps.out").read_text().strip().splitlines()
         stage("timeline_fps", res, **(json.loads(last[-1]) if last else {}))
+    if "ui_stall" in stages and video_id is not None and db.exists():
+        # the real app on this video with its predictions: first frame, and the GUI thread's longest stalls while
+        # idle, scrubbing, zooming the timeline and playing (benchmarks/ui_stall.py, on a copy of the library)
+        import shutil
+
+        lib = d / "ui_stall.sqlite3"
+        shutil.copyfile(db, lib)
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ui_stall.py"),
+            "--db",
+            str(lib),
+            "--video-id",
+            str(video_id),
+        ]
+        res = _popen_wait4(cmd, {"QT_QPA_PLATFORM": "offscreen"}, d / "ui_stall.out")
+        lines = [ln for ln in (d / "ui_stall.out").read_text().splitlines() if '"summary"' in ln]
+        got = json.loads(lines[-1]) if lines else {}
+        stage("ui_stall", res, **{k: v for k, v in got.items() if k.endswith(("_ms", "_s", "_per_s"))})
+        lib.unlink(missing_ok=True)
     for fmt, name in (("coco", "export_coco"), ("cvat-video", "export_cvat")):
         if name in stages and video_id is not None:
             cmd = [sys.executable, "-m", "endoreview.interchange", "--db", str(db), "export", fmt]
@@ -543,6 +573,16 @@ def main(argv: list[str] | None = None) -> int:
         "predictions": longest.get("predictions", "analysed"),
         "timeline_fps": longest.get("timeline_fps", {}).get("fps"),
         "timeline_worst_step_ms": longest.get("timeline_fps", {}).get("worst_step_ms"),
+        "ui_stall_max_ms": max(
+            (
+                v
+                for k, v in longest.get("ui_stall", {}).items()
+                if k.endswith("_stall_max_ms") and v is not None
+            ),
+            default=None,
+        ),
+        "ui_first_frame_s": longest.get("ui_stall", {}).get("open_first_frame_s"),
+        "ui_timeline_steps_per_s": longest.get("ui_stall", {}).get("timeline_steps_per_s"),
         "export_coco_s": longest.get("export_coco", {}).get("seconds"),
         "export_cvat_s": longest.get("export_cvat", {}).get("seconds"),
         "peak_mb_by_stage": {
