@@ -17,6 +17,7 @@ from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, 
 
 from core_model.contract import rle_decode
 from endoreview.ui.palette import HALO
+from endoreview.ui.player.view import polygon_path
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,7 @@ def _outline(mask: np.ndarray, x0: int = 0, y0: int = 0) -> list[QPainterPath]:
     contours, _ = cv2.findContours(
         np.ascontiguousarray(mask, np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE
     )
-    out = []
-    for c in contours:
-        if len(c) < 2:
-            continue
-        path = QPainterPath()
-        path.addPolygon(QPolygonF([QPointF(x0 + float(x) + 0.5, y0 + float(y) + 0.5) for x, y in c[:, 0, :]]))
-        path.closeSubpath()
-        out.append(path)
-    return out
+    return [polygon_path(c[:, 0, :].astype(np.float64), x0 + 0.5, y0 + 0.5) for c in contours if len(c) >= 2]
 
 
 class LabelLayer(pg.GraphicsObject):

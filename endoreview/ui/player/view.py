@@ -12,7 +12,7 @@ from collections import OrderedDict
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 
 from core_model.contract import rle_decode
 from endoreview.ui.palette import CHIP, CHIP_TEXT, HALO, colour_for
@@ -49,6 +49,15 @@ def mask_outline(rle: dict) -> list[np.ndarray]:
         np.ascontiguousarray(m, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     return [c[:, 0, :].astype(np.float64) for c in contours if len(c) >= 3]
+
+
+def polygon_path(poly: np.ndarray, dx: float = 0.5, dy: float = 0.5) -> QPainterPath:
+    """A closed path through ``poly`` ([K, 2] x, y pixel indices), shifted to pixel centres (+ ``dx``, ``dy``).
+    Built from the arrays in one call (a polygon point by point in Python took ~2 ms per mask outline at 1080p,
+    for every new frame the player shows)."""
+    path = pg.arrayToQPath(poly[:, 0] + dx, poly[:, 1] + dy, connect="all")
+    path.closeSubpath()
+    return path
 
 
 class OverlayItem(pg.GraphicsObject):
@@ -96,12 +105,7 @@ class OverlayItem(pg.GraphicsObject):
         if key in self._paths:
             self._paths.move_to_end(key)
             return self._paths[key]
-        paths = []
-        for poly in mask_outline(rle):
-            path = QPainterPath()
-            path.addPolygon(QPolygonF([QPointF(x + 0.5, y + 0.5) for x, y in poly]))
-            path.closeSubpath()
-            paths.append(path)
+        paths = [polygon_path(poly) for poly in mask_outline(rle)]
         self._paths[key] = paths
         while len(self._paths) > 256:
             self._paths.popitem(last=False)
