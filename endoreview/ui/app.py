@@ -100,6 +100,7 @@ def ensure_app(argv: list[str] | None = None) -> Any:
 #: worker busy in Python (reading tracks or suggestions, decoding) each of those returns cost up to 5 ms: a 23 ms
 #: zoom step of the 30-minute timeline took 108 ms of wall time beside one busy thread, 54 ms at 1 ms.
 SWITCH_INTERVAL_S = 0.001
+SETTLE_AFTER_OPEN_MS = 1000  # an opened video's heap is frozen this long after its tracks arrive
 
 
 def settle_heap() -> None:
@@ -203,17 +204,27 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     apply_theme(app, load_settings().text_size)
     app.setWindowIcon(app_icon())
     parts = compose(getattr(args, "db", None), getattr(args, "reviewer", None), job_module)
+    from PySide6.QtCore import QTimer
+
     win = MainWindow(parts, error_reporting=True)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     settle_heap()
-    # and once an opened video's tracks are here (not on the reloads while a job streams results)
+
+    def listed(_rows: Any) -> None:
+        # from now on, not during start-up: there the GUI thread and the worker opening the database hand the lock
+        # over five times as often for nothing the user waits on (start to a listed library: +0.2-0.3 s at 1 ms)
+        win.library_ctl.refreshed.disconnect(listed)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+    win.library_ctl.refreshed.connect(listed)
+    # and once an opened video's tracks are here (not on the reloads while a job streams results), after its first
+    # frame and overlays are on screen: the collection walks every object again (~90 ms for a 200-video library)
     opened = [False]
     win.review_ctl.videoOpened.connect(lambda _info: opened.__setitem__(0, True))
 
     def tracks_loaded(_tracks: Any) -> None:
         if opened[0]:
             opened[0] = False
-            settle_heap()
+            QTimer.singleShot(SETTLE_AFTER_OPEN_MS, settle_heap)
 
     win.review_ctl.tracksLoaded.connect(tracks_loaded)
     return win

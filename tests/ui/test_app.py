@@ -47,9 +47,6 @@ def test_launch_reports_a_usable_window_without_torch(tmp_path):
     # start-up's objects are out of the collector's generations: a full collection (on any thread, holding the
     # interpreter lock) walks only what came later (it stalled the GUI thread 60-200 ms on a 30-minute video)
     assert report["gc_frozen_objects"] > 20_000
-    # a worker busy in Python keeps the interpreter lock from the GUI thread for at most 1 ms at a time (Python's
-    # 5 ms made a 23 ms timeline zoom step take ~108 ms beside one busy thread)
-    assert report["switch_interval_s"] <= 0.001
 
 
 def test_opening_a_video_does_not_import_torch(tmp_path):
@@ -69,13 +66,15 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
         t0 = time.time()
         while time.time() - t0 < 30 and not win.library.model.rows:
             app.processEvents(); time.sleep(0.01)
+        print("SWITCH", sys.getswitchinterval(), flush=True)
         win.open_video(win.library.model.rows[0].video_id)
         while time.time() - t0 < 30 and not (win.player.shown and win.player.shown[1]):
             app.processEvents(); time.sleep(0.01)
         print("SHOWN", win.player.shown, "TORCH", "torch" in sys.modules, flush=True)
         while time.time() - t0 < 30 and win.review_ctl.tracks is None:
             app.processEvents(); time.sleep(0.01)
-        app.processEvents()
+        while time.time() - t0 < 30 and gc.get_freeze_count() <= frozen:  # a second after the first frame
+            app.processEvents(); time.sleep(0.01)
         print("FROZEN", frozen, gc.get_freeze_count(), flush=True)
         win.close()
         """
@@ -90,6 +89,10 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
     )
     assert "SHOWN (0, True)" in out.stdout, out.stdout + out.stderr
     assert "TORCH False" in out.stdout
+    # once the library is listed, a worker busy in Python keeps the interpreter lock from the GUI thread for at most
+    # 1 ms at a time (Python's 5 ms made a 23 ms timeline zoom step take ~108 ms beside one busy thread); start-up
+    # itself runs at 5 ms (1 ms cost it 0.2-0.3 s)
+    assert float(out.stdout.split("SWITCH")[1].split()[0]) <= 0.001
     # what the opened video brought (decoders, its tracks) is frozen out of the collector's generations too
     before, after = map(int, out.stdout.split("FROZEN")[1].split())
     assert after > before > 0
