@@ -134,3 +134,31 @@ def test_counts_of_every_length_parse_back_to_the_runs_written():
         rle = rle_from_counts(1, total, runs)
         size, back = rle_counts(rle)
         assert size == (1, total) and np.array_equal(back, runs)
+
+
+def test_a_masks_box_decodes_to_the_same_pixels_as_the_whole_frame():
+    """rle_decode_box (the overlay's outline of each new frame) equals the whole-frame decode over the mask's
+    columns, for masks at the frame's edges, over several columns' boundaries and empty."""
+    import numpy as np
+
+    from core_model.contract import rle_decode, rle_decode_box, rle_encode
+
+    rng = np.random.default_rng(3)
+    cases = [np.zeros((48, 64), np.uint8)]
+    for _ in range(20):
+        m = np.zeros((48, 64), np.uint8)
+        y, x = rng.integers(0, 48), rng.integers(0, 64)
+        m[y : y + rng.integers(1, 30), x : x + rng.integers(1, 30)] = 1
+        m[rng.random((48, 64)) < 0.02] = 1
+        cases.append(m)
+    full = np.ones((48, 64), np.uint8)
+    cases.append(full)
+    for m in cases:
+        rle = rle_encode(m)
+        crop, x0, y0 = rle_decode_box(rle)
+        cols = np.flatnonzero(m.any(axis=0))
+        if not len(cols):
+            assert crop.shape == (48, 0)
+            continue
+        assert (x0, y0) == (cols[0], 0) and crop.shape == (48, cols[-1] - cols[0] + 1)
+        assert np.array_equal(crop, rle_decode(rle)[:, x0 : x0 + crop.shape[1]])

@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPen
 
-from core_model.contract import rle_decode
+from core_model.contract import rle_decode_box
 from endoreview.ui.palette import CHIP, CHIP_TEXT, HALO, colour_for
 
 
@@ -52,13 +52,14 @@ def mask_outline(rle: dict, tolerance: float = OUTLINE_TOLERANCE_PX) -> list[np.
     ``tolerance`` pixels (0: every corner of the pixel boundary)."""
     import cv2
 
-    m = rle_decode(rle)
-    contours, _ = cv2.findContours(
-        np.ascontiguousarray(m, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
-    )
+    m, x0, y0 = rle_decode_box(rle)  # the columns it covers, not the whole frame
+    if m.size == 0:
+        return []
+    # traced on the transposed crop, which is the decoded run order (no copy): its (x, y) are the mask's (y, x)
+    contours, _ = cv2.findContours(np.ascontiguousarray(m.T), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if tolerance > 0:
         contours = [cv2.approxPolyDP(c, tolerance, True) for c in contours]
-    return [c[:, 0, :].astype(np.float64) for c in contours if len(c) >= 3]
+    return [c[:, 0, ::-1].astype(np.float64) + (x0, y0) for c in contours if len(c) >= 3]
 
 
 def polygon_path(poly: np.ndarray, dx: float = 0.5, dy: float = 0.5) -> QPainterPath:
