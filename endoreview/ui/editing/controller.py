@@ -125,7 +125,8 @@ class EditController(QObject):
 
     @property
     def frame(self) -> int:
-        return self.player.current
+        """The frame on screen (until a new one is decoded the last stays): what is drawn and edited."""
+        return self.player.shown[0] if self.player.shown else self.player.current
 
     @property
     def brush_radius(self) -> float:
@@ -184,11 +185,10 @@ class EditController(QObject):
             masks.append(DrawnMask(working, self._colour(s.current_class)))
         self.layer.set_masks(masks)
         sel = s.selected_box.id if s.selected_box is not None else None
-        self.layer.boxes = [
+        self.layer.set_boxes([
             DrawnBox(x.bbox, self._colour(x.class_name), x.class_name, s.derived(x), x.id == sel)  # type: ignore[arg-type]
             for x in s.drawn_boxes_at(f)
-        ]
-        self.layer.update()
+        ])  # fmt: skip
 
     def _override_overlay(self) -> None:
         """The model's layer shows only what is still open (suggested) — nothing during a blind pass."""

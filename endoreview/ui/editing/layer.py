@@ -88,6 +88,13 @@ class LabelLayer(pg.GraphicsObject):
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
         return self._rect
 
+    def set_boxes(self, boxes: list[DrawnBox]) -> None:
+        """Draw ``boxes``; the same ones as now repaint nothing (the frame view repainted, frame and overlays, on
+        every move of the playhead while scrubbing)."""
+        if boxes != self.boxes:
+            self.boxes = boxes
+            self.update()
+
     def set_masks(self, masks: list[DrawnMask]) -> None:
         """Draw ``masks`` (the frame's, filled and outlined). Saved masks the same as those drawn now are not
         decoded and composed again: the frame is redrawn after every action, change of state and presented frame

@@ -77,6 +77,7 @@ class OverlayItem(pg.GraphicsObject):
     def __init__(self) -> None:
         super().__init__()
         self._rect = QRectF(0, 0, 1, 1)
+        self._frame = -1
         self.masks: list[dict] = []
         self.boxes: list[dict] = []
         self.show_masks = True
@@ -94,6 +95,8 @@ class OverlayItem(pg.GraphicsObject):
         self._rect = QRectF(0, 0, w, h)
 
     def set_content(self, frame: int, masks: list[dict], boxes: list[dict]) -> None:
+        if frame == self._frame and masks == self.masks and boxes == self.boxes:
+            return  # the same frame's same output: no repaint (scrubbing asks again on every move)
         self._frame = frame
         self.masks, self.boxes = masks, boxes
         self.update()
