@@ -350,3 +350,40 @@ def test_the_label_layer_draws_saved_masks_in_place_and_decodes_them_once(qtbot,
     assert len(decoded) == 1
     lay.set_masks([L.DrawnMask.saved(rle, (0, 255, 0))])  # another class colour: drawn again
     assert len(decoded) == 2 and render().pixelColor(230, 125).green() > 200
+
+
+def test_the_tools_act_on_the_frame_on_screen_until_the_next_is_decoded(qtbot, edit, indexed_video):
+    """While a new frame is being decoded the last one stays on screen, and so do its masks and what A / R / the
+    brush act on: scrubbing drew the next frame's model masks over the previous image."""
+    import threading
+    from dataclasses import replace
+
+    from core_model.video import VideoReader
+
+    ctl = edit
+    win = ctl.parent()
+    gate = threading.Event()
+
+    class SlowReader:  # frame 40 takes until the test lets it through
+        def __init__(self) -> None:
+            self.r = VideoReader(indexed_video)
+
+        def __len__(self) -> int:
+            return len(self.r)
+
+        def __getitem__(self, i: int):
+            if i == 40:
+                gate.wait(10)
+            return self.r[i]
+
+        def close(self) -> None:
+            self.r.close()
+
+    win.player.open(replace(win.player.source, key="slow", open_original=SlowReader, open_proxy=None), start=10)
+    qtbot.waitUntil(lambda: win.player.shown == (10, True), timeout=10000)
+    win.player.seek(40)
+    assert win.player.current == 40 and win.player.shown[0] == 10
+    assert ctl.frame == 10
+    gate.set()
+    qtbot.waitUntil(lambda: win.player.shown is not None and win.player.shown[0] == 40, timeout=10000)
+    assert ctl.frame == 40
