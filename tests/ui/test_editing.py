@@ -379,7 +379,9 @@ def test_the_tools_act_on_the_frame_on_screen_until_the_next_is_decoded(qtbot, e
         def close(self) -> None:
             self.r.close()
 
-    win.player.open(replace(win.player.source, key="slow", open_original=SlowReader, open_proxy=None), start=10)
+    win.player.open(
+        replace(win.player.source, key="slow", open_original=SlowReader, open_proxy=None), start=10
+    )
     qtbot.waitUntil(lambda: win.player.shown == (10, True), timeout=10000)
     win.player.seek(40)
     assert win.player.current == 40 and win.player.shown[0] == 10
