@@ -102,7 +102,7 @@ class PyAVBackend:
             raise VideoError(probe.path, f"cannot open the file ({e})") from None
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
-        self._pts_to_index = {int(p): i for i, p in enumerate(probe.pts)}
+        self._pts_to_index = dict(zip(probe.pts.tolist(), range(len(probe.pts))))  # 54,000 frames: ~5 ms
         self._frames = None  # live decode generator
         self._last = -1  # index of the last frame the generator produced (-1: none / must seek)
 

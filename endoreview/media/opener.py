@@ -56,9 +56,10 @@ def use_probe_cache() -> None:
 
 
 def warm_up() -> None:
-    """Import the decoders (PyAV, ``core_model.video``: ~0.5 s here) ahead of the first video the user opens; the
+    """Import the decoders (PyAV, ``core_model.video``, OpenCV: ~0.6 s here) ahead of the first video the user opens; the
     app calls it on a worker thread once the library is listed."""
     import av  # noqa: F401
+    import cv2  # noqa: F401  (the overlay's mask outlines: ~0.1 s, it was imported on the GUI thread at the first mask)
 
     import core_model.video  # noqa: F401
 
