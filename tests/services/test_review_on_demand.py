@@ -165,11 +165,11 @@ def test_a_long_bulk_range_is_read_when_accepted_not_to_count_it_and_let_go_afte
         s.mark_in, s.mark_out = 40, 90  # short: counted for the panel (the focus window holds it)
         rng, counted = s.bulk_preview(10)
         assert rng == (40, 90) and counted is not None and len(counted[0]) > 0
-        s.mark_in, s.mark_out = 300, 1300  # long and not held: the panel gets no count, nothing is read
+        s.mark_in, s.mark_out = 300, 700  # long and not held: the panel gets no count, nothing is read
         reads = []
         submit = s.writer.submit
         s.writer.submit = lambda name, *a, **k: (reads.append(name), submit(name, *a, **k))[-1]
-        assert s.bulk_preview(10) == ((300, 1300), None)
+        assert s.bulk_preview(10) == ((300, 700), None)
         settle(s)
         assert reads == [] and "bulk" not in s.ranges
         s.writer.submit = submit
@@ -179,11 +179,11 @@ def test_a_long_bulk_range_is_read_when_accepted_not_to_count_it_and_let_go_afte
         settle(s)
         settle(s)
         assert any("Accepted" in m for m in messages), messages
-        left = [x for x in store.labels_for_video(video.id, frames=(300, 1300)) if x.state == "suggested"]
-        accepted = [x for x in store.labels_for_video(video.id, frames=(300, 1300)) if x.state == "accepted"]
-        assert accepted and len(left) + len(accepted) == 21 * 1000
+        left = [x for x in store.labels_for_video(video.id, frames=(300, 700)) if x.state == "suggested"]
+        accepted = [x for x in store.labels_for_video(video.id, frames=(300, 700)) if x.state == "accepted"]
+        assert accepted and len(left) + len(accepted) == 21 * 400
         held = {f for f, labs in s.frames.items() if any(x.id < 0 for x in labs)}
         a, b = s.ranges["focus"]
-        assert "bulk" not in s.ranges and held <= set(range(a, b))  # the 1,000 frames are let go
+        assert "bulk" not in s.ranges and held <= set(range(a, b))  # the 400 frames are let go
     finally:
         s.writer.shutdown()

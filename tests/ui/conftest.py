@@ -7,6 +7,18 @@ import pytest
 from tests.ui.helpers import _in_thread, make_indexed_video, open_window
 
 
+@pytest.fixture(autouse=True)
+def _qt_garbage_dies_on_the_gui_thread():
+    """After each GUI test, collect its garbage here, on the GUI thread. Widgets left in reference cycles were
+    otherwise destroyed by whichever thread's allocation next triggered a collection: a later test's worker thread
+    then destroyed them while the GUI thread destroyed others, and PySide deadlocked between a Qt mutex and the
+    interpreter lock (the whole suite in one process hung in a ``main_window`` set-up)."""
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture
 def strict_guard():
     """The GUI thread is marked and blocking calls on it raise; asserts nothing slipped through."""
