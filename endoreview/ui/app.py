@@ -103,6 +103,52 @@ SWITCH_INTERVAL_S = 0.001
 SETTLE_AFTER_OPEN_MS = 1000  # an opened video's heap is frozen this long after its tracks arrive
 
 
+#: how often the GUI thread runs the garbage collector while a main window is open (automatic collection is off)
+GC_INTERVAL_MS = 1000
+
+
+def collect_on_gui_thread(win: Any) -> Any:
+    """Turn the interpreter's automatic garbage collection off while ``win`` is open and collect on the GUI thread
+    instead, every :data:`GC_INTERVAL_MS`, the generations that are due by the interpreter's own thresholds.
+
+    A collection runs on whichever thread's allocation triggers it. On a worker thread (reading tracks, decoding,
+    saving) it destroys the Qt objects caught in reference cycles - widgets and graphics items the timeline and
+    overlays replace - while the GUI thread destroys others, and PySide deadlocks between a Qt mutex and the
+    interpreter lock (the test suite hung on exactly that). With most of the heap frozen (:func:`settle_heap`) a
+    collection here costs a few milliseconds. Automatic collection comes back when the window has closed."""
+    import gc
+
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    thresholds = gc.get_threshold()
+
+    def due() -> None:
+        counts, gen = gc.get_count(), -1
+        while gen < 2 and counts[gen + 1] > thresholds[gen + 1]:
+            gen += 1
+        if gen >= 0:
+            gc.collect(gen)
+
+    class Collector(QObject):
+        def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
+            if ev.type() == QEvent.Type.Close:
+                QTimer.singleShot(0, self.closed)  # a close the window refused (jobs running) leaves it open
+            return False
+
+        def closed(self) -> None:
+            if not win.isVisible():
+                timer.stop()
+                gc.enable()
+
+    collector = Collector(win)
+    timer = QTimer(collector)
+    timer.timeout.connect(due)
+    win.installEventFilter(collector)
+    gc.disable()
+    timer.start(GC_INTERVAL_MS)
+    return collector
+
+
 def settle_heap(unfreeze: bool = True) -> None:
     """Take every object alive now out of the garbage collector's generations (``gc.freeze``): what start-up and an
     opened video's tracks build lives until the app quits or another video opens, and a full collection walks every
@@ -209,6 +255,7 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
 
     win = MainWindow(parts, error_reporting=True)
     settle_heap()
+    win.gc_collector = collect_on_gui_thread(win)
 
     def listed(_rows: Any) -> None:
         # from now on, not during start-up: there the GUI thread and the worker opening the database hand the lock
