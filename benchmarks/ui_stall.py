@@ -23,6 +23,7 @@ opens that video as a reviewer would (``open``: seconds to the first frame, and 
 review session's labels), then measures the stalls while idle, while scrubbing the original, while the timeline's
 lanes are zoomed and panned every 16 ms (``timeline``: the steps per second it kept up, the schedule of
 ``procedure_scale``'s ``timeline_fps``: from the whole video down to 10 s and across it) and while the video plays;
+The video's file is indexed into the app's probe cache first, untimed (the state after importing it in the app);
 ``scrub_proxy`` only where the video already has a proxy (building one for 30 minutes takes about as long), and the
 job phase only with ``--job-seconds`` (it adds a run to the library). The library is opened as it is (copy it first
 to keep it unchanged: opening may upgrade its schema after a backup).
@@ -181,6 +182,16 @@ def library_child(args: argparse.Namespace) -> int:
             f"video {args.video_id} is not in the library ({len(win.library.model.rows)} videos)"
         )
     n = row.frame_count
+    # the state after importing it in the app: its index in the app's probe cache (the library was filled by
+    # another process; untimed, before the phases)
+    import threading
+
+    from core_model.video.probe import probe_file
+
+    indexing = threading.Thread(target=probe_file, args=(row.path,))
+    indexing.start()
+    spin(lambda: not indexing.is_alive(), 120)
+    spin(lambda: win.edit_ctl is not None, 30)  # the player page, built once the library is listed
     hb = Heartbeat()
     t0 = time.perf_counter()
     win.open_video(row.video_id)
