@@ -95,10 +95,8 @@ class EditController(QObject):
             if payload == EXPECTED:  # on screen now, before the writer saving it takes the interpreter lock
                 self.player_widget.view.viewport().repaint()
             self.labelsChanged.emit()
-            if (
-                getattr(payload, "name", None) not in (None, "Load labels", "Refresh")
-                and not self._reload.isActive()
-            ):
+            quiet = getattr(payload, "name", None) in (None, "Load labels", "Refresh")  # reads, not edits
+            if not quiet and not self._reload.isActive():
                 self._reload.start()
         else:
             self.refresh_frame()
