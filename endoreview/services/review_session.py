@@ -105,9 +105,8 @@ class ReviewSession:
         self.size = (0, 0)  # (w, h)
         self.frame_count = 0
         self.frames: dict[int, list[Label]] = {}
-        self._expected: dict[
-            int, dict[int, Label]
-        ] = {}  # per command not yet saved: its labels as it leaves them
+        # per command not yet saved: its labels as it leaves them
+        self._expected: dict[int, dict[int, Label]] = {}
         self.segments: list[Label] = []
         self.loaded = False
         self.classes: tuple[str, ...] = ("polyp",)
@@ -277,9 +276,8 @@ class ReviewSession:
 
     def _saved(self, cmd: C.Command, out: C.Outcome, on_done: Callable[[Any], None] | None) -> None:
         snap = out.snapshot
-        self._expected.pop(
-            id(cmd), None
-        )  # what was stored (or, if refused, a re-read) replaces what was shown
+        # what was stored (or, if refused, a re-read) replaces what was shown
+        self._expected.pop(id(cmd), None)
         if out.error is not None:
             self._failed(out.name, out.error)
             return

@@ -251,23 +251,30 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
     apply_theme(app, load_settings().text_size)
     app.setWindowIcon(app_icon())
     parts = compose(getattr(args, "db", None), getattr(args, "reviewer", None), job_module)
+    win = MainWindow(parts, error_reporting=True)
+    tune_interpreter(win)
+    return win
+
+
+def tune_interpreter(win: Any) -> None:
+    """The interpreter's side of a responsive GUI thread, for the life of ``win``: start-up's objects frozen out of
+    the collector (:func:`settle_heap`), garbage collected on the GUI thread only (:func:`collect_on_gui_thread`), the
+    :data:`SWITCH_INTERVAL_S` switch interval once the library is listed (during start-up the GUI thread and the
+    worker opening the database only hand the lock over more often: +0.2-0.3 s to a listed library at 1 ms), and an
+    opened video's heap frozen :data:`SETTLE_AFTER_OPEN_MS` after its tracks arrive (its first frame and overlays
+    are on screen by then). The first video's freeze leaves start-up's objects frozen (they live as long as the
+    app: ~60 ms instead of ~90-120 on the 30-minute video); from the second on, the previous video's are collected.
+    Reloads while a job streams results freeze nothing."""
     from PySide6.QtCore import QTimer
 
-    win = MainWindow(parts, error_reporting=True)
     settle_heap()
     win.gc_collector = collect_on_gui_thread(win)
 
     def listed(_rows: Any) -> None:
-        # from now on, not during start-up: there the GUI thread and the worker opening the database hand the lock
-        # over five times as often for nothing the user waits on (start to a listed library: +0.2-0.3 s at 1 ms)
         win.library_ctl.refreshed.disconnect(listed)
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     win.library_ctl.refreshed.connect(listed)
-    # and once an opened video's tracks are here (not on the reloads while a job streams results), after its first
-    # frame and overlays are on screen: the collection walks every object again (~90 ms for a 200-video library)
-    # The first video's: what start-up froze lives as long as the app, so only the new objects are walked (~60 ms
-    # instead of ~90-120 for the 30-minute video); from the second video on, the previous one's are collected too.
     opened, settled = [False], [0]
     win.review_ctl.videoOpened.connect(lambda _info: opened.__setitem__(0, True))
 
@@ -275,12 +282,10 @@ def create_main_window(args: Any, job_module: str | None = None) -> Any:
         if opened[0]:
             opened[0] = False
             settled[0] += 1
-            QTimer.singleShot(
-                SETTLE_AFTER_OPEN_MS, lambda first=settled[0] == 1: settle_heap(unfreeze=not first)
-            )
+            first = settled[0] == 1
+            QTimer.singleShot(SETTLE_AFTER_OPEN_MS, lambda: settle_heap(unfreeze=not first))
 
     win.review_ctl.tracksLoaded.connect(tracks_loaded)
-    return win
 
 
 def run_app(args: Any) -> int:

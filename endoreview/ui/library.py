@@ -301,6 +301,7 @@ class LibraryWidget(QWidget):
         hh.setSectionResizeMode(NAME_COL, QHeaderView.ResizeMode.Interactive)  # sized by _fit_columns
         hh.setSectionResizeMode(FOUND_COL, QHeaderView.ResizeMode.Stretch)
         hh.setMinimumSectionSize(em(self, 4))
+        self._fit_pending = False  # the columns are to be fitted once the (hidden) library is shown
         self._fit_timer = QTimer(self)
         self._fit_timer.setSingleShot(True)
         self._fit_timer.setInterval(0)
@@ -376,7 +377,7 @@ class LibraryWidget(QWidget):
 
     def showEvent(self, ev) -> None:  # noqa: N802
         super().showEvent(ev)
-        if getattr(self, "_fit_pending", False):
+        if self._fit_pending:
             self._fit_timer.start()
 
     def eventFilter(self, obj, ev) -> bool:  # noqa: N802

@@ -78,9 +78,8 @@ class MainWindow(QMainWindow):
         self.player = PlayerController(parts.cache, self)
         self._player_widget: PlayerWidget | None = None
         self._timeline: TimelineWidget | None = None
-        self.review_page = (
-            QWidget()
-        )  # the Player tab: holds the splitter (frame view over timeline) once built
+        # the Player tab: holds the splitter (frame view over timeline) once built
+        self.review_page = QWidget()
         QVBoxLayout(self.review_page).setContentsMargins(0, 0, 0, 0)
         self.jobs = JobsPanel()
         self.tabs = QTabWidget()
@@ -182,7 +181,6 @@ class MainWindow(QMainWindow):
             230, int(self.height() * 0.26)
         )  # the timeline grows with the screen (its lane labels)
         split.setSizes([max(200, self.height() - timeline_h), timeline_h])
-        self.review_split = split
         self.review_page.layout().addWidget(split)
         self.review_ctl.attach(pw, tl)
         self.review_ctl.videoOpened.connect(lambda info: pw.set_video_name(info.name))

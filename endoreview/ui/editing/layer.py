@@ -112,9 +112,8 @@ class LabelLayer(pg.GraphicsObject):
         anyon = np.logical_or.reduce([on for _, on in drawn])
         rows, cols = np.flatnonzero(anyon.any(axis=1)), np.flatnonzero(anyon.any(axis=0))
         y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-        rgba = np.zeros(
-            (y1 - y0, x1 - x0, 4), np.uint8
-        )  # only the box around the masks (a polyp, not the frame)
+        # only the box around the masks (a polyp, not the frame)
+        rgba = np.zeros((y1 - y0, x1 - x0, 4), np.uint8)
         paths = []
         for m, on in drawn:
             crop = on[y0:y1, x0:x1]
