@@ -73,6 +73,28 @@ def test_registry_lists_activates_rolls_back_and_deletes_with_confirmation(regis
     assert not view.btn_activate.isEnabled()
 
 
+def test_a_refresh_while_ctrl_is_held_still_selects_one_version(registry_env, qtbot):
+    """QTableView.selectRow toggles when Ctrl is held: a refresh landing during Ctrl+Z would empty the details."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    from endoreview.ui.registry.view import RegistryView
+
+    store, runner, first, second = registry_env
+    view = RegistryView(lambda: store, runner)
+    qtbot.addWidget(view)
+    qtbot.waitUntil(lambda: len(view.versions) == 2, timeout=10000)
+    qtbot.keyClick(view.table, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Qt now reads Ctrl as held
+    assert QApplication.keyboardModifiers() & Qt.KeyboardModifier.ControlModifier
+    try:
+        for _ in range(2):
+            view._render(list(reversed(view.versions)), select=second.id)
+            assert [mv.name for mv in view.selected()] == ["second"]
+            assert "Parent: first" in view.details.toPlainText()
+    finally:
+        qtbot.keyClick(view.table, Qt.Key.Key_Shift)  # let go of the modifier for the tests after this one
+
+
 def test_import_of_a_file_that_is_not_a_checkpoint_says_so(registry_env, qtbot, tmp_path):
     from endoreview.ui.registry.view import RegistryView
 

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -226,8 +226,7 @@ class RegistryView(QDialog):
                 self.table.setItem(row, col, item)
         self.table.resizeColumnsToContents()
         if self.versions:
-            row = next((i for i, mv in enumerate(self.versions) if mv.id == keep), 0)
-            self.table.selectRow(row)
+            self._select_row(next((i for i, mv in enumerate(self.versions) if mv.id == keep), 0))
         if not versions:
             self.details.setHtml(
                 "<p>No model registered yet. Import an official Endo-FM checkpoint, or fine-tune from "
@@ -254,7 +253,16 @@ class RegistryView(QDialog):
     def select_id(self, version_id: int) -> None:
         for row, mv in enumerate(self.versions):
             if mv.id == version_id:
-                self.table.selectRow(row)
+                self._select_row(row)
+
+    def _select_row(self, row: int) -> None:
+        # QTableView.selectRow reads the keyboard modifiers held at that moment: a refresh arriving while the
+        # user holds Ctrl (or Shift) would toggle (or extend) instead of selecting one version.
+        model, sel = self.table.model(), self.table.selectionModel()
+        flags = QItemSelectionModel.SelectionFlag
+        first = model.index(row, 0)
+        sel.setCurrentIndex(first, flags.NoUpdate)
+        sel.select(QItemSelection(first, model.index(row, model.columnCount() - 1)), flags.ClearAndSelect)
 
     # ---- actions ---------------------------------------------------------------------------------------
     def _do(self, what: str, fn: Any, done_text: Any) -> None:
