@@ -57,9 +57,14 @@ def use_probe_cache() -> None:
 
 def warm_up() -> None:
     """Import the decoders (PyAV, ``core_model.video``, OpenCV: ~0.6 s here) ahead of the first video the user opens; the
-    app calls it on a worker thread once the library is listed."""
-    import av  # noqa: F401
+    app calls it on a worker thread once the library is listed.
+
+    Any module imported after PySide6 passes through its import hook, which reads and tokenizes the module's
+    source while holding the GIL (``numpy.ma``: ~60 ms here): done during an open, that starved the GUI thread."""
+    import av
+    import av.subtitles.stream  # noqa: F401  (imported lazily by the first container opened)
     import cv2  # noqa: F401  (the overlay's mask outlines: ~0.1 s, it was imported on the GUI thread at the first mask)
+    import numpy.ma  # noqa: F401  (np.median's NaN check imports it lazily, in the reader's first open)
 
     import core_model.video  # noqa: F401
 
