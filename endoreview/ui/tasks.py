@@ -1,7 +1,7 @@
 """Running blocking work off the GUI thread and handing results back to it.
 
 :class:`TaskRunner` runs callables on a small thread pool and delivers ``on_done(result)`` / ``on_error(exc)`` on
-the GUI thread through a queued Qt signal. :class:`GuardedService` wraps a service object so that any method call
+the GUI thread through a queued Qt signal, one result per turn of the event loop. :class:`GuardedService` wraps a service object so that any method call
 made on the GUI thread is recorded (and refused in strict mode) by :mod:`endoreview.media.guard`: database reads
 can only happen through the runner.
 """
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from endoreview.media.guard import check_off_gui_thread
+from endoreview.media.priority import READ_NICE, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,27 @@ class Task:
 
 
 class TaskRunner(QObject):
-    def __init__(self, workers: int = 2, parent: QObject | None = None) -> None:
+    """Runs work on ``workers`` threads; hands each result to the GUI thread, at most one per event-loop turn.
+
+    Results that arrive together (opening a video: its metadata, its tracks, its labels) would otherwise all run
+    in one turn, with the repaints they cause, and input and timers wait for the whole batch: ~200 ms when a
+    30-minute video opened. One per turn lets the loop handle input and paint between them; a result arriving
+    while none waits runs at once."""
+
+    def __init__(self, workers: int = 2, parent: QObject | None = None, nice: int = READ_NICE) -> None:
+        """``nice``: how much nicer than the GUI thread the workers run (:mod:`endoreview.media.priority`)."""
         super().__init__(parent)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ui-task")
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="ui-task", initializer=lower_priority, initargs=(nice,)
+        )
         self._bridge = _Bridge()
-        self._bridge.delivered.connect(self._deliver)
+        self._bridge.delivered.connect(self._receive)
         self._pending: set[Task] = set()
+        self._inbox: deque[tuple] = deque()
+        self._turn = QTimer(self)  # fires on the loop's next turn, after what is already waiting there
+        self._turn.setSingleShot(True)
+        self._turn.setInterval(0)
+        self._turn.timeout.connect(self._next)
 
     def submit(
         self,
@@ -76,6 +93,16 @@ class TaskRunner(QObject):
     def call_soon(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the GUI thread (safe to call from any thread)."""
         self._bridge.delivered.emit((None, lambda _r: fn(), None, False))
+
+    def _receive(self, payload: tuple) -> None:
+        self._inbox.append(payload)
+        if not self._turn.isActive():
+            self._next()
+
+    def _next(self) -> None:
+        if self._inbox:
+            self._turn.start()  # the next one waits for the next turn, even if this callback fails
+            self._deliver(self._inbox.popleft())
 
     def _deliver(self, payload: tuple) -> None:
         task, cb, value, _is_error = payload
