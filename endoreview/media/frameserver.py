@@ -3,7 +3,8 @@
 A :class:`FrameServer` owns a few decode threads, each with its own reader (readers are used from one thread at a
 time). The GUI asks for a frame with :meth:`FrameServer.request`, which never blocks: it returns the frame if it is
 cached, otherwise ``None`` and the frame arrives later through the ``on_ready`` callback (called on a worker
-thread; the UI marshals it to the GUI thread with a queued signal).
+thread; the UI marshals it to the GUI thread with a queued signal). Only the frame last asked for is announced:
+read-ahead goes to the cache silently (45 frames read ahead at an open were 45 events for the GUI thread).
 
 Scheduling follows what scrubbing needs:
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from endoreview.media.cache import FrameCache
 from endoreview.media.guard import check_off_gui_thread
+from endoreview.media.priority import READ_NICE, lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,12 @@ class FrameServer:
         readbehind: int = 8,
         run_length: int = 12,
         name: str = "frames",
+        nice: int = READ_NICE,
     ) -> None:
+        """``nice``: how much nicer than the thread creating it its decode threads run
+        (:mod:`endoreview.media.priority`)."""
         self.key = key
+        self.nice = int(nice)
         self.frame_count = int(frame_count)
         self.cache = cache
         self._open_source = open_source
@@ -89,8 +95,8 @@ class FrameServer:
     def request(self, index: int, *, direction: int = 1, prefetch: bool = True) -> np.ndarray | None:
         """The frame if cached; otherwise ``None`` and the frame is decoded next (delivered via ``on_ready``)."""
         index = self._clamp(index)
-        frame = self.cache.get(self.key, index)
-        with self._cv:
+        with self._cv:  # with the worker's check in _run: a frame cached after this miss is delivered
+            frame = self.cache.get(self.key, index)
             self._wanted = index
             if frame is None and index not in self._inflight:
                 if self._urgent is not None and self._urgent != index:
@@ -197,6 +203,7 @@ class FrameServer:
             return run, urgent, self._generation
 
     def _run(self) -> None:
+        lower_priority(self.nice)
         source: FrameSource | None = None
         try:
             while True:
@@ -222,7 +229,10 @@ class FrameServer:
                                 "decoded %s[%d] in %.1f ms", self.key, index, 1e3 * (time.perf_counter() - t0)
                             )
                             self._release(index)
-                            self._on_ready(self.key, index, frame)
+                            with self._cv:
+                                wanted = index == self._wanted
+                            if wanted:  # read-ahead waits in the cache: no call (no GUI event) per frame
+                                self._on_ready(self.key, index, frame)
                         else:
                             self._release(index)
                 except Exception as exc:  # report, keep the worker alive

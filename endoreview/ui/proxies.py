@@ -30,6 +30,7 @@ from PySide6.QtCore import QObject, Signal
 
 from endoreview.jobs.protocol import parse_line
 from endoreview.media.opener import long_lived_opener, proxy_opener
+from endoreview.media.priority import BACKGROUND_NICE, lower_priority
 from endoreview.media.proxy import (
     ProxyCancelled,
     ProxyError,
@@ -42,23 +43,6 @@ from endoreview.media.thumbs import load_or_make_strip
 from endoreview.ui.library import STRIP_TILES
 
 log = logging.getLogger(__name__)
-
-
-#: how much nicer than the app the media queue's thread (and the decoder and encoder threads it starts) runs
-BACKGROUND_NICE = 10
-
-
-def lower_priority(nice: int = BACKGROUND_NICE) -> None:
-    """Run the calling thread, and the threads it starts from now on, ``nice`` steps nicer than the process (Linux:
-    a thread's nice value is its own). Building a 30-minute proxy decodes and encodes on every core for minutes; at
-    the app's own priority it took the CPU from the player's first frame and the GUI thread (stalls of 0.3-0.9 s)."""
-    if not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except OSError:  # not permitted or not supported: background work at the app's priority, as before
-        pass
 
 
 @dataclass(frozen=True)
@@ -143,7 +127,9 @@ class MediaQueue(QObject):
             return len(self._heap) + (1 if self._current is not None else 0)
 
     def _run(self) -> None:
-        lower_priority()
+        # building a 30-minute proxy decodes and encodes on every core for minutes: at the app's own priority it
+        # took the CPU from the player's first frame and the GUI thread (stalls of 0.3-0.9 s)
+        lower_priority(BACKGROUND_NICE)
         while True:
             with self._cv:
                 while True:
