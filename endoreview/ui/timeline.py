@@ -9,6 +9,9 @@ the whole video. The playhead line can be dragged too and follows playback (the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -103,6 +106,10 @@ class _SeekViewBox(pg.ViewBox):
         super().wheelEvent(ev, axis=0)
 
 
+def _bars(pen: Any) -> pg.BarGraphItem:
+    return pg.BarGraphItem(x0=[], width=[], y0=0, height=1, pen=pen)
+
+
 def _per_pixel(item: pg.PlotDataItem) -> None:
     """Downsample by view to one min/max pair per screen pixel (pyqtgraph's default keeps 5 per pixel: 18,000
     antialiased segments per lane for a 30-minute run at full view, ~45 ms a repaint here)."""
@@ -126,7 +133,10 @@ class TimelineWidget(pg.PlotWidget):
         self.pred: PredictionTrack | None = None
         self.labels: LabelTrack | None = None
         self.disagree_frames = np.zeros(0, np.int64)
-        self._items: list[pg.GraphicsObject] = []
+        self._items: list[pg.GraphicsObject] = []  # the lanes' items drawn now
+        self._lanes: dict[str, pg.GraphicsObject] = {}  # every lane item made so far, by what it draws
+        self._legend: list[tuple[str, str, tuple]] = []
+        self._x = np.zeros(0, np.float64)
         pi = self.getPlotItem()
         pi.hideButtons()
         pi.showGrid(x=True, y=False, alpha=0.15)
@@ -142,17 +152,21 @@ class TimelineWidget(pg.PlotWidget):
         self._vb.addItem(self.empty_text, ignoreBounds=True)
         top = max(b for _, b in ext.values())
         self._vb.setYRange(-0.05, top + 0.05, padding=0)
-        for _name, (a, b) in ext.items():
-            if not _name:
-                continue  # the legend's row
-            band = pg.LinearRegionItem(
-                (a, b), orientation="horizontal", movable=False, brush=pg.mkBrush(255, 255, 255, 8)
-            )
-            band.setZValue(-20)
-            band.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            for line in band.lines:
-                line.setPen(pg.mkPen(None))
-            self.addItem(band)
+        # the lanes' faint backgrounds: one item of plain rectangles, resized with the video. (They were one
+        # LinearRegionItem per lane: ten InfiniteLines whose bounds pyqtgraph recomputes at every change of view,
+        # a third of the GUI thread's time when a 30-minute video opened.)
+        lanes = [(a, b) for name, (a, b) in ext.items() if name]
+        self.bands = pg.BarGraphItem(
+            x0=np.zeros(len(lanes)),
+            width=np.ones(len(lanes)),
+            y0=np.array([a for a, _ in lanes]),
+            height=np.array([b - a for a, b in lanes]),
+            brush=pg.mkBrush(255, 255, 255, 8),
+            pen=pg.mkPen(None),
+        )
+        self.bands.setZValue(-20)
+        self.bands.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.addItem(self.bands)
         self.playhead = pg.InfiniteLine(
             0, angle=90, movable=True, pen=pg.mkPen("#ffffff", width=2), hoverPen=pg.mkPen("#00e5ff", width=3)
         )
@@ -175,6 +189,7 @@ class TimelineWidget(pg.PlotWidget):
         self.time_axis.fps = self.fps
         self._vb.setLimits(xMin=-0.5, xMax=max(1, frame_count) + 0.5, minXRange=min(30, max(2, frame_count)))
         self._vb.setXRange(0, max(1, frame_count), padding=0)
+        self.bands.setOpts(x0=np.full(len(self.bands.opts["y0"]), -0.5), width=max(1, frame_count) + 1.0)
         self.set_tracks(None, None)
 
     def set_tracks(self, pred: PredictionTrack | None, labels: LabelTrack | None) -> None:
@@ -182,105 +197,118 @@ class TimelineWidget(pg.PlotWidget):
         self.redraw()
 
     def redraw(self) -> None:
-        for it in self._items:
-            self.removeItem(it)
-        self._items.clear()
-        self.legend.clear()
+        """Draw the lanes for the current tracks. The lanes' items are kept and given new data: creating,
+        parenting and removing pyqtgraph items (with their legend entries) was most of the ~30 ms a redraw took on
+        a 30-minute run, and it ran on the GUI thread while the video opened."""
+        shown: list[pg.GraphicsObject] = []
+        legend: list[tuple[str, str, tuple]] = []  # (kind, name, colour) in order
         ext = lane_extents()
-        x = np.arange(self.frame_count, dtype=np.float64)
+        n = self.frame_count
+        if self._x.size != n:
+            self._x = np.arange(n, dtype=np.float64)
+        x = self._x
         pred, labels = self.pred, self.labels
         if pred is None or pred.empty:
             a, b = ext["Detection"]
             self.empty_text.setText(
                 "No model output for this video yet: Analyse (Ctrl+R) runs the model in the background."
             )
-            self.empty_text.setPos(self.frame_count / 2, (a + b) / 2)
+            self.empty_text.setPos(n / 2, (a + b) / 2)
         else:
             self.empty_text.setText("")
-        if pred is not None and self.frame_count:
+        if pred is not None and n:
             a, b = ext["Class probability"]
             for k, cls in enumerate(pred.classes):
                 col = colour_for(cls, tuple(pred.classes))
-                item = pg.PlotDataItem(
-                    x, a + pred.probs[:, k] * (b - a), pen=pg.mkPen(col, width=2), connect="finite"
-                )
-                self._add(item)
-                _per_pixel(item)
-                item.setClipToView(True)
-                self.legend.addItem(item, cls)
-            thr = pg.InfiniteLine(
-                a + self.threshold * (b - a), angle=0, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)
+                item = self._lane(f"class:{cls}", lambda: pg.PlotDataItem(connect="finite"))
+                item.setPen(pg.mkPen(col, width=2))
+                item.setData(x, a + pred.probs[:, k] * (b - a))
+                shown.append(item)
+                legend.append(("class", cls, col))
+            y = a + self.threshold * (b - a)
+            # across the whole video (the view never shows past it): a two-point curve, not an InfiniteLine
+            thr = self._lane(
+                "threshold", lambda: pg.PlotCurveItem(pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
             )
-            self._add(thr)
+            thr.setData([-0.5, n + 0.5], [y, y])
+            shown.append(thr)
             a, b = ext["Detection"]
-            det = pred.det_score
-            fill = pg.PlotDataItem(
-                x,
-                a + np.nan_to_num(det, nan=0.0) * (b - a),
-                pen=pg.mkPen("#00e5ff", width=1.5),
-                fillLevel=a,
-                brush=pg.mkBrush(0, 229, 255, 60),
+            fill = self._lane(
+                "detection",
+                lambda: pg.PlotDataItem(
+                    pen=pg.mkPen("#00e5ff", width=1.5), fillLevel=a, brush=pg.mkBrush(0, 229, 255, 60)
+                ),
             )
-            self._add(fill)
-            _per_pixel(fill)
-            fill.setClipToView(True)  # a 30-minute run: fill only what is in view (54,000 frames otherwise)
-        if labels is not None and self.frame_count:
+            fill.setData(x, a + np.nan_to_num(pred.det_score, nan=0.0) * (b - a))
+            shown.append(fill)
+        if labels is not None and n:
             a, b = ext["Labels"]
             by_state: dict[str, list] = {}
             for s in labels.segments:
                 by_state.setdefault(s.state, []).append(s)
             for state, segs in by_state.items():
-                starts = np.array([s.start for s in segs], np.float64)
-                widths = np.array([s.end - s.start for s in segs], np.float64)
                 col = STATE_COLOURS.get(state, (200, 200, 200))
-                bars = pg.BarGraphItem(
-                    x0=starts,
-                    width=widths,
+                bars = self._lane(f"state:{state}", lambda: _bars(pg.mkPen("#15151b")))
+                bars.setOpts(
+                    x0=np.array([s.start for s in segs], np.float64),
+                    width=np.array([s.end - s.start for s in segs], np.float64),
                     y0=a,
                     height=b - a,
                     brush=pg.mkBrush(*col, 200),
-                    pen=pg.mkPen("#15151b"),
                 )
-                self._add(bars)
-                self.legend.addItem(
-                    pg.BarGraphItem(x0=[0], width=[1], y0=0, height=1, brush=pg.mkBrush(*col)), state
-                )
+                shown.append(bars)
+                legend.append(("state", state, col))
             a, b = ext["Reviewed"]
             starts, lengths = _runs(labels.reviewed)
             if starts.size:
-                self._add(
-                    pg.BarGraphItem(
-                        x0=starts,
-                        width=lengths,
-                        y0=a,
-                        height=b - a,
-                        brush=pg.mkBrush(102, 187, 106, 220),
-                        pen=pg.mkPen(None),
-                    )
+                done = self._lane("reviewed", lambda: _bars(pg.mkPen(None)))
+                done.setOpts(
+                    x0=starts, width=lengths, y0=a, height=b - a, brush=pg.mkBrush(102, 187, 106, 220)
                 )
+                shown.append(done)
         self.disagree_frames = (
             disagreements(pred, labels, self.threshold) if (pred and labels) else np.zeros(0, np.int64)
         )
         if self.disagree_frames.size:
             a, b = ext["Disagree"]
-            self._add(
-                pg.ScatterPlotItem(
-                    self.disagree_frames.astype(float),
-                    np.full(self.disagree_frames.size, (a + b) / 2),
-                    symbol="t",
-                    size=12,
-                    brush=pg.mkBrush("#ff5252"),
-                    pen=pg.mkPen("#15151b"),
-                )
+            marks = self._lane(
+                "disagree",
+                lambda: pg.ScatterPlotItem(
+                    symbol="t", size=12, brush=pg.mkBrush("#ff5252"), pen=pg.mkPen("#15151b")
+                ),
             )
+            marks.setData(self.disagree_frames.astype(float), np.full(self.disagree_frames.size, (a + b) / 2))
+            shown.append(marks)
+        for item in self._lanes.values():
+            item.setVisible(any(item is it for it in shown))
+        self._items = shown
+        if legend != self._legend:
+            self._legend = legend
+            self.legend.clear()
+            for kind, name, col in legend:
+                if kind == "class":
+                    self.legend.addItem(self._lanes[f"class:{name}"], name)
+                else:
+                    self.legend.addItem(
+                        pg.BarGraphItem(x0=[0], width=[1], y0=0, height=1, brush=pg.mkBrush(*col)), name
+                    )
 
-    def _add(self, item: pg.GraphicsObject) -> None:
-        self.addItem(item)
-        self._items.append(item)
-        # static lanes are blitted from a cache when only the playhead moves
-        for it in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
-            if it is not None:
-                it.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    def _lane(self, key: str, make: Callable[[], pg.GraphicsObject]) -> Any:
+        """The item drawing ``key`` (a class's curve, a review state's bars …), made and added the first time."""
+        item = self._lanes.get(key)
+        if item is None:
+            item = self._lanes[key] = make()
+            self.addItem(item)
+            if isinstance(item, pg.PlotDataItem):
+                _per_pixel(item)
+                item.setClipToView(
+                    True
+                )  # a 30-minute run: draw only what is in view (54,000 frames otherwise)
+            # static lanes are blitted from a cache when only the playhead moves
+            for it in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
+                if it is not None:
+                    it.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        return item
 
     # ---- playhead ---------------------------------------------------------------------------------------------
     def set_playhead(self, index: int, follow: bool = True) -> None:

@@ -49,7 +49,12 @@ class PredictionTrack:
 
     @property
     def empty(self) -> bool:
-        return self.frames_done == 0 and not self.masks and not self.boxes
+        if self.masks or self.boxes:
+            return False
+        # a run has its first frames done unless it is empty: look there before scanning the whole video (the
+        # player, the timeline and the overlay each ask when a 30-minute video opens)
+        head = self.probs[:1024] if self.probs.size else self.det_score[:1024]
+        return bool(np.isnan(head).all()) and self.frames_done == 0
 
     def _class_index(self, name: str) -> int:
         if name not in self.classes:
