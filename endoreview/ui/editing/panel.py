@@ -92,6 +92,10 @@ class EditToolbar(QToolBar):
         self.cls = QComboBox()
         self.cls.setToolTip("Class for new masks, boxes and segments (keys 1–9)")
         self.cls.activated.connect(lambda k: ctl.session.class_key(k))
+        # as wide from the start as with the video's classes in it: sized by its contents, it widened the panel
+        # when a video opened, and the player and timeline beside it were laid out and painted again
+        self.cls.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.cls.setMinimumContentsLength(12)
         self._full(self.cls)
         self.brush = QLabel()
         self.grow = QSpinBox()
