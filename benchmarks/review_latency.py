@@ -152,6 +152,8 @@ def phase(session, timings: Timings, frames: range, name: str) -> dict:
         session.spin(
             lambda f=f: (
                 session.win.player.current == f
+                # the tools act on the frame on screen: acting before it is shown reviewed the previous frame
+                and (session.win.player.shown or (None,))[0] == f
                 and session.ctl.session.snapshot_current
                 and session.suggested_mask(f) is not None
             )
