@@ -88,3 +88,27 @@ def test_the_lanes_curves_are_drawn_without_antialiasing(qtbot, timeline):
         painter_hints.append(bool(p.renderHints() & pg.QtGui.QPainter.RenderHint.Antialiasing))
         p.end()
     assert painter_hints == [False, False, False]
+
+
+def test_a_one_frame_detection_shows_at_full_view_and_when_zoomed(qtbot, timeline):
+    """The Detection lane of a 30-minute run is drawn one point per pixel (the highest score of the pixel's
+    frames): a single frame's detection must still reach its height at full view, and zooming shows the frames."""
+    import numpy as np
+
+    n = 54_000
+    timeline.set_video(n, 30.0)
+    pred = PredictionTrack(n, classes=["polyp"])
+    pred.probs = np.zeros((n, 1), np.float32)
+    pred.det_score = np.zeros(n, np.float32)
+    pred.det_score[30_123] = 0.9
+    timeline.set_tracks(pred, None)
+    a, b = lane_extents()["Detection"]
+    lane = next(it for it in timeline._items if it is timeline._lanes["detection"])
+    xs, ys = lane.getData()
+    assert xs.size <= 2 * timeline._vb.width() + 2  # per pixel, not per frame
+    top = int(np.argmax(ys))
+    assert ys[top] == pytest.approx(a + 0.9 * (b - a)) and abs(xs[top] - 30_123) < n / timeline._vb.width()
+    timeline._vb.setXRange(30_100, 30_150, padding=0)
+    xs, ys = lane.getData()
+    assert 30_123 in xs.astype(int).tolist() and ys[xs.astype(int).tolist().index(30_123)] > a
+    assert ys[xs.astype(int).tolist().index(30_122)] == pytest.approx(a)  # its neighbours had none
