@@ -28,7 +28,7 @@ import numpy as np
 
 from endoreview.media.cache import FrameCache
 from endoreview.media.guard import check_off_gui_thread
-from endoreview.media.priority import READ_NICE, lower_priority
+from endoreview.media.priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class FrameServer:
         readbehind: int = 8,
         run_length: int = 12,
         name: str = "frames",
-        nice: int = READ_NICE,
+        nice: int = 0,
     ) -> None:
         """``nice``: how much nicer than the thread creating it its decode threads run
         (:mod:`endoreview.media.priority`)."""
