@@ -68,3 +68,29 @@ def test_a_failing_callback_does_not_hold_back_the_results_after_it(qtbot):
         assert runner.busy == 0
     finally:
         runner.shutdown()
+
+
+def test_workers_run_nicer_than_the_gui_thread(qtbot):
+    """The reads the screen waits on (tracks, labels) run a little nicer than the GUI thread, which then gets a
+    core first when both want one (issue 21: opening a 30-minute video on 2 cores)."""
+    import os
+    import sys
+
+    import pytest
+
+    from endoreview.media.priority import READ_NICE
+    from endoreview.ui.tasks import TaskRunner
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice values are Linux's")
+    runner = TaskRunner(workers=1)
+    got: list[int] = []
+    try:
+        runner.submit(
+            "nice", lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), on_done=got.append
+        )
+        qtbot.waitUntil(lambda: bool(got), timeout=10000)
+        gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert got == [min(19, gui + READ_NICE)] and got[0] > gui
+    finally:
+        runner.shutdown()
