@@ -101,7 +101,6 @@ def ensure_app(argv: list[str] | None = None) -> Any:
 #: zoom step of the 30-minute timeline took 108 ms of wall time beside one busy thread, 54 ms at 1 ms.
 SWITCH_INTERVAL_S = 0.001
 SETTLE_AFTER_OPEN_MS = 1000  # an opened video's heap is frozen this long after its tracks arrive
-OPEN_GC_HOLD_MS = 10_000  # no periodic collection from an open until it settles, at most this long
 
 
 #: how often the GUI thread runs the garbage collector while a main window is open (automatic collection is off)
@@ -124,8 +123,6 @@ def collect_on_gui_thread(win: Any) -> Any:
     thresholds = gc.get_threshold()
 
     def due() -> None:
-        if collector.held:
-            return
         counts, gen = gc.get_count(), -1
         while gen < 2 and counts[gen + 1] > thresholds[gen + 1]:
             gen += 1
@@ -133,8 +130,6 @@ def collect_on_gui_thread(win: Any) -> Any:
             gc.collect(gen)
 
     class Collector(QObject):
-        held = False  # a video is opening: its objects are frozen when it has settled (tune_interpreter)
-
         def eventFilter(self, obj: Any, ev: Any) -> bool:  # noqa: N802 - Qt API
             if ev.type() == QEvent.Type.Close:
                 QTimer.singleShot(0, self.closed)  # a close the window refused (jobs running) leaves it open
@@ -280,30 +275,15 @@ def tune_interpreter(win: Any) -> None:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     win.library_ctl.refreshed.connect(listed)
-    opened, settled, opens = [False], [0], [0]
-    collector = win.gc_collector
-
-    def video_opened(_info: Any) -> None:
-        # the open's objects (tracks, the first suggestions) are frozen once it settles: a periodic collection
-        # meanwhile walked them on the GUI thread (~30 ms in the open of the 30-minute video). Held at most
-        # OPEN_GC_HOLD_MS, in case the tracks never come.
-        opened[0] = collector.held = True
-        opens[0] += 1
-        n = opens[0]
-        QTimer.singleShot(OPEN_GC_HOLD_MS, lambda: opens[0] == n and setattr(collector, "held", False))
-
-    def settle(unfreeze: bool) -> None:
-        settle_heap(unfreeze=unfreeze)
-        collector.held = False
-
-    win.review_ctl.videoOpened.connect(video_opened)
+    opened, settled = [False], [0]
+    win.review_ctl.videoOpened.connect(lambda _info: opened.__setitem__(0, True))
 
     def tracks_loaded(_tracks: Any) -> None:
         if opened[0]:
             opened[0] = False
             settled[0] += 1
             first = settled[0] == 1
-            QTimer.singleShot(SETTLE_AFTER_OPEN_MS, lambda: settle(unfreeze=not first))
+            QTimer.singleShot(SETTLE_AFTER_OPEN_MS, lambda: settle_heap(unfreeze=not first))
 
     win.review_ctl.tracksLoaded.connect(tracks_loaded)
 

@@ -71,13 +71,11 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
         while time.time() - t0 < 30 and not (win.player.shown and win.player.shown[1]):
             app.processEvents(); time.sleep(0.01)
         print("SHOWN", win.player.shown, "TORCH", "torch" in sys.modules, flush=True)
-        print("HELD_OPENING", win.gc_collector.held, flush=True)
         while time.time() - t0 < 30 and win.review_ctl.tracks is None:
             app.processEvents(); time.sleep(0.01)
         while time.time() - t0 < 30 and gc.get_freeze_count() <= frozen:  # a second after the first frame
             app.processEvents(); time.sleep(0.01)
         print("FROZEN", frozen, gc.get_freeze_count(), flush=True)
-        print("HELD_SETTLED", win.gc_collector.held, flush=True)
         print("AUTOGC_OPEN", gc.isenabled(), flush=True)
         win.close()
         app.processEvents()
@@ -101,8 +99,6 @@ def test_opening_a_video_does_not_import_torch(tmp_path):
     # what the opened video brought (decoders, its tracks) is frozen out of the collector's generations too
     before, after = map(int, out.stdout.split("FROZEN")[1].split()[:2])
     assert after > before > 0
-    # and until then no periodic collection walks them on the GUI thread (~30 ms in a 30-minute video's open)
-    assert "HELD_OPENING True" in out.stdout and "HELD_SETTLED False" in out.stdout
     # while the window is open garbage is collected on the GUI thread only (a collection on a worker thread destroyed
     # widgets there and deadlocked PySide); closing the window gives the interpreter its automatic collection back
     assert "AUTOGC_OPEN False" in out.stdout and "AUTOGC_CLOSED True" in out.stdout
