@@ -28,7 +28,6 @@ import numpy as np
 
 from endoreview.media.cache import FrameCache
 from endoreview.media.guard import check_off_gui_thread
-from endoreview.media.priority import lower_priority
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,8 @@ class FrameServer:
         readbehind: int = 8,
         run_length: int = 12,
         name: str = "frames",
-        nice: int = 0,
     ) -> None:
-        """``nice``: how much nicer than the thread creating it its decode threads run
-        (:mod:`endoreview.media.priority`)."""
         self.key = key
-        self.nice = int(nice)
         self.frame_count = int(frame_count)
         self.cache = cache
         self._open_source = open_source
@@ -203,7 +198,6 @@ class FrameServer:
             return run, urgent, self._generation
 
     def _run(self) -> None:
-        lower_priority(self.nice)
         source: FrameSource | None = None
         try:
             while True:

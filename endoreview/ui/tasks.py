@@ -1,9 +1,9 @@
 """Running blocking work off the GUI thread and handing results back to it.
 
 :class:`TaskRunner` runs callables on a small thread pool and delivers ``on_done(result)`` / ``on_error(exc)`` on
-the GUI thread through a queued Qt signal, one result per turn of the event loop. :class:`GuardedService` wraps a service object so that any method call
-made on the GUI thread is recorded (and refused in strict mode) by :mod:`endoreview.media.guard`: database reads
-can only happen through the runner.
+the GUI thread through a queued Qt signal, one result per turn of the event loop. :class:`GuardedService` wraps a
+service object so that any method call made on the GUI thread is recorded (and refused in strict mode) by
+:mod:`endoreview.media.guard`: database reads can only happen through the runner.
 """
 
 from __future__ import annotations

@@ -288,8 +288,9 @@ class TimelineWidget(pg.PlotWidget):
             )
             marks.setData(self.disagree_frames.astype(float), np.full(self.disagree_frames.size, (a + b) / 2))
             shown.append(marks)
+        drawn = {id(it) for it in shown}
         for item in self._lanes.values():
-            item.setVisible(any(item is it for it in shown))
+            item.setVisible(id(item) in drawn)
         self._items = shown
         if legend != self._legend:
             self._legend = legend
@@ -311,9 +312,8 @@ class TimelineWidget(pg.PlotWidget):
             self.addItem(item)
             if per_pixel and isinstance(item, pg.PlotDataItem):
                 _per_pixel(item)
-                item.setClipToView(
-                    True
-                )  # a 30-minute run: draw only what is in view (54,000 frames otherwise)
+                # a 30-minute run: draw only what is in view (54,000 frames otherwise)
+                item.setClipToView(True)
             # static lanes are blitted from a cache when only the playhead moves
             for it in (item, getattr(item, "curve", None), getattr(item, "scatter", None)):
                 if it is not None:
