@@ -67,10 +67,13 @@ def test_step_and_jump_keys_of_the_transport(qtbot, player, indexed_video):
     qtbot.waitUntil(lambda: ctl.shown and ctl.shown[0] == 10, timeout=5000)
     w.btn_end.click()
     qtbot.waitUntil(lambda: ctl.shown and ctl.shown[0] == 89, timeout=5000)
+    w.goto.setFocus()
     w.goto.setText("0:01.5")  # 1.5 s at 30 fps
     w.goto.returnPressed.emit()
     qtbot.waitUntil(lambda: ctl.shown and ctl.shown[0] == 45, timeout=5000)
     assert shown_index(w) == 45
+    # after the jump the keys go to the frame (A accepts there), not into the box
+    qtbot.waitUntil(lambda: w.view.hasFocus(), timeout=2000)
     w.goto.setText(
         "#12"
     )  # the frame the counter calls 12 (issue 22.8: go-to was 0-based, the counter 1-based)

@@ -332,3 +332,5 @@ class PlayerWidget(QWidget):
         self.goto.setStyleSheet("")
         self.controller.pause()
         self.controller.seek(frame)
+        # the review keys (A, R, arrows) act on the frame just reached, not type into the box
+        self.view.setFocus()
