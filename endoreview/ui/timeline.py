@@ -10,15 +10,16 @@ the whole video. The playhead line can be dragged too and follows playback (the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from html import escape
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtGui import QFontMetrics, QPen
+from PySide6.QtWidgets import QGraphicsItem, QLabel
 
-from endoreview.ui.palette import STATE_COLOURS, colour_for
+from endoreview.ui.palette import STATE_COLOURS, colour_for, hex_colour
 from endoreview.ui.tracks import LabelTrack, PredictionTrack, disagreements
 
 LANES = (
@@ -30,6 +31,7 @@ LANES = (
     ("", 0.75),  # the legend's own row: it never covers a lane
 )
 GAP = 0.15
+CLASS_SLOTS = 4  # class curves made with the timeline (a video with more classes makes the rest once)
 
 
 def lane_extents() -> dict[str, tuple[float, float]]:
@@ -176,12 +178,19 @@ class TimelineWidget(pg.PlotWidget):
         self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
         self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
         self.setMinimumHeight(150)
-        # one row, bottom right, in its own row under the lanes
-        self.legend = pi.addLegend(
-            offset=(-6, -1), labelTextColor="#ddd", brush=pg.mkBrush(20, 20, 28, 220), colCount=8
-        )
-        self._vb.sigXRangeChanged.connect(lambda *_: self._draw_detection())
-        self._vb.sigResized.connect(lambda *_: self._draw_detection())
+        # one row, bottom right, in its own row under the lanes: a label over the plot, not pyqtgraph's legend (a
+        # sample item and a label item per entry, ~12 ms to rebuild whenever a video with other classes opened)
+        self.legend = QLabel(self)
+        self.legend.setObjectName("timelineLegend")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setStyleSheet("background: rgba(20, 20, 28, 220); color: #ddd; padding: 1px 6px;")
+        self.legend.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.legend.hide()
+        self._vb.sigXRangeChanged.connect(lambda *_: (self._draw_detection(), self._fit_pens()))
+        self._vb.sigResized.connect(lambda *_: (self._draw_detection(), self._place_legend()))
+        # every lane's item is made now, hidden until it has something to draw: making and parenting pyqtgraph
+        # items took ~40 ms of the GUI thread when the first video's tracks arrived
+        self._make_lanes(CLASS_SLOTS)
 
     def _clamp(self, x: float) -> int:
         return int(max(0, min(self.frame_count - 1, round(x)))) if self.frame_count else 0
@@ -222,31 +231,23 @@ class TimelineWidget(pg.PlotWidget):
             self.empty_text.setText("")
         if pred is not None and n:
             a, b = ext["Class probability"]
+            if len(pred.classes) > self._class_slots:
+                self._make_lanes(len(pred.classes))
+            width = self._curve_width()
             for k, cls in enumerate(pred.classes):
                 col = colour_for(cls, tuple(pred.classes))
-                item = self._lane(f"class:{cls}", lambda: pg.PlotDataItem(connect="finite"))
-                item.setPen(pg.mkPen(col, width=2))
+                item = self._lanes[f"class:{k}"]
+                item.setPen(pg.mkPen(col, width=width))
                 item.setData(x, a + pred.probs[:, k] * (b - a))
                 shown.append(item)
                 legend.append(("class", cls, col))
             y = a + self.threshold * (b - a)
             # across the whole video (the view never shows past it): a two-point curve, not an InfiniteLine
-            thr = self._lane(
-                "threshold", lambda: pg.PlotCurveItem(pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
-            )
+            thr = self._lanes["threshold"]
             thr.setData([-0.5, n + 0.5], [y, y])
             shown.append(thr)
             a, b = ext["Detection"]
-            fill = self._lane(
-                "detection",
-                lambda: pg.PlotDataItem(
-                    pen=pg.mkPen("#00e5ff", width=1.5),
-                    fillLevel=a,
-                    brush=pg.mkBrush(0, 229, 255, 60),
-                    antialias=False,
-                ),
-                per_pixel=False,
-            )
+            fill = self._lanes["detection"]
             self._det = a + np.nan_to_num(pred.det_score, nan=0.0) * (b - a)
             self._draw_detection()
             shown.append(fill)
@@ -257,7 +258,9 @@ class TimelineWidget(pg.PlotWidget):
                 by_state.setdefault(s.state, []).append(s)
             for state, segs in by_state.items():
                 col = STATE_COLOURS.get(state, (200, 200, 200))
-                bars = self._lane(f"state:{state}", lambda: _bars(pg.mkPen("#15151b")))
+                bars = self._lanes.get(f"state:{state}") or self._lane(
+                    f"state:{state}", lambda: _bars(pg.mkPen("#15151b"))
+                )
                 bars.setOpts(
                     x0=np.array([s.start for s in segs], np.float64),
                     width=np.array([s.end - s.start for s in segs], np.float64),
@@ -270,7 +273,7 @@ class TimelineWidget(pg.PlotWidget):
             a, b = ext["Reviewed"]
             starts, lengths = _runs(labels.reviewed)
             if starts.size:
-                done = self._lane("reviewed", lambda: _bars(pg.mkPen(None)))
+                done = self._lanes["reviewed"]
                 done.setOpts(
                     x0=starts, width=lengths, y0=a, height=b - a, brush=pg.mkBrush(102, 187, 106, 220)
                 )
@@ -280,12 +283,7 @@ class TimelineWidget(pg.PlotWidget):
         )
         if self.disagree_frames.size:
             a, b = ext["Disagree"]
-            marks = self._lane(
-                "disagree",
-                lambda: pg.ScatterPlotItem(
-                    symbol="t", size=12, brush=pg.mkBrush("#ff5252"), pen=pg.mkPen("#15151b")
-                ),
-            )
+            marks = self._lanes["disagree"]
             marks.setData(self.disagree_frames.astype(float), np.full(self.disagree_frames.size, (a + b) / 2))
             shown.append(marks)
         drawn = {id(it) for it in shown}
@@ -294,14 +292,51 @@ class TimelineWidget(pg.PlotWidget):
         self._items = shown
         if legend != self._legend:
             self._legend = legend
-            self.legend.clear()
-            for kind, name, col in legend:
-                if kind == "class":
-                    self.legend.addItem(self._lanes[f"class:{name}"], name)
-                else:
-                    self.legend.addItem(
-                        pg.BarGraphItem(x0=[0], width=[1], y0=0, height=1, brush=pg.mkBrush(*col)), name
-                    )
+            self.legend.setText(
+                "&nbsp;&nbsp;".join(
+                    f"<span style='color:{hex_colour(col)}'>{'&#9473;' if kind == 'class' else '&#9632;'}</span>"
+                    f"&nbsp;{escape(name)}"
+                    for kind, name, col in legend
+                )
+            )
+            self.legend.setVisible(bool(legend))
+            self.legend.adjustSize()
+            self._place_legend()
+
+    def _place_legend(self) -> None:
+        """Bottom right of the lanes' area, in the legend's own row."""
+        rect = self.mapFromScene(self._vb.sceneBoundingRect()).boundingRect()
+        self.legend.move(rect.right() - self.legend.width() - 6, rect.bottom() - self.legend.height() - 1)
+
+    def _make_lanes(self, classes: int) -> None:
+        """The lanes' items, hidden: ``classes`` class curves (more are made when a video has more classes), the
+        threshold, the Detection fill, the review states' bars, the Reviewed bars and the Disagree markers."""
+        a, _ = lane_extents()["Detection"]
+        for k in range(getattr(self, "_class_slots", 0), classes):
+            self._lane(f"class:{k}", lambda: pg.PlotDataItem(connect="finite"))
+        self._class_slots = classes
+        if "threshold" in self._lanes:
+            return
+        self._lane("threshold", lambda: pg.PlotCurveItem(pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
+        self._lane(
+            "detection",
+            lambda: pg.PlotDataItem(
+                pen=pg.mkPen("#00e5ff", width=1),
+                fillLevel=a,
+                brush=pg.mkBrush(0, 229, 255, 60),
+                antialias=False,
+            ),
+            per_pixel=False,
+        )
+        for state in STATE_COLOURS:
+            self._lane(f"state:{state}", lambda: _bars(pg.mkPen("#15151b")))
+        self._lane("reviewed", lambda: _bars(pg.mkPen(None)))
+        self._lane(
+            "disagree",
+            lambda: pg.ScatterPlotItem(
+                symbol="t", size=12, brush=pg.mkBrush("#ff5252"), pen=pg.mkPen("#15151b")
+            ),
+        )
 
     def _lane(self, key: str, make: Callable[[], pg.GraphicsObject], per_pixel: bool = True) -> Any:
         """The item drawing ``key`` (a class's curve, a review state's bars …), made and added the first time;
@@ -309,6 +344,7 @@ class TimelineWidget(pg.PlotWidget):
         item = self._lanes.get(key)
         if item is None:
             item = self._lanes[key] = make()
+            item.setVisible(False)
             self.addItem(item)
             if per_pixel and isinstance(item, pg.PlotDataItem):
                 _per_pixel(item)
@@ -319,6 +355,25 @@ class TimelineWidget(pg.PlotWidget):
                 if it is not None:
                     it.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return item
+
+    def _curve_width(self) -> int:
+        """The class curves' pen: 2 px where the view shows frames one by one, 1 px where each pixel column holds
+        several frames (a 2 px pen leaves Qt's fast line path: ~3.5 ms a curve per repaint over 54,000 frames,
+        and the dense view is a band of strokes either way)."""
+        (x0, x1), _ = self._vb.viewRange()
+        return 2 if (x1 - x0) <= max(1.0, self._vb.width()) else 1
+
+    def _fit_pens(self) -> None:
+        if self.pred is None:
+            return
+        width = self._curve_width()
+        for k in range(len(self.pred.classes)):
+            item = self._lanes[f"class:{k}"]
+            pen = item.opts["pen"]
+            if isinstance(pen, QPen) and pen.widthF() != width:
+                pen = QPen(pen)
+                pen.setWidthF(width)
+                item.setPen(pen)
 
     def _draw_detection(self) -> None:
         """The Detection lane for the frames in view: the highest score of each pixel's frames, filled down to the

@@ -112,3 +112,38 @@ def test_a_one_frame_detection_shows_at_full_view_and_when_zoomed(qtbot, timelin
     xs, ys = lane.getData()
     assert 30_123 in xs.astype(int).tolist() and ys[xs.astype(int).tolist().index(30_123)] > a
     assert ys[xs.astype(int).tolist().index(30_122)] == pytest.approx(a)  # its neighbours had none
+
+
+def test_the_legend_names_what_is_drawn_in_its_own_row_and_clicks_pass_through(qtbot, timeline):
+    """The legend is one label over the plot (pyqtgraph's legend item cost ~12 ms to rebuild whenever a video with
+    other classes opened): it lists the classes and review states drawn, sits bottom right under the lanes, and a
+    click on it still seeks."""
+    pred = PredictionTrack(300, classes=["normal", "polyp"])
+    for i in range(300):
+        pred.add({"frame": i, "probs": {"normal": 0.2, "polyp": 0.8}})
+    labels = LabelTrack.from_labels(
+        300,
+        [{"kind": "segment", "state": "accepted", "class_name": "polyp", "start_frame": 10, "end_frame": 90}],
+    )
+    timeline.set_tracks(pred, labels)
+    qtbot.wait(50)
+    legend = timeline.legend
+    assert legend.isVisible()
+    assert [w for w in ("normal", "polyp", "accepted") if w in legend.text()] == [
+        "normal",
+        "polyp",
+        "accepted",
+    ]
+    assert "rejected" not in legend.text()  # only what is drawn
+    box = legend.geometry()
+    assert timeline.rect().contains(box) and box.right() > timeline.width() * 0.6
+    (a, b) = lane_extents()["Disagree"]
+    assert (
+        box.top() > timeline.mapFromScene(timeline._vb.mapViewToScene(QPointF(0, a))).y()
+    )  # under the lanes
+    seeks = []
+    timeline.seekRequested.connect(seeks.append)
+    click(timeline, (box.center().x(), box.center().y()))
+    assert seeks  # the click went through to the timeline
+    timeline.set_tracks(None, None)
+    assert not legend.isVisible()
