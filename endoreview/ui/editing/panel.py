@@ -256,7 +256,10 @@ class EditToolbar(QToolBar):
         mi = "—" if s.mark_in is None else str(s.mark_in + 1)
         mo = "—" if s.mark_out is None else str(s.mark_out)
         pending = f" · saving {s.writer.busy}…" if s.writer.busy else ""
-        bulk, button = "", "Bulk accept (⇧A)"
+        bulk = (
+            ""  # the count is in this line, not on the button: a wider button widened the panel (and laid out
+        )
+        # the player and timeline beside it again) whenever a video's suggestions arrived
         preview = s.bulk_preview(c.frame) if s.loaded and not s.blind else None
         if preview is not None:
             (a, b), counted = preview
@@ -267,8 +270,6 @@ class EditToolbar(QToolBar):
                 bulk = f"\nBulk accept takes {len(take)} suggestion(s)" + (
                     f" ({hidden} hidden left open)" if hidden else ""
                 )
-                button = f"Bulk accept {len(take)} (⇧A)"
-        self.bulk_btn.setText(button)
         self.marks.setText(f"In {mi} · Out {mo}{pending}{bulk}")
 
 

@@ -10,6 +10,7 @@ from PySide6.QtGui import QFont, QFontMetrics, QTextDocument
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -62,6 +63,11 @@ class PlayerWidget(QWidget):
         self.notice.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.notice.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.notice.setVisible(False)
+        # its row stays when hidden: the frame does not move when a video's predictions arrive (nor the window
+        # relayout and repaint whole while a video opens)
+        keep = self.notice.sizePolicy()
+        keep.setRetainSizeWhenHidden(True)
+        self.notice.setSizePolicy(keep)
         # the header keeps one height whatever it shows (a banner appearing on some frames must not move the video)
         h = self.fontMetrics().height() + 10
         for lab in (self.video_name, self.switched, self.banner):
@@ -93,7 +99,8 @@ class PlayerWidget(QWidget):
         self.view.setMinimumSize(320, 180)
         self.placeholder = QLabel("Open a video from the library (double-click) to start reviewing.")
         self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.placeholder.setStyleSheet("color: #aaa; font-size: 14pt;")
+        self.placeholder.setStyleSheet("color: #aaa; font-size: 14pt; background: #101014;")
+        self.placeholder.setWordWrap(True)
 
         # transport
         def button(name: str, tip: str, slot) -> QToolButton:
@@ -182,11 +189,15 @@ class PlayerWidget(QWidget):
         lay.setSpacing(2)
         lay.addLayout(header)
         lay.addWidget(self.switched)  # its own row, the whole width: never squeezed by the header
-        lay.addWidget(self.placeholder, 1)
-        lay.addWidget(self.view, 1)
+        # the placeholder covers the frame view (one cell) instead of taking its place: opening a video only hides
+        # it, and nothing else on the page is laid out again
+        stage = QGridLayout()
+        stage.addWidget(self.view, 0, 0)
+        stage.addWidget(self.placeholder, 0, 0)
+        lay.addLayout(stage, 1)
         lay.addLayout(transport)
         lay.addLayout(overlays)
-        self.view.setVisible(False)
+        self.placeholder.raise_()
 
         c.framePresented.connect(self._on_presented)
         c.frameChanged.connect(self._update_time)
@@ -276,7 +287,6 @@ class PlayerWidget(QWidget):
     # ---- slots ------------------------------------------------------------------------------------------------
     def _on_source(self, source) -> None:
         has = source is not None
-        self.view.setVisible(has)
         self.placeholder.setVisible(not has)
         if not has:
             self.view.clear_frame()
