@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 #: playhead may come before the next window is read (a window reads in ~20 ms here for 21 suggestions a frame)
 SUGGESTION_WINDOW = 240
 SUGGESTION_MARGIN = 30
+#: opening a video reads only the margin around its first frame (~1,300 suggestions on a procedure, ~25 ms of a
+#: worker); the full window follows once the reviewer moves. Reading 240 frames there (~100 ms of Python on the
+#: writer, beside the decoders and the timeline's tracks) stalled the GUI thread while a 30-minute video opened.
+OPEN_WINDOW = 2 * SUGGESTION_MARGIN + 1
 #: the longest range whose bulk-accept candidates are counted for the panel before Shift+A is pressed: counting
 #: reads the range's suggestions, and a procedure-long segment is ~340,000 of them (seconds of CPU on a worker, and
 #: a heap that made every full garbage collection on the GUI thread 0.2-0.8 s); longer ranges are read on the press
@@ -109,6 +113,7 @@ class ReviewSession:
         self._expected: dict[int, dict[int, Label]] = {}
         self.segments: list[Label] = []
         self.loaded = False
+        self._load_asked = False  # the open video's labels were asked for (load())
         self.classes: tuple[str, ...] = ("polyp",)
         self.video_classes: tuple[str, ...] = ("normal", "abnormal")
         self.current_class = "polyp"
@@ -151,11 +156,17 @@ class ReviewSession:
     def editable(self) -> bool:
         return self.video_id is not None and self.loaded
 
+    @property
+    def not_editable_reason(self) -> str:
+        if self.video_id is None:
+            return "Open a video first."
+        return "The video's labels are still loading: try again in a moment."
+
     # ---- executing --------------------------------------------------------------------------------------------
     def execute(self, cmd: C.Command, on_done: Callable[[Any], None] | None = None) -> bool:
         """Queue ``cmd`` on the writer; when saved, take its snapshot, tell listeners, then call ``on_done``."""
         if not self.editable or self.video_id is None:
-            self.say("Open a video first.")
+            self.say(self.not_editable_reason)
             return False
         self._show_expected(cmd)  # drawn before the writer starts (it shares the interpreter lock)
         self._run(cmd, on_done)
@@ -187,10 +198,10 @@ class ReviewSession:
         )
 
     # ---- the model's suggestions, on demand --------------------------------------------------------------------
-    def _focus_window(self, frame: int | None = None) -> tuple[int, int]:
+    def _focus_window(self, frame: int | None = None, span: int = SUGGESTION_WINDOW) -> tuple[int, int]:
         f = self.focus if frame is None else frame
-        a = max(0, f - SUGGESTION_WINDOW // 2)
-        return a, max(a + 1, min(self.frame_count or (a + SUGGESTION_WINDOW), a + SUGGESTION_WINDOW))
+        a = max(0, f - span // 2)
+        return a, max(a + 1, min(self.frame_count or (a + span), a + span))
 
     def covers(self, a: int, b: int) -> bool:
         """Whether the open suggestions of frames [a, b) are held."""
@@ -325,7 +336,16 @@ class ReviewSession:
         self._emit(Change.STATE)
 
     # ---- opening ----------------------------------------------------------------------------------------------
-    def open(self, video_id: int, width: int, height: int, frame_count: int, path: str | None = None) -> None:
+    def open(
+        self,
+        video_id: int,
+        width: int,
+        height: int,
+        frame_count: int,
+        path: str | None = None,
+        load: bool = True,
+    ) -> None:
+        """Switch to a video; ``load=False``: its labels and suggestions are read when :meth:`load` is called."""
         self.video_id, self.size, self.frame_count, self.path = video_id, (width, height), frame_count, path
         self.frames, self.segments, self.loaded, self.working = {}, [], False, {}
         self._expected = {}
@@ -334,7 +354,19 @@ class ReviewSession:
         self.tracks_gen = self.snap_gen = 0
         self.mark_in = self.mark_out = None
         self.selected_box = None
-        self._run(C.LoadVideo(video_id))
+        self._load_asked = False
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Read the open video's labels and the suggestions around the frame on screen (once per open)."""
+        if self.video_id is None or self._load_asked:
+            return
+        self._load_asked = True
+        cmd = C.LoadVideo(self.video_id)
+        self.writer.execute(
+            cmd, self.video_id, lambda out: self._saved(cmd, out, None), self._focus_window(span=OPEN_WINDOW)
+        )
 
     def model_output_changed(self) -> None:
         """New model output (or labels) for this video: re-read our snapshot so timeline and frame agree."""
@@ -475,7 +507,7 @@ class ReviewSession:
     # ---- masks ------------------------------------------------------------------------------------------------
     def commit_mask(self, frame: int, mask: np.ndarray, summary: str) -> bool:
         if not self.editable or self.video_id is None:
-            self.say("Open a video first.")
+            self.say(self.not_editable_reason)
             return False
         t = self.mask_target(frame)
         self.working[frame] = mask

@@ -500,6 +500,9 @@ class MainWindow(QMainWindow):
             self.ask_quit(running)
             return
         self.jobs.stop_all(grace_ms=JOB_STOP_GRACE_MS)
+        self.review_ctl.close_video()  # and its timers: nothing is read into a runner that is shutting down
+        if self.edit_ctl is not None:
+            self.edit_ctl.shutdown()
         self.player.close()
         self.media.stop()
         self.runner.shutdown()

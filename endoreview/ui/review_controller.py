@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 
 #: seconds the media queue starts no background work (other videos' thumbnails) while a video opens
 OPEN_HOLD_S = 2.0
+#: an open goes in stages, each worker's Python starting after the GUI thread has drawn the stage before: the
+#: frame first (the decoder), then the labels and suggestions around it (:attr:`ReviewController.frameShown`),
+#: then the timeline's tracks. Started together, the three workers held the interpreter lock while the GUI thread
+#: painted (every Qt call that releases the lock waited to get it back): 115-190 ms stalls opening a 30-minute
+#: video, 60-80 ms in stages (docs/experiments/app_speed.md, sixth session).
+OPEN_TRACKS_AFTER_MS = 100  # after the first frame is on screen
+OPEN_STAGE_MAX_MS = 400  # the later stages start anyway when no frame comes (a slow or failing decoder)
 
 
 def _open_original(path: str) -> Callable:
@@ -42,6 +49,7 @@ def _open_proxy(info: ProxyInfo) -> Callable:
 
 class ReviewController(QObject):
     videoOpened = Signal(object)  # VideoInfo
+    frameShown = Signal(object)  # VideoInfo: an opened video's first frame is on screen (or took too long)
     videoMissing = Signal(object)  # VideoInfo
     tracksLoaded = Signal(object)  # VideoTracks
     message = Signal(str)
@@ -69,6 +77,14 @@ class ReviewController(QObject):
         self._reload_timer = QTimer(self)
         self._reload_timer.setSingleShot(True)
         self._reload_timer.timeout.connect(self.reload_tracks)
+        self._staging: int | None = None  # the video whose first frame the later stages wait for
+        self._stage_timer = QTimer(self)
+        self._stage_timer.setSingleShot(True)
+        self._stage_timer.timeout.connect(self._first_frame)
+        self._tracks_timer = QTimer(self)
+        self._tracks_timer.setSingleShot(True)
+        self._tracks_timer.timeout.connect(self.reload_tracks)
+        player.framePresented.connect(lambda *_: self._first_frame())
         media.proxyReady.connect(self._on_proxy)
         media.progress.connect(self._on_proxy_progress)
         player.sourceError.connect(self._on_source_error)
@@ -126,7 +142,18 @@ class ReviewController(QObject):
         if info.proxy is None:
             self.media.request(MediaRequest(info.video_id, info.path, info.frame_count), urgent=True)
         self.videoOpened.emit(info)
-        self.reload_tracks()
+        self._staging = info.video_id
+        self._tracks_timer.stop()
+        self._stage_timer.start(OPEN_STAGE_MAX_MS)
+
+    def _first_frame(self) -> None:
+        """The opened video's first frame is on screen: its labels are read now, its tracks a little later."""
+        if self._staging is None or self.info is None or self.info.video_id != self._staging:
+            return
+        self._staging = None
+        self._stage_timer.stop()
+        self.frameShown.emit(self.info)
+        self._tracks_timer.start(OPEN_TRACKS_AFTER_MS)
 
     def _on_source_error(self, message: str) -> None:
         self.message.emit(f"Cannot decode this video: {message}")
@@ -140,7 +167,9 @@ class ReviewController(QObject):
             self.videoMissing.emit(info)
 
     def close_video(self) -> None:
-        self._opening = None
+        self._opening = self._staging = None
+        for timer in (self._stage_timer, self._tracks_timer, self._reload_timer):
+            timer.stop()
         self.info = None
         self.player.close()
 

@@ -9,7 +9,12 @@ import pytest
 
 from endoreview.services.editing import EditingService
 from endoreview.services.review_commands import AcceptLabels
-from endoreview.services.review_session import SUGGESTION_WINDOW, ReviewSession
+from endoreview.services.review_session import (
+    OPEN_WINDOW,
+    SUGGESTION_MARGIN,
+    SUGGESTION_WINDOW,
+    ReviewSession,
+)
 from endoreview.store.records import FramePrediction, NewLabel
 from tests.store.make_db_version import rle
 
@@ -55,9 +60,19 @@ def test_the_session_holds_a_window_of_suggestions_equal_to_the_whole_video_read
     try:
         s.open(video.id, 48, 32, N)
         settle(s)
-        assert s.loaded and s.ranges == {"focus": (0, SUGGESTION_WINDOW)}
+        # opening reads the margin around the first frame only (light while the video opens) ...
+        assert s.loaded and s.ranges == {"focus": (0, OPEN_WINDOW)}
         held = {f for f, labs in s.frames.items() if any(x.id < 0 for x in labs)}
-        assert held == set(range(SUGGESTION_WINDOW))  # not 1,500 frames x 21 suggestions
+        assert held == set(range(OPEN_WINDOW))  # not 1,500 frames x 21 suggestions
+        s.set_focus(SUGGESTION_MARGIN)
+        settle(s)
+        assert s.ranges == {"focus": (0, OPEN_WINDOW)}  # still within the margin: nothing read
+        # ... and the full window once the reviewer moves on
+        s.set_focus(SUGGESTION_MARGIN + 1)
+        settle(s)
+        assert s.ranges == {"focus": (0, SUGGESTION_WINDOW)}
+        held = {f for f, labs in s.frames.items() if any(x.id < 0 for x in labs)}
+        assert held == set(range(SUGGESTION_WINDOW))
         assert [x.id for x in s.labels_at(1200)] == [x.id for x in whole[1200] if x.id > 0]  # own labels: all
         for focus in (700, N - 1, 3):
             s.set_focus(focus)
@@ -162,9 +177,9 @@ def test_a_long_bulk_range_is_read_when_accepted_not_to_count_it_and_let_go_afte
         s.open(video.id, 48, 32, N)
         settle(s)
         s.bulk_threshold = 0.0
-        s.mark_in, s.mark_out = 40, 90  # short: counted for the panel (the focus window holds it)
+        s.mark_in, s.mark_out = 10, 50  # short: counted for the panel (the window read at open holds it)
         rng, counted = s.bulk_preview(10)
-        assert rng == (40, 90) and counted is not None and len(counted[0]) > 0
+        assert rng == (10, 50) and counted is not None and len(counted[0]) > 0
         s.mark_in, s.mark_out = 300, 700  # long and not held: the panel gets no count, nothing is read
         reads = []
         submit = s.writer.submit

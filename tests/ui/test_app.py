@@ -350,6 +350,13 @@ def test_quit_asks_about_running_jobs_and_stops_them_cleanly(
     keep = next(b for b in box.buttons() if b.text() == "Keep working")
     keep.click()
     assert win.isVisible() and job.running
+    # kept working: edits are still saved (the question used to have shut the edit writer down already)
+    win.open_video(vid)
+    qtbot.waitUntil(lambda: win.edit_ctl is not None and win.edit_ctl.loaded, timeout=10000)
+    said: list[str] = []
+    win.edit_ctl.message.connect(said.append)
+    win.edit_ctl.set_review_status("in_review")
+    qtbot.waitUntil(lambda: any(m.startswith("Saved") for m in said), timeout=10000)
     win.close()
     stop = next(b for b in win.quit_box.buttons() if b.text() == "Stop jobs and quit")
     stop.click()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from endoreview.services import editing as E
 from endoreview.services.records import LabelKind
@@ -48,7 +48,7 @@ class EditController(QObject):
         timeline: Any, on_status_saved: Callable[[], None], parent: QObject,
     ) -> None:  # fmt: skip
         """``store``: the open store (calls refused on the GUI thread); ``on_status_saved``: after a review status is
-        stored (the library refreshes); ``parent``: the window whose closing ends the writer."""
+        stored (the library refreshes); ``parent``: the main window (its closing calls :meth:`shutdown`)."""
         super().__init__(parent)
         self.store, self.runner, self.player, self.player_widget = store, runner, player, player_widget
         self.review_ctl, self.timeline, self._on_status_saved = review_ctl, timeline, on_status_saved
@@ -62,6 +62,7 @@ class EditController(QObject):
         self.brush_index, self.grow_px = 5, 2
         self.hover: tuple[float, float] | None = None
         self.review_ctl.videoOpened.connect(self._on_video)
+        self.review_ctl.frameShown.connect(lambda _info: self.session.load())
         self.review_ctl.tracksLoaded.connect(self._on_tracks)
         self.player.framePresented.connect(lambda i, _img, _full: self.refresh_frame())
         self.player.frameChanged.connect(lambda _i: self.refresh_frame())
@@ -74,17 +75,11 @@ class EditController(QObject):
         self._reload.setSingleShot(True)
         self._reload.setInterval(500)
         self._reload.timeout.connect(self.review_ctl.reload_tracks)
-        parent.installEventFilter(self)
 
-    def eventFilter(self, obj, ev) -> bool:  # noqa: N802 - Qt API
-        if obj is self.parent() and ev.type() == QEvent.Type.Close:
-            self._reload.stop()
-            # the review controller's throttled reload must not fire into a runner that is shutting down
-            timer = getattr(self.review_ctl, "_reload_timer", None)
-            if timer is not None:
-                timer.stop()
-            self.writer.shutdown(wait=True)  # every edit made is on disk before the window goes
-        return False
+    def shutdown(self) -> None:
+        """The window is closing (its question about running jobs answered): every edit made is on disk first."""
+        self._reload.stop()
+        self.writer.shutdown(wait=True)
 
     # ---- the session's changes --------------------------------------------------------------------------------
     def _on_change(self, kind: Change, payload: Any) -> None:
@@ -148,7 +143,8 @@ class EditController(QObject):
     # ---- opening and drawing ----------------------------------------------------------------------------------
     def _on_video(self, info: Any) -> None:
         self.layer.set_frame_rect(info.width, info.height)  # and clears it
-        self.session.open(info.video_id, info.width, info.height, info.frame_count, info.path)
+        # the labels are read once its first frame is on screen (ReviewController.frameShown)
+        self.session.open(info.video_id, info.width, info.height, info.frame_count, info.path, load=False)
         self._opened_tracks = False
 
     def _on_tracks(self, _tracks: Any) -> None:
