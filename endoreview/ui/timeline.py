@@ -140,6 +140,7 @@ class TimelineWidget(pg.PlotWidget):
         self._legend: list[tuple[str, str, tuple]] = []
         self._x = np.zeros(0, np.float64)
         self._det = np.zeros(0, np.float64)  # the Detection lane's values (lane coordinates), every frame
+        self._known = False  # whether the tracks drawn are the video's (not yet read while it opens)
         pi = self.getPlotItem()
         pi.hideButtons()
         pi.showGrid(x=True, y=False, alpha=0.15)
@@ -202,10 +203,12 @@ class TimelineWidget(pg.PlotWidget):
         self._vb.setLimits(xMin=-0.5, xMax=max(1, frame_count) + 0.5, minXRange=min(30, max(2, frame_count)))
         self._vb.setXRange(0, max(1, frame_count), padding=0)
         self.bands.setOpts(x0=np.full(len(self.bands.opts["y0"]), -0.5), width=max(1, frame_count) + 1.0)
-        self.set_tracks(None, None)
+        self.set_tracks(None, None, known=False)
 
-    def set_tracks(self, pred: PredictionTrack | None, labels: LabelTrack | None) -> None:
-        self.pred, self.labels = pred, labels
+    def set_tracks(self, pred: PredictionTrack | None, labels: LabelTrack | None, known: bool = True) -> None:
+        """``known=False``: the model's output is not read yet (a video opening) or hidden (a blind pass): the
+        lanes are empty without saying the video has none (an analysed video said so until its tracks came)."""
+        self.pred, self.labels, self._known = pred, labels, known
         self.redraw()
 
     def redraw(self) -> None:
@@ -221,7 +224,7 @@ class TimelineWidget(pg.PlotWidget):
         x = self._x
         pred, labels = self.pred, self.labels
         self._det = np.zeros(0, np.float64)
-        if pred is None or pred.empty:
+        if self._known and (pred is None or pred.empty):
             a, b = ext["Detection"]
             self.empty_text.setText(
                 "No model output for this video yet: Analyse (Ctrl+R) runs the model in the background."

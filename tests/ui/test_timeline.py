@@ -147,3 +147,15 @@ def test_the_legend_names_what_is_drawn_in_its_own_row_and_clicks_pass_through(q
     assert seeks  # the click went through to the timeline
     timeline.set_tracks(None, None)
     assert not legend.isVisible()
+
+
+def test_an_opening_video_is_not_said_to_have_no_model_output_before_its_tracks_are_read(qtbot, timeline):
+    timeline.set_video(54_000, 30.0)
+    assert timeline.empty_text.toPlainText() == ""  # its tracks are being read
+    timeline.set_tracks(None, None)
+    assert "No model output" in timeline.empty_text.toPlainText()
+    pred = PredictionTrack(300, classes=["polyp"])
+    pred.add({"frame": 3, "probs": {"polyp": 0.9}})
+    timeline.set_video(300, 30.0)
+    timeline.set_tracks(pred, None)
+    assert timeline.empty_text.toPlainText() == ""

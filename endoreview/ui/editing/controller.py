@@ -242,4 +242,4 @@ class EditController(QObject):
     def _hide_model(self) -> None:
         self.player_widget.set_predictions(None, None)
         tracks = self.review_ctl.tracks
-        self.timeline.set_tracks(None, tracks.labels if tracks is not None else None)
+        self.timeline.set_tracks(None, tracks.labels if tracks is not None else None, known=False)
