@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -365,7 +366,10 @@ def library_main(args: argparse.Namespace) -> int:
         cmd += ["--job-seconds", str(args.job_seconds)]
     if args.model:
         cmd += ["--model", args.model]
-    res = run_child(cmd, env, REPO, "done")
+    try:
+        res = run_child(cmd, env, REPO, "done")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)  # the app's data folder (caches, logs) of this run only
     if res is None:
         return 1
     summary = {
@@ -451,7 +455,10 @@ def main() -> int:
         PYTHONPATH=str(REPO),
         JOB_PREDICTOR_DELAY="0.02",
     )
-    res = run_child(cmd, env, REPO, "job")
+    try:
+        res = run_child(cmd, env, REPO, "job")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
     if res is None:
         return 1
     emit(
