@@ -54,5 +54,7 @@ def test_a_video_opens_frame_first_then_labels_then_tracks_and_the_frame_never_m
     assert order.index("frame") < order.index("labels") < order.index("tracks"), order
     assert pw.notice.isVisible() and not pw.placeholder.isVisible()
     assert {rect.getRect() for _, rect in seen} | {where().getRect()} == {before.getRect()}
-    # the suggestions around the frame are there: the model's box is drawn on it
+    # the suggestions around the frame are there, and the model's box stays drawn on it after the tracks came
+    # (the tracks' arrival used to replace the frame's overlay with the track's, empty for a stored run)
     assert ctl.session.open_suggestions_at(0)
+    assert len(pw.view.overlay.boxes) == 1

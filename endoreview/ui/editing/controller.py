@@ -153,6 +153,9 @@ class EditController(QObject):
         if self._opened_tracks:  # output since opening (what opened with it is read already)
             self.session.model_output_changed()
         self._opened_tracks = True
+        # the player widget has just drawn the track's overlay (a stored run's holds no masks or boxes): the frame
+        # shows what the session holds again. The tracks come after the labels when a video opens.
+        self.refresh_frame()
 
     def refresh_frame(self) -> None:
         if self.session.video_id is None:
