@@ -112,6 +112,14 @@ def _bars(pen: Any) -> pg.BarGraphItem:
     return pg.BarGraphItem(x0=[], width=[], y0=0, height=1, pen=pen)
 
 
+def _class_curve() -> pg.PlotDataItem:
+    return pg.PlotDataItem(connect="finite")
+
+
+def _state_bars() -> pg.BarGraphItem:
+    return _bars(pg.mkPen("#15151b"))
+
+
 def _per_pixel(item: pg.PlotDataItem) -> None:
     """Downsample by view to one min/max pair per screen pixel (pyqtgraph's default keeps 5 per pixel: 18,000
     antialiased segments per lane for a 30-minute run at full view, ~45 ms a repaint here)."""
@@ -234,12 +242,12 @@ class TimelineWidget(pg.PlotWidget):
             self.empty_text.setText("")
         if pred is not None and n:
             a, b = ext["Class probability"]
-            if len(pred.classes) > self._class_slots:
-                self._make_lanes(len(pred.classes))
             width = self._curve_width()
             for k, cls in enumerate(pred.classes):
                 col = colour_for(cls, tuple(pred.classes))
-                item = self._lanes[f"class:{k}"]
+                item = self._lane(
+                    f"class:{k}", _class_curve
+                )  # made with the widget for the first few classes
                 item.setPen(pg.mkPen(col, width=width))
                 item.setData(x, a + pred.probs[:, k] * (b - a))
                 shown.append(item)
@@ -261,9 +269,7 @@ class TimelineWidget(pg.PlotWidget):
                 by_state.setdefault(s.state, []).append(s)
             for state, segs in by_state.items():
                 col = STATE_COLOURS.get(state, (200, 200, 200))
-                bars = self._lanes.get(f"state:{state}") or self._lane(
-                    f"state:{state}", lambda: _bars(pg.mkPen("#15151b"))
-                )
+                bars = self._lane(f"state:{state}", _state_bars)
                 bars.setOpts(
                     x0=np.array([s.start for s in segs], np.float64),
                     width=np.array([s.end - s.start for s in segs], np.float64),
@@ -312,14 +318,11 @@ class TimelineWidget(pg.PlotWidget):
         self.legend.move(rect.right() - self.legend.width() - 6, rect.bottom() - self.legend.height() - 1)
 
     def _make_lanes(self, classes: int) -> None:
-        """The lanes' items, hidden: ``classes`` class curves (more are made when a video has more classes), the
-        threshold, the Detection fill, the review states' bars, the Reviewed bars and the Disagree markers."""
+        """The lanes' items, hidden: ``classes`` class curves (a video with more classes makes the rest when drawn),
+        the threshold, the Detection fill, the review states' bars, the Reviewed bars and the Disagree markers."""
         a, _ = lane_extents()["Detection"]
-        for k in range(getattr(self, "_class_slots", 0), classes):
-            self._lane(f"class:{k}", lambda: pg.PlotDataItem(connect="finite"))
-        self._class_slots = classes
-        if "threshold" in self._lanes:
-            return
+        for k in range(classes):
+            self._lane(f"class:{k}", _class_curve)
         self._lane("threshold", lambda: pg.PlotCurveItem(pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)))
         self._lane(
             "detection",
@@ -332,7 +335,7 @@ class TimelineWidget(pg.PlotWidget):
             per_pixel=False,
         )
         for state in STATE_COLOURS:
-            self._lane(f"state:{state}", lambda: _bars(pg.mkPen("#15151b")))
+            self._lane(f"state:{state}", _state_bars)
         self._lane("reviewed", lambda: _bars(pg.mkPen(None)))
         self._lane(
             "disagree",

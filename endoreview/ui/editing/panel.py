@@ -256,10 +256,9 @@ class EditToolbar(QToolBar):
         mi = "—" if s.mark_in is None else str(s.mark_in + 1)
         mo = "—" if s.mark_out is None else str(s.mark_out)
         pending = f" · saving {s.writer.busy}…" if s.writer.busy else ""
-        bulk = (
-            ""  # the count is in this line, not on the button: a wider button widened the panel (and laid out
-        )
-        # the player and timeline beside it again) whenever a video's suggestions arrived
+        # the count is in this line, not on the button: a wider button widened the panel (and laid out the player
+        # and timeline beside it again) whenever a video's suggestions arrived
+        bulk = ""
         preview = s.bulk_preview(c.frame) if s.loaded and not s.blind else None
         if preview is not None:
             (a, b), counted = preview
