@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from xml.parsers import expat
 
+import numpy as np
+
 from endoreview.interchange.model import InterchangeError, Issue, Provenance
 from endoreview.interchange.raster import IMAGE_EXTS
 
@@ -96,6 +98,35 @@ def parse_float(text, file, *, line=None, field=None) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # Boxes
 # ----------------------------------------------------------------------------------------------------------------
+_P10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+def join_ints(v: np.ndarray, sep: str = ", ") -> str:
+    """``sep.join(str(x) for x in v)`` of integers, built with array operations (a mask's thousands of run lengths
+    in about half the time of one ``%`` format): each number's digits right-aligned in a row of bytes with the
+    separator after them, leading zeros as NUL bytes that are then dropped."""
+    n = v.size
+    if n == 0:
+        return ""
+    if int(v.min()) < 0:
+        return sep.join(map(str, v.tolist()))
+    top = int(v.max())
+    nd = len(str(top))
+    d = v.astype(np.int32 if top < 2**31 else np.int64)
+    rows = np.empty((n, nd + len(sep)), np.uint8)
+    for i, c in enumerate(sep.encode("ascii")):
+        rows[:, nd + i] = c
+    for k in range(nd - 1, -1, -1):
+        q = d // 10
+        np.subtract(d, q * 10, out=d)
+        d += 48
+        if k < nd - 1:
+            d *= v >= _P10[nd - 1 - k]  # a leading zero becomes NUL
+        rows[:, k] = d
+        d = q
+    return rows.tobytes().replace(b"\0", b"")[: -len(sep) or None].decode("ascii")
+
+
 def box_tolerance(size: int) -> float:
     return max(2.0, 0.01 * size)
 

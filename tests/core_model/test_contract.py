@@ -121,8 +121,8 @@ def test_constants_and_rle_codec_have_one_home():
 
 
 def test_counts_of_every_length_parse_back_to_the_runs_written():
-    """Run lengths from 0 to 2**40 (1 to 9 characters each, deltas of both signs) survive compress -> parse: the
-    parser reads a number's characters one position at a time over all numbers at once."""
+    """Run lengths from 0 to 2**40 (1 to 9 characters each, deltas of both signs) survive compress -> parse: both of
+    the parser's paths (32-bit running sums while every number has at most 6 characters, 64-bit past that)."""
     from core_model.contract import rle_counts, rle_from_counts
 
     rng = np.random.default_rng(3)

@@ -163,3 +163,18 @@ def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(stor
     monkeypatch.setattr(cvat, "PARALLEL_MASKS", 1)
     Exporter(store).export(tmp_path / "p", ExportOptions("cvat-video", selection="all"))
     assert (tmp_path / "p" / xml.name).read_bytes() == xml.read_bytes()
+
+
+def test_run_lengths_are_written_as_python_writes_them():
+    """The vectorised integer join gives exactly ``", ".join(map(str, v))``: every digit count, zeros, one number,
+    values past 32 bits, and (through the fallback) negative numbers."""
+    from endoreview.interchange.util import join_ints
+
+    rng = np.random.default_rng(5)
+    cases = [np.array([0]), np.array([7]), np.array([10, 0, 9, 100]), np.array([2**31, 2**40 + 3, 1])]
+    cases += [rng.integers(0, int(10 ** rng.integers(1, 13)), int(rng.integers(1, 300))) for _ in range(300)]
+    cases += [np.array([-5, 12, 0])]
+    for v in cases:
+        assert join_ints(v) == ", ".join(map(str, v.tolist())), v
+        assert join_ints(v, ";") == ";".join(map(str, v.tolist()))
+    assert join_ints(np.zeros(0, np.int64)) == ""

@@ -37,7 +37,7 @@ from endoreview.interchange.model import (
     MaskAnn,
     Provenance,
 )
-from endoreview.interchange.util import XNode, check_box, parse_float, parse_int, read_xml
+from endoreview.interchange.util import XNode, check_box, join_ints, parse_float, parse_int, read_xml
 
 
 def cvat_rle_decode(
@@ -96,7 +96,7 @@ def cvat_rle_from_coco(rle: dict) -> tuple[str, int, int, int, int] | None:
     if got is None:
         return None
     runs, x0, y0, bw, bh = got
-    return ("%d, " * runs.size)[:-2] % tuple(runs.tolist()), x0, y0, bw, bh  # one format call for them all
+    return join_ints(runs), x0, y0, bw, bh
 
 
 def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None:
@@ -107,17 +107,19 @@ def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None
     ``left`` against column ``right - 1`` one row up). ``None`` for an empty mask."""
     runs = np.asarray(runs, np.int64)
     ends = np.cumsum(runs)
-    fs, fe = ends[1::2] - runs[1::2], ends[1::2]
+    fe = ends[1::2]
+    fs = fe - runs[1::2]
     keep = fe > fs
-    fs, fe = fs[keep], fe[keep]
+    if not keep.all():
+        fs, fe = fs[keep], fe[keep]
     if fs.size == 0 or h == 0:
         return None
     cs, ce = fs // h, (fe - 1) // h
-    # split runs at column boundaries: one interval [a, b) of rows per (run, column)
-    n_pieces = ce - cs + 1
-    if int(n_pieces.max()) == 1:
+    # split runs at column boundaries: one interval [a, b) of rows per (run, column), columns ascending
+    if int((ce - cs).max()) == 0:
         col, a, b = cs, fs - cs * h, fe - cs * h
     else:
+        n_pieces = ce - cs + 1
         col = np.repeat(cs, n_pieces) + (
             np.arange(int(n_pieces.sum())) - np.repeat(np.cumsum(n_pieces) - n_pieces, n_pieces)
         )
@@ -127,56 +129,67 @@ def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None
     x0, x1 = int(col[0]), int(col[-1]) + 1
     y0, y1 = int(a.min()), int(b.max())
     bw, bh = x1 - x0, y1 - y0
-    # events: every endpoint of column c counts for the pair (c-1, c) and the pair (c, c+1); key = pair * H + row
+    # events, key = pair * H + row: every endpoint of column c counts for the pair (c-1, c) and the pair (c, c+1).
+    # Written as three ascending blocks (which a stable sort merges in linear time): each column's ends for the pair
+    # (c-1, c); the same one pair on for every column but the last; the last column's ends a row down, for the wrap
+    # (row y's first pixel against row y-1's last), which is the pair x0 (column x0 against column x1-1)
     H = h + 2
-    pts = np.empty(2 * a.size, np.int64)
-    pts[0::2], pts[1::2] = a, b
-    pc = np.repeat(col, 2)
-    k_own = pc * H + pts  # pair (c-1, c), for c > x0
-    k_next = (pc + 1) * H + pts  # pair (c, c+1), for c + 1 < x1
-    own = pc > x0
-    nxt = pc + 1 < x1
-    # the wrap (row y's first pixel vs row y-1's last) as pair x0: column x0 against column x1-1 shifted down a row
-    wrap_first = pc == x0
-    wrap_last = pc == x1 - 1
-    keys = np.concatenate([k_own[own | wrap_first], k_next[nxt], x0 * H + pts[wrap_last] + 1])
+    n = col.size
+    m = int(np.searchsorted(col, x1 - 1))  # the last column's intervals are the last ones
+    keys = np.empty(4 * n, np.int64)
+    own = keys[: 2 * n]
+    base = col * H
+    np.add(base, a, out=own[0::2])
+    np.add(base, b, out=own[1::2])
+    np.add(own[: 2 * m], H, out=keys[2 * n : 2 * n + 2 * m])
+    np.add(own[2 * m :], (x0 - (x1 - 1)) * H + 1, out=keys[2 * n + 2 * m :])
     keys.sort(kind="stable")
     # an endpoint shared by an even number of intervals cancels (XOR)
-    if keys.size > 1:
-        dup = np.flatnonzero(keys[1:] == keys[:-1])
-        if dup.size:
-            if (
-                np.diff(dup) == 1
-            ).any():  # three or more equal (touching intervals): keep one of an odd count
-                starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-                counts = np.diff(np.append(starts, keys.size))
-                keys = keys[starts[(counts & 1) == 1]]
-            else:
-                keep = np.ones(keys.size, bool)
-                keep[dup] = False
-                keep[dup + 1] = False
-                keys = keys[keep]
+    same = keys[1:] == keys[:-1]
+    if same.any():
+        dup = np.flatnonzero(same)
+        if (np.diff(dup) == 1).any():  # three or more equal (touching intervals): keep one of an odd count
+            starts = np.flatnonzero(np.concatenate(([True], ~same)))
+            counts = np.diff(np.append(starts, keys.size))
+            keys = keys[starts[(counts & 1) == 1]]
+        else:
+            keep = np.ones(keys.size, bool)
+            keep[dup] = False
+            keep[dup + 1] = False
+            keys = keys[keep]
     lo, hi = keys[0::2], keys[1::2]  # XOR intervals [lo, hi) of rows, per pair
     pair = lo // H
-    ya, yb = lo - pair * H, hi - pair * H
+    ya = lo - pair * H
+    yb = hi - pair * H
     wrap = pair == x0
-    ya = np.where(wrap, np.maximum(ya, y0 + 1), ya)
-    yb = np.where(wrap, np.minimum(yb, y1), yb)
+    if wrap.any():
+        np.maximum(ya, y0 + 1, out=ya, where=wrap)
+        np.minimum(yb, y1, out=yb, where=wrap)
     L = yb - ya
     ok = L > 0
-    pair, ya, L = pair[ok], ya[ok], L[ok]
+    if not ok.all():
+        pair, ya, L = pair[ok], ya[ok], L[ok]
     total = int(L.sum())
-    at = (ya - y0) * bw + (pair - x0)  # each XOR interval's first change, then one a row further down
-    off = np.repeat(np.cumsum(L) - L, L)
-    pos = np.repeat(at, L) + bw * (np.arange(total) - off)
-    pos.sort()
-    # first pixel of the box (row y0, column x0): inside one of column x0's intervals?
-    c0 = col == x0
-    fg0 = bool(((a[c0] <= y0) & (b[c0] > y0)).any())
-    bounds = np.concatenate(([0], pos, [bw * bh]))
-    out = np.diff(bounds)
+    # first pixel of the box (row y0, column x0): inside one of column x0's intervals (the first ones)?
+    k0 = int(np.searchsorted(col, x0, side="right"))
+    fg0 = bool(((a[:k0] <= y0) & (b[:k0] > y0)).any())
+    if total == 0:
+        return np.array([0, bw * bh][1 - fg0 :], np.int64), x0, y0, bw, bh
+    # each XOR interval's first change, then one a row further down: positions as a running sum of steps
+    at = (ya - y0) * bw + (pair - x0)
+    step = np.full(total, bw, np.int64)
+    first = np.cumsum(L) - L
+    step[first[1:]] = at[1:] - (at[:-1] + bw * (L[:-1] - 1))
+    step[0] = at[0]
+    pos = np.cumsum(step)
+    pos.sort(kind="stable")
+    out = np.empty(pos.size + 1 + fg0, np.int64)
     if fg0:
-        out = np.concatenate(([0], out))
+        out[0] = 0
+    o = out[int(fg0) :]
+    o[0] = pos[0]
+    np.subtract(pos[1:], pos[:-1], out=o[1:-1])
+    o[-1] = bw * bh - pos[-1]
     return out, x0, y0, bw, bh
 
 
