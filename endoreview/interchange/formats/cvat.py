@@ -20,6 +20,7 @@ exactly the same frames.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections import defaultdict
@@ -182,7 +183,7 @@ def row_major_runs(h: int, runs) -> tuple[np.ndarray, int, int, int, int] | None
     step[first[1:]] = at[1:] - (at[:-1] + bw * (L[:-1] - 1))
     step[0] = at[0]
     pos = np.cumsum(step)
-    pos.sort(kind="stable")
+    pos.sort()
     out = np.empty(pos.size + 1 + fg0, np.int64)
     if fg0:
         out[0] = 0
@@ -515,29 +516,36 @@ class CvatVideoWriter:
         pending = self._mask_bodies(masks)
         body_of: dict[int, str] = {}
         for kind, anns in (("box", boxes), ("mask", masks)):
-            if kind == "mask":
+            anns = sorted(anns, key=lambda a: a.frame)
+            for a in anns:
+                if a.label not in quoted:
+                    quoted[a.label] = quoteattr(a.label)
+                    self.labels.add(a.label)
+            if not self.has_scores:
+                self.has_scores = any(a.score is not None for a in anns)
+            if kind == "box":
+                # the untracked boxes (a model's suggestions: a million in a procedure) in one format call
+                lines[loose] += self._loose_boxes([a for a in anns if a.track_id is None])
+            else:
                 body_of = {id(a): b for a, b in zip(masks, pending)}
             tag_open, tag_close = f'    <{kind} frame="', f"></{kind}>"
-            for a in sorted(anns, key=lambda a: a.frame):
-                q = quoted.get(a.label)
-                if q is None:
-                    q = quoted[a.label] = quoteattr(a.label)
-                    self.labels.add(a.label)
-                if a.score is not None:
-                    self.has_scores = True
-                body = body_of[id(a)] if kind == "mask" else _shape_body(kind, a)
+            for a in anns:
                 if a.track_id is None:
+                    if kind == "box":
+                        continue  # written above
                     # a one-shape track; its id is given when the file is joined (after the tracked ids)
+                    body = body_of[id(a)]
                     f = a.frame
                     shapes = f'{tag_open}{f}" outside="0" {_SHAPE_FLAGS} {body}{tag_close}'
                     if f + 1 < self.num_frames:
                         shapes += f'\n{tag_open}{f + 1}" outside="1" {_SHAPE_FLAGS} {body}{tag_close}'
                     tid = self.loose_base + self.untracked
                     lines[loose].append(
-                        f'{_TRACK_START}{tid}" label={q} source="manual">\n{shapes}\n  </track>'
+                        f'{_TRACK_START}{tid}" label={quoted[a.label]} source="manual">\n{shapes}\n  </track>'
                     )
                     self.untracked += 1
                     continue
+                body = body_of[id(a)] if kind == "mask" else _shape_body(kind, a)
                 key = (kind, a.label, a.track_id)
                 st = self.groups.get(key)
                 if st is None:
@@ -558,8 +566,47 @@ class CvatVideoWriter:
                 out.append(_shape_xml(kind, a, a.frame, outside=False, body=body))
                 st["prev"], st["last"], st["body"] = a.frame, a, body
         for p, text in lines.items():
-            with open(p, "a", encoding="utf-8") as f:
-                f.write("\n".join(text) + "\n")
+            if text:
+                with open(p, "a", encoding="utf-8") as f:
+                    f.write("\n".join(text))
+                    f.write("\n")
+
+    def _loose_boxes(self, boxes: list[BoxAnn]) -> list[str]:
+        """Untracked boxes (in frame order) as one-shape tracks, numbered on from :attr:`untracked`: their text
+        (the same :func:`_shape_xml` gives, tracks joined by line ends) made by one ``%`` format for them all."""
+        if not boxes:
+            return []
+        quoted, tid = self.quoted, self.loose_base + self.untracked
+        self.untracked += len(boxes)
+        # each box's geometry formatted once (its keyframe and its closing "outside" shape repeat it)
+        flat: list = []
+        for a in boxes:
+            flat += a.bbox
+        bodies = (('xtl="%.4f" ytl="%.4f" xbr="%.4f" ybr="%.4f"\n' * len(boxes)) % tuple(flat)).split("\n")
+        shape = '    <box frame="%d" outside="{}" ' + _SHAPE_FLAGS + " %s></box>"
+        head = _TRACK_START + '%d" label=%s source="manual">\n'
+        # a box on the video's last frame has no closing "outside" shape (boxes are in frame order: they come last)
+        n_last = sum(
+            1 for _ in itertools.takewhile(lambda a: a.frame + 1 >= self.num_frames, reversed(boxes))
+        )
+        out = []
+        for lo, hi, closed in ((0, len(boxes) - n_last, True), (len(boxes) - n_last, len(boxes), False)):
+            if lo == hi:
+                continue
+            vals: list = []
+            if closed:
+                one = head + shape.format(0) + "\n" + shape.format(1) + "\n  </track>\n"
+                for a, body in zip(boxes[lo:hi], bodies[lo:hi]):
+                    f = a.frame
+                    vals += (tid, quoted[a.label], f, body, f + 1, body)
+                    tid += 1
+            else:
+                one = head + shape.format(0) + "\n  </track>\n"
+                for a, body in zip(boxes[lo:hi], bodies[lo:hi]):
+                    vals += (tid, quoted[a.label], a.frame, body)
+                    tid += 1
+            out.append(((one * (hi - lo)) % tuple(vals))[:-1])  # its tracks, one a line as joined
+        return out
 
     def _mask_bodies(self, masks: list[MaskAnn]):
         """The masks' shape attributes (:func:`_mask_body`), in order: an iterator over results worker processes
