@@ -144,9 +144,8 @@ def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(stor
     assert {a["review_state"] for a in got["annotations"]} == {"suggested", "accepted", "edited", "manual"}
     assert any(a.get("endoreview_box") for a in got["annotations"])  # a mask paired with its own box
 
-    Exporter(store).export(tmp_path / "x", ExportOptions("cvat-video", selection="all"))
-    (xml,) = (tmp_path / "x").glob("*.xml")
-    back = cvat.read_cvat_video(xml).videos[0]
+    from endoreview.interchange import exporter
+
     ref = _reference(store, v, "cvat", tmp_path)
 
     # untracked shapes get the next free track ids, in another order than the whole-document writer gives them
@@ -154,15 +153,26 @@ def test_streamed_exports_of_a_reviewed_run_equal_the_label_by_label_export(stor
         track = a.track_id if a.track_id in (3, 5) else None
         return (a.frame, a.label, repr(track), repr(getattr(a, "bbox", None)), repr(getattr(a, "rle", None)))
 
-    assert (
-        sorted(map(key, back.masks)) == sorted(map(key, ref.masks)) and len(back.masks) == 2 * v.frame_count
-    )
-    assert sorted(map(key, back.boxes)) == sorted(map(key, ref.boxes))
-    assert sum(a.track_id == 3 for a in back.masks) == v.frame_count
+    def cvat_export(name: str):
+        Exporter(store).export(tmp_path / name, ExportOptions("cvat-video", selection="all"))
+        (xml,) = (tmp_path / name).glob("*.xml")
+        back = cvat.read_cvat_video(xml).videos[0]
+        assert sorted(map(key, back.masks)) == sorted(map(key, ref.masks))
+        assert len(back.masks) == 2 * v.frame_count
+        assert sorted(map(key, back.boxes)) == sorted(map(key, ref.boxes))
+        assert sum(a.track_id == 3 for a in back.masks) == v.frame_count
+        return xml.read_bytes()
+
+    whole = cvat_export("x")
     # the masks converted by worker processes (as on a long video) give the same file
     monkeypatch.setattr(cvat, "PARALLEL_MASKS", 1)
-    Exporter(store).export(tmp_path / "p", ExportOptions("cvat-video", selection="all"))
-    assert (tmp_path / "p" / xml.name).read_bytes() == xml.read_bytes()
+    assert cvat_export("p") == whole
+    # a video read in many parts, each written while the next one's masks are converted, has every shape once;
+    # with the workers or without, the same file
+    monkeypatch.setattr(exporter, "STREAM_FRAMES", 7)
+    parts = cvat_export("q")
+    monkeypatch.setattr(cvat, "PARALLEL_MASKS", 10**9)
+    assert cvat_export("r") == parts
 
 
 def test_run_lengths_are_written_as_python_writes_them():

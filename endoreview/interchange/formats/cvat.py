@@ -489,7 +489,8 @@ class CvatVideoWriter:
     """One video's CVAT for video 1.1 file written a part of the video at a time, in bounded memory (the same
     document :func:`cvat_video_xml` builds, tracks in another order): each track's shapes go to a file of its own
     beside the output as they arrive (untracked shapes to one file, as one-shape tracks), and :meth:`finish` joins
-    them under the header. Add parts in frame order."""
+    them under the header. Add parts in frame order; two are held at a time (one written, the next one's masks
+    converted meanwhile)."""
 
     def __init__(self, path: str | os.PathLike, name: str, width: int, height: int, num_frames: int):
         import tempfile
@@ -507,13 +508,23 @@ class CvatVideoWriter:
         # untracked shapes become one-shape tracks numbered after the tracked ones (known at the end): they are
         # written numbered from 1, right when the video has no tracked shape, renumbered when it has
         self.loose_base = 1
+        self.waiting: tuple | None = (
+            None  # the part added last, written when the next one comes (or at finish)
+        )
 
     def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
+        # the masks' runs (most of the work at procedure scale) are converted by worker processes while the part
+        # before is written and the caller reads the next one: a part is written when the next one is added
+        part = (boxes, masks, self._mask_bodies(masks))
+        before, self.waiting = self.waiting, part
+        if before is not None:
+            self._write(*before)
+
+    def _write(self, boxes: list[BoxAnn], masks: list[MaskAnn], pending) -> None:
+        """Write a part's shapes to the track files; ``pending``: its masks' bodies (see :meth:`_mask_bodies`)."""
         lines: dict[Path, list[str]] = defaultdict(list)
         loose = self.parts / "untracked.xml"
         quoted = self.quoted
-        # the masks' runs (most of the work at procedure scale) are converted by worker processes meanwhile
-        pending = self._mask_bodies(masks)
         body_of: dict[int, str] = {}
         for kind, anns in (("box", boxes), ("mask", masks)):
             anns = sorted(anns, key=lambda a: a.frame)
@@ -635,6 +646,9 @@ class CvatVideoWriter:
         """Join the parts into the output file (written under a temporary name, then renamed); returns its path."""
         import shutil
 
+        if self.waiting is not None:
+            before, self.waiting = self.waiting, None
+            self._write(*before)
         self.close_pool()
         for (kind, _label, _tid), st in self.groups.items():
             if st["prev"] is not None and st["prev"] + 1 < self.num_frames:
@@ -696,8 +710,8 @@ class CvatVideoWriter:
     def abort(self) -> None:
         import shutil
 
+        self.waiting = None
         self.close_pool()
-
         shutil.rmtree(self.parts, ignore_errors=True)
 
 
