@@ -4,7 +4,10 @@ Videos: a moving texture with a burned-in frame counter (``core_model.video.synt
 minute is encoded, then its packets are copied end to end, so a 30-minute file takes seconds), 1920x1080, 30 fps,
 keyframe every 250 frames. Lengths: 1, 5 and 30 minutes (``--small``: 1 and 3). Per length, one JSON line per stage:
 
-- ``import``: ``python -m endoreview.interchange import videos`` (hash, metadata) into a fresh SQLite library;
+- ``import``: ``python -m endoreview.interchange import videos`` (hash, metadata) into a fresh SQLite library, the
+  process's wall time (``seconds``, the summary's ``import_s``: interpreter start-up, modules and the new library's
+  schema included); ``app_import_s`` (the summary's ``import_app_s``): the app's import call alone
+  (``LibraryService.import_video`` with its library open, timed inside another child);
 - ``proxy``: ``endoreview.media.proxy.build_proxy`` (the scrubbing proxy the app builds in the background);
 - ``analysis``: ``endofm predict`` with the bundled demo model on every frame (frames/s, x real time, CPU seconds
   per video second);
@@ -235,7 +238,28 @@ def bench_length(
             env,
             d / "import.jsonl",
         )
-        stage("import", res)
+        # what the app waits for: its import task (LibraryService.import_video, in a worker thread of the running
+        # app, library open) into a second library, timed inside a child (the CLI's wall above adds the
+        # interpreter's start-up, the modules' import and a new library's schema)
+        code = (
+            "import json, sys, time\n"
+            "from endoreview.services.app_settings import load_settings\n"
+            "from endoreview.services.library import LibraryService\n"
+            "from endoreview.services.projects import ProjectService\n"
+            "from endoreview.store import Store\n"
+            f"store = Store.open({str(d / 'app_import.sqlite3')!r})\n"
+            "project = ProjectService(store, load_settings().default_label_set).default_project()\n"
+            "t0 = time.perf_counter()\n"
+            f"video, created = LibraryService(store).import_video(project.id, {str(video)!r})\n"
+            "print(json.dumps({'app_import_s': time.perf_counter() - t0, 'frames': video.frame_count}))\n"
+        )
+        app = _popen_wait4(py(code), env, d / "app_import.out")
+        try:
+            last = json.loads((d / "app_import.out").read_text().strip().splitlines()[-1])
+            app_s = round(float(last["app_import_s"]), 3)
+        except (OSError, ValueError, KeyError, IndexError):
+            app_s = None
+        stage("import", res, app_import_s=app_s, app_import_rc=app["rc"])
         video_id = 1
     if "proxy" in stages:
         code = (
@@ -564,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         "analysis_peak_mb": [p for _, p in peaks],
         "analysis_mem_slope_mb_per_1000_frames": slope_mb_per_1000(peaks),
         "import_s": longest.get("import", {}).get("seconds"),
+        "import_app_s": longest.get("import", {}).get("app_import_s"),
         "proxy_s": longest.get("proxy", {}).get("seconds"),
         "db_mb_per_hour": longest.get("db_write", {}).get("db_mb_per_hour"),
         "timeline_load_s": longest.get("timeline_load", {}).get("load_s"),
