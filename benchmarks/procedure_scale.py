@@ -242,7 +242,7 @@ def bench_length(
         # app, library open) into a second library, timed inside a child (the CLI's wall above adds the
         # interpreter's start-up, the modules' import and a new library's schema)
         code = (
-            "import json, sys, time\n"
+            "import json, time\n"
             "from endoreview.services.app_settings import load_settings\n"
             "from endoreview.services.library import LibraryService\n"
             "from endoreview.services.projects import ProjectService\n"

@@ -245,9 +245,8 @@ class TimelineWidget(pg.PlotWidget):
             width = self._curve_width()
             for k, cls in enumerate(pred.classes):
                 col = colour_for(cls, tuple(pred.classes))
-                item = self._lane(
-                    f"class:{k}", _class_curve
-                )  # made with the widget for the first few classes
+                # made with the widget for the first few classes
+                item = self._lane(f"class:{k}", _class_curve)
                 item.setPen(pg.mkPen(col, width=width))
                 item.setData(x, a + pred.probs[:, k] * (b - a))
                 shown.append(item)

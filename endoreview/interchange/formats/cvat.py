@@ -450,8 +450,7 @@ def cvat_video_xml(
 def _shape_body(kind: str, a) -> str:
     """A shape's geometry attributes (the same for its keyframe and its closing "outside" shape)."""
     if kind == "box":
-        x0, y0, x1, y1 = a.bbox
-        return f'xtl="{x0:.4f}" ytl="{y0:.4f}" xbr="{x1:.4f}" ybr="{y1:.4f}"'
+        return _BOX_BODY % tuple(a.bbox)
     return _mask_body(a.rle["size"], a.rle["counts"])
 
 
@@ -471,6 +470,7 @@ MASK_WORKERS = 2
 
 
 _SHAPE_FLAGS = 'occluded="0" keyframe="1" z_order="0"'
+_BOX_BODY = 'xtl="%.4f" ytl="%.4f" xbr="%.4f" ybr="%.4f"'  # a box shape's geometry attributes
 _TRACK_START = '  <track id="'  # how a track's line starts ('<' is never in a value)
 
 
@@ -508,9 +508,8 @@ class CvatVideoWriter:
         # untracked shapes become one-shape tracks numbered after the tracked ones (known at the end): they are
         # written numbered from 1, right when the video has no tracked shape, renumbered when it has
         self.loose_base = 1
-        self.waiting: tuple | None = (
-            None  # the part added last, written when the next one comes (or at finish)
-        )
+        # the part added last, written when the next one comes (or at finish)
+        self.waiting: tuple | None = None
 
     def add(self, boxes: list[BoxAnn], masks: list[MaskAnn]) -> None:
         # the masks' runs (most of the work at procedure scale) are converted by worker processes while the part
@@ -593,7 +592,7 @@ class CvatVideoWriter:
         flat: list = []
         for a in boxes:
             flat += a.bbox
-        bodies = (('xtl="%.4f" ytl="%.4f" xbr="%.4f" ybr="%.4f"\n' * len(boxes)) % tuple(flat)).split("\n")
+        bodies = (((_BOX_BODY + "\n") * len(boxes)) % tuple(flat)).split("\n")
         shape = '    <box frame="%d" outside="{}" ' + _SHAPE_FLAGS + " %s></box>"
         head = _TRACK_START + '%d" label=%s source="manual">\n'
         # a box on the video's last frame has no closing "outside" shape (boxes are in frame order: they come last)
