@@ -88,7 +88,7 @@ class Heartbeat:
     """Beats of a 2 ms timer on the GUI thread, and the interpreter's garbage collections meanwhile (any thread's:
     a collection holds the interpreter lock, so a long one is a GUI stall whichever thread triggered it)."""
 
-    def __init__(self, interval_ms: int = 2) -> None:
+    def __init__(self, interval_ms: int = 2, trace: bool = False) -> None:
         import gc
 
         from PySide6.QtCore import Qt, QTimer
@@ -102,6 +102,40 @@ class Heartbeat:
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(lambda: self.beats.append(time.perf_counter()))
         self.timer.start(interval_ms)
+        self._cpu0 = time.thread_time()  # the GUI thread's CPU time at the phase's start
+        # --trace: another thread samples the GUI thread's Python stack every 2 ms, so that the longest stall of a
+        # phase can say where the GUI thread was (or that no sample came: the interpreter lock or the cores were
+        # elsewhere)
+        self.samples: list[tuple[float, str]] = []
+        if trace:
+            import threading
+
+            threading.Thread(target=self._sample, args=(threading.main_thread().ident,), daemon=True).start()
+
+    def _sample(self, gui: int) -> None:
+        while True:
+            frame = sys._current_frames().get(gui)
+            where = []
+            while frame is not None and len(where) < 6:
+                code = frame.f_code
+                where.append(f"{Path(code.co_filename).name}:{frame.f_lineno}:{code.co_name}")
+                frame = frame.f_back
+            self.samples.append((time.perf_counter(), " < ".join(where)))
+            time.sleep(0.002)
+
+    def _worst_stall_where(self, b: np.ndarray, gaps: np.ndarray) -> dict:
+        """The longest stall's GUI-thread stacks (most frequent first) and the longest gap between samples in it."""
+        from collections import Counter
+
+        i = int(gaps.argmax())
+        t0, t1 = b[i], b[i + 1]
+        inside = [(t, w) for t, w in self.samples if t0 <= t <= t1]
+        times = [t0, *(t for t, _ in inside), t1]
+        return {
+            "worst_stall_samples": len(inside),
+            "worst_stall_sample_gap_ms": round(1e3 * float(np.diff(times).max()), 1),
+            "worst_stall_where": Counter(w for _, w in inside).most_common(4),
+        }
 
     def _on_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -116,7 +150,14 @@ class Heartbeat:
         gaps = np.diff(b) if b.size > 1 else np.zeros(1)
         stall = np.maximum(gaps - self.interval, 0)
         gen2 = [s for g, s in gcs if g == 2]
+        where = self._worst_stall_where(b, gaps) if self.samples and b.size > 1 else {}
+        self.samples = []
+        cpu, self._cpu0 = time.thread_time() - self._cpu0, time.thread_time()
+        span = float(b[-1] - b[0]) if b.size > 1 else 0.0
         return {
+            **where,
+            # the share of the phase the GUI thread spent on the CPU (heartbeats included: ~2 % idle here)
+            "gui_cpu_share": round(cpu / span, 3) if span else None,
             "beats": int(b.size),
             "stall_max_ms": round(1e3 * float(stall.max()), 1),
             "stall_p99_ms": round(1e3 * float(np.percentile(stall, 99)), 1),
@@ -193,7 +234,7 @@ def library_child(args: argparse.Namespace) -> int:
     indexing.start()
     spin(lambda: not indexing.is_alive(), 120)
     spin(lambda: win.edit_ctl is not None, 30)  # the player page, built once the library is listed
-    hb = Heartbeat()
+    hb = Heartbeat(trace=args.trace)
     t0 = time.perf_counter()
     win.open_video(row.video_id)
     spin(lambda: win.player.shown is not None, 120)
@@ -362,6 +403,8 @@ def library_main(args: argparse.Namespace) -> int:
         "--seconds",
         str(args.seconds),
     ]
+    if args.trace:
+        cmd.append("--trace")
     if args.job_seconds_given:
         cmd += ["--job-seconds", str(args.job_seconds)]
     if args.model:
@@ -388,6 +431,7 @@ def library_main(args: argparse.Namespace) -> int:
         if phase in res:
             summary[f"{phase}_stall_max_ms"] = res[phase]["stall_max_ms"]
             summary[f"{phase}_stall_p99_ms"] = res[phase]["stall_p99_ms"]
+            summary[f"{phase}_gui_cpu_share"] = res[phase].get("gui_cpu_share")
     summary["timeline_steps_per_s"] = res["timeline"]["steps_per_s"]
     summary["timeline_cpu_ms_per_step"] = res["timeline"]["cpu_ms_per_step"]
     summary["play_late_frames"] = res["play"]["late_frames"]
@@ -407,6 +451,9 @@ def main() -> int:
     ap.add_argument("--job-module", help="entry module of job processes (default endoreview.jobs)")
     ap.add_argument("--db", help="an existing library (SQLite file) to measure on, with --video-id")
     ap.add_argument("--video-id", type=int, default=None, help="the video of --db to open")
+    ap.add_argument(
+        "--trace", action="store_true", help="say where the GUI thread was in each phase's longest stall"
+    )
     args = ap.parse_args()
     args.seconds = args.seconds or (8.0 if args.small else 30.0)
     args.job_seconds_given = args.job_seconds is not None

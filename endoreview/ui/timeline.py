@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QFontMetrics, QPen
+from PySide6.QtGui import QColor, QFontMetrics, QPen
 from PySide6.QtWidgets import QGraphicsItem, QLabel
 
 from endoreview.ui.palette import STATE_COLOURS, colour_for, hex_colour
@@ -32,6 +32,8 @@ LANES = (
 )
 GAP = 0.15
 CLASS_SLOTS = 4  # class curves made with the timeline (a video with more classes makes the rest once)
+GRID_ALPHA = 0.15  # the time grid's strongest lines
+GRID_LEVELS = 3  # tick levels the grid draws (minutes, ten seconds, seconds …)
 
 
 def lane_extents() -> dict[str, tuple[float, float]]:
@@ -151,7 +153,10 @@ class TimelineWidget(pg.PlotWidget):
         self._known = False  # whether the tracks drawn are the video's (not yet read while it opens)
         pi = self.getPlotItem()
         pi.hideButtons()
-        pi.showGrid(x=True, y=False, alpha=0.15)
+        # the time grid is drawn by lane items, not by the axis (pyqtgraph's showGrid): an axis with a grid covers
+        # the lanes, so every playhead move repainted it, replaying its labels and lines (~3 ms of each of the ~60
+        # repaints a second while playing or scrubbing, with the interpreter lock held)
+        self.grid = [pg.PlotCurveItem(connect="pairs", antialias=False) for _ in range(GRID_LEVELS)]
         pi.setMenuEnabled(False)
         ext = lane_extents()
         left = pi.getAxis("left")
@@ -159,6 +164,7 @@ class TimelineWidget(pg.PlotWidget):
         # wide enough for the longest lane name in the current font (pyqtgraph drops labels that do not fit)
         fm = QFontMetrics(left.font() if left.style.get("tickFont") is None else left.style["tickFont"])
         left.setWidth(max(fm.horizontalAdvance(name) for name, _ in LANES) + 24)
+        left.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)  # it never changes with the view
         self.empty_text = pg.TextItem("", color="#b0b0b8", anchor=(0.5, 0.5))
         self.empty_text.setZValue(40)
         self._vb.addItem(self.empty_text, ignoreBounds=True)
@@ -177,12 +183,18 @@ class TimelineWidget(pg.PlotWidget):
             pen=pg.mkPen(None),
         )
         self.bands.setZValue(-20)
-        self.bands.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.addItem(self.bands)
+        for item in (self.bands, *self.grid):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            self.addItem(item, ignoreBounds=True)
+        for item in self.grid:
+            item.setZValue(-10)
         self.playhead = pg.InfiniteLine(
             0, angle=90, movable=True, pen=pg.mkPen("#ffffff", width=2), hoverPen=pg.mkPen("#00e5ff", width=3)
         )
         self.playhead.setZValue(50)
+        self.playhead_frame = (
+            0  # the frame the playhead stands for (the line may lag it within a pixel column)
+        )
         self.addItem(self.playhead)
         self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
         self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
@@ -195,8 +207,17 @@ class TimelineWidget(pg.PlotWidget):
         self.legend.setStyleSheet("background: rgba(20, 20, 28, 220); color: #ddd; padding: 1px 6px;")
         self.legend.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.legend.hide()
-        self._vb.sigXRangeChanged.connect(lambda *_: (self._draw_detection(), self._fit_pens()))
-        self._vb.sigResized.connect(lambda *_: (self._draw_detection(), self._place_legend()))
+        self._vb.sigXRangeChanged.connect(
+            lambda *_: (self._draw_detection(), self._draw_grid(), self._place_playhead(), self._fit_pens())
+        )
+        self._vb.sigResized.connect(
+            lambda *_: (
+                self._draw_detection(),
+                self._draw_grid(),
+                self._place_playhead(),
+                self._place_legend(),
+            )
+        )
         # every lane's item is made now, hidden until it has something to draw: making and parenting pyqtgraph
         # items took ~40 ms of the GUI thread when the first video's tracks arrived
         self._make_lanes(CLASS_SLOTS)
@@ -403,14 +424,40 @@ class TimelineWidget(pg.PlotWidget):
             xs = (edges[:-1] + edges[1:] - 1) / 2.0
         fill.setData(xs, ys)
 
+    def _draw_grid(self) -> None:
+        """Vertical lines at the time axis's ticks across the lanes, fainter for the finer levels (pyqtgraph's grid
+        weights: 1, 1/2, 1/3 of ``GRID_ALPHA``, less where the lines are dense)."""
+        (x0, x1), (y0, y1) = self._vb.viewRange()
+        px = max(1.0, float(self._vb.width()))
+        levels = self.time_axis.tickValues(x0, x1, px) if x1 > x0 else []
+        colour = QColor(self.time_axis.tickPen().color())
+        for i, item in enumerate(self.grid):
+            ticks = np.asarray(levels[i][1] if i < len(levels) else [], np.float64)
+            alpha = 255 * GRID_ALPHA / (i + 1) * float(np.clip(0.05 * px / (ticks.size + 1), 0.0, 1.0))
+            colour.setAlpha(int(alpha))
+            if item.opts["pen"].color() != colour:
+                item.setPen(pg.mkPen(colour))
+            item.setData(np.repeat(ticks, 2), np.tile([y0, y1], ticks.size))
+
     # ---- playhead ---------------------------------------------------------------------------------------------
     def set_playhead(self, index: int, follow: bool = True) -> None:
-        self.playhead.setValue(index)
-        if follow:
-            (x0, x1), _ = self._vb.viewRange()
-            if not x0 <= index <= x1:
-                span = x1 - x0
-                self._vb.setXRange(index - 0.1 * span, index + 0.9 * span, padding=0)
+        """Put the playhead on frame ``index`` (``follow``: scroll the view to it). The line is moved only when it
+        lands on another pixel column: at the whole of a 30-minute video a column holds ~45 frames, and each move
+        repaints the lanes under the line (~7 ms of the GUI thread, 30 times a second while playing). The frame
+        itself is kept, and the line is put exactly on it whenever the view changes."""
+        self.playhead_frame = index
+        (x0, x1), _ = self._vb.viewRange()
+        if follow and not x0 <= index <= x1:
+            span = x1 - x0
+            self._vb.setXRange(index - 0.1 * span, index + 0.9 * span, padding=0)  # puts the line on it
+            return
+        per_px = max(x1 - x0, 1e-9) / max(1.0, float(self._vb.width()))
+        if int((index - x0) // per_px) != int((self.playhead.value() - x0) // per_px):
+            self.playhead.setValue(index)
+
+    def _place_playhead(self) -> None:
+        if self.playhead.value() != self.playhead_frame:
+            self.playhead.setValue(self.playhead_frame)
 
     def frame_at(self, pos: QPointF) -> int:
         """Frame under a point in widget coordinates (tests and tools use it)."""

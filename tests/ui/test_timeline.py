@@ -159,3 +159,49 @@ def test_an_opening_video_is_not_said_to_have_no_model_output_before_its_tracks_
     timeline.set_video(300, 30.0)
     timeline.set_tracks(pred, None)
     assert timeline.empty_text.toPlainText() == ""
+
+
+def test_the_playhead_moves_by_pixel_columns_and_lands_on_its_frame_when_the_view_changes(qtbot, pg_config):
+    """Issue 21 item 3: at the whole of a 30-minute video a pixel column holds ~45 frames; moving the line within
+    its column repainted the lanes under it for nothing, 30 times a second while playing. The line moves when its
+    column changes, is never more than a column from the frame, and sits exactly on it after a zoom."""
+    t = TimelineWidget()
+    qtbot.addWidget(t)
+    t.resize(900, 220)
+    t.show()
+    qtbot.waitExposed(t)
+    t.set_video(54_000, 30.0)
+    moves = []
+    t.playhead.sigPositionChanged.connect(lambda line: moves.append(line.value()))
+    (x0, x1), _ = t._vb.viewRange()
+    per_px = (x1 - x0) / t._vb.width()
+    assert per_px > 40
+    for f in range(1000, 1900):  # 30 s of playback, one frame at a time
+        t.set_playhead(f)
+        assert abs(t.playhead.value() - f) < per_px and t.playhead_frame == f
+    assert 10 <= len(moves) <= 900 / per_px + 2, len(moves)
+    t._vb.setXRange(1850, 1950, padding=0)  # zoomed in: one frame is ~9 px
+    assert t.playhead.value() == 1899
+    t.set_playhead(1900)
+    assert t.playhead.value() == 1900
+
+
+def test_the_time_grid_follows_the_axis_ticks(qtbot, timeline):
+    """The faint vertical time grid (drawn by lane items, not by the axis, so the playhead does not repaint the
+    axis) has a line at every major tick of the time axis, across the lanes, and follows zooming."""
+    import numpy as np
+
+    def major_lines():
+        xs, _ = timeline.grid[0].getData()
+        return np.unique(np.asarray(xs))
+
+    (x0, x1), _ = timeline._vb.viewRange()
+    ticks = timeline.time_axis.tickValues(x0, x1, timeline._vb.width())
+    assert major_lines().tolist() == sorted(ticks[0][1]) and major_lines().size >= 2
+    timeline._vb.setXRange(100, 130, padding=0)
+    (x0, x1), (y0, y1) = timeline._vb.viewRange()
+    lines = major_lines()
+    assert lines.size and lines.min() >= 100 - 30 and lines.max() <= 130 + 30
+    _, ys = timeline.grid[0].getData()
+    assert ys.min() == y0 and ys.max() == y1
+    assert not timeline.getPlotItem().getAxis("bottom").grid, "the axis itself draws no grid"
