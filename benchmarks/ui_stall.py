@@ -132,6 +132,8 @@ class Heartbeat:
         inside = [(t, w) for t, w in self.samples if t0 <= t <= t1]
         times = [t0, *(t for t, _ in inside), t1]
         return {
+            # on the clock of time.perf_counter (CLOCK_MONOTONIC here: ``perf record -k CLOCK_MONOTONIC`` matches it)
+            "worst_stall_at": [round(float(t0), 4), round(float(t1), 4)],
             "worst_stall_samples": len(inside),
             "worst_stall_sample_gap_ms": round(1e3 * float(np.diff(times).max()), 1),
             "worst_stall_where": Counter(w for _, w in inside).most_common(4),
