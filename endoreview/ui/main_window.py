@@ -51,6 +51,32 @@ if TYPE_CHECKING:
     from endoreview.ui.timeline import TimelineWidget
 
 log = logging.getLogger(__name__)
+
+
+class LayoutBoundary(QWidget):
+    """One child widget filling this one, with no layout in between, so that layout requests from inside the child
+    stop here. Each ``QLabel.setText`` asks its layout to be redone, and each layout that is redone asks its parent
+    to redo its own, up to the window; a ``QTabWidget`` answers that by repainting its whole page. While a video
+    played or was scrubbed, the time counter and the class banner changing every frame repainted the Player tab
+    whole (every button, the frame view and the timeline) at each frame: 20-60 ms of the GUI thread each time. The
+    child's size hints are read through, but changes to them are not announced (the tab fills the window anyway)."""
+
+    def __init__(self, inner: QWidget) -> None:
+        super().__init__()
+        self.inner = inner
+        inner.setParent(self)
+
+    def resizeEvent(self, ev: Any) -> None:  # noqa: N802 - Qt API
+        self.inner.setGeometry(self.rect())
+        super().resizeEvent(ev)
+
+    def sizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.inner.sizeHint()
+
+    def minimumSizeHint(self) -> Any:  # noqa: N802 - Qt API
+        return self.inner.minimumSizeHint()
+
+
 # how long quitting waits for stopped jobs to record their state before it kills them (a killed job's row is marked
 # failed at the next start and a fine-tune stays resumable)
 JOB_STOP_GRACE_MS = 8000
@@ -78,13 +104,14 @@ class MainWindow(QMainWindow):
         self.player = PlayerController(parts.cache, self)
         self._player_widget: PlayerWidget | None = None
         self._timeline: TimelineWidget | None = None
-        # the Player tab: holds the splitter (frame view over timeline) once built
+        # the Player tab: holds the splitter (frame view over timeline) once built, behind a layout boundary
         self.review_page = QWidget()
         QVBoxLayout(self.review_page).setContentsMargins(0, 0, 0, 0)
+        self.review_tab = LayoutBoundary(self.review_page)
         self.jobs = JobsPanel()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.library, icon("library"), "Library")
-        self.tabs.addTab(self.review_page, icon("play"), "Player")
+        self.tabs.addTab(self.review_tab, icon("play"), "Player")
         self.setCentralWidget(self.tabs)
         dock = QDockWidget("Jobs", self)
         dock.setObjectName("jobsDock")

@@ -160,6 +160,40 @@ def test_import_open_seek_and_keys(qtbot, main_window, indexed_video, tmp_path):
     assert win._help.table.rowCount() >= 20
 
 
+def test_stepping_through_frames_repaints_the_counter_not_the_whole_player_tab(
+    qtbot, main_window, indexed_video
+):
+    """Issue 21 item 3: the time counter's text changes at every frame; each change asked for the layouts up to the
+    window to be redone, and the tab widget answered by repainting the whole Player tab (every button, the frame
+    view and the timeline), 20-60 ms of the GUI thread at each frame while playing or scrubbing a 1080p video."""
+    from PySide6.QtCore import QEvent, QObject
+
+    win = main_window
+    row = _import(qtbot, win, [indexed_video]) and win.library.model.rows[0]
+    win.open_video(row.video_id)
+    qtbot.waitUntil(lambda: win.player.shown == (0, True), timeout=10000)
+    pw = win.player_widget
+    paints = {"button": 0, "counter": 0}
+
+    class Count(QObject):
+        def eventFilter(self, obj, ev):  # noqa: N802 - Qt API
+            if ev.type() == QEvent.Type.Paint:
+                paints["button" if obj is pw.btn_play else "counter"] += 1
+            return False
+
+    counter = Count()
+    pw.btn_play.installEventFilter(counter)
+    pw.time_label.installEventFilter(counter)
+    qtbot.wait(300)
+    paints.update(button=0, counter=0)
+    for f in range(1, 41):
+        win.player.seek(f)
+        qtbot.waitUntil(lambda f=f: win.player.shown is not None and win.player.shown[0] == f, timeout=5000)
+        QApplication.processEvents()
+    assert paints["counter"] >= 20, paints
+    assert paints["button"] <= 2, paints
+
+
 def test_import_with_progress_dialog_and_cancel(qtbot, main_window, tmp_path, monkeypatch):
     win = main_window
     first = tmp_path / "first"
