@@ -337,7 +337,7 @@ def child(args: argparse.Namespace) -> int:
     spin(lambda: win.player.shown is not None, 60)
     n = row.frame_count
     rng = np.random.default_rng(3)
-    hb = Heartbeat()
+    hb = Heartbeat(trace=args.trace)
 
     hb.take()
     spin(lambda: False, min(args.seconds, 8.0))  # the same app, idle: what the machine's load alone costs
@@ -487,6 +487,8 @@ def main() -> int:
         "--job-seconds",
         str(args.job_seconds),
     ]
+    if args.trace:
+        cmd.append("--trace")
     predictor_note = "demo model"
     if args.model:
         cmd += ["--model", args.model]

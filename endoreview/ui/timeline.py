@@ -183,18 +183,18 @@ class TimelineWidget(pg.PlotWidget):
             pen=pg.mkPen(None),
         )
         self.bands.setZValue(-20)
-        for item in (self.bands, *self.grid):
-            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-            self.addItem(item, ignoreBounds=True)
+        self.bands.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.addItem(self.bands)
         for item in self.grid:
             item.setZValue(-10)
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            self.addItem(item, ignoreBounds=True)
         self.playhead = pg.InfiniteLine(
             0, angle=90, movable=True, pen=pg.mkPen("#ffffff", width=2), hoverPen=pg.mkPen("#00e5ff", width=3)
         )
         self.playhead.setZValue(50)
-        self.playhead_frame = (
-            0  # the frame the playhead stands for (the line may lag it within a pixel column)
-        )
+        # the frame the playhead stands for (the line may lag it within a pixel column)
+        self.playhead_frame = 0
         self.addItem(self.playhead)
         self.playhead.sigDragged.connect(lambda line: self.seekRequested.emit(self._clamp(line.value())))
         self._vb.seekRequested.connect(lambda x: self.seekRequested.emit(self._clamp(x)))
