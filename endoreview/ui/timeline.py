@@ -207,17 +207,8 @@ class TimelineWidget(pg.PlotWidget):
         self.legend.setStyleSheet("background: rgba(20, 20, 28, 220); color: #ddd; padding: 1px 6px;")
         self.legend.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.legend.hide()
-        self._vb.sigXRangeChanged.connect(
-            lambda *_: (self._draw_detection(), self._draw_grid(), self._place_playhead(), self._fit_pens())
-        )
-        self._vb.sigResized.connect(
-            lambda *_: (
-                self._draw_detection(),
-                self._draw_grid(),
-                self._place_playhead(),
-                self._place_legend(),
-            )
-        )
+        self._vb.sigXRangeChanged.connect(lambda *_: (self._view_changed(), self._fit_pens()))
+        self._vb.sigResized.connect(lambda *_: (self._view_changed(), self._place_legend()))
         # every lane's item is made now, hidden until it has something to draw: making and parenting pyqtgraph
         # items took ~40 ms of the GUI thread when the first video's tracks arrived
         self._make_lanes(CLASS_SLOTS)
@@ -423,6 +414,12 @@ class TimelineWidget(pg.PlotWidget):
             ys = np.maximum.reduceat(det[lo:hi], edges[:-1] - lo)
             xs = (edges[:-1] + edges[1:] - 1) / 2.0
         fill.setData(xs, ys)
+
+    def _view_changed(self) -> None:
+        """What follows the frames in view or the pixels they get: the Detection lane, the grid, the playhead."""
+        self._draw_detection()
+        self._draw_grid()
+        self._place_playhead()
 
     def _draw_grid(self) -> None:
         """Vertical lines at the time axis's ticks across the lanes, fainter for the finer levels (pyqtgraph's grid

@@ -161,15 +161,11 @@ def test_an_opening_video_is_not_said_to_have_no_model_output_before_its_tracks_
     assert timeline.empty_text.toPlainText() == ""
 
 
-def test_the_playhead_moves_by_pixel_columns_and_lands_on_its_frame_when_the_view_changes(qtbot, pg_config):
+def test_the_playhead_moves_by_pixel_columns_and_lands_on_its_frame_when_the_view_changes(qtbot, timeline):
     """Issue 21 item 3: at the whole of a 30-minute video a pixel column holds ~45 frames; moving the line within
     its column repainted the lanes under it for nothing, 30 times a second while playing. The line moves when its
     column changes, is never more than a column from the frame, and sits exactly on it after a zoom."""
-    t = TimelineWidget()
-    qtbot.addWidget(t)
-    t.resize(900, 220)
-    t.show()
-    qtbot.waitExposed(t)
+    t = timeline
     t.set_video(54_000, 30.0)
     moves = []
     t.playhead.sigPositionChanged.connect(lambda line: moves.append(line.value()))
